@@ -1,0 +1,373 @@
+//! `CosmosAccountCMK`: "this Cosmos DB account exists, encrypted with that key".
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{AzureError, CredentialRef, LocalObjectRef, Phase};
+use super::key_vault_binding::PermissionModel;
+use super::patterns;
+
+/// A Cosmos DB account encrypted with a customer-managed key from a `KeyVaultBinding`.
+/// The operator walks vault-ready -> identity-granted -> account-created -> rotation-tracked
+/// and reports each stage as a condition.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "cosmoscmk.io",
+    version = "v1alpha1",
+    kind = "CosmosAccountCMK",
+    plural = "cosmosaccountcmks",
+    singular = "cosmosaccountcmk",
+    namespaced,
+    status = "CosmosAccountCMKStatus",
+    shortname = "cacmk",
+    category = "cosmoscmk",
+    doc = "An Azure Cosmos DB account encrypted with a customer-managed key held in Azure Key Vault.",
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Account", "type": "string", "jsonPath": ".spec.accountName"}"#,
+    printcolumn = r#"{"name": "Key Version", "type": "string", "jsonPath": ".status.keyVersionInUse"}"#,
+    printcolumn = r#"{"name": "Identity", "type": "string", "jsonPath": ".spec.identity.type", "priority": 1}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new("oldSelf.hasValue() || self.backupPolicy.type != 'Continuous' || self.identity.type == 'UserAssigned'")
+        .optional_old_self(true)
+        .message("continuous backup with a customer-managed key needs a UserAssigned identity when the account is created: set identity.type to UserAssigned with userAssignedIdentityId, or create with Periodic backup and switch later"),
+    validation = Rule::new("oldSelf.hasValue() || !has(self.restore) || self.identity.type == 'UserAssigned'")
+        .optional_old_self(true)
+        .message("a restore needs a UserAssigned identity (the source account's identities are not carried over): set identity.type to UserAssigned with userAssignedIdentityId"),
+    validation = Rule::new("has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)")
+        .message("restore can only be set when the resource is created: it cannot be added, changed or removed later; create a new CosmosAccountCMK to restore again"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CosmosAccountCMKSpec {
+    /// Azure subscription id (a GUID) of the account. Immutable.
+    #[schemars(length(min = 36, max = 36), regex(pattern = patterns::SUBSCRIPTION_ID))]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("subscriptionId is immutable: an account cannot move between subscriptions here; create a new CosmosAccountCMK instead"))]
+    pub subscription_id: String,
+
+    /// Resource group of the account (1-90 letters, digits, `-_.()`, not ending in a period). Immutable.
+    #[schemars(length(min = 1, max = 90), regex(pattern = patterns::RESOURCE_GROUP))]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("resourceGroup is immutable: create a new CosmosAccountCMK for an account in another resource group"))]
+    pub resource_group: String,
+
+    /// Cosmos DB account name: 3-44 lowercase letters, digits and hyphens, globally unique,
+    /// not starting or ending with a hyphen. Immutable.
+    #[schemars(length(min = 3, max = 44), regex(pattern = patterns::ACCOUNT_NAME))]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("accountName is immutable: Azure cannot rename an account; create a new CosmosAccountCMK with the new name"))]
+    pub account_name: String,
+
+    /// Account regions. Required with customer-managed keys: at least one, exactly one with
+    /// failoverPriority 0 (the write region), no region twice.
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(
+        validation = Rule::new("self.exists_one(l, l.failoverPriority == 0)")
+            .message("exactly one location must have failoverPriority 0 (the write region); give the others 1, 2, ..."),
+        validation = Rule::new("self.all(a, self.exists_one(b, b.locationName.lowerAscii().replace(' ', '') == a.locationName.lowerAscii().replace(' ', '')))")
+            .message("each location may appear only once (names are compared ignoring case and spaces, so 'East US' equals 'eastus'); remove the duplicate"),
+        validation = Rule::new("self.all(a, self.exists_one(b, b.failoverPriority == a.failoverPriority))")
+            .message("failoverPriority values must be unique across locations; number them 0, 1, 2, ..."),
+    )]
+    pub locations: Vec<Location>,
+
+    /// Account kind (API): `GlobalDocumentDB` (NoSQL, Cassandra, Gremlin, Table) or `MongoDB`. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("kind is immutable: Azure cannot change an account's API; create a new account"))]
+    pub kind: AccountKind,
+
+    /// Account capabilities, e.g. `EnableCassandra`, `EnableTable`, `EnableGremlin`, `EnableServerless`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 64), regex(pattern = patterns::CAPABILITY)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub capabilities: Vec<String>,
+
+    /// The `KeyVaultBinding` (same namespace) whose key encrypts this account.
+    pub key_vault_binding_ref: LocalObjectRef,
+
+    /// The identity Cosmos DB uses to reach the key. Defaults to the Cosmos DB first-party identity.
+    #[serde(default)]
+    pub identity: AccountIdentity,
+
+    /// Backup policy. Continuous backup with CMK needs a UserAssigned identity at creation.
+    #[serde(default)]
+    pub backup_policy: BackupPolicy,
+
+    /// Create the account by restoring a continuous-backup account to a point in time.
+    /// Only at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSource>,
+
+    /// If an account with this name already exists in Azure without CMK, enable CMK on it.
+    /// Enabling CMK is irreversible, so it only happens when this is true.
+    #[serde(default)]
+    pub adopt_existing_account: bool,
+
+    /// What happens in Azure when this object is deleted: `Retain` (default) leaves the
+    /// account and the grants; `Delete` deletes the account and the grants the operator made.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// `Manage` corrects drift made in Azure; `ObserveOnly` only reports it and never writes.
+    #[serde(default)]
+    pub reconcile_policy: ReconcilePolicy,
+
+    /// Key rotation behaviour.
+    #[serde(default)]
+    pub rotation: RotationSettings,
+
+    /// Azure credentials for the account's subscription; omit to use the operator's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_ref: Option<CredentialRef>,
+}
+
+/// One region of the account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Location {
+    /// Azure region, e.g. `eastus` or `East US`.
+    #[schemars(length(min = 2, max = 50), regex(pattern = patterns::LOCATION))]
+    pub location_name: String,
+    /// 0 for the write region, 1.. for failover order.
+    #[schemars(range(min = 0, max = 99))]
+    pub failover_priority: i32,
+    /// Spread the region's replicas across availability zones.
+    #[serde(default)]
+    pub is_zone_redundant: bool,
+}
+
+/// Cosmos DB account kinds (`DatabaseAccountKind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AccountKind {
+    /// NoSQL, and Cassandra, Gremlin or Table with the matching capability.
+    #[default]
+    GlobalDocumentDB,
+    /// API for MongoDB.
+    MongoDB,
+}
+
+/// Which identity Cosmos DB uses to reach the key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type != 'UserAssigned' || has(self.userAssignedIdentityId)")
+        .message("identity type UserAssigned needs userAssignedIdentityId: set it to /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"),
+    validation = Rule::new("self.type == 'UserAssigned' || !has(self.userAssignedIdentityId)")
+        .message("userAssignedIdentityId is only allowed with identity type UserAssigned: remove it, or set type to UserAssigned"),
+)]
+pub struct AccountIdentity {
+    /// `FirstParty` (the Cosmos DB service principal), `SystemAssigned` (the account's own
+    /// identity, switched to after creation), or `UserAssigned`.
+    #[serde(default, rename = "type")]
+    pub type_: IdentityType,
+    /// ARM id of the user-assigned managed identity; required with `UserAssigned`, forbidden otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512), regex(pattern = patterns::USER_ASSIGNED_IDENTITY_ID))]
+    pub user_assigned_identity_id: Option<String>,
+    /// With `SystemAssigned` or `UserAssigned`: remove the first-party identity's grant on
+    /// the vault once the account has switched away from it (only a grant this operator made).
+    #[serde(default)]
+    pub remove_first_party_grant: bool,
+}
+
+/// Identity kinds (`defaultIdentity` values in Azure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum IdentityType {
+    /// `FirstPartyIdentity`: the Azure Cosmos DB service principal.
+    #[default]
+    FirstParty,
+    /// `SystemAssignedIdentity`: the account's own identity, enabled after creation.
+    SystemAssigned,
+    /// `UserAssignedIdentity=<id>`: a user-assigned managed identity.
+    UserAssigned,
+}
+
+/// Backup policy of the account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type == 'Continuous' || !has(self.continuousTier)")
+    .message("continuousTier only applies to Continuous backup: remove it, or set type to Continuous"))]
+pub struct BackupPolicy {
+    /// `Periodic` (default) or `Continuous` (point-in-time restore).
+    #[serde(default, rename = "type")]
+    pub type_: BackupPolicyType,
+    /// Retention tier of continuous backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuous_tier: Option<ContinuousTier>,
+}
+
+/// Backup modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BackupPolicyType {
+    /// Periodic backups.
+    #[default]
+    Periodic,
+    /// Continuous backup with point-in-time restore.
+    Continuous,
+}
+
+/// Continuous backup tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ContinuousTier {
+    /// Seven days of point-in-time restore.
+    Continuous7Days,
+    /// Thirty days of point-in-time restore.
+    Continuous30Days,
+}
+
+/// Point-in-time restore source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.sourceAccountId) && has(self.timestamp)")
+    .message("restore needs both sourceAccountId (the restorable account id) and timestamp (UTC, e.g. 2026-01-31T12:00:00Z)"))]
+pub struct RestoreSource {
+    /// ARM id of the restorable source account:
+    /// `/subscriptions/<id>/providers/Microsoft.DocumentDB/locations/<region>/restorableDatabaseAccounts/<instance guid>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512), regex(pattern = patterns::RESTORABLE_ACCOUNT_ID))]
+    pub source_account_id: Option<String>,
+    /// Point in time to restore to, in UTC with a `Z` suffix, e.g. `2026-01-31T12:00:00Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 40), regex(pattern = patterns::UTC_TIMESTAMP))]
+    #[schemars(extend("format" = "date-time"))]
+    pub timestamp: Option<String>,
+}
+
+/// What deleting the Kubernetes object does in Azure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the account and every grant in Azure.
+    #[default]
+    Retain,
+    /// Delete the account and the grants this operator made (nothing else).
+    Delete,
+}
+
+/// Whether the operator writes to Azure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ReconcilePolicy {
+    /// Create the account and correct drift.
+    #[default]
+    Manage,
+    /// Report what Azure holds and any drift; make no Azure writes.
+    ObserveOnly,
+}
+
+/// Key rotation behaviour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSettings {
+    /// Disable the previous key version once the grace period after a rotation has passed.
+    /// Off by default: a disabled version the account still needs revokes access.
+    #[serde(default)]
+    pub disable_previous_version: bool,
+    /// Hours after a rotation before the previous version counts as safe to disable.
+    /// Azure stops using it within 24 hours, so 24 is the minimum.
+    #[serde(default = "default_grace_hours")]
+    #[schemars(range(min = 24, max = 8760))]
+    pub previous_version_grace_hours: i32,
+}
+
+fn default_grace_hours() -> i32 {
+    24
+}
+
+impl Default for RotationSettings {
+    fn default() -> Self {
+        Self {
+            disable_previous_version: false,
+            previous_version_grace_hours: default_grace_hours(),
+        }
+    }
+}
+
+/// What the operator observed about the account.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CosmosAccountCMKStatus {
+    /// Coarse phase for `kubectl get`; the conditions carry the detail.
+    #[serde(default)]
+    pub phase: Phase,
+    /// VaultReady, IdentityGranted, AccountCreated, RotationTracked and the aggregate Ready.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// ARM resource id of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The account's document endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_endpoint: Option<String>,
+    /// `keyVaultKeyUri` as Azure reports it (versionless).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_vault_key_uri: Option<String>,
+    /// Key version the account uses now (`keyVaultKeyUriVersion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version_in_use: Option<String>,
+    /// Key version used before the last rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_version: Option<String>,
+    /// When the operator saw the last rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<Time>,
+    /// When the previous version becomes safe to disable (rotation + grace period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version_safe_to_disable_after: Option<Time>,
+    /// Whether the operator disabled the previous version (only with rotation.disablePreviousVersion).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous_version_disabled: bool,
+    /// `defaultIdentity` as Azure reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_identity: Option<String>,
+    /// Principal (object) id of the identity that holds the key grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_principal_id: Option<String>,
+    /// `customerManagedKeyStatus` as Azure reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_managed_key_status: Option<String>,
+    /// Whether the operator created the account in Azure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_by_operator: bool,
+    /// Grants this operator made (and so may remove); it never removes others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
+    /// The Azure long-running operation in flight, so a restarted operator resumes polling it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_operation: Option<PendingOperation>,
+    /// The last error Azure returned for this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_azure_error: Option<AzureError>,
+}
+
+/// A key grant made by the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// `AccessPolicy` or `RBAC`.
+    pub model: PermissionModel,
+    /// Object id of the principal granted Get/WrapKey/UnwrapKey.
+    pub principal_id: String,
+    /// The role assignment id (RBAC only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_assignment_id: Option<String>,
+}
+
+/// An Azure long-running operation the operator started and must finish.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingOperation {
+    /// What the operation does, e.g. `CreateAccount`, `SetDefaultIdentity`, `DeleteAccount`.
+    pub kind: String,
+    /// The `Azure-AsyncOperation` (or `Location`) URL to poll.
+    pub poll_url: String,
+    /// When it started.
+    pub started_at: Time,
+}

@@ -1,0 +1,167 @@
+//! `KeyVaultBinding`: "this Key Vault key is fit to protect Cosmos DB accounts".
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{AzureError, CredentialRef, Phase};
+use super::patterns;
+
+/// A Key Vault key checked and prepared for Cosmos DB customer-managed keys: the vault
+/// passes the preflight (soft delete, purge protection, reachable by Azure services),
+/// its permission model is known, and the key exists.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "cosmoscmk.io",
+    version = "v1alpha1",
+    kind = "KeyVaultBinding",
+    namespaced,
+    status = "KeyVaultBindingStatus",
+    shortname = "kvb",
+    category = "cosmoscmk",
+    doc = "A Key Vault key prepared for Cosmos DB customer-managed keys (vault preflight, permission model, key).",
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Key", "type": "string", "jsonPath": ".spec.key.name"}"#,
+    printcolumn = r#"{"name": "Key Version", "type": "string", "jsonPath": ".status.keyVersion"}"#,
+    printcolumn = r#"{"name": "Model", "type": "string", "jsonPath": ".status.permissionModel", "priority": 1}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVaultBindingSpec {
+    /// ARM resource id of the Key Vault, e.g.
+    /// `/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>`.
+    /// The vault must have soft delete and purge protection enabled and be reachable by
+    /// Azure services (public network access, or the trusted-services bypass); a vault
+    /// reachable only through private endpoints cannot hold Cosmos DB keys.
+    #[schemars(length(min = 1, max = 512), regex(pattern = patterns::VAULT_ID))]
+    pub vault_resource_id: String,
+
+    /// The key that encrypts the accounts bound to this vault.
+    pub key: KeySpec,
+
+    /// How grants to the key are made. `Auto` follows the vault's `enableRbacAuthorization`;
+    /// `AccessPolicy` or `RBAC` insist on one model and fail when the vault uses the other
+    /// (only one model is active on a vault at a time).
+    #[serde(default)]
+    pub permission_model: PermissionModel,
+
+    /// Azure credentials to use for this vault; omit to use the operator's own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_ref: Option<CredentialRef>,
+}
+
+/// The key in the vault.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySpec {
+    /// Key name in the vault (1-127 letters, digits and hyphens). Changing it rotates every
+    /// account bound to this binding to the new key.
+    #[schemars(length(min = 1, max = 127), regex(pattern = patterns::KEY_NAME))]
+    pub name: String,
+
+    /// Create the key when the vault does not have it. When false, a missing key is an error.
+    #[serde(default = "default_true")]
+    pub create_if_missing: bool,
+
+    /// Key type used when the operator creates the key: `RSA` (software-protected) or
+    /// `RSA-HSM` (HSM-protected, Premium vaults).
+    #[serde(default, rename = "type")]
+    pub key_type: KeyType,
+
+    /// RSA key size in bits used when the operator creates the key: 2048, 3072 or 4096.
+    /// Azure recommends at least 3072; 2048 is accepted with a warning event.
+    #[serde(default = "default_key_size")]
+    #[schemars(range(min = 2048, max = 4096))]
+    #[x_kube(validation = Rule::new("self in [2048, 3072, 4096]")
+        .message("key size must be 2048, 3072 or 4096 bits; use 3072 (recommended) or 4096"))]
+    pub size: i32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_key_size() -> i32 {
+    3072
+}
+
+/// Key types Cosmos DB accepts for customer-managed keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum KeyType {
+    /// Software-protected RSA key.
+    #[default]
+    #[serde(rename = "RSA")]
+    Rsa,
+    /// HSM-protected RSA key (Premium vault or Managed HSM).
+    #[serde(rename = "RSA-HSM")]
+    RsaHsm,
+}
+
+/// Permission model used to grant identities access to the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PermissionModel {
+    /// Follow the vault: RBAC when `enableRbacAuthorization` is true, access policies otherwise.
+    #[default]
+    Auto,
+    /// Vault access policies granting Get, WrapKey and UnwrapKey.
+    AccessPolicy,
+    /// Azure RBAC role "Key Vault Crypto Service Encryption User" on the vault.
+    #[serde(rename = "RBAC")]
+    Rbac,
+}
+
+/// What the operator observed about the vault and the key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVaultBindingStatus {
+    /// Coarse phase for `kubectl get`; see the conditions for detail.
+    #[serde(default)]
+    pub phase: Phase,
+    /// `Ready` with a reason and an actionable message.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The vault's data-plane URI, e.g. `https://myvault.vault.azure.net/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_uri: Option<String>,
+    /// The permission model in force: `AccessPolicy` or `RBAC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_model: Option<PermissionModel>,
+    /// Versionless key URI that accounts are created with, so they follow new key versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_uri: Option<String>,
+    /// The key's current (latest enabled) version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<String>,
+    /// Whether the operator created the key (it never deletes keys either way).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_created_by_operator: bool,
+    /// What the vault preflight found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<VaultPreflight>,
+    /// The last error Azure returned for this binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_azure_error: Option<AzureError>,
+}
+
+/// Vault properties that decide whether Cosmos DB can use its keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultPreflight {
+    /// `enableSoftDelete` on the vault (required).
+    pub soft_delete_enabled: bool,
+    /// `enablePurgeProtection` on the vault (required).
+    pub purge_protection_enabled: bool,
+    /// `publicNetworkAccess` on the vault (`Enabled` or `Disabled`).
+    pub public_network_access: String,
+    /// Whether the firewall lets trusted Azure services through (`networkAcls.bypass` = `AzureServices`).
+    pub trusted_services_bypass: bool,
+    /// Why the vault cannot be used, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}

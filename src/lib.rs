@@ -1,0 +1,8 @@
+//! cosmos-cmk-operator: keeps Azure Cosmos DB accounts encrypted with
+//! customer-managed keys held in Azure Key Vault.
+//!
+//! Layers (see README): `api` holds the custom resource types, `sim` the
+//! local Azure simulator that is also the embedded default backend.
+
+pub mod api;
+pub mod sim;
