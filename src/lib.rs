@@ -5,4 +5,5 @@
 //! local Azure simulator that is also the embedded default backend.
 
 pub mod api;
+pub mod reconcile;
 pub mod sim;

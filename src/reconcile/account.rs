@@ -1,0 +1,703 @@
+//! The `CosmosAccountCMK` state machine:
+//! vault-ready -> identity-granted -> account-created -> rotation-tracked.
+//!
+//! Pure: what the controller observed (the resource, its binding, Azure's
+//! answers) goes in; the status to hold and at most one Azure action come out.
+//! Writes are staged one per reconcile (identity, then default identity, then
+//! key URI) because Azure rejects CMK changes bundled with other changes.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::reasons as r;
+use crate::api::conditions::{
+    self, ACCOUNT_CREATED, FALSE, IDENTITY_GRANTED, READY, ROTATION_TRACKED, TRUE, UNKNOWN,
+    VAULT_READY,
+};
+use crate::api::{
+    AccountIdentity, AzureError, CosmosAccountCMKSpec, CosmosAccountCMKStatus, Grant, IdentityType,
+    PermissionModel, Phase, ReconcilePolicy,
+};
+
+/// The referenced binding, as the account needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindingState {
+    Missing,
+    NotReady {
+        message: String,
+    },
+    Ready {
+        vault_id: String,
+        key_uri: String,
+        model: PermissionModel,
+    },
+}
+
+/// An account as Azure reports it (adapter-neutral).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountFacts {
+    pub id: String,
+    pub provisioning_state: String,
+    pub document_endpoint: Option<String>,
+    pub key_vault_key_uri: Option<String>,
+    pub key_version_in_use: Option<String>,
+    pub default_identity: Option<String>,
+    pub system_principal_id: Option<String>,
+    /// Resource ids of the user-assigned identities on the account.
+    pub user_assigned_ids: Vec<String>,
+    pub customer_managed_key_status: Option<String>,
+    /// Azure reports the key revoked (disabled version, or grant removed), with the substatus.
+    pub revoked: Option<AzureError>,
+}
+
+/// Whether the account exists.
+// One value per reconcile, never stored in bulk: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountState {
+    NotFound,
+    Found(AccountFacts),
+}
+
+/// The outcome of polling the pending long-running operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperationState {
+    InProgress,
+    Succeeded,
+    Failed(AzureError),
+}
+
+/// Everything the account decision needs.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    pub spec: &'a CosmosAccountCMKSpec,
+    pub generation: Option<i64>,
+    pub status: &'a CosmosAccountCMKStatus,
+    pub binding: BindingState,
+    pub provider_registered: bool,
+    /// Object id of the Cosmos DB first-party principal in this tenant.
+    pub first_party_principal: &'a str,
+    /// Principal id of `spec.identity.userAssignedIdentityId`, when it exists.
+    pub user_assigned_principal: Option<String>,
+    /// Principals that hold Get/WrapKey/UnwrapKey on the vault (of those the controller checked).
+    pub granted: &'a [String],
+    pub account: AccountState,
+    /// Present when `status.pendingOperation` was polled.
+    pub operation: Option<OperationState>,
+    pub now: Timestamp,
+}
+
+/// What the create request carries; the adapter turns it into Azure's shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateAccount {
+    pub key_uri: String,
+    /// `FirstPartyIdentity`, or `UserAssignedIdentity=<id>`.
+    pub default_identity: String,
+    pub user_assigned_identity: Option<String>,
+}
+
+/// One Azure call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Grant {
+        vault_id: String,
+        model: PermissionModel,
+        principal_id: String,
+    },
+    RevokeGrant {
+        vault_id: String,
+        grant: Grant,
+    },
+    CreateAccount(CreateAccount),
+    EnableSystemIdentity,
+    AddUserAssignedIdentity(String),
+    SetDefaultIdentity(String),
+    SetKeyUri(String),
+    DisableKeyVersion {
+        key_uri: String,
+        version: String,
+    },
+}
+
+/// When to look again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// An operation is in flight: poll soon.
+    Soon,
+    /// Settled or waiting on the user: the periodic resync is enough.
+    Resync,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub status: CosmosAccountCMKStatus,
+    pub action: Option<Action>,
+    pub requeue: Requeue,
+}
+
+/// `defaultIdentity` value Azure uses for the identity in the spec.
+pub fn default_identity_value(identity: &AccountIdentity) -> String {
+    match (identity.type_, &identity.user_assigned_identity_id) {
+        (IdentityType::UserAssigned, Some(id)) => format!("UserAssignedIdentity={id}"),
+        (IdentityType::SystemAssigned, _) => "SystemAssignedIdentity".to_owned(),
+        _ => "FirstPartyIdentity".to_owned(),
+    }
+}
+
+/// Principals whose grants the controller must look up before deciding.
+pub fn principals_to_check(
+    o_spec: &CosmosAccountCMKSpec,
+    account: &AccountState,
+    first_party: &str,
+    ua: Option<&str>,
+) -> Vec<String> {
+    let mut out = vec![first_party.to_owned()];
+    match o_spec.identity.type_ {
+        IdentityType::UserAssigned => out.extend(ua.map(str::to_owned)),
+        IdentityType::SystemAssigned => {
+            if let AccountState::Found(a) = account {
+                out.extend(a.system_principal_id.clone());
+            }
+        }
+        IdentityType::FirstParty => {}
+    }
+    out
+}
+
+fn same_uri(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+/// Builder for the decision, so each stage reads as one line per condition.
+struct Out<'a> {
+    o: &'a Observed<'a>,
+    status: CosmosAccountCMKStatus,
+}
+
+impl Out<'_> {
+    fn set(&mut self, type_: &str, status: &str, reason: &str, message: impl Into<String>) {
+        let now = Time(self.o.now);
+        let c = conditions::condition(type_, status, reason, message, self.o.generation, now);
+        conditions::set_condition(&mut self.status.conditions, c);
+    }
+
+    /// Marks the stages after a blocked one Unknown, and Ready False.
+    fn blocked(
+        mut self,
+        from: usize,
+        phase: Phase,
+        reason: &str,
+        message: String,
+        action: Option<Action>,
+        requeue: Requeue,
+    ) -> Decision {
+        let stages = [
+            VAULT_READY,
+            IDENTITY_GRANTED,
+            ACCOUNT_CREATED,
+            ROTATION_TRACKED,
+        ];
+        self.set(stages[from], FALSE, reason, message.clone());
+        for later in &stages[from + 1..] {
+            self.set(
+                later,
+                UNKNOWN,
+                r::WAITING,
+                format!("waiting for {}", stages[from]),
+            );
+        }
+        self.set(READY, FALSE, reason, message);
+        self.status.phase = phase;
+        Decision {
+            status: self.status,
+            action,
+            requeue,
+        }
+    }
+}
+
+/// Decides the account's next step.
+pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
+    let mut status = o.status.clone();
+    status.observed_generation = o.generation;
+    let mut out = Out { o, status };
+    let spec = o.spec;
+    let manage = spec.reconcile_policy == ReconcilePolicy::Manage;
+
+    // A finished (or failed) long-running operation is settled before anything else.
+    match &o.operation {
+        Some(OperationState::InProgress) => {
+            let kind = o
+                .status
+                .pending_operation
+                .as_ref()
+                .map_or("operation", |p| p.kind.as_str())
+                .to_owned();
+            let msg = format!("waiting for Azure to finish {kind}");
+            return out.blocked(
+                2,
+                Phase::Provisioning,
+                r::UPDATING_ACCOUNT,
+                msg,
+                None,
+                Requeue::Soon,
+            );
+        }
+        Some(OperationState::Succeeded) => out.status.pending_operation = None,
+        Some(OperationState::Failed(err)) => {
+            out.status.pending_operation = None;
+            out.status.last_azure_error = Some(err.clone());
+            let msg = format!(
+                "Azure failed the operation: {}; the operator retries with backoff",
+                err.message
+                    .clone()
+                    .unwrap_or_else(|| err.code.clone().unwrap_or_default())
+            );
+            return out.blocked(
+                2,
+                Phase::Failed,
+                r::ACCOUNT_PROVISIONING_FAILED,
+                msg,
+                None,
+                Requeue::Resync,
+            );
+        }
+        None => {}
+    }
+
+    // Stage 1: the binding.
+    let (vault_id, key_uri, model) = match &o.binding {
+        BindingState::Missing => {
+            let msg = format!(
+                "KeyVaultBinding {} not found in this namespace: create it or fix spec.keyVaultBindingRef",
+                spec.key_vault_binding_ref.name
+            );
+            return out.blocked(
+                0,
+                Phase::Waiting,
+                r::BINDING_NOT_FOUND,
+                msg,
+                None,
+                Requeue::Resync,
+            );
+        }
+        BindingState::NotReady { message } => {
+            let msg = format!(
+                "KeyVaultBinding {} is not Ready: {message}",
+                spec.key_vault_binding_ref.name
+            );
+            return out.blocked(
+                0,
+                Phase::Waiting,
+                r::BINDING_NOT_READY,
+                msg,
+                None,
+                Requeue::Resync,
+            );
+        }
+        BindingState::Ready {
+            vault_id,
+            key_uri,
+            model,
+        } => (vault_id.clone(), key_uri.clone(), *model),
+    };
+    out.set(
+        VAULT_READY,
+        TRUE,
+        r::VAULT_READY,
+        format!("key {key_uri} is ready"),
+    );
+
+    // Stage 2: the identity that will use the key holds the grant.
+    if !o.provider_registered {
+        let msg = "resource provider Microsoft.DocumentDB is not registered in the subscription: register it (az provider register --namespace Microsoft.DocumentDB)".to_owned();
+        return out.blocked(
+            1,
+            Phase::Waiting,
+            r::PROVIDER_NOT_REGISTERED,
+            msg,
+            None,
+            Requeue::Resync,
+        );
+    }
+    let account = match &o.account {
+        AccountState::Found(a) => Some(a),
+        AccountState::NotFound => None,
+    };
+    let principal = match spec.identity.type_ {
+        IdentityType::FirstParty => Some(o.first_party_principal.to_owned()),
+        IdentityType::UserAssigned => match &o.user_assigned_principal {
+            Some(p) => Some(p.clone()),
+            None => {
+                let id = spec
+                    .identity
+                    .user_assigned_identity_id
+                    .clone()
+                    .unwrap_or_default();
+                let msg = format!(
+                    "user-assigned identity {id} was not found: create it, or fix spec.identity.userAssignedIdentityId"
+                );
+                return out.blocked(
+                    1,
+                    Phase::Failed,
+                    r::IDENTITY_NOT_FOUND,
+                    msg,
+                    None,
+                    Requeue::Resync,
+                );
+            }
+        },
+        // The account's own identity only exists after the account: the first party creates it.
+        IdentityType::SystemAssigned => Some(
+            account
+                .and_then(|a| a.system_principal_id.clone())
+                .unwrap_or_else(|| o.first_party_principal.to_owned()),
+        ),
+    };
+    let principal = principal.unwrap_or_default();
+    if !o.granted.iter().any(|g| g.eq_ignore_ascii_case(&principal)) {
+        let model_name = if model == PermissionModel::Rbac {
+            "role Key Vault Crypto Service Encryption User"
+        } else {
+            "an access policy"
+        };
+        if !manage {
+            let msg = format!(
+                "principal {principal} holds no Get/WrapKey/UnwrapKey grant ({model_name}); observe-only policy: grant it yourself"
+            );
+            return out.blocked(
+                1,
+                Phase::Waiting,
+                r::WAITING_FOR_IDENTITY_GRANT,
+                msg,
+                None,
+                Requeue::Resync,
+            );
+        }
+        let msg =
+            format!("granting principal {principal} Get/WrapKey/UnwrapKey through {model_name}");
+        let grant = Action::Grant {
+            vault_id,
+            model,
+            principal_id: principal.clone(),
+        };
+        let made = Grant {
+            model,
+            principal_id: principal,
+            role_assignment_id: None,
+        };
+        if !out.status.grants.contains(&made) {
+            out.status.grants.push(made);
+        }
+        return out.blocked(
+            1,
+            Phase::Provisioning,
+            r::GRANTING_ACCESS,
+            msg,
+            Some(grant),
+            Requeue::Soon,
+        );
+    }
+    out.set(
+        IDENTITY_GRANTED,
+        TRUE,
+        r::ACCESS_GRANTED,
+        format!("principal {principal} holds Get/WrapKey/UnwrapKey"),
+    );
+
+    // Stage 3: the account, with the key, the identity and the default identity.
+    let want_default = default_identity_value(&spec.identity);
+    let Some(a) = account else {
+        if !manage {
+            let msg = format!(
+                "account {} does not exist; observe-only policy creates nothing",
+                spec.account_name
+            );
+            return out.blocked(
+                2,
+                Phase::Waiting,
+                r::ACCOUNT_MISSING,
+                msg,
+                None,
+                Requeue::Resync,
+            );
+        }
+        let ua = spec.identity.user_assigned_identity_id.clone();
+        let create = CreateAccount {
+            key_uri,
+            default_identity: if ua.is_some() {
+                want_default
+            } else {
+                "FirstPartyIdentity".to_owned()
+            },
+            user_assigned_identity: ua,
+        };
+        let msg = format!(
+            "creating account {} with key {}",
+            spec.account_name, create.key_uri
+        );
+        out.status.created_by_operator = true;
+        return out.blocked(
+            2,
+            Phase::Provisioning,
+            r::CREATING_ACCOUNT,
+            msg,
+            Some(Action::CreateAccount(create)),
+            Requeue::Soon,
+        );
+    };
+    out.status.account_id = Some(a.id.clone());
+    out.status.document_endpoint = a.document_endpoint.clone();
+    out.status.key_vault_key_uri = a.key_vault_key_uri.clone();
+    out.status.default_identity = a.default_identity.clone();
+    out.status.customer_managed_key_status = a.customer_managed_key_status.clone();
+    out.status.identity_principal_id = Some(principal.clone());
+
+    if let Some(err) = &a.revoked {
+        out.status.last_azure_error = Some(err.clone());
+        let msg = format!(
+            "Azure reports the key revoked (substatus {}): the account only accepts deletion; re-enable the key version or restore the grant and the account recovers. The operator makes no change meanwhile",
+            err.sub_status
+                .map_or_else(|| "unknown".to_owned(), |s| s.to_string())
+        );
+        return out.blocked(
+            2,
+            Phase::Revoked,
+            r::KEY_REVOKED,
+            msg,
+            None,
+            Requeue::Resync,
+        );
+    }
+    match a.provisioning_state.as_str() {
+        "Succeeded" => {}
+        "Failed" => {
+            let msg = format!(
+                "account {} is in provisioning state Failed in Azure: inspect it in the portal",
+                spec.account_name
+            );
+            return out.blocked(
+                2,
+                Phase::Failed,
+                r::ACCOUNT_PROVISIONING_FAILED,
+                msg,
+                None,
+                Requeue::Resync,
+            );
+        }
+        other => {
+            let msg = format!("account {} is {other} in Azure", spec.account_name);
+            return out.blocked(
+                2,
+                Phase::Provisioning,
+                r::UPDATING_ACCOUNT,
+                msg,
+                None,
+                Requeue::Soon,
+            );
+        }
+    }
+    if a.key_vault_key_uri.is_none()
+        && !o.status.created_by_operator
+        && !spec.adopt_existing_account
+    {
+        let msg = format!(
+            "account {} already exists without a customer-managed key; enabling CMK is irreversible, so the operator only does it when spec.adoptExistingAccount is true",
+            spec.account_name
+        );
+        return out.blocked(
+            2,
+            Phase::Failed,
+            r::ACCOUNT_EXISTS_WITHOUT_CMK,
+            msg,
+            None,
+            Requeue::Resync,
+        );
+    }
+
+    // Staged writes, one per reconcile: identity, default identity, key URI.
+    let staged: Option<(Action, String)> = match spec.identity.type_ {
+        IdentityType::UserAssigned => {
+            let id = spec
+                .identity
+                .user_assigned_identity_id
+                .clone()
+                .unwrap_or_default();
+            if !a
+                .user_assigned_ids
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(&id))
+            {
+                Some((
+                    Action::AddUserAssignedIdentity(id.clone()),
+                    format!("identity {id} is not on the account"),
+                ))
+            } else {
+                None
+            }
+        }
+        IdentityType::SystemAssigned if a.system_principal_id.is_none() => Some((
+            Action::EnableSystemIdentity,
+            "the account has no system-assigned identity yet".to_owned(),
+        )),
+        _ => None,
+    }
+    .or_else(|| {
+        let have = a.default_identity.as_deref().unwrap_or("");
+        (!have.eq_ignore_ascii_case(&want_default)).then(|| {
+            (
+                Action::SetDefaultIdentity(want_default.clone()),
+                format!("defaultIdentity is {have:?}, want {want_default:?}"),
+            )
+        })
+    })
+    .or_else(|| {
+        let have = a.key_vault_key_uri.as_deref().unwrap_or("");
+        (!same_uri(have, &key_uri)).then(|| {
+            (
+                Action::SetKeyUri(key_uri.clone()),
+                format!("keyVaultKeyUri is {have:?}, want {key_uri:?}"),
+            )
+        })
+    });
+    if let Some((action, what)) = staged {
+        if !manage {
+            let msg = format!("drift: {what}; observe-only policy reports it and changes nothing");
+            return out.blocked(
+                2,
+                Phase::Failed,
+                r::DRIFT_DETECTED,
+                msg,
+                None,
+                Requeue::Resync,
+            );
+        }
+        let msg = format!("updating the account: {what}");
+        return out.blocked(
+            2,
+            Phase::Provisioning,
+            r::UPDATING_ACCOUNT,
+            msg,
+            Some(action),
+            Requeue::Soon,
+        );
+    }
+
+    // Optional clean-up after the switch away from the first party: only a grant the operator made.
+    if spec.identity.type_ != IdentityType::FirstParty
+        && spec.identity.remove_first_party_grant
+        && manage
+    {
+        let made = out
+            .status
+            .grants
+            .iter()
+            .position(|g| g.principal_id.eq_ignore_ascii_case(o.first_party_principal));
+        if let Some(i) = made {
+            let grant = out.status.grants.remove(i);
+            let msg = "removing the first-party identity's grant, no longer needed".to_owned();
+            out.set(
+                ACCOUNT_CREATED,
+                TRUE,
+                r::ACCOUNT_READY,
+                format!("account {} uses key {key_uri}", spec.account_name),
+            );
+            return out.blocked(
+                3,
+                Phase::Provisioning,
+                r::UPDATING_ACCOUNT,
+                msg,
+                Some(Action::RevokeGrant { vault_id, grant }),
+                Requeue::Soon,
+            );
+        }
+    }
+    out.set(
+        ACCOUNT_CREATED,
+        TRUE,
+        r::ACCOUNT_READY,
+        format!(
+            "account {} uses key {key_uri} through {want_default}",
+            spec.account_name
+        ),
+    );
+
+    // Stage 4: rotation tracking.
+    let action = track_rotation(&mut out, a, &key_uri);
+    out.set(
+        READY,
+        TRUE,
+        r::READY,
+        format!(
+            "account {} is encrypted with its customer-managed key",
+            spec.account_name
+        ),
+    );
+    out.status.phase = Phase::Ready;
+    out.status.last_azure_error = None;
+    Decision {
+        requeue: if action.is_some() {
+            Requeue::Soon
+        } else {
+            Requeue::Resync
+        },
+        status: out.status,
+        action,
+    }
+}
+
+fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<Action> {
+    let o = out.o;
+    let in_use = a.key_version_in_use.clone();
+    let before = o.status.key_version_in_use.clone();
+    if let (Some(new), Some(old)) = (&in_use, &before)
+        && new != old
+    {
+        let grace =
+            SignedDuration::from_hours(i64::from(o.spec.rotation.previous_version_grace_hours));
+        out.status.previous_key_version = Some(old.clone());
+        out.status.last_rotation_time = Some(Time(o.now));
+        out.status.previous_version_safe_to_disable_after = o.now.checked_add(grace).ok().map(Time);
+        out.status.previous_version_disabled = false;
+    }
+    out.status.key_version_in_use = in_use.clone();
+    let version = in_use.unwrap_or_else(|| "unknown".to_owned());
+    let Some(previous) = out.status.previous_key_version.clone() else {
+        out.set(
+            ROTATION_TRACKED,
+            TRUE,
+            r::KEY_VERSION_TRACKED,
+            format!("key version {version} in use"),
+        );
+        return None;
+    };
+    let safe_after = out.status.previous_version_safe_to_disable_after.clone();
+    let due = safe_after.as_ref().is_some_and(|t| o.now >= t.0);
+    if o.spec.rotation.disable_previous_version
+        && o.spec.reconcile_policy == ReconcilePolicy::Manage
+        && due
+        && !out.status.previous_version_disabled
+        && previous != version
+    {
+        out.status.previous_version_disabled = true;
+        out.set(
+            ROTATION_TRACKED,
+            TRUE,
+            r::PREVIOUS_VERSION_DISABLED,
+            format!("key version {version} in use; disabling previous version {previous}"),
+        );
+        return Some(Action::DisableKeyVersion {
+            key_uri: key_uri.to_owned(),
+            version: previous,
+        });
+    }
+    let when = safe_after.map_or_else(|| "unknown".to_owned(), |t| t.0.to_string());
+    out.set(
+        ROTATION_TRACKED,
+        TRUE,
+        r::KEY_ROTATED,
+        format!("key version {version} in use; previous version {previous} is safe to disable after {when}"),
+    );
+    None
+}

@@ -1,0 +1,536 @@
+//! Every transition of the account state machine.
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::account::*;
+use super::reasons as r;
+use crate::api::conditions::{
+    self, ACCOUNT_CREATED, IDENTITY_GRANTED, READY, ROTATION_TRACKED, VAULT_READY,
+};
+use crate::api::*;
+
+const FP: &str = "fp-principal";
+const UA_ID: &str = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1";
+const KEY: &str = "https://vault.example/keys/k1";
+const VAULT: &str = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v";
+
+fn spec(identity: IdentityType) -> CosmosAccountCMKSpec {
+    let example = include_str!("../../deploy/examples/10-account-first-party.yaml");
+    let obj: CosmosAccountCMK = serde_yaml::from_str(example).expect("example parses");
+    let mut spec = obj.spec;
+    spec.identity.type_ = identity;
+    if identity == IdentityType::UserAssigned {
+        spec.identity.user_assigned_identity_id = Some(UA_ID.to_owned());
+    }
+    spec
+}
+
+fn t0() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+fn ready_binding() -> BindingState {
+    BindingState::Ready {
+        vault_id: VAULT.to_owned(),
+        key_uri: KEY.to_owned(),
+        model: PermissionModel::AccessPolicy,
+    }
+}
+
+fn account(default_identity: &str) -> AccountFacts {
+    AccountFacts {
+        id: "/subscriptions/x/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a"
+            .to_owned(),
+        provisioning_state: "Succeeded".to_owned(),
+        document_endpoint: Some("https://a.documents.azure.com:443/".to_owned()),
+        key_vault_key_uri: Some(KEY.to_owned()),
+        key_version_in_use: Some("v1".to_owned()),
+        default_identity: Some(default_identity.to_owned()),
+        ..Default::default()
+    }
+}
+
+struct World {
+    spec: CosmosAccountCMKSpec,
+    status: CosmosAccountCMKStatus,
+    binding: BindingState,
+    provider: bool,
+    ua_principal: Option<String>,
+    granted: Vec<String>,
+    account: AccountState,
+    operation: Option<OperationState>,
+    now: Timestamp,
+}
+
+impl World {
+    fn new(identity: IdentityType) -> Self {
+        World {
+            spec: spec(identity),
+            status: CosmosAccountCMKStatus::default(),
+            binding: ready_binding(),
+            provider: true,
+            ua_principal: Some("ua-principal".to_owned()),
+            granted: vec![FP.to_owned(), "ua-principal".to_owned()],
+            account: AccountState::NotFound,
+            operation: None,
+            now: t0(),
+        }
+    }
+    fn decide(&self) -> Decision {
+        let o = Observed {
+            spec: &self.spec,
+            generation: Some(1),
+            status: &self.status,
+            binding: self.binding.clone(),
+            provider_registered: self.provider,
+            first_party_principal: FP,
+            user_assigned_principal: self.ua_principal.clone(),
+            granted: &self.granted,
+            account: self.account.clone(),
+            operation: self.operation.clone(),
+            now: self.now,
+        };
+        decide(&o)
+    }
+}
+
+fn reason(d: &Decision, type_: &str) -> String {
+    conditions::find(&d.status.conditions, type_)
+        .map(|c| format!("{}/{}", c.status, c.reason))
+        .unwrap_or_default()
+}
+
+#[test]
+fn missing_binding_waits_and_leaves_later_stages_unknown() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.binding = BindingState::Missing;
+    let d = w.decide();
+    assert_eq!(reason(&d, VAULT_READY), "False/BindingNotFound");
+    assert_eq!(reason(&d, IDENTITY_GRANTED), "Unknown/Waiting");
+    assert_eq!(reason(&d, READY), "False/BindingNotFound");
+    assert_eq!((d.status.phase, d.action), (Phase::Waiting, None));
+}
+
+#[test]
+fn binding_not_ready_waits_with_its_message() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.binding = BindingState::NotReady {
+        message: "purge protection is disabled".into(),
+    };
+    let d = w.decide();
+    assert_eq!(reason(&d, VAULT_READY), "False/BindingNotReady");
+    assert!(
+        conditions::find(&d.status.conditions, READY)
+            .unwrap()
+            .message
+            .contains("purge protection")
+    );
+    assert_eq!(d.action, None);
+}
+
+#[test]
+fn unregistered_provider_is_reported() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.provider = false;
+    let d = w.decide();
+    assert_eq!(reason(&d, VAULT_READY), "True/VaultReady");
+    assert_eq!(reason(&d, IDENTITY_GRANTED), "False/ProviderNotRegistered");
+    assert_eq!(d.action, None);
+}
+
+#[test]
+fn first_party_without_grant_is_granted_and_recorded() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.granted.clear();
+    let d = w.decide();
+    assert_eq!(
+        d.action,
+        Some(Action::Grant {
+            vault_id: VAULT.into(),
+            model: PermissionModel::AccessPolicy,
+            principal_id: FP.into()
+        })
+    );
+    assert_eq!(reason(&d, IDENTITY_GRANTED), "False/GrantingAccess");
+    assert_eq!(d.status.grants[0].principal_id, FP);
+}
+
+#[test]
+fn observe_only_never_grants() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.granted.clear();
+    w.spec.reconcile_policy = ReconcilePolicy::ObserveOnly;
+    let d = w.decide();
+    assert_eq!(
+        reason(&d, IDENTITY_GRANTED),
+        "False/WaitingForIdentityGrant"
+    );
+    assert_eq!(d.action, None);
+}
+
+#[test]
+fn missing_user_assigned_identity_fails_clearly() {
+    let mut w = World::new(IdentityType::UserAssigned);
+    w.ua_principal = None;
+    let d = w.decide();
+    assert_eq!(reason(&d, IDENTITY_GRANTED), "False/IdentityNotFound");
+    assert_eq!(d.status.phase, Phase::Failed);
+}
+
+#[test]
+fn user_assigned_account_is_created_with_its_default_identity() {
+    let w = World::new(IdentityType::UserAssigned);
+    let d = w.decide();
+    assert_eq!(
+        d.action,
+        Some(Action::CreateAccount(CreateAccount {
+            key_uri: KEY.into(),
+            default_identity: format!("UserAssignedIdentity={UA_ID}"),
+            user_assigned_identity: Some(UA_ID.into()),
+        }))
+    );
+    assert_eq!(reason(&d, ACCOUNT_CREATED), "False/CreatingAccount");
+    assert!(d.status.created_by_operator);
+    assert_eq!(d.requeue, Requeue::Soon);
+}
+
+#[test]
+fn system_assigned_account_is_created_with_the_first_party_identity() {
+    let w = World::new(IdentityType::SystemAssigned);
+    let d = w.decide();
+    let Some(Action::CreateAccount(c)) = d.action else {
+        panic!("expected a create, got {:?}", d.action)
+    };
+    assert_eq!(
+        (c.default_identity.as_str(), c.user_assigned_identity),
+        ("FirstPartyIdentity", None)
+    );
+}
+
+#[test]
+fn observe_only_creates_nothing() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.reconcile_policy = ReconcilePolicy::ObserveOnly;
+    let d = w.decide();
+    assert_eq!(reason(&d, ACCOUNT_CREATED), "False/AccountMissing");
+    assert_eq!(d.action, None);
+}
+
+#[test]
+fn pending_operation_in_progress_polls_without_acting() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.operation = Some(OperationState::InProgress);
+    let d = w.decide();
+    assert_eq!(
+        (d.action, d.requeue, d.status.phase),
+        (None, Requeue::Soon, Phase::Provisioning)
+    );
+}
+
+#[test]
+fn failed_operation_is_reported_and_cleared() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.status.pending_operation = Some(PendingOperation {
+        kind: "CreateAccount".into(),
+        poll_url: "https://x/op".into(),
+        started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t0()),
+    });
+    w.operation = Some(OperationState::Failed(AzureError {
+        operation: "CreateAccount".into(),
+        http_status: 400,
+        code: Some("BadRequest".into()),
+        ..Default::default()
+    }));
+    let d = w.decide();
+    assert_eq!(
+        reason(&d, ACCOUNT_CREATED),
+        "False/AccountProvisioningFailed"
+    );
+    assert!(d.status.pending_operation.is_none());
+    assert_eq!(d.status.last_azure_error.unwrap().http_status, 400);
+}
+
+#[test]
+fn succeeded_operation_clears_pending_and_continues() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.status.created_by_operator = true;
+    w.operation = Some(OperationState::Succeeded);
+    w.account = AccountState::Found(account("FirstPartyIdentity"));
+    let d = w.decide();
+    assert!(d.status.pending_operation.is_none());
+    assert_eq!(reason(&d, READY), "True/Ready");
+}
+
+#[test]
+fn account_still_provisioning_waits_and_failed_account_is_reported() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    a.provisioning_state = "Creating".into();
+    w.account = AccountState::Found(a.clone());
+    assert_eq!(w.decide().requeue, Requeue::Soon);
+    a.provisioning_state = "Failed".into();
+    w.account = AccountState::Found(a);
+    assert_eq!(
+        reason(&w.decide(), ACCOUNT_CREATED),
+        "False/AccountProvisioningFailed"
+    );
+}
+
+#[test]
+fn existing_account_without_cmk_is_only_adopted_when_asked() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    a.key_vault_key_uri = None;
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(reason(&d, ACCOUNT_CREATED), "False/AccountExistsWithoutCmk");
+    assert_eq!(d.action, None);
+    w.spec.adopt_existing_account = true;
+    assert_eq!(w.decide().action, Some(Action::SetKeyUri(KEY.into())));
+}
+
+#[test]
+fn system_assigned_walks_the_seed_two_step() {
+    let mut w = World::new(IdentityType::SystemAssigned);
+    w.spec.identity.remove_first_party_grant = true;
+    w.status.created_by_operator = true;
+    w.status.grants = vec![Grant {
+        model: PermissionModel::AccessPolicy,
+        principal_id: FP.into(),
+        role_assignment_id: None,
+    }];
+    // 1. created with the first party: enable the system identity.
+    w.account = AccountState::Found(account("FirstPartyIdentity"));
+    assert_eq!(w.decide().action, Some(Action::EnableSystemIdentity));
+    // 2. the system principal exists: grant it.
+    let mut a = account("FirstPartyIdentity");
+    a.system_principal_id = Some("sys-principal".into());
+    w.account = AccountState::Found(a.clone());
+    let d = w.decide();
+    assert!(
+        matches!(d.action, Some(Action::Grant { ref principal_id, .. }) if principal_id == "sys-principal")
+    );
+    // 3. granted: switch the default identity.
+    w.granted.push("sys-principal".into());
+    assert_eq!(
+        w.decide().action,
+        Some(Action::SetDefaultIdentity("SystemAssignedIdentity".into()))
+    );
+    // 4. switched: drop the first-party grant the operator made.
+    a.default_identity = Some("SystemAssignedIdentity".into());
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert!(
+        matches!(d.action, Some(Action::RevokeGrant { ref grant, .. }) if grant.principal_id == FP)
+    );
+    // 5. done.
+    w.status = d.status;
+    let d = w.decide();
+    assert_eq!((reason(&d, READY).as_str(), d.action), ("True/Ready", None));
+    assert_eq!(
+        d.status.identity_principal_id.as_deref(),
+        Some("sys-principal")
+    );
+}
+
+#[test]
+fn first_party_grant_made_by_someone_else_is_never_removed() {
+    let mut w = World::new(IdentityType::SystemAssigned);
+    w.spec.identity.remove_first_party_grant = true;
+    let mut a = account("SystemAssignedIdentity");
+    a.system_principal_id = Some("sys".into());
+    w.granted.push("sys".into());
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!((reason(&d, READY).as_str(), d.action), ("True/Ready", None));
+}
+
+#[test]
+fn user_assigned_identity_missing_on_account_is_added_first() {
+    let mut w = World::new(IdentityType::UserAssigned);
+    w.account = AccountState::Found(account("FirstPartyIdentity"));
+    assert_eq!(
+        w.decide().action,
+        Some(Action::AddUserAssignedIdentity(UA_ID.into()))
+    );
+    let mut a = account("FirstPartyIdentity");
+    a.user_assigned_ids = vec![UA_ID.to_lowercase()];
+    w.account = AccountState::Found(a);
+    assert_eq!(
+        w.decide().action,
+        Some(Action::SetDefaultIdentity(format!(
+            "UserAssignedIdentity={UA_ID}"
+        )))
+    );
+}
+
+#[test]
+fn revoked_account_is_reported_and_left_alone() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    a.key_vault_key_uri = Some("https://other/keys/x".into()); // even with drift, nothing is written
+    a.revoked = Some(AzureError {
+        operation: "GetAccount".into(),
+        http_status: 403,
+        sub_status: Some(4002),
+        ..Default::default()
+    });
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!((d.status.phase, &d.action), (Phase::Revoked, &None));
+    assert_eq!(reason(&d, READY), "False/KeyRevoked");
+    assert!(
+        conditions::find(&d.status.conditions, READY)
+            .unwrap()
+            .message
+            .contains("4002")
+    );
+}
+
+#[test]
+fn key_uri_drift_is_corrected_or_only_reported() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    a.key_vault_key_uri = Some("https://vault.example/keys/old".into());
+    w.account = AccountState::Found(a);
+    assert_eq!(w.decide().action, Some(Action::SetKeyUri(KEY.into())));
+    w.spec.reconcile_policy = ReconcilePolicy::ObserveOnly;
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, ACCOUNT_CREATED).as_str(), d.action),
+        ("False/DriftDetected", None)
+    );
+}
+
+#[test]
+fn default_identity_drift_is_corrected() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.account = AccountState::Found(account("SystemAssignedIdentity"));
+    assert_eq!(
+        w.decide().action,
+        Some(Action::SetDefaultIdentity("FirstPartyIdentity".into()))
+    );
+}
+
+#[test]
+fn key_uri_comparison_ignores_case_and_trailing_slash() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    a.key_vault_key_uri = Some(format!("{}/", KEY.to_uppercase()));
+    w.account = AccountState::Found(a);
+    assert_eq!(w.decide().action, None);
+}
+
+#[test]
+fn a_new_key_version_is_tracked_with_its_safe_time() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.account = AccountState::Found(account("FirstPartyIdentity"));
+    let d = w.decide();
+    assert_eq!(reason(&d, ROTATION_TRACKED), "True/KeyVersionTracked");
+    w.status = d.status;
+    let mut a = account("FirstPartyIdentity");
+    a.key_version_in_use = Some("v2".into());
+    w.account = AccountState::Found(a);
+    w.now = t0() + SignedDuration::from_mins(5);
+    let d = w.decide();
+    assert_eq!(reason(&d, ROTATION_TRACKED), "True/KeyRotated");
+    assert_eq!(d.status.key_version_in_use.as_deref(), Some("v2"));
+    assert_eq!(d.status.previous_key_version.as_deref(), Some("v1"));
+    assert_eq!(d.status.last_rotation_time.as_ref().unwrap().0, w.now);
+    assert_eq!(
+        d.status
+            .previous_version_safe_to_disable_after
+            .as_ref()
+            .unwrap()
+            .0,
+        w.now + SignedDuration::from_hours(24)
+    );
+    assert_eq!(d.action, None, "disabling the previous version is opt-in");
+}
+
+#[test]
+fn previous_version_is_disabled_only_when_asked_and_never_early() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.rotation.disable_previous_version = true;
+    w.status.key_version_in_use = Some("v1".into());
+    let mut a = account("FirstPartyIdentity");
+    a.key_version_in_use = Some("v2".into());
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(d.action, None);
+    w.status = d.status;
+    w.now = t0() + SignedDuration::from_hours(23);
+    assert_eq!(
+        w.decide().action,
+        None,
+        "23 h after the rotation is too early"
+    );
+    w.now = t0() + SignedDuration::from_hours(24);
+    let d = w.decide();
+    assert_eq!(
+        d.action,
+        Some(Action::DisableKeyVersion {
+            key_uri: KEY.into(),
+            version: "v1".into()
+        })
+    );
+    assert_eq!(reason(&d, ROTATION_TRACKED), "True/PreviousVersionDisabled");
+    w.status = d.status;
+    assert_eq!(w.decide().action, None, "disabled once");
+}
+
+#[test]
+fn steady_state_decides_the_same_status_again() {
+    let mut w = World::new(IdentityType::UserAssigned);
+    let mut a = account(&format!("UserAssignedIdentity={UA_ID}"));
+    a.user_assigned_ids = vec![UA_ID.into()];
+    w.account = AccountState::Found(a);
+    let first = w.decide();
+    assert_eq!(
+        (reason(&first, READY).as_str(), first.status.phase),
+        ("True/Ready", Phase::Ready)
+    );
+    w.status = first.status.clone();
+    w.now = t0() + SignedDuration::from_hours(1);
+    let second = w.decide();
+    assert_eq!(
+        second.status, first.status,
+        "no change means no status write"
+    );
+    assert_eq!((second.action, second.requeue), (None, Requeue::Resync));
+}
+
+#[test]
+fn principals_to_check_follow_the_identity() {
+    let s = spec(IdentityType::SystemAssigned);
+    assert_eq!(
+        principals_to_check(&s, &AccountState::NotFound, FP, None),
+        vec![FP.to_owned()]
+    );
+    let mut a = account("FirstPartyIdentity");
+    a.system_principal_id = Some("sys".into());
+    assert_eq!(
+        principals_to_check(&s, &AccountState::Found(a), FP, None),
+        vec![FP.to_owned(), "sys".to_owned()]
+    );
+    let u = spec(IdentityType::UserAssigned);
+    assert_eq!(
+        principals_to_check(&u, &AccountState::NotFound, FP, Some("ua")),
+        vec![FP.to_owned(), "ua".to_owned()]
+    );
+}
+
+#[test]
+fn reasons_are_camel_case_words() {
+    for reason in [
+        r::BINDING_NOT_FOUND,
+        r::KEY_REVOKED,
+        r::ACCOUNT_EXISTS_WITHOUT_CMK,
+        r::DRIFT_DETECTED,
+    ] {
+        assert!(
+            reason.chars().next().unwrap().is_ascii_uppercase()
+                && reason.chars().all(|c| c.is_ascii_alphanumeric())
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The state machines, pure: observed state in, next action out, no I/O.
+//! The controllers gather the observations and carry out the actions.
+
+pub mod account;
+pub mod binding;
+pub mod reasons;
+
+#[cfg(test)]
+mod account_tests;
+#[cfg(test)]
+mod binding_tests;

@@ -1,0 +1,38 @@
+//! Condition reasons: stable CamelCase words, part of the public contract
+//! (README "Condition reasons"), so dashboards and alerts can match on them.
+
+// KeyVaultBinding
+pub const VAULT_NOT_FOUND: &str = "VaultNotFound";
+pub const SOFT_DELETE_DISABLED: &str = "SoftDeleteDisabled";
+pub const PURGE_PROTECTION_DISABLED: &str = "PurgeProtectionDisabled";
+pub const VAULT_NETWORK_CLOSED: &str = "VaultNetworkClosed";
+pub const PERMISSION_MODEL_MISMATCH: &str = "PermissionModelMismatch";
+pub const KEY_NOT_FOUND: &str = "KeyNotFound";
+pub const KEY_DISABLED: &str = "KeyDisabled";
+pub const KEY_NOT_RSA: &str = "KeyNotRsa";
+pub const CREATING_KEY: &str = "CreatingKey";
+pub const KEY_READY: &str = "KeyReady";
+
+// CosmosAccountCMK
+pub const BINDING_NOT_FOUND: &str = "BindingNotFound";
+pub const BINDING_NOT_READY: &str = "BindingNotReady";
+pub const VAULT_READY: &str = "VaultReady";
+pub const PROVIDER_NOT_REGISTERED: &str = "ProviderNotRegistered";
+pub const IDENTITY_NOT_FOUND: &str = "IdentityNotFound";
+pub const GRANTING_ACCESS: &str = "GrantingAccess";
+pub const ACCESS_GRANTED: &str = "AccessGranted";
+pub const WAITING_FOR_IDENTITY_GRANT: &str = "WaitingForIdentityGrant";
+pub const CREATING_ACCOUNT: &str = "CreatingAccount";
+pub const UPDATING_ACCOUNT: &str = "UpdatingAccount";
+pub const ACCOUNT_EXISTS_WITHOUT_CMK: &str = "AccountExistsWithoutCmk";
+pub const ACCOUNT_MISSING: &str = "AccountMissing";
+pub const ACCOUNT_PROVISIONING_FAILED: &str = "AccountProvisioningFailed";
+pub const ACCOUNT_READY: &str = "AccountReady";
+pub const DRIFT_DETECTED: &str = "DriftDetected";
+pub const KEY_REVOKED: &str = "KeyRevoked";
+pub const KEY_VERSION_TRACKED: &str = "KeyVersionTracked";
+pub const KEY_ROTATED: &str = "KeyRotated";
+pub const PREVIOUS_VERSION_DISABLED: &str = "PreviousVersionDisabled";
+pub const WAITING: &str = "Waiting";
+pub const READY: &str = "Ready";
+pub const NOT_READY: &str = "NotReady";
