@@ -5,5 +5,6 @@
 //! local Azure simulator that is also the embedded default backend.
 
 pub mod api;
+pub mod azure;
 pub mod reconcile;
 pub mod sim;

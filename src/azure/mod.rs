@@ -1,0 +1,10 @@
+//! Everything the operator knows about Azure, behind one narrow port.
+//! Azure SDK types never leave this module.
+
+pub mod cloud;
+pub mod errors;
+pub mod key_uri;
+pub mod rate_limit;
+
+#[cfg(test)]
+mod key_uri_tests;

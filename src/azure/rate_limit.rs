@@ -1,0 +1,211 @@
+//! A client-side token bucket per subscription and kind (read or write), so a
+//! thousand resources never cause a 429 storm of the operator's own making.
+//! ARM's documented per-subscription budgets are the defaults; a 429 from
+//! Azure additionally pauses the bucket for its `Retry-After`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Read or write: ARM budgets them separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    Read,
+    Write,
+}
+
+/// Bucket settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Budget {
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// Bucket size (the burst allowed).
+    pub burst: f64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+    paused_until: Option<Instant>,
+}
+
+/// Per-subscription limiter.
+#[derive(Debug)]
+pub struct RateLimiter {
+    reads: Budget,
+    writes: Budget,
+    buckets: Mutex<HashMap<(String, CallKind), Bucket>>,
+}
+
+impl RateLimiter {
+    /// ARM allows roughly 20 reads and 10 writes per second per subscription and
+    /// region (token buckets of 250 and 200); the defaults stay well inside that.
+    pub fn arm_defaults() -> Self {
+        Self::new(
+            Budget {
+                per_second: 10.0,
+                burst: 50.0,
+            },
+            Budget {
+                per_second: 3.0,
+                burst: 10.0,
+            },
+        )
+    }
+
+    pub fn new(reads: Budget, writes: Budget) -> Self {
+        RateLimiter {
+            reads,
+            writes,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until a call of `kind` against `subscription` may go out.
+    pub async fn acquire(&self, subscription: &str, kind: CallKind) {
+        loop {
+            let wait = self.try_take(subscription, kind);
+            match wait {
+                None => return,
+                Some(d) => tokio::time::sleep(d).await,
+            }
+        }
+    }
+
+    /// Pauses a subscription's bucket after Azure answered 429 with `Retry-After`.
+    pub fn pause(&self, subscription: &str, kind: CallKind, retry_after: Duration) {
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let budget = self.budget(kind);
+        let b = buckets
+            .entry((subscription.to_ascii_lowercase(), kind))
+            .or_insert_with(|| Bucket {
+                tokens: budget.burst,
+                updated: now,
+                paused_until: None,
+            });
+        let until = now + retry_after;
+        b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
+        b.tokens = 0.0;
+    }
+
+    fn budget(&self, kind: CallKind) -> Budget {
+        match kind {
+            CallKind::Read => self.reads,
+            CallKind::Write => self.writes,
+        }
+    }
+
+    /// Takes a token, or says how long to wait for one.
+    fn try_take(&self, subscription: &str, kind: CallKind) -> Option<Duration> {
+        let now = Instant::now();
+        let budget = self.budget(kind);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let b = buckets
+            .entry((subscription.to_ascii_lowercase(), kind))
+            .or_insert_with(|| Bucket {
+                tokens: budget.burst,
+                updated: now,
+                paused_until: None,
+            });
+        if let Some(until) = b.paused_until {
+            if now < until {
+                return Some(until - now);
+            }
+            b.paused_until = None;
+            b.updated = now;
+        }
+        let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * budget.per_second).min(budget.burst);
+        b.updated = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            None
+        } else {
+            Some(Duration::from_secs_f64(
+                (1.0 - b.tokens) / budget.per_second,
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_then_steady_rate() {
+        let rl = RateLimiter::new(
+            Budget {
+                per_second: 2.0,
+                burst: 4.0,
+            },
+            Budget {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+        );
+        let start = Instant::now();
+        for _ in 0..4 {
+            rl.acquire("sub", CallKind::Read).await;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(1),
+            "the burst goes out at once"
+        );
+        for _ in 0..4 {
+            rl.acquire("sub", CallKind::Read).await;
+        }
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(1990) && took <= Duration::from_millis(2100),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn subscriptions_and_kinds_are_independent() {
+        let rl = RateLimiter::new(
+            Budget {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+            Budget {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+        );
+        let start = Instant::now();
+        rl.acquire("a", CallKind::Read).await;
+        rl.acquire("b", CallKind::Read).await;
+        rl.acquire("a", CallKind::Write).await;
+        assert!(start.elapsed() < Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_pauses_the_bucket() {
+        let rl = RateLimiter::new(
+            Budget {
+                per_second: 100.0,
+                burst: 100.0,
+            },
+            Budget {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+        );
+        rl.pause("sub", CallKind::Read, Duration::from_secs(5));
+        let start = Instant::now();
+        rl.acquire("sub", CallKind::Read).await;
+        assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+}
