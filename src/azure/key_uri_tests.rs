@@ -10,11 +10,9 @@ fn public() -> VaultHosts {
 }
 
 /// (input, hosts, Ok(versionless, version) | Err(error kind))
-fn table() -> Vec<(
-    String,
-    VaultHosts,
-    Result<(&'static str, Option<&'static str>), &'static str>,
-)> {
+type Expected = Result<(&'static str, Option<&'static str>), &'static str>;
+
+fn table() -> Vec<(String, VaultHosts, Expected)> {
     let gov = Cloud::us_government().vault_hosts;
     let cn = Cloud::china().vault_hosts;
     let sim = VaultHosts::Loopback;
