@@ -33,7 +33,7 @@ pub struct LocalObjectRef {
 /// The last error Azure returned, as it returned it (never with credentials).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AzureError {
+pub struct AzureErrorRecord {
     /// The Azure operation that failed, e.g. `CreateAccount` or `GetKey`.
     pub operation: String,
     /// HTTP status code of the answer.

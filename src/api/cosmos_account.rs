@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{AzureError, CredentialRef, LocalObjectRef, Phase};
+use super::common::{AzureErrorRecord, CredentialRef, LocalObjectRef, Phase};
 use super::key_vault_binding::PermissionModel;
 use super::patterns;
 
@@ -344,7 +344,7 @@ pub struct CosmosAccountCMKStatus {
     pub pending_operation: Option<PendingOperation>,
     /// The last error Azure returned for this account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_azure_error: Option<AzureError>,
+    pub last_azure_error: Option<AzureErrorRecord>,
 }
 
 /// A key grant made by the operator.

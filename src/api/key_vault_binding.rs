@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{AzureError, CredentialRef, Phase};
+use super::common::{AzureErrorRecord, CredentialRef, Phase};
 use super::patterns;
 
 /// A Key Vault key checked and prepared for Cosmos DB customer-managed keys: the vault
@@ -146,7 +146,7 @@ pub struct KeyVaultBindingStatus {
     pub preflight: Option<VaultPreflight>,
     /// The last error Azure returned for this binding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_azure_error: Option<AzureError>,
+    pub last_azure_error: Option<AzureErrorRecord>,
 }
 
 /// Vault properties that decide whether Cosmos DB can use its keys.

@@ -4,7 +4,11 @@
 pub mod cloud;
 pub mod errors;
 pub mod key_uri;
+pub mod port;
 pub mod rate_limit;
+
+pub use errors::{AzureError, CmkCause, ErrorClass};
+pub use port::{AccountChange, AccountRef, AzurePort, NewAccount};
 
 #[cfg(test)]
 mod key_uri_tests;

@@ -15,8 +15,8 @@ use crate::api::conditions::{
     VAULT_READY,
 };
 use crate::api::{
-    AccountIdentity, AzureError, CosmosAccountCMKSpec, CosmosAccountCMKStatus, Grant, IdentityType,
-    PermissionModel, Phase, ReconcilePolicy,
+    AccountIdentity, AzureErrorRecord, CosmosAccountCMKSpec, CosmosAccountCMKStatus, Grant,
+    IdentityType, PermissionModel, Phase, ReconcilePolicy,
 };
 
 /// The referenced binding, as the account needs it.
@@ -47,7 +47,7 @@ pub struct AccountFacts {
     pub user_assigned_ids: Vec<String>,
     pub customer_managed_key_status: Option<String>,
     /// Azure reports the key revoked (disabled version, or grant removed), with the substatus.
-    pub revoked: Option<AzureError>,
+    pub revoked: Option<AzureErrorRecord>,
 }
 
 /// Whether the account exists.
@@ -64,7 +64,7 @@ pub enum AccountState {
 pub enum OperationState {
     InProgress,
     Succeeded,
-    Failed(AzureError),
+    Failed(AzureErrorRecord),
 }
 
 /// Everything the account decision needs.

@@ -235,7 +235,7 @@ fn failed_operation_is_reported_and_cleared() {
         poll_url: "https://x/op".into(),
         started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t0()),
     });
-    w.operation = Some(OperationState::Failed(AzureError {
+    w.operation = Some(OperationState::Failed(AzureErrorRecord {
         operation: "CreateAccount".into(),
         http_status: 400,
         code: Some("BadRequest".into()),
@@ -369,7 +369,7 @@ fn revoked_account_is_reported_and_left_alone() {
     let mut w = World::new(IdentityType::FirstParty);
     let mut a = account("FirstPartyIdentity");
     a.key_vault_key_uri = Some("https://other/keys/x".into()); // even with drift, nothing is written
-    a.revoked = Some(AzureError {
+    a.revoked = Some(AzureErrorRecord {
         operation: "GetAccount".into(),
         http_status: 403,
         sub_status: Some(4002),

@@ -1,0 +1,155 @@
+//! The port: exactly what the state machines ask of Azure, in the operator's
+//! own terms. The SDK-backed adapter implements it; nothing else in the
+//! operator sees HTTP or SDK types.
+
+use std::future::Future;
+
+use super::errors::AzureError;
+use crate::api::{
+    BackupPolicy, Grant, KeyType, Location, PendingOperation, PermissionModel, RestoreSource,
+};
+use crate::reconcile::account::{AccountFacts, OperationState};
+use crate::reconcile::binding::{KeyFacts, VaultFacts};
+
+/// Where an account lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AccountRef {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl AccountRef {
+    /// ARM resource id of the account.
+    pub fn id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.DocumentDB/databaseAccounts/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+}
+
+/// Everything an account is created with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAccount {
+    pub account: AccountRef,
+    pub kind: String,
+    pub locations: Vec<Location>,
+    pub capabilities: Vec<String>,
+    /// Versionless key URI.
+    pub key_uri: String,
+    /// `FirstPartyIdentity` or `UserAssignedIdentity=<id>`.
+    pub default_identity: String,
+    pub user_assigned_identity: Option<String>,
+    pub backup: BackupPolicy,
+    pub restore: Option<RestoreSource>,
+}
+
+/// One staged change to an existing account (Azure rejects bundling them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountChange {
+    EnableSystemIdentity,
+    AddUserAssignedIdentity(String),
+    SetDefaultIdentity(String),
+    SetKeyUri(String),
+}
+
+/// What the operator asks of Azure. Every call is bounded by a timeout and the
+/// per-subscription rate limiter inside the implementation.
+pub trait AzurePort: Send + Sync + 'static {
+    /// The vault's CMK-relevant properties; `None` when it does not exist.
+    fn get_vault(
+        &self,
+        vault_id: &str,
+    ) -> impl Future<Output = Result<Option<VaultFacts>, AzureError>> + Send;
+
+    /// The key's latest version; `KeyFacts::Missing` when absent.
+    fn get_key(
+        &self,
+        vault_uri: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<KeyFacts, AzureError>> + Send;
+
+    fn create_key(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        key_type: KeyType,
+        size: i32,
+    ) -> impl Future<Output = Result<KeyFacts, AzureError>> + Send;
+
+    /// Disables one version of a key (only ever the previous one, after its grace period).
+    fn disable_key_version(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<(), AzureError>> + Send;
+
+    /// Whether `Microsoft.DocumentDB` is registered in the subscription.
+    fn provider_registered(
+        &self,
+        subscription_id: &str,
+    ) -> impl Future<Output = Result<bool, AzureError>> + Send;
+
+    /// Principal id of a user-assigned identity; `None` when it does not exist.
+    fn user_assigned_principal(
+        &self,
+        identity_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, AzureError>> + Send;
+
+    /// Of `principals`, those holding Get/WrapKey/UnwrapKey on the vault under `model`.
+    fn granted_principals(
+        &self,
+        vault_id: &str,
+        model: PermissionModel,
+        principals: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, AzureError>> + Send;
+
+    /// Grants Get/WrapKey/UnwrapKey (an access-policy entry, or the Crypto Service
+    /// Encryption User role); returns the grant as made (with the role assignment id).
+    fn grant(
+        &self,
+        vault_id: &str,
+        model: PermissionModel,
+        principal_id: &str,
+    ) -> impl Future<Output = Result<Grant, AzureError>> + Send;
+
+    /// Removes exactly a grant the operator made (`accessPolicies/remove` of that entry, or
+    /// that role assignment), never a whole policy list.
+    fn revoke_grant(
+        &self,
+        vault_id: &str,
+        grant: &Grant,
+    ) -> impl Future<Output = Result<(), AzureError>> + Send;
+
+    /// The account as Azure reports it; `None` when it does not exist.
+    fn get_account(
+        &self,
+        account: &AccountRef,
+    ) -> impl Future<Output = Result<Option<AccountFacts>, AzureError>> + Send;
+
+    /// Starts creating the account; returns the operation to persist and poll.
+    fn create_account(
+        &self,
+        new: &NewAccount,
+    ) -> impl Future<Output = Result<PendingOperation, AzureError>> + Send;
+
+    /// Starts one staged change; returns the operation to persist and poll.
+    fn update_account(
+        &self,
+        account: &AccountRef,
+        change: &AccountChange,
+    ) -> impl Future<Output = Result<PendingOperation, AzureError>> + Send;
+
+    /// Starts deleting the account; `None` when it was already gone.
+    fn delete_account(
+        &self,
+        account: &AccountRef,
+    ) -> impl Future<Output = Result<Option<PendingOperation>, AzureError>> + Send;
+
+    /// Polls a persisted operation (also after an operator restart).
+    fn poll(
+        &self,
+        operation: &PendingOperation,
+    ) -> impl Future<Output = Result<OperationState, AzureError>> + Send;
+}
