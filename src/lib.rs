@@ -6,5 +6,6 @@
 
 pub mod api;
 pub mod azure;
+pub mod controller;
 pub mod reconcile;
 pub mod sim;

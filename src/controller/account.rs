@@ -1,0 +1,395 @@
+//! Reconciles `CosmosAccountCMK`: gathers what the state machine needs (the
+//! binding from the shared cache, Azure's view of the account, grants, the
+//! pending operation), carries out the one action it decides, writes status.
+
+use std::sync::Arc;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::{Instrument, info_span};
+
+use super::context::Context;
+use super::error::Error;
+use super::report;
+use crate::api::conditions::{self, READY};
+use crate::api::{
+    CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, KeyVaultBinding, Phase,
+    ReconcilePolicy,
+};
+use crate::azure::{AccountChange, AccountRef, AzurePort, NewAccount};
+use crate::reconcile::account::{
+    self, AccountState, Action as Step, BindingState, Decision, Observed, Requeue,
+    principals_to_check,
+};
+
+/// Keeps the object until its deletion policy has been carried out in Azure.
+pub const FINALIZER: &str = "cosmoscmk.io/finalizer";
+
+/// Field names Cassandra reserves under CMK (the seed's warning).
+const CASSANDRA_RESERVED: &str = "id, ttl, _ts, _etag, _rid, _self, _attachments, _epk";
+
+/// One reconcile of an account.
+pub async fn reconcile<A: AzurePort>(
+    obj: Arc<CosmosAccountCMK>,
+    ctx: Arc<Context<A>>,
+) -> Result<Action, Error> {
+    let span = info_span!("reconcile", kind = "CosmosAccountCMK", namespace = obj.namespace(), name = %obj.name_any());
+    async move {
+        let ns = obj.namespace().ok_or(Error::NoNamespace)?;
+        let api: Api<CosmosAccountCMK> = Api::namespaced(ctx.client.clone(), &ns);
+        finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                Finalizer::Apply(obj) => apply(&api, &obj, &ctx).await,
+                Finalizer::Cleanup(obj) => cleanup(&api, &obj, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+fn account_ref(obj: &CosmosAccountCMK) -> AccountRef {
+    AccountRef {
+        subscription_id: obj.spec.subscription_id.clone(),
+        resource_group: obj.spec.resource_group.clone(),
+        name: obj.spec.account_name.clone(),
+    }
+}
+
+/// The binding as the account needs it, from the shared cache (no API call).
+fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> BindingState {
+    let ns = obj.namespace().unwrap_or_default();
+    let Some(b) = ctx
+        .bindings
+        .get(&ObjectRef::<KeyVaultBinding>::new(&obj.spec.key_vault_binding_ref.name).within(&ns))
+    else {
+        return BindingState::Missing;
+    };
+    let status = b.status.clone().unwrap_or_default();
+    let ready = conditions::find(&status.conditions, READY);
+    let current = ready.is_some_and(|c| c.status == "True")
+        && status.observed_generation == b.metadata.generation;
+    match (current, status.key_uri, status.permission_model) {
+        (true, Some(key_uri), Some(model)) => BindingState::Ready {
+            vault_id: b.spec.vault_resource_id.clone(),
+            key_uri,
+            model,
+        },
+        _ => BindingState::NotReady {
+            message: ready.map_or_else(|| "not reconciled yet".to_owned(), |c| c.message.clone()),
+        },
+    }
+}
+
+async fn apply<A: AzurePort>(
+    api: &Api<CosmosAccountCMK>,
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+) -> Result<Action, Error> {
+    let old = obj.status.clone();
+    let status = old.clone().unwrap_or_default();
+    let azure = &ctx.azure;
+    let target = account_ref(obj);
+    let binding = binding_state(obj, ctx);
+
+    // Settled at this generation: one GET of the account is enough to see drift,
+    // rotation and revocation (Azure reports a lost grant on the account itself).
+    let settled = status.phase == Phase::Ready
+        && status.observed_generation == obj.metadata.generation
+        && status.pending_operation.is_none()
+        && matches!(binding, BindingState::Ready { .. });
+
+    let operation = match &status.pending_operation {
+        Some(op) => Some(azure.poll(op).await?),
+        None => None,
+    };
+    let ready_binding = matches!(binding, BindingState::Ready { .. });
+    let provider_registered =
+        settled || !ready_binding || azure.provider_registered(&target.subscription_id).await?;
+    let user_assigned_principal = match (&obj.spec.identity.user_assigned_identity_id, settled) {
+        (Some(_), true) => status.identity_principal_id.clone(),
+        (Some(id), false) if ready_binding => azure.user_assigned_principal(id).await?,
+        _ => None,
+    };
+    let account = match azure.get_account(&target).await? {
+        Some(a) => AccountState::Found(a),
+        None => AccountState::NotFound,
+    };
+    let granted = match (&binding, settled) {
+        (BindingState::Ready { .. }, true) => {
+            status.identity_principal_id.iter().cloned().collect()
+        }
+        (
+            BindingState::Ready {
+                vault_id, model, ..
+            },
+            false,
+        ) => {
+            let wanted = principals_to_check(
+                &obj.spec,
+                &account,
+                &ctx.settings.first_party_principal,
+                user_assigned_principal.as_deref(),
+            );
+            azure.granted_principals(vault_id, *model, &wanted).await?
+        }
+        _ => Vec::new(),
+    };
+
+    let observed = Observed {
+        spec: &obj.spec,
+        generation: obj.metadata.generation,
+        status: &status,
+        binding,
+        provider_registered,
+        first_party_principal: &ctx.settings.first_party_principal,
+        user_assigned_principal,
+        granted: &granted,
+        account,
+        operation,
+        now: Timestamp::now(),
+    };
+    let Decision {
+        mut status,
+        action,
+        requeue,
+    } = account::decide(&observed);
+    let reference = obj.object_ref(&());
+
+    if let Some(step) = action {
+        let (name, note) = carry_out(obj, ctx, &target, &step, &mut status).await?;
+        report::publish(
+            &ctx.recorder,
+            &reference,
+            EventType::Normal,
+            name,
+            name,
+            &note,
+        )
+        .await;
+        if name == "CreatingAccount"
+            && obj
+                .spec
+                .capabilities
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("EnableCassandra"))
+        {
+            let note = format!(
+                "with customer-managed keys, Cassandra API tables reserve the field names {CASSANDRA_RESERVED}"
+            );
+            report::publish(
+                &ctx.recorder,
+                &reference,
+                EventType::Warning,
+                "CassandraReservedFields",
+                name,
+                &note,
+            )
+            .await;
+        }
+    }
+
+    if report::write_status(api, obj, old.as_ref(), &status).await? {
+        let before = old.map(|s| s.conditions).unwrap_or_default();
+        report::transition_event(
+            &ctx.recorder,
+            &reference,
+            &before,
+            &status.conditions,
+            status.phase,
+        )
+        .await;
+    }
+    Ok(match requeue {
+        Requeue::Soon => Action::requeue(ctx.settings.poll),
+        Requeue::Resync => Action::requeue(ctx.settings.resync),
+    })
+}
+
+/// Executes one step; returns the event reason and note.
+async fn carry_out<A: AzurePort>(
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+    target: &AccountRef,
+    step: &Step,
+    status: &mut CosmosAccountCMKStatus,
+) -> Result<(&'static str, String), Error> {
+    let azure = &ctx.azure;
+    let change = |c: AccountChange| async move { azure.update_account(target, &c).await };
+    Ok(match step {
+        Step::Grant {
+            vault_id,
+            model,
+            principal_id,
+        } => {
+            let made = azure.grant(vault_id, *model, principal_id).await?;
+            status
+                .grants
+                .retain(|g| !g.principal_id.eq_ignore_ascii_case(principal_id));
+            status.grants.push(made);
+            (
+                "GrantedKeyAccess",
+                format!("granted principal {principal_id} Get/WrapKey/UnwrapKey on the key vault"),
+            )
+        }
+        Step::RevokeGrant { vault_id, grant } => {
+            azure.revoke_grant(vault_id, grant).await?;
+            (
+                "RemovedKeyAccess",
+                format!(
+                    "removed the grant the operator made for principal {}",
+                    grant.principal_id
+                ),
+            )
+        }
+        Step::CreateAccount(c) => {
+            let new = NewAccount {
+                account: target.clone(),
+                kind: format!("{:?}", obj.spec.kind),
+                locations: obj.spec.locations.clone(),
+                capabilities: obj.spec.capabilities.clone(),
+                key_uri: c.key_uri.clone(),
+                default_identity: c.default_identity.clone(),
+                user_assigned_identity: c.user_assigned_identity.clone(),
+                backup: obj.spec.backup_policy.clone(),
+                restore: obj.spec.restore.clone(),
+            };
+            status.pending_operation = Some(azure.create_account(&new).await?);
+            (
+                "CreatingAccount",
+                format!("creating account {} with key {}", target.name, c.key_uri),
+            )
+        }
+        Step::EnableSystemIdentity => {
+            status.pending_operation = Some(change(AccountChange::EnableSystemIdentity).await?);
+            (
+                "EnablingSystemIdentity",
+                "enabling the account's system-assigned identity".to_owned(),
+            )
+        }
+        Step::AddUserAssignedIdentity(id) => {
+            status.pending_operation =
+                Some(change(AccountChange::AddUserAssignedIdentity(id.clone())).await?);
+            (
+                "AddingUserAssignedIdentity",
+                format!("adding identity {id} to the account"),
+            )
+        }
+        Step::SetDefaultIdentity(value) => {
+            status.pending_operation =
+                Some(change(AccountChange::SetDefaultIdentity(value.clone())).await?);
+            (
+                "SettingDefaultIdentity",
+                format!("setting defaultIdentity to {value}"),
+            )
+        }
+        Step::SetKeyUri(uri) => {
+            status.pending_operation = Some(change(AccountChange::SetKeyUri(uri.clone())).await?);
+            ("SettingKeyUri", format!("setting keyVaultKeyUri to {uri}"))
+        }
+        Step::DisableKeyVersion { key_uri, version } => {
+            azure.disable_key_version(key_uri, version).await?;
+            (
+                "DisabledPreviousKeyVersion",
+                format!("disabled key version {version} of {key_uri}, past its grace period"),
+            )
+        }
+    })
+}
+
+/// Carries out the deletion policy; the finalizer goes once this returns Ok.
+async fn cleanup<A: AzurePort>(
+    api: &Api<CosmosAccountCMK>,
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+) -> Result<Action, Error> {
+    let observe_only = obj.spec.reconcile_policy == ReconcilePolicy::ObserveOnly;
+    if obj.spec.deletion_policy == DeletionPolicy::Retain || observe_only {
+        let note = "deletion policy Retain (or observe-only): the Azure account and its grants are left in place";
+        report::publish(
+            &ctx.recorder,
+            &obj.object_ref(&()),
+            EventType::Normal,
+            "Retained",
+            "Delete",
+            note,
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let old = obj.status.clone();
+    let mut status = old.clone().unwrap_or_default();
+    let target = account_ref(obj);
+    let azure = &ctx.azure;
+    status.phase = Phase::Deleting;
+
+    if let Some(op) = &status.pending_operation
+        && op.kind == "DeleteAccount"
+    {
+        if azure.poll(op).await? == account::OperationState::InProgress {
+            report::write_status(api, obj, old.as_ref(), &status).await?;
+            return Err(Error::DeletionInProgress);
+        }
+        status.pending_operation = None;
+    }
+    if azure.get_account(&target).await?.is_some() {
+        match azure.delete_account(&target).await? {
+            Some(op) => status.pending_operation = Some(op),
+            None => status.pending_operation = None,
+        }
+        report::publish(
+            &ctx.recorder,
+            &obj.object_ref(&()),
+            EventType::Normal,
+            "DeletingAccount",
+            "Delete",
+            &format!("deleting account {}", target.name),
+        )
+        .await;
+        report::write_status(api, obj, old.as_ref(), &status).await?;
+        return Err(Error::DeletionInProgress);
+    }
+    // The account is gone: remove exactly the grants the operator made.
+    if let Some(binding) = ctx.bindings.get(
+        &ObjectRef::<KeyVaultBinding>::new(&obj.spec.key_vault_binding_ref.name)
+            .within(&obj.namespace().unwrap_or_default()),
+    ) {
+        for grant in &status.grants {
+            let shared = sharing_principal(ctx, obj, &grant.principal_id);
+            if !shared {
+                azure
+                    .revoke_grant(&binding.spec.vault_resource_id, grant)
+                    .await?;
+            }
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// Whether another live account relies on the same principal's grant (the first
+/// party, or a shared user-assigned identity): such a grant must stay.
+fn sharing_principal<A>(ctx: &Context<A>, this: &CosmosAccountCMK, principal: &str) -> bool {
+    ctx.accounts.state().iter().any(|other| {
+        other.metadata.uid != this.metadata.uid
+            && other.metadata.deletion_timestamp.is_none()
+            && other.status.as_ref().is_some_and(|s| {
+                s.identity_principal_id
+                    .as_deref()
+                    .is_some_and(|p| p.eq_ignore_ascii_case(principal))
+                    || s.grants
+                        .iter()
+                        .any(|g| g.principal_id.eq_ignore_ascii_case(principal))
+            })
+    })
+}

@@ -1,0 +1,67 @@
+//! Reconcile errors and the backoff policy for them.
+
+use std::time::Duration;
+
+use crate::azure::{AzureError, ErrorClass};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Azure: {0}")]
+    Azure(#[from] AzureError),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    #[error("resource has no namespace")]
+    NoNamespace,
+    /// Not a failure: the account's deletion is running and the finalizer must stay.
+    #[error("waiting for the Azure account's deletion to finish")]
+    DeletionInProgress,
+}
+
+impl Error {
+    /// How long to wait before the next attempt: Azure's `Retry-After` when it
+    /// gave one, quick for transient trouble, slow for what the user must fix
+    /// (grants often need minutes to propagate).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = |base: u64, cap: u64| Duration::from_secs((base << attempt.min(6)).min(cap));
+        match self {
+            Error::Azure(e) => match (e.retry_after(), e.class()) {
+                (Some(d), _) => d,
+                (None, ErrorClass::Retryable) => exp(2, 120),
+                (None, ErrorClass::UserFixable) => exp(15, 600),
+                (None, ErrorClass::Terminal) => Duration::from_secs(900),
+            },
+            Error::Kube(_) | Error::Finalizer(_) => exp(1, 60),
+            Error::NoNamespace => Duration::from_secs(3600),
+            Error::DeletionInProgress => Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_honours_retry_after_and_grows_to_a_cap() {
+        let throttled = Error::Azure(AzureError::Throttled {
+            operation: "x".into(),
+            retry_after: Duration::from_secs(17),
+        });
+        assert_eq!(throttled.backoff(5), Duration::from_secs(17));
+        let flaky = Error::Azure(AzureError::Unavailable {
+            operation: "x".into(),
+            status: 503,
+            message: String::new(),
+        });
+        assert_eq!(flaky.backoff(0), Duration::from_secs(2));
+        assert_eq!(flaky.backoff(10), Duration::from_secs(120));
+        let forbidden = Error::Azure(AzureError::Forbidden {
+            operation: "x".into(),
+            code: String::new(),
+            message: String::new(),
+        });
+        assert_eq!(forbidden.backoff(0), Duration::from_secs(15));
+    }
+}

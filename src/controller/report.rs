@@ -1,0 +1,101 @@
+//! Writing back what the state machine decided: the status (only when it
+//! changed) and an event for each transition.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::Phase;
+use crate::api::conditions::{self, READY};
+
+/// Field manager of every write the operator makes.
+pub const MANAGER: &str = "cosmos-cmk-operator";
+
+/// Server-side applies `status` when it differs from `old`; returns whether it wrote.
+pub async fn write_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    old: Option<&S>,
+    new: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if old == Some(new) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": new,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Publishes an event when the Ready condition's reason changed. Warnings for
+/// failures, revocation and waiting; Normal otherwise.
+pub async fn transition_event(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    old: &[Condition],
+    new: &[Condition],
+    phase: Phase,
+) {
+    let (Some(now), before) = (conditions::find(new, READY), conditions::find(old, READY)) else {
+        return;
+    };
+    if before.is_some_and(|b| b.reason == now.reason && b.status == now.status) {
+        return;
+    }
+    let type_ = match phase {
+        Phase::Failed | Phase::Revoked | Phase::Waiting => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    publish(
+        recorder,
+        reference,
+        type_,
+        &now.reason,
+        "Reconcile",
+        &now.message,
+    )
+    .await;
+}
+
+/// Publishes one event; a failure to publish is logged, never fatal.
+pub async fn publish(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    // Events carry at most 1 kB of note; cut on a character boundary.
+    let mut end = note.len().min(1000);
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    let note = note[..end].to_owned();
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, reference).await {
+        tracing::warn!(error = %e, reason, "could not publish event");
+    }
+}
