@@ -266,6 +266,28 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
         None => {}
     }
 
+    // A revoked account is reported before anything else (the binding is likely
+    // not Ready either, for the same cause), and nothing is written meanwhile.
+    if let AccountState::Found(a) = &o.account
+        && let Some(err) = &a.revoked
+    {
+        out.status.last_azure_error = Some(err.clone());
+        out.status.customer_managed_key_status = a.customer_managed_key_status.clone();
+        let msg = format!(
+            "Azure reports the key revoked (substatus {}): the account only accepts deletion; re-enable the key version or restore the grant and the account recovers. The operator makes no change meanwhile",
+            err.sub_status
+                .map_or_else(|| "unknown".to_owned(), |s| s.to_string())
+        );
+        return out.blocked(
+            2,
+            Phase::Revoked,
+            r::KEY_REVOKED,
+            msg,
+            None,
+            Requeue::Resync,
+        );
+    }
+
     // Stage 1: the binding.
     let (vault_id, key_uri, model) = match &o.binding {
         BindingState::Missing => {
@@ -454,22 +476,6 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
     out.status.customer_managed_key_status = a.customer_managed_key_status.clone();
     out.status.identity_principal_id = Some(principal.clone());
 
-    if let Some(err) = &a.revoked {
-        out.status.last_azure_error = Some(err.clone());
-        let msg = format!(
-            "Azure reports the key revoked (substatus {}): the account only accepts deletion; re-enable the key version or restore the grant and the account recovers. The operator makes no change meanwhile",
-            err.sub_status
-                .map_or_else(|| "unknown".to_owned(), |s| s.to_string())
-        );
-        return out.blocked(
-            2,
-            Phase::Revoked,
-            r::KEY_REVOKED,
-            msg,
-            None,
-            Requeue::Resync,
-        );
-    }
     match a.provisioning_state.as_str() {
         "Succeeded" => {}
         "Failed" => {

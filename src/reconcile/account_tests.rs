@@ -534,3 +534,24 @@ fn reasons_are_camel_case_words() {
         );
     }
 }
+
+#[test]
+fn revocation_is_reported_even_when_the_binding_is_not_ready() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.binding = BindingState::NotReady {
+        message: "the latest version is disabled".into(),
+    };
+    let mut a = account("FirstPartyIdentity");
+    a.revoked = Some(AzureErrorRecord {
+        operation: "GetAccount".into(),
+        http_status: 403,
+        sub_status: Some(4002),
+        ..Default::default()
+    });
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.status.phase, d.action),
+        ("False/KeyRevoked", Phase::Revoked, None)
+    );
+}
