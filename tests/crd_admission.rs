@@ -20,22 +20,6 @@ fn read_yaml(path: &Path) -> Value {
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// RFC 7386 JSON merge patch: objects merge, `null` removes, anything else replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
 fn api_for(client: &kube::Client, ns: &str, obj: &Value) -> Api<DynamicObject> {
     let kind = obj["kind"].as_str().expect("example has a kind");
     let gvk = GroupVersionKind::gvk("cosmoscmk.io", "v1alpha1", kind);
@@ -111,7 +95,7 @@ async fn invalid_resources_are_refused_with_clear_messages() {
                 .await
                 .unwrap_or_else(|e| panic!("{}: base must be accepted: {e}", case.name));
             let mut changed = serde_json::to_value(&created).expect("serializes");
-            merge_patch(&mut changed, &case.patch);
+            common::merge_patch(&mut changed, &case.patch);
             api.replace(
                 &format!("case-{i}"),
                 &PostParams::default(),
@@ -119,7 +103,7 @@ async fn invalid_resources_are_refused_with_clear_messages() {
             )
             .await
         } else {
-            merge_patch(&mut obj, &case.patch);
+            common::merge_patch(&mut obj, &case.patch);
             api.create(&PostParams::default(), &to_dynamic(&obj)).await
         };
         match result {
@@ -156,7 +140,7 @@ async fn continuous_backup_may_be_enabled_after_creation_without_a_user_assigned
         .await
         .expect("created");
     let mut changed = serde_json::to_value(&created).expect("serializes");
-    merge_patch(
+    common::merge_patch(
         &mut changed,
         &serde_json::json!({"spec": {"backupPolicy": {"type": "Continuous"}}}),
     );

@@ -21,6 +21,8 @@ pub struct Settings {
     pub poll: Duration,
     /// Reconciles running at once, per kind.
     pub concurrency: u16,
+    /// Watch only this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
 }
 
 impl Default for Settings {
@@ -30,6 +32,7 @@ impl Default for Settings {
             resync: Duration::from_secs(300),
             poll: Duration::from_secs(10),
             concurrency: 8,
+            namespace: None,
         }
     }
 }

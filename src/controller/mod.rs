@@ -53,8 +53,10 @@ pub async fn run<A: AzurePort>(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let bindings_api: Api<KeyVaultBinding> = Api::all(client.clone());
-    let accounts_api: Api<CosmosAccountCMK> = Api::all(client.clone());
+    let (bindings_api, accounts_api): (Api<KeyVaultBinding>, Api<CosmosAccountCMK>) = match &settings.namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
     let config = ControllerConfig::default().concurrency(settings.concurrency);
 
     let binding_ctl = Controller::new(bindings_api.clone(), watcher::Config::default())
