@@ -7,5 +7,6 @@
 pub mod api;
 pub mod azure;
 pub mod controller;
+pub mod embedded;
 pub mod reconcile;
 pub mod sim;

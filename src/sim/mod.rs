@@ -1,16 +1,309 @@
 //! Local Azure simulator (ARM, Key Vault data plane, Entra token endpoint).
+//!
+//! One HTTP listener serves the token endpoint, ARM and the admin API; each
+//! vault also gets its own loopback listener so its URI is host-style (see
+//! `docs/simulator.md`). Start it in-process with [`Simulator::start`] or as
+//! `cmk-operator simulate`.
+
+pub mod admin;
+pub mod arm;
+pub mod auth;
+pub mod cmk_rules;
+pub mod config;
+pub mod errors;
+pub mod faults;
+pub mod keyvault;
+pub mod metrics;
+pub mod persist;
+pub mod seed;
+pub mod server;
+pub mod state;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Errors that stop the standalone simulator.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    #[error("the simulator is not built yet (listen address {0})")]
-    NotBuilt(SocketAddr),
+pub use config::SimConfig;
+pub use errors::SimError;
+pub use faults::{ErrorFault, FaultConfig, LatencyFault, LroFault, LroMode, ThrottleFault};
+pub use metrics::{Counters, LedgerEntry};
+pub use seed::{Seed, SeedIdentity, SeedKey, SeedProvider, SeedRoleAssignment, SeedVault};
+pub use state::{AppRegistration, FederatedCredential};
+
+use server::App;
+use state::State;
+use tokio::sync::watch;
+
+/// Starts simulators.
+pub struct Simulator;
+
+/// A running simulator. Dropping it stops the listeners.
+pub struct SimHandle {
+    app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    state_file: Option<PathBuf>,
+}
+
+impl Simulator {
+    /// Starts an in-memory simulator.
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+        Self::start_with_state_file(config, None).await
+    }
+
+    /// Starts a simulator that loads `state_file` if present (and saves there on [`SimHandle::shutdown`]).
+    pub async fn start_with_state_file(
+        config: SimConfig,
+        state_file: Option<PathBuf>,
+    ) -> Result<SimHandle, SimError> {
+        let mut state = match &state_file {
+            Some(p) => persist::load(p)?.unwrap_or_default(),
+            None => State::default(),
+        };
+        if state.token_key == 0 {
+            state.token_key = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
+        }
+        state
+            .apps
+            .entry(config.operator_client_id.to_ascii_lowercase())
+            .or_insert_with(|| state::AppRegistration {
+                client_id: config.operator_client_id.clone(),
+                object_id: config.operator_object_id.clone(),
+                client_secret: Some(config.operator_client_secret.clone()),
+                federated_credentials: Vec::new(),
+                display_name: Some("cmk-operator".into()),
+            });
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local: SocketAddr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let base_url = format!("http://{local}/");
+        let (tx, rx) = watch::channel(false);
+        let vaults: Vec<(String, Option<u16>)> = state
+            .vaults
+            .values()
+            .map(|v| (v.name.clone(), v.port))
+            .collect();
+        let app = Arc::new(App::new(config, base_url, local.ip(), state, rx.clone()));
+        // Vault listeners come back on their saved ports when free.
+        for (name, port) in vaults {
+            let got = app.ensure_vault_listener(&name, port);
+            let mut st = app.state();
+            if let Some(v) = st.vaults.values_mut().find(|v| v.name == name) {
+                v.port = got;
+            }
+        }
+        let router = server::router(app.clone());
+        let mut rx2 = rx;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx2.wait_for(|v| *v).await;
+                })
+                .await;
+        });
+        Ok(SimHandle {
+            app,
+            shutdown: tx,
+            task: Some(task),
+            state_file,
+        })
+    }
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT/` — ARM endpoint and Entra authority host at once.
+    pub fn base_url(&self) -> &str {
+        &self.app.base_url
+    }
+    pub fn tenant_id(&self) -> &str {
+        &self.app.config.tenant_id
+    }
+    pub fn config(&self) -> &SimConfig {
+        &self.app.config
+    }
+    /// Client id, secret and object id of the service principal seeded at start.
+    pub fn operator_credentials(&self) -> (String, String, String) {
+        let c = &self.app.config;
+        (
+            c.operator_client_id.clone(),
+            c.operator_client_secret.clone(),
+            c.operator_object_id.clone(),
+        )
+    }
+    pub fn seed(&self, seed: &Seed) -> Result<serde_json::Value, SimError> {
+        seed::apply(&self.app, seed).map_err(|e| SimError::Seed(e.message))
+    }
+    /// The vault's data-plane URI (`http://IP:PORT/`), if the vault exists.
+    pub fn vault_uri(&self, vault_name: &str) -> Option<String> {
+        let st = self.app.state();
+        st.vault_by_name(vault_name)
+            .map(|v| self.app.vault_uri(&v.name, v.port))
+    }
+    /// The path-style alias `{base}keyvault/{vault}/`.
+    pub fn vault_path_uri(&self, vault_name: &str) -> String {
+        self.app.vault_uri(vault_name, None)
+    }
+    pub fn set_faults(&self, faults: FaultConfig) {
+        *self.app.faults() = faults;
+    }
+    pub fn faults(&self) -> FaultConfig {
+        self.app.faults_snapshot()
+    }
+    pub fn clear_faults(&self) {
+        *self.app.faults() = FaultConfig::default();
+    }
+    pub fn counters(&self) -> Counters {
+        self.app.metrics().counters.clone()
+    }
+    /// Requests counted for `operation` (all statuses).
+    pub fn count(&self, operation: &str) -> u64 {
+        self.app.metrics().total(operation)
+    }
+    /// Requests counted for `operation` with `status`.
+    pub fn count_status(&self, operation: &str, status: u16) -> u64 {
+        self.app
+            .metrics()
+            .counters
+            .get(operation)
+            .and_then(|m| m.get(&status))
+            .copied()
+            .unwrap_or(0)
+    }
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        self.app.metrics().ledger.clone()
+    }
+    pub fn reset_counters(&self) {
+        let mut m = self.app.metrics();
+        m.counters.clear();
+        m.ledger.clear();
+    }
+    pub fn set_lro_duration(&self, d: Duration) {
+        self.app.set_lro_duration_ms(d.as_millis() as i64);
+    }
+    /// Mints a token for tests (e.g. expired: negative lifetime, or another audience).
+    pub fn issue_token(&self, object_id: &str, audience: &str, lifetime_secs: i64) -> String {
+        let now = jiff::Timestamp::now().as_second();
+        let claims = auth::Claims {
+            tid: self.app.config.tenant_id.clone(),
+            oid: object_id.to_owned(),
+            appid: self.app.config.operator_client_id.clone(),
+            aud: audience.to_owned(),
+            iat: now,
+            exp: now.saturating_add(lifetime_secs),
+            jti: state::new_guid(),
+        };
+        let key = self.app.state().token_key;
+        auth::mint(key, &claims)
+    }
+    /// The whole state as JSON (what the state file holds).
+    pub fn state_json(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.app.state()).unwrap_or_default()
+    }
+    pub fn save(&self, path: &Path) -> Result<(), SimError> {
+        persist::save(&self.app, path)
+    }
+    /// Stops the listeners, saving the state file first when one was given.
+    pub async fn shutdown(mut self) -> Result<(), SimError> {
+        if let Some(p) = self.state_file.take() {
+            persist::save(&self.app, &p)?;
+        }
+        let _ = self.shutdown.send(true);
+        self.app.stop_vault_listeners();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        // An embedded simulator dropped without shutdown() still keeps its state.
+        if let Some(p) = self.state_file.take()
+            && let Err(e) = persist::save(&self.app, &p)
+        {
+            tracing::warn!(error = %e, "simulator state not saved");
+        }
+        let _ = self.shutdown.send(true);
+        self.app.stop_vault_listeners();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
 }
 
 /// Runs the simulator on `listen` until SIGTERM or Ctrl-C.
-pub async fn run_standalone(listen: SocketAddr, _state_file: Option<PathBuf>) -> Result<(), SimError> {
-    Err(SimError::NotBuilt(listen))
+pub async fn run_standalone(
+    listen: SocketAddr,
+    state_file: Option<PathBuf>,
+) -> Result<(), SimError> {
+    use std::io::Write;
+    let mut config = SimConfig {
+        listen,
+        ..SimConfig::default()
+    };
+    // Demo knobs without new CLI flags: how long LROs and revocation recovery take.
+    if let Some(ms) = env_ms("CMK_SIM_LRO_MS") {
+        config.lro_duration = ms;
+    }
+    if let Some(ms) = env_ms("CMK_SIM_REVOCATION_RECOVERY_MS") {
+        config.revocation_recovery = ms;
+    }
+    let handle = Simulator::start_with_state_file(config, state_file).await?;
+    // Listen for the signal before announcing, so a quick SIGTERM is never lost.
+    let signal = tokio::spawn(wait_for_signal());
+    let (id, _, _) = handle.operator_credentials();
+    // The reader may go away: a closed stdout must not stop the simulator.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "cosmos-cmk-operator Azure simulator listening on {}",
+        handle.base_url()
+    );
+    let _ = writeln!(
+        out,
+        "  tenant {}  operator client id {id}  (secret: see docs/simulator.md)",
+        handle.tenant_id()
+    );
+    let _ = out.flush();
+    let _ = signal.await;
+    handle.shutdown().await
+}
+
+fn env_ms(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

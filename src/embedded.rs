@@ -1,0 +1,69 @@
+//! The embedded default: an in-process Azure simulator seeded with the world
+//! that `deploy/examples/` expects, so a newcomer can run the operator with no
+//! Azure subscription.
+
+use serde_json::json;
+
+use crate::sim::{Seed, SeedIdentity, SeedRoleAssignment, SeedVault, SimConfig, SimError, SimHandle, Simulator};
+
+/// Subscription and resource group the examples use.
+pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000c0de";
+pub const RESOURCE_GROUP: &str = "cmk-demo";
+
+/// Key Vault Administrator: lets the operator create keys in the RBAC vault.
+const KEY_VAULT_ADMINISTRATOR: &str = "00482a5a-887f-4fb3-b363-3b7fe8e74483";
+
+/// Starts the simulator and seeds the example world: an access-policy vault and
+/// an RBAC vault (both CMK-ready), and the user-assigned identities the examples name.
+pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+    let sim = Simulator::start(config).await?;
+    sim.seed(&example_world(&sim))?;
+    Ok(sim)
+}
+
+/// The seed for `deploy/examples/`.
+pub fn example_world(sim: &SimHandle) -> Seed {
+    let (_, _, operator) = sim.operator_credentials();
+    let tenant = sim.tenant_id().to_owned();
+    let vault = |name: &str, rbac: bool| {
+        let mut properties = json!({
+            "enableSoftDelete": true,
+            "enablePurgeProtection": true,
+            "enableRbacAuthorization": rbac,
+            "sku": {"family": "A", "name": "premium"},
+            "accessPolicies": if rbac { json!([]) } else {
+                json!([{"tenantId": tenant, "objectId": operator, "permissions": {"keys": ["all"]}}])
+            },
+        });
+        properties["publicNetworkAccess"] = json!("Enabled");
+        SeedVault {
+            subscription_id: SUBSCRIPTION.into(),
+            resource_group: RESOURCE_GROUP.into(),
+            name: name.into(),
+            location: Some("eastus".into()),
+            properties: properties.as_object().cloned().unwrap_or_default(),
+        }
+    };
+    let identity = |name: &str| SeedIdentity {
+        subscription_id: SUBSCRIPTION.into(),
+        resource_group: RESOURCE_GROUP.into(),
+        name: name.into(),
+        location: Some("eastus".into()),
+        ..Default::default()
+    };
+    let rbac_vault = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.KeyVault/vaults/cmk-demo-rbac"
+    );
+    Seed {
+        vaults: vec![vault("cmk-demo-policies", false), vault("cmk-demo-rbac", true)],
+        identities: vec![identity("cmk-demo-billing-id"), identity("cmk-demo-ledger-id")],
+        role_assignments: vec![SeedRoleAssignment {
+            scope: rbac_vault,
+            role_definition_id: KEY_VAULT_ADMINISTRATOR.into(),
+            principal_id: operator,
+            principal_type: Some("ServicePrincipal".into()),
+            name: None,
+        }],
+        ..Default::default()
+    }
+}

@@ -1,0 +1,896 @@
+//! `Microsoft.DocumentDB/databaseAccounts`: create/update/patch/get/delete/list,
+//! CMK enforcement, identities, revocation, restore.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::lro::{self, normalize_location};
+use crate::sim::cmk_rules::{self, STATUS_OK};
+use crate::sim::errors::{ApiError, Style};
+use crate::sim::server::{App, Req, json_resp};
+use crate::sim::state::{Account, AccountIdentity, OpKind, State, new_guid, now_ms, now_rfc3339};
+
+const TYPE: &str = "Microsoft.DocumentDB/databaseAccounts";
+
+/// Properties the service computes; ignored when a client sends them.
+const READ_ONLY: &[&str] = &[
+    "provisioningState",
+    "documentEndpoint",
+    "writeLocations",
+    "readLocations",
+    "failoverPolicies",
+    "privateEndpointConnections",
+    "instanceId",
+    "keyVaultKeyUriVersion",
+    "customerManagedKeyStatus",
+    "keysMetadata",
+    "restoreParameters_",
+    "systemData",
+];
+
+fn key(sub: &str, rg: &str, name: &str) -> String {
+    format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.documentdb/databaseaccounts/{name}").to_ascii_lowercase()
+}
+
+pub fn display_location(loc: &str) -> String {
+    let n = normalize_location(loc);
+    let known = [
+        ("westus", "West US"),
+        ("westus2", "West US 2"),
+        ("westus3", "West US 3"),
+        ("eastus", "East US"),
+        ("eastus2", "East US 2"),
+        ("centralus", "Central US"),
+        ("southcentralus", "South Central US"),
+        ("northcentralus", "North Central US"),
+        ("westeurope", "West Europe"),
+        ("northeurope", "North Europe"),
+        ("uksouth", "UK South"),
+        ("francecentral", "France Central"),
+        ("germanywestcentral", "Germany West Central"),
+        ("swedencentral", "Sweden Central"),
+        ("japaneast", "Japan East"),
+        ("australiaeast", "Australia East"),
+        ("centraluseuap", "Central US EUAP"),
+    ];
+    known
+        .iter()
+        .find(|(k, _)| *k == n)
+        .map(|(_, v)| (*v).to_owned())
+        .unwrap_or_else(|| loc.to_owned())
+}
+
+fn with_headers(mut resp: Response, headers: Vec<(String, String)>) -> Response {
+    for (k, v) in headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            resp.headers_mut().insert(n, v);
+        }
+    }
+    resp
+}
+
+pub fn handle(
+    app: &Arc<App>,
+    req: &Req,
+    sub: &str,
+    rg: &str,
+    name: Option<&str>,
+    api_version: &str,
+) -> Result<Response, ApiError> {
+    let mut state = app.state();
+    lro::advance(&mut state);
+    let Some(name) = name else {
+        if req.method.as_str() != "GET" {
+            return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+        }
+        let prefix = key(sub, rg, "");
+        let keys: Vec<String> = state
+            .accounts
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        let mut value = Vec::new();
+        for k in keys {
+            refresh_cmk(app, &mut state, &k);
+            if let Some(a) = state.accounts.get(&k) {
+                value.push(account_json(app, &state, a));
+            }
+        }
+        return Ok(json_resp(StatusCode::OK, json!({"value": value})));
+    };
+    let k = key(sub, rg, name);
+    match req.method.as_str() {
+        "GET" => {
+            refresh_cmk(app, &mut state, &k);
+            let a = state
+                .accounts
+                .get(&k)
+                .ok_or_else(|| super::not_found(TYPE, name, rg))?;
+            Ok(json_resp(StatusCode::OK, account_json(app, &state, a)))
+        }
+        "PUT" => {
+            let body = req.json(Style::Arm)?;
+            if state.accounts.contains_key(&k) {
+                update(app, &mut state, &k, &body, true, api_version)
+            } else {
+                create(app, &mut state, sub, rg, name, &body, api_version)
+            }
+        }
+        "PATCH" => {
+            let body = req.json(Style::Arm)?;
+            if !state.accounts.contains_key(&k) {
+                return Err(super::not_found(TYPE, name, rg));
+            }
+            update(app, &mut state, &k, &body, false, api_version)
+        }
+        "DELETE" => {
+            let Some(a) = state.accounts.get(&k).cloned() else {
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            };
+            let op = match (&a.pending_op, a.provisioning_state.as_str()) {
+                (Some(op), "Deleting") => op.clone(),
+                _ => {
+                    let op = lro::start(app, &mut state, OpKind::Delete, &k, sub, &a.location);
+                    if let Some(acc) = state.accounts.get_mut(&k) {
+                        acc.provisioning_state = "Deleting".into();
+                        acc.pending_op = Some(op.clone());
+                    }
+                    op
+                }
+            };
+            let headers = lro::headers(app, &state, &op, api_version);
+            Ok(with_headers(StatusCode::ACCEPTED.into_response(), headers))
+        }
+        _ => Ok(crate::sim::server::method_not_allowed(Style::Arm)),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (3..=44).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Parses the `identity` block, creating a system-assigned principal when newly enabled.
+fn parse_identity(
+    state: &State,
+    v: Option<&Value>,
+    current: Option<&AccountIdentity>,
+) -> Result<AccountIdentity, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(current.cloned().unwrap_or_else(|| AccountIdentity {
+            type_: "None".into(),
+            ..Default::default()
+        }));
+    };
+    let type_raw = v.get("type").and_then(Value::as_str).unwrap_or("None");
+    let type_ = match type_raw.replace(' ', "").to_ascii_lowercase().as_str() {
+        "none" => "None",
+        "systemassigned" => "SystemAssigned",
+        "userassigned" => "UserAssigned",
+        "systemassigned,userassigned" => "SystemAssigned,UserAssigned",
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid identity type '{type_raw}'. Allowed values are 'SystemAssigned', 'UserAssigned', 'SystemAssigned,UserAssigned' and 'None'."
+            )));
+        }
+    };
+    let mut ident = AccountIdentity {
+        type_: type_.into(),
+        ..Default::default()
+    };
+    if ident.has_system() {
+        ident.system_principal_id = current
+            .and_then(|c| c.system_principal_id.clone())
+            .or_else(|| Some(new_guid()));
+    }
+    if type_.contains("UserAssigned") {
+        let map = v
+            .get("userAssignedIdentities")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if map.is_empty() {
+            return Err(ApiError::bad_request(
+                "The identity type 'UserAssigned' requires at least one entry in 'userAssignedIdentities'.",
+            ));
+        }
+        for (id, val) in map {
+            if val.is_null() {
+                continue; // ARM removes an identity set to null
+            }
+            if state.identity_by_id(&id).is_none() {
+                return Err(ApiError::arm(
+                    StatusCode::BAD_REQUEST,
+                    "FailedIdentityOperation",
+                    format!(
+                        "Identity operation for resource failed: user-assigned identity '{id}' was not found."
+                    ),
+                ));
+            }
+            ident.user_assigned.push(id);
+        }
+    }
+    Ok(ident)
+}
+
+fn strip_read_only(props: &Value) -> Map<String, Value> {
+    let mut m = props.as_object().cloned().unwrap_or_default();
+    for k in READ_ONLY {
+        m.remove(*k);
+    }
+    m
+}
+
+fn create(
+    app: &App,
+    state: &mut State,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    body: &Value,
+    api_version: &str,
+) -> Result<Response, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::arm(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            "The request content must be a JSON object.",
+        ));
+    }
+    let location = body
+        .get("location")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::arm(
+                StatusCode::BAD_REQUEST,
+                "LocationRequired",
+                "The location property is required for this definition.",
+            )
+        })?;
+    if !valid_name(name) {
+        return Err(ApiError::bad_request(format!(
+            "DatabaseAccount name '{name}' is invalid. The name can contain only lowercase letters, numbers and the '-' character, must be between 3 and 44 characters long, and cannot start or end with '-'."
+        )));
+    }
+    if !super::providers::registered(app, state, sub, "Microsoft.DocumentDB") {
+        return Err(ApiError::arm(
+            StatusCode::CONFLICT,
+            "MissingSubscriptionRegistration",
+            "The subscription is not registered to use namespace 'Microsoft.DocumentDB'. See https://aka.ms/rps-not-found for how to register subscriptions.",
+        ));
+    }
+    let props_in = body
+        .get("properties")
+        .filter(|p| p.is_object())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "The 'properties' object is required to create a database account.",
+            )
+        })?;
+    let mut props = strip_read_only(props_in);
+    let has_cmk = props
+        .get("keyVaultKeyUri")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    if props
+        .get("databaseAccountOfferType")
+        .and_then(Value::as_str)
+        .is_none()
+    {
+        return Err(ApiError::bad_request(
+            "The 'databaseAccountOfferType' property is required; the only valid value is 'Standard'.",
+        ));
+    }
+    let locations = props
+        .get("locations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if locations.is_empty() {
+        return Err(ApiError::bad_request(if has_cmk {
+            "The 'locations' property must be set explicitly to create a database account with customer-managed keys (keyVaultKeyUri)."
+        } else {
+            "The 'locations' property is required and must contain at least one location."
+        }));
+    }
+    if locations.iter().any(|l| {
+        l.get("locationName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    }) {
+        return Err(ApiError::bad_request(
+            "Every entry of 'locations' needs a 'locationName'.",
+        ));
+    }
+    let zero = locations
+        .iter()
+        .filter(|l| {
+            l.get("failoverPriority")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                == 0
+        })
+        .count();
+    if zero != 1 {
+        return Err(ApiError::bad_request(
+            "Exactly one location must have failoverPriority 0 (the write region).",
+        ));
+    }
+    let identity = parse_identity(state, body.get("identity"), None)?;
+
+    // Restore of a continuous account: the source must exist and be continuous,
+    // the timestamp inside its retention.
+    let create_mode = props
+        .get("createMode")
+        .and_then(Value::as_str)
+        .unwrap_or("Default")
+        .to_owned();
+    if create_mode.eq_ignore_ascii_case("Restore") {
+        restore_checks(state, &mut props, &identity)?;
+    }
+    let has_cmk = props
+        .get("keyVaultKeyUri")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    let default_identity = props
+        .get("defaultIdentity")
+        .and_then(Value::as_str)
+        .unwrap_or("FirstPartyIdentity")
+        .to_owned();
+    let continuous = props
+        .get("backupPolicy")
+        .and_then(|b| b.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("Continuous"));
+    if has_cmk && continuous && !default_identity.starts_with("UserAssignedIdentity=") {
+        return Err(ApiError::bad_request(
+            "Continuous backup with customer-managed keys requires a user-assigned identity at creation: set identity 'UserAssigned' and defaultIdentity 'UserAssignedIdentity=<identity resource id>'. The first-party identity is not supported with continuous backup.",
+        ));
+    }
+    if props.contains_key("defaultIdentity") || has_cmk {
+        let principal = cmk_rules::principal_for(app, state, &identity, &default_identity)?;
+        if has_cmk {
+            let uri = props
+                .get("keyVaultKeyUri")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let faults = app.faults_snapshot();
+            cmk_rules::check_access(app, state, &faults, &uri, &principal)?;
+        }
+    }
+    let k = key(sub, rg, name);
+    let acct = Account {
+        subscription_id: sub.to_owned(),
+        resource_group: rg.to_owned(),
+        name: name.to_owned(),
+        location: location.to_owned(),
+        kind: body.get("kind").and_then(Value::as_str).map(str::to_owned),
+        tags: body.get("tags").cloned().unwrap_or_else(|| json!({})),
+        identity,
+        properties: Value::Object(props),
+        provisioning_state: "Initializing".into(),
+        instance_id: new_guid(),
+        created_at: now_rfc3339(),
+        created_ms: now_ms(),
+        key_version_in_use: None,
+        cmk: Default::default(),
+        pending_op: None,
+    };
+    state.accounts.insert(k.clone(), acct);
+    let op = lro::start(app, state, OpKind::Create, &k, sub, location);
+    if let Some(a) = state.accounts.get_mut(&k) {
+        a.pending_op = Some(op.clone());
+    }
+    refresh_cmk(app, state, &k);
+    let a = state.accounts.get(&k).ok_or_else(|| {
+        ApiError::arm(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "account vanished",
+        )
+    })?;
+    let body = account_json(app, state, a);
+    Ok(with_headers(
+        json_resp(StatusCode::OK, body),
+        lro::headers(app, state, &op, api_version),
+    ))
+}
+
+fn restore_checks(
+    state: &State,
+    props: &mut Map<String, Value>,
+    identity: &AccountIdentity,
+) -> Result<(), ApiError> {
+    let rp = props
+        .get("restoreParameters")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let source = rp
+        .get("restoreSource")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "restoreParameters.restoreSource is required when createMode is 'Restore'.",
+            )
+        })?;
+    let instance = source
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let src = state
+        .accounts
+        .values()
+        .find(|a| a.instance_id.eq_ignore_ascii_case(&instance))
+        .ok_or_else(|| {
+            ApiError::arm(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("Restorable database account '{instance}' was not found."),
+            )
+        })?;
+    if !src.backup_type().eq_ignore_ascii_case("Continuous") {
+        return Err(ApiError::bad_request(format!(
+            "Database account '{}' does not have continuous backup; point-in-time restore is not available.",
+            src.name
+        )));
+    }
+    let ts_raw = rp
+        .get("restoreTimestampInUtc")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "restoreParameters.restoreTimestampInUtc is required when createMode is 'Restore'.",
+            )
+        })?;
+    let ts: jiff::Timestamp = ts_raw.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "restoreTimestampInUtc '{ts_raw}' is not a valid UTC timestamp."
+        ))
+    })?;
+    let ms = ts.as_millisecond();
+    if ms < src.created_ms || ms > now_ms() {
+        return Err(ApiError::bad_request(format!(
+            "The restore timestamp '{ts_raw}' is outside the restorable window of account '{}' (from {} to now).",
+            src.name, src.created_at
+        )));
+    }
+    if let Some(uri) = src.key_uri() {
+        // Identities of the source account do not carry over: the request needs its own.
+        if identity.user_assigned.is_empty() {
+            return Err(ApiError::bad_request(
+                "Restoring an account that uses customer-managed keys requires a user-assigned identity in the restore request (source identities are not carried over).",
+            ));
+        }
+        props
+            .entry("keyVaultKeyUri")
+            .or_insert_with(|| Value::String(uri.to_owned()));
+    }
+    Ok(())
+}
+
+fn revoked_error(name: &str, sub: u32) -> ApiError {
+    ApiError::arm(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!("Database account '{name}' is in revoked state because access to its customer-managed key was lost; only deletion and default identity updates are allowed. (Status: 403, Substatus: {sub})"),
+    )
+    .substatus(sub)
+}
+
+fn update(
+    app: &App,
+    state: &mut State,
+    k: &str,
+    body: &Value,
+    is_put: bool,
+    api_version: &str,
+) -> Result<Response, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::arm(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            "The request content must be a JSON object.",
+        ));
+    }
+    refresh_cmk(app, state, k);
+    let cur = state
+        .accounts
+        .get(k)
+        .cloned()
+        .ok_or_else(|| super::not_found(TYPE, k, ""))?;
+    if cur.pending_op.is_some() {
+        return Err(ApiError::arm(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailed",
+            format!(
+                "There is already an operation in progress which requires exclusive lock on this service {}. Please retry the operation after sometime.",
+                cur.name
+            ),
+        ));
+    }
+    let patch = body
+        .get("properties")
+        .map(strip_read_only)
+        .unwrap_or_default();
+    // What actually changes.
+    let changed: Vec<String> = patch
+        .iter()
+        .filter(|(key, v)| {
+            cur.properties.get(key.as_str()) != Some(v)
+                && !(key.as_str() == "defaultIdentity"
+                    && v.as_str() == Some(cur.default_identity()))
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    let identity_changed = match body.get("identity") {
+        Some(v) if !v.is_null() => {
+            let new = parse_identity(state, Some(v), Some(&cur.identity))?;
+            new.type_ != cur.identity.type_ || {
+                let mut a: Vec<String> = new
+                    .user_assigned
+                    .iter()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect();
+                let mut b: Vec<String> = cur
+                    .identity
+                    .user_assigned
+                    .iter()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect();
+                a.sort();
+                b.sort();
+                a != b
+            }
+        }
+        _ => false,
+    };
+    // A full PUT that leaves keyVaultKeyUri out would turn CMK off: refused.
+    if is_put && cur.key_uri().is_some() && !patch.contains_key("keyVaultKeyUri") {
+        return Err(ApiError::bad_request(
+            "Customer-managed keys cannot be disabled on an account once enabled: the request omits keyVaultKeyUri.",
+        ));
+    }
+    let key_changed = changed.iter().any(|c| c == "keyVaultKeyUri");
+    let di_changed = changed.iter().any(|c| c == "defaultIdentity");
+
+    if let Some(sub) = cur.cmk.revoked {
+        let only_di = !identity_changed && changed.iter().all(|c| c == "defaultIdentity");
+        if !only_di || changed.is_empty() {
+            return Err(revoked_error(&cur.name, sub));
+        }
+    }
+    if key_changed {
+        let new_uri = patch
+            .get("keyVaultKeyUri")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if new_uri.is_empty() && cur.key_uri().is_some() {
+            return Err(ApiError::bad_request(
+                "Customer-managed keys cannot be disabled on an account once enabled.",
+            ));
+        }
+        if changed.len() > 1 || identity_changed {
+            return Err(ApiError::bad_request(format!(
+                "Updating the customer-managed key (keyVaultKeyUri) cannot be combined with updates to other properties ({}). Update keyVaultKeyUri in its own request.",
+                changed
+                    .iter()
+                    .filter(|c| c.as_str() != "keyVaultKeyUri")
+                    .cloned()
+                    .chain(identity_changed.then(|| "identity".to_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let mut next = cur.clone();
+    if identity_changed {
+        next.identity = parse_identity(state, body.get("identity"), Some(&cur.identity))?;
+    }
+    let mut props = cur.properties.as_object().cloned().unwrap_or_default();
+    if is_put {
+        // A full PUT replaces client properties, but immutable ones stay.
+        let mut replaced = patch.clone();
+        for keep in ["createMode", "restoreParameters"] {
+            if let Some(v) = props.get(keep) {
+                replaced.insert(keep.into(), v.clone());
+            }
+        }
+        props = replaced;
+    } else {
+        for (key, v) in &patch {
+            props.insert(key.clone(), v.clone());
+        }
+    }
+    // Identity and defaultIdentity changed together: Azure applies the identity
+    // and silently keeps the old default identity.
+    if identity_changed && di_changed {
+        props.insert(
+            "defaultIdentity".into(),
+            Value::String(cur.default_identity().to_owned()),
+        );
+    }
+    next.properties = Value::Object(props);
+    let default_identity = next.default_identity().to_owned();
+    if let Some(id) = cur.default_identity().strip_prefix("UserAssignedIdentity=")
+        && default_identity == cur.default_identity()
+        && !next
+            .identity
+            .user_assigned
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(id))
+    {
+        return Err(ApiError::bad_request(format!(
+            "The identity '{id}' is the account's default identity and cannot be removed."
+        )));
+    }
+    if cur.default_identity() == "SystemAssignedIdentity"
+        && default_identity == "SystemAssignedIdentity"
+        && !next.identity.has_system()
+    {
+        return Err(ApiError::bad_request(
+            "The system-assigned identity is the account's default identity and cannot be removed.",
+        ));
+    }
+    if let Some(t) = body.get("tags") {
+        next.tags = t.clone();
+    }
+    if (di_changed && !identity_changed) || key_changed {
+        let principal = cmk_rules::principal_for(app, state, &next.identity, &default_identity)?;
+        if let Some(uri) = next.key_uri() {
+            let faults = app.faults_snapshot();
+            cmk_rules::check_access(app, state, &faults, uri, &principal)?;
+            if next.cmk.revoked.is_some() {
+                next.cmk.access_back_ms.get_or_insert(now_ms());
+            }
+        }
+    }
+    next.provisioning_state = "Updating".into();
+    let op = lro::start(
+        app,
+        state,
+        OpKind::Update,
+        k,
+        &cur.subscription_id,
+        &cur.location,
+    );
+    next.pending_op = Some(op.clone());
+    state.accounts.insert(k.to_owned(), next);
+    refresh_cmk(app, state, k);
+    let a = state.accounts.get(k).ok_or_else(|| {
+        ApiError::arm(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "account vanished",
+        )
+    })?;
+    let body = account_json(app, state, a);
+    Ok(with_headers(
+        json_resp(StatusCode::OK, body),
+        lro::headers(app, state, &op, api_version),
+    ))
+}
+
+/// Re-evaluates key access: follows new versions of a versionless key, and
+/// moves the account into or out of the revoked state.
+pub fn refresh_cmk(app: &App, state: &mut State, k: &str) {
+    let Some(a) = state.accounts.get(k).cloned() else {
+        return;
+    };
+    let Some(uri) = a.key_uri().map(str::to_owned) else {
+        return;
+    };
+    let faults = app.faults_snapshot();
+    let result = cmk_rules::principal_for(app, state, &a.identity, a.default_identity())
+        .and_then(|p| cmk_rules::check_access(app, state, &faults, &uri, &p));
+    let recovery = app.config.revocation_recovery.as_millis() as i64;
+    let Some(acct) = state.accounts.get_mut(k) else {
+        return;
+    };
+    match result {
+        Ok(res) => {
+            if acct.cmk.revoked.is_some() {
+                let back = *acct.cmk.access_back_ms.get_or_insert(now_ms());
+                if now_ms() - back >= recovery {
+                    acct.cmk.revoked = None;
+                    acct.cmk.access_back_ms = None;
+                }
+            }
+            if acct.cmk.revoked.is_none() {
+                acct.key_version_in_use = Some(res.version_in_use);
+                acct.cmk.status_message = Some(STATUS_OK.into());
+            }
+        }
+        Err(e) if e.substatus == Some(4004) => {
+            acct.cmk.status_message = Some(e.message);
+        }
+        Err(e) => {
+            let sub = e.substatus.unwrap_or(4002);
+            acct.cmk.revoked = Some(sub);
+            acct.cmk.access_back_ms = None;
+            acct.cmk.status_message = Some(cmk_rules::revoked_status(sub));
+        }
+    }
+}
+
+fn location_entries(a: &Account) -> Vec<Value> {
+    let locs = a
+        .properties
+        .get("locations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut out: Vec<Value> = locs
+        .iter()
+        .map(|l| {
+            let name = l.get("locationName").and_then(Value::as_str).unwrap_or_default();
+            let norm = normalize_location(name);
+            json!({
+                "id": format!("{}-{norm}", a.name),
+                "locationName": display_location(name),
+                "documentEndpoint": format!("https://{}-{norm}.documents.azure.com:443/", a.name),
+                "provisioningState": a.provisioning_state,
+                "failoverPriority": l.get("failoverPriority").and_then(Value::as_i64).unwrap_or(0),
+                "isZoneRedundant": l.get("isZoneRedundant").and_then(Value::as_bool).unwrap_or(false),
+            })
+        })
+        .collect();
+    out.sort_by_key(|l| {
+        l.get("failoverPriority")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    });
+    out
+}
+
+fn identity_json(app: &App, state: &State, a: &Account) -> Value {
+    let mut v = json!({"type": a.identity.type_});
+    if let Some(p) = &a.identity.system_principal_id {
+        v["principalId"] = json!(p);
+        v["tenantId"] = json!(app.config.tenant_id);
+    }
+    if !a.identity.user_assigned.is_empty() {
+        let mut m = Map::new();
+        for id in &a.identity.user_assigned {
+            let (client, principal) = state
+                .identity_by_id(id)
+                .map(|i| (i.client_id.clone(), i.principal_id.clone()))
+                .unwrap_or_default();
+            m.insert(
+                id.clone(),
+                json!({"clientId": client, "principalId": principal}),
+            );
+        }
+        v["userAssignedIdentities"] = Value::Object(m);
+    }
+    v
+}
+
+/// The account as ARM returns it (2025-10-15 shape).
+pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
+    let mut p = a.properties.as_object().cloned().unwrap_or_default();
+    let locs = location_entries(a);
+    p.insert("provisioningState".into(), json!(a.provisioning_state));
+    p.insert(
+        "documentEndpoint".into(),
+        json!(format!("https://{}.documents.azure.com:443/", a.name)),
+    );
+    p.entry("databaseAccountOfferType")
+        .or_insert(json!("Standard"));
+    p.insert(
+        "writeLocations".into(),
+        json!(locs.iter().take(1).cloned().collect::<Vec<_>>()),
+    );
+    p.insert("readLocations".into(), json!(locs));
+    p.insert("locations".into(), json!(locs));
+    p.insert(
+        "failoverPolicies".into(),
+        json!(locs.iter().map(|l| json!({"id": l["id"], "locationName": l["locationName"], "failoverPriority": l["failoverPriority"]})).collect::<Vec<_>>()),
+    );
+    p.insert("defaultIdentity".into(), json!(a.default_identity()));
+    if a.key_uri().is_some() {
+        if let Some(v) = &a.key_version_in_use {
+            p.insert("keyVaultKeyUriVersion".into(), json!(v));
+        }
+        if let Some(s) = &a.cmk.status_message {
+            p.insert("customerManagedKeyStatus".into(), json!(s));
+        }
+    }
+    p.insert("instanceId".into(), json!(a.instance_id));
+    p.entry("createMode").or_insert(json!("Default"));
+    p.entry("publicNetworkAccess").or_insert(json!("Enabled"));
+    p.entry("enableFreeTier").or_insert(json!(false));
+    p.entry("disableKeyBasedMetadataWriteAccess")
+        .or_insert(json!(false));
+    p.entry("isVirtualNetworkFilterEnabled")
+        .or_insert(json!(false));
+    p.entry("consistencyPolicy").or_insert(json!({"defaultConsistencyLevel": "Session", "maxIntervalInSeconds": 5, "maxStalenessPrefix": 100}));
+    let backup = match a.properties.get("backupPolicy") {
+        Some(b) if b.get("type").and_then(Value::as_str) == Some("Continuous") => {
+            let mut b = b.clone();
+            if b.get("continuousModeProperties").is_none() {
+                b["continuousModeProperties"] = json!({"tier": "Continuous30Days"});
+            }
+            b
+        }
+        Some(b) if b.is_object() => b.clone(),
+        _ => {
+            json!({"type": "Periodic", "periodicModeProperties": {"backupIntervalInMinutes": 240, "backupRetentionIntervalInHours": 8, "backupStorageRedundancy": "Geo"}})
+        }
+    };
+    p.insert("backupPolicy".into(), backup);
+    let key_gen = json!({"generationTime": a.created_at});
+    p.insert("keysMetadata".into(), json!({"primaryMasterKey": key_gen, "secondaryMasterKey": key_gen, "primaryReadonlyMasterKey": key_gen, "secondaryReadonlyMasterKey": key_gen}));
+    json!({
+        "id": a.id(),
+        "name": a.name,
+        "location": display_location(&a.location),
+        "type": TYPE,
+        "kind": a.kind.clone().unwrap_or_else(|| "GlobalDocumentDB".into()),
+        "tags": a.tags,
+        "identity": identity_json(app, state, a),
+        "properties": Value::Object(p),
+        "systemData": {"createdAt": a.created_at},
+    })
+}
+
+/// `GET .../locations/{loc}/restorableDatabaseAccounts[/{instanceId}]`.
+pub fn restorable(
+    app: &App,
+    _req: &Req,
+    sub: &str,
+    loc: &str,
+    instance: Option<&str>,
+) -> Result<Response, ApiError> {
+    let mut state = app.state();
+    lro::advance(&mut state);
+    let loc_n = normalize_location(loc);
+    let items: Vec<Value> = state
+        .accounts
+        .values()
+        .filter(|a| a.subscription_id.eq_ignore_ascii_case(sub) && a.backup_type().eq_ignore_ascii_case("Continuous"))
+        .filter(|a| normalize_location(&a.location) == loc_n)
+        .filter(|a| instance.is_none_or(|i| a.instance_id.eq_ignore_ascii_case(i)))
+        .map(|a| {
+            json!({
+                "id": format!("/subscriptions/{sub}/providers/Microsoft.DocumentDB/locations/{loc_n}/restorableDatabaseAccounts/{}", a.instance_id),
+                "name": a.instance_id,
+                "type": "Microsoft.DocumentDB/locations/restorableDatabaseAccounts",
+                "location": display_location(&a.location),
+                "properties": {
+                    "accountName": a.name,
+                    "creationTime": a.created_at,
+                    "apiType": "Sql",
+                    "restorableLocations": [{"locationName": display_location(&a.location), "regionalDatabaseAccountInstanceId": a.instance_id, "creationTime": a.created_at}],
+                },
+            })
+        })
+        .collect();
+    match instance {
+        None => Ok(json_resp(StatusCode::OK, json!({"value": items}))),
+        Some(i) => items
+            .into_iter()
+            .next()
+            .map(|v| json_resp(StatusCode::OK, v))
+            .ok_or_else(|| {
+                ApiError::arm(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("Restorable database account '{i}' was not found."),
+                )
+            }),
+    }
+}

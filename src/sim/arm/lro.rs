@@ -1,0 +1,214 @@
+//! Long-running operations: Cosmos DB `operationsStatus` / `operationResults`
+//! polling with Enqueued -> Dequeued -> Succeeded | Failed.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::sim::errors::ApiError;
+use crate::sim::faults::LroMode;
+use crate::sim::server::{App, Req, json_resp};
+use crate::sim::state::{OpKind, OpOutcome, Operation, State, new_guid, now_ms};
+
+/// Starts an operation on `target`, consuming an LRO fault if one is armed.
+pub fn start(
+    app: &App,
+    state: &mut State,
+    kind: OpKind,
+    target: &str,
+    sub: &str,
+    loc: &str,
+) -> String {
+    let outcome = match app.faults().take_lro() {
+        Some(LroMode::Fail) => OpOutcome::Fail {
+            code: "InternalServerError".into(),
+            message: "The operation failed (injected LRO failure).".into(),
+        },
+        Some(LroMode::Stall) => OpOutcome::Stall,
+        None => OpOutcome::Succeed,
+    };
+    let id = new_guid();
+    state.operations.insert(
+        id.clone(),
+        Operation {
+            id: id.clone(),
+            kind,
+            target: target.to_ascii_lowercase(),
+            subscription_id: sub.to_owned(),
+            location: normalize_location(loc),
+            started_ms: now_ms(),
+            duration_ms: app.lro_duration_ms(),
+            outcome,
+            done: false,
+        },
+    );
+    id
+}
+
+pub fn normalize_location(loc: &str) -> String {
+    loc.chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+fn status_url(app: &App, op: &Operation, api_version: &str, kind: &str) -> String {
+    format!(
+        "{}subscriptions/{}/providers/Microsoft.DocumentDB/locations/{}/{kind}/{}?api-version={api_version}",
+        app.base_url, op.subscription_id, op.location, op.id
+    )
+}
+
+/// `Azure-AsyncOperation`, `Location` and retry hints for an operation.
+pub fn headers(app: &App, state: &State, op_id: &str, api_version: &str) -> Vec<(String, String)> {
+    let Some(op) = state.operations.get(op_id) else {
+        return Vec::new();
+    };
+    let ms = (op.duration_ms / 4).max(1);
+    vec![
+        (
+            "Azure-AsyncOperation".into(),
+            status_url(app, op, api_version, "operationsStatus"),
+        ),
+        (
+            "Location".into(),
+            status_url(app, op, api_version, "operationResults"),
+        ),
+        ("Retry-After".into(), ((ms + 999) / 1000).to_string()),
+        // azure_core 0.21 honours retry-after-ms first: keeps SDK polling fast in tests.
+        ("retry-after-ms".into(), ms.to_string()),
+    ]
+}
+
+/// Completes due operations and applies their effects on accounts and providers.
+pub fn advance(state: &mut State) {
+    let now = now_ms();
+    let due: Vec<Operation> = state
+        .operations
+        .values()
+        .filter(|o| !o.done && o.outcome != OpOutcome::Stall && now - o.started_ms >= o.duration_ms)
+        .cloned()
+        .collect();
+    for op in due {
+        let failed = matches!(op.outcome, OpOutcome::Fail { .. });
+        match op.kind {
+            OpKind::Create | OpKind::Update => {
+                if let Some(a) = state.accounts.get_mut(&op.target)
+                    && a.pending_op.as_deref() == Some(op.id.as_str())
+                {
+                    a.provisioning_state = if failed { "Failed" } else { "Succeeded" }.into();
+                    a.pending_op = None;
+                }
+            }
+            OpKind::Delete => {
+                if failed {
+                    if let Some(a) = state.accounts.get_mut(&op.target) {
+                        a.provisioning_state = "Failed".into();
+                        a.pending_op = None;
+                    }
+                } else {
+                    state.accounts.remove(&op.target);
+                }
+            }
+            OpKind::Register => {
+                if let Some(p) = state.providers.get_mut(&op.target) {
+                    p.state = "Registered".into();
+                }
+            }
+        }
+        if let Some(o) = state.operations.get_mut(&op.id) {
+            o.done = true;
+        }
+    }
+}
+
+fn phase(op: &Operation) -> &'static str {
+    if op.done {
+        return match op.outcome {
+            OpOutcome::Fail { .. } => "Failed",
+            _ => "Succeeded",
+        };
+    }
+    if now_ms() - op.started_ms < op.duration_ms / 4 {
+        "Enqueued"
+    } else {
+        "Dequeued"
+    }
+}
+
+/// `GET .../locations/{loc}/operationsStatus/{id}` and `.../operationResults/{id}`.
+pub fn status(
+    app: &App,
+    req: &Req,
+    sub: &str,
+    loc: &str,
+    id: &str,
+    results: bool,
+) -> Result<Response, ApiError> {
+    let mut state = app.state();
+    advance(&mut state);
+    let op = state
+        .operations
+        .get(id)
+        .filter(|o| o.subscription_id.eq_ignore_ascii_case(sub))
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::arm(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("Operation '{id}' was not found in location '{loc}'."),
+            )
+        })?;
+    let api_version = req.q("api-version").unwrap_or_default().to_owned();
+    let phase = phase(&op);
+    if results {
+        return Ok(match (&op.outcome, phase) {
+            (_, "Enqueued" | "Dequeued") => {
+                let mut resp = StatusCode::ACCEPTED.into_response();
+                for (k, v) in headers(app, &state, id, &api_version) {
+                    if k != "Azure-AsyncOperation"
+                        && let (Ok(n), Ok(v)) = (
+                            axum::http::HeaderName::from_bytes(k.as_bytes()),
+                            axum::http::HeaderValue::from_str(&v),
+                        )
+                    {
+                        resp.headers_mut().insert(n, v);
+                    }
+                }
+                resp
+            }
+            (OpOutcome::Fail { code, message }, _) => {
+                ApiError::arm(StatusCode::INTERNAL_SERVER_ERROR, code, message.clone())
+                    .into_response()
+            }
+            _ => match state.accounts.get(&op.target) {
+                Some(a) if op.kind != crate::sim::state::OpKind::Delete => {
+                    json_resp(StatusCode::OK, super::cosmos::account_json(app, &state, a))
+                }
+                _ => StatusCode::NO_CONTENT.into_response(),
+            },
+        });
+    }
+    let mut body = json!({
+        "id": format!("/subscriptions/{}/providers/Microsoft.DocumentDB/locations/{}/operationsStatus/{}", op.subscription_id, op.location, op.id),
+        "name": op.id,
+        "status": phase,
+        "startTime": jiff::Timestamp::from_millisecond(op.started_ms).map(|t| t.to_string()).unwrap_or_default(),
+    });
+    if let OpOutcome::Fail { code, message } = &op.outcome
+        && op.done
+    {
+        body["error"] = json!({"code": code, "message": message});
+    }
+    let mut resp = json_resp(StatusCode::OK, body);
+    if !op.done {
+        let ms = (op.duration_ms / 4).max(1);
+        resp.headers_mut().insert(
+            "Retry-After",
+            axum::http::HeaderValue::from((ms + 999) / 1000),
+        );
+        resp.headers_mut()
+            .insert("retry-after-ms", axum::http::HeaderValue::from(ms));
+    }
+    Ok(resp)
+}

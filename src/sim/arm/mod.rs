@@ -1,0 +1,341 @@
+//! Azure Resource Manager: routing, authentication and api-version checks.
+
+pub mod api_versions;
+pub mod cosmos;
+pub mod identities;
+pub mod lro;
+pub mod providers;
+pub mod role_assignments;
+pub mod vaults;
+
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::{self, ARM_AUDIENCE};
+use super::errors::ApiError;
+use super::server::{App, Req};
+
+/// What an ARM path addresses.
+#[derive(Debug)]
+pub enum Target {
+    Provider {
+        sub: String,
+        ns: String,
+        register: bool,
+    },
+    OperationStatus {
+        sub: String,
+        loc: String,
+        id: String,
+        results: bool,
+    },
+    Restorable {
+        sub: String,
+        loc: String,
+        instance: Option<String>,
+    },
+    Accounts {
+        sub: String,
+        rg: String,
+        name: Option<String>,
+        extra: Vec<String>,
+    },
+    Vault {
+        sub: String,
+        rg: String,
+        name: String,
+        extra: Vec<String>,
+    },
+    FederatedCredential {
+        sub: String,
+        rg: String,
+        name: String,
+        fic: Option<String>,
+    },
+    Identity {
+        sub: String,
+        rg: String,
+        name: String,
+    },
+    RoleAssignment {
+        scope: String,
+        name: Option<String>,
+    },
+    Unknown {
+        ns: Option<String>,
+    },
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+pub fn classify(segs: &[String]) -> Target {
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if let Some(i) = (0..s.len().saturating_sub(2)).rev().find(|&i| {
+        eq(s[i], "providers")
+            && eq(s[i + 1], "Microsoft.Authorization")
+            && eq(s[i + 2], "roleAssignments")
+    }) && s.len() <= i + 4
+    {
+        return Target::RoleAssignment {
+            scope: format!("/{}", s[..i].join("/")),
+            name: s.get(i + 3).map(|x| (*x).to_owned()),
+        };
+    }
+    let own = |x: &str| x.to_owned();
+    match s.as_slice() {
+        [_, sub, p, ns] if eq(p, "providers") => Target::Provider {
+            sub: own(sub),
+            ns: own(ns),
+            register: false,
+        },
+        [_, sub, p, ns, r] if eq(p, "providers") && eq(r, "register") => Target::Provider {
+            sub: own(sub),
+            ns: own(ns),
+            register: true,
+        },
+        [_, sub, p, ns, l, loc, kind, id]
+            if eq(p, "providers")
+                && eq(ns, "Microsoft.DocumentDB")
+                && eq(l, "locations")
+                && (eq(kind, "operationsStatus") || eq(kind, "operationResults")) =>
+        {
+            Target::OperationStatus {
+                sub: own(sub),
+                loc: own(loc),
+                id: own(id),
+                results: eq(kind, "operationResults"),
+            }
+        }
+        [_, sub, p, ns, l, loc, r, rest @ ..]
+            if eq(p, "providers")
+                && eq(ns, "Microsoft.DocumentDB")
+                && eq(l, "locations")
+                && eq(r, "restorableDatabaseAccounts")
+                && rest.len() <= 1 =>
+        {
+            Target::Restorable {
+                sub: own(sub),
+                loc: own(loc),
+                instance: rest.first().map(|x| own(x)),
+            }
+        }
+        [_, sub, g, rg, p, ns, ty, rest @ ..] if eq(g, "resourceGroups") && eq(p, "providers") => {
+            let name = rest.first().map(|x| own(x));
+            let extra: Vec<String> = rest.iter().skip(1).map(|x| own(x)).collect();
+            if eq(ns, "Microsoft.DocumentDB") && eq(ty, "databaseAccounts") {
+                Target::Accounts {
+                    sub: own(sub),
+                    rg: own(rg),
+                    name,
+                    extra,
+                }
+            } else if eq(ns, "Microsoft.KeyVault") && eq(ty, "vaults") && name.is_some() {
+                Target::Vault {
+                    sub: own(sub),
+                    rg: own(rg),
+                    name: name.unwrap_or_default(),
+                    extra,
+                }
+            } else if eq(ns, "Microsoft.ManagedIdentity")
+                && eq(ty, "userAssignedIdentities")
+                && name.is_some()
+                && extra.is_empty()
+            {
+                Target::Identity {
+                    sub: own(sub),
+                    rg: own(rg),
+                    name: name.unwrap_or_default(),
+                }
+            } else if eq(ns, "Microsoft.ManagedIdentity")
+                && eq(ty, "userAssignedIdentities")
+                && name.is_some()
+                && extra
+                    .first()
+                    .is_some_and(|e| eq(e, "federatedIdentityCredentials"))
+                && extra.len() <= 2
+            {
+                Target::FederatedCredential {
+                    sub: own(sub),
+                    rg: own(rg),
+                    name: name.unwrap_or_default(),
+                    fic: extra.get(1).cloned(),
+                }
+            } else {
+                Target::Unknown { ns: Some(own(ns)) }
+            }
+        }
+        _ => Target::Unknown { ns: None },
+    }
+}
+
+/// Operation names follow the REST specs' operationIds.
+pub fn operation_name(t: &Target, m: &Method) -> &'static str {
+    match (t, m.as_str()) {
+        (Target::Provider { register: true, .. }, _) => "Providers_Register",
+        (Target::Provider { .. }, _) => "Providers_Get",
+        (Target::OperationStatus { results: false, .. }, _) => "OperationsStatus_Get",
+        (Target::OperationStatus { .. }, _) => "OperationResults_Get",
+        (Target::Restorable { instance: None, .. }, _) => {
+            "RestorableDatabaseAccounts_ListByLocation"
+        }
+        (Target::Restorable { .. }, _) => "RestorableDatabaseAccounts_GetByLocation",
+        (Target::Accounts { name: None, .. }, _) => "DatabaseAccounts_ListByResourceGroup",
+        (Target::Accounts { extra, .. }, _) if !extra.is_empty() => "DatabaseAccounts_Other",
+        (Target::Accounts { .. }, "GET") => "DatabaseAccounts_Get",
+        (Target::Accounts { .. }, "PUT") => "DatabaseAccounts_CreateOrUpdate",
+        (Target::Accounts { .. }, "PATCH") => "DatabaseAccounts_Update",
+        (Target::Accounts { .. }, "DELETE") => "DatabaseAccounts_Delete",
+        (Target::Accounts { .. }, _) => "DatabaseAccounts_Other",
+        (Target::Vault { extra, .. }, _) if !extra.is_empty() => "Vaults_UpdateAccessPolicy",
+        (Target::Vault { .. }, "GET") => "Vaults_Get",
+        (Target::Vault { .. }, "PUT") => "Vaults_CreateOrUpdate",
+        (Target::Vault { .. }, _) => "Vaults_Other",
+        (Target::FederatedCredential { fic: None, .. }, _) => "FederatedIdentityCredentials_List",
+        (Target::FederatedCredential { .. }, "GET") => "FederatedIdentityCredentials_Get",
+        (Target::FederatedCredential { .. }, "PUT") => {
+            "FederatedIdentityCredentials_CreateOrUpdate"
+        }
+        (Target::FederatedCredential { .. }, "DELETE") => "FederatedIdentityCredentials_Delete",
+        (Target::FederatedCredential { .. }, _) => "FederatedIdentityCredentials_Other",
+        (Target::Identity { .. }, "GET") => "UserAssignedIdentities_Get",
+        (Target::Identity { .. }, "PUT") => "UserAssignedIdentities_CreateOrUpdate",
+        (Target::Identity { .. }, _) => "UserAssignedIdentities_Other",
+        (Target::RoleAssignment { name: None, .. }, _) => "RoleAssignments_ListForScope",
+        (Target::RoleAssignment { .. }, "GET") => "RoleAssignments_Get",
+        (Target::RoleAssignment { .. }, "PUT") => "RoleAssignments_Create",
+        (Target::RoleAssignment { .. }, "DELETE") => "RoleAssignments_Delete",
+        (Target::RoleAssignment { .. }, _) => "RoleAssignments_Other",
+        (Target::Unknown { .. }, _) => "Arm_Unknown",
+    }
+}
+
+fn check_api_version(req: &Req, allowed: &[&str], type_name: &str) -> Result<String, ApiError> {
+    let v = req.q("api-version").ok_or_else(|| {
+        ApiError::arm(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+    })?;
+    if allowed.contains(&v) {
+        Ok(v.to_owned())
+    } else {
+        Err(ApiError::arm(
+            StatusCode::BAD_REQUEST,
+            "NoRegisteredProviderFound",
+            format!(
+                "No registered resource provider found for location 'global' and API version '{v}' for type '{type_name}'. The supported api-versions are '{}'.",
+                allowed.join(", ")
+            ),
+        ))
+    }
+}
+
+pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<String>) {
+    let claims = match auth::authenticate(app, &req.headers, ARM_AUDIENCE) {
+        Ok(c) => c,
+        Err(e) => return (e.into_response(), None),
+    };
+    let caller = Some(claims.oid.clone());
+    let result = (|| -> Result<Response, ApiError> {
+        match target {
+            Target::Provider { sub, ns, register } => {
+                let v = check_api_version(req, api_versions::PROVIDERS, "providers")?;
+                let _ = v;
+                providers::handle(app, req, &sub, &ns, register)
+            }
+            Target::OperationStatus {
+                sub,
+                loc,
+                id,
+                results,
+            } => {
+                check_api_version(req, api_versions::COSMOS, "locations/operationsStatus")?;
+                lro::status(app, req, &sub, &loc, &id, results)
+            }
+            Target::Restorable { sub, loc, instance } => {
+                check_api_version(
+                    req,
+                    api_versions::COSMOS,
+                    "locations/restorableDatabaseAccounts",
+                )?;
+                cosmos::restorable(app, req, &sub, &loc, instance.as_deref())
+            }
+            Target::Accounts {
+                sub,
+                rg,
+                name,
+                extra,
+            } => {
+                let v = check_api_version(req, api_versions::COSMOS, "databaseAccounts")?;
+                if !extra.is_empty() {
+                    return Err(ApiError::arm(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        "This simulator models database accounts only, not their child resources.",
+                    ));
+                }
+                cosmos::handle(app, req, &sub, &rg, name.as_deref(), &v)
+            }
+            Target::Vault {
+                sub,
+                rg,
+                name,
+                extra,
+            } => {
+                check_api_version(req, api_versions::KEYVAULT_MGMT, "vaults")?;
+                vaults::handle(app, req, &sub, &rg, &name, &extra)
+            }
+            Target::FederatedCredential { sub, rg, name, fic } => {
+                check_api_version(
+                    req,
+                    api_versions::MANAGED_IDENTITY,
+                    "userAssignedIdentities/federatedIdentityCredentials",
+                )?;
+                identities::handle_federated(app, req, &sub, &rg, &name, fic.as_deref())
+            }
+            Target::Identity { sub, rg, name } => {
+                check_api_version(
+                    req,
+                    api_versions::MANAGED_IDENTITY,
+                    "userAssignedIdentities",
+                )?;
+                identities::handle(app, req, &sub, &rg, &name)
+            }
+            Target::RoleAssignment { scope, name } => {
+                check_api_version(req, api_versions::ROLE_ASSIGNMENTS, "roleAssignments")?;
+                role_assignments::handle(app, req, &scope, name.as_deref(), &claims)
+            }
+            Target::Unknown { ns } => Err(match ns {
+                Some(ns) => ApiError::arm(
+                    StatusCode::BAD_REQUEST,
+                    "NoRegisteredProviderFound",
+                    format!(
+                        "No registered resource provider found for namespace '{ns}' in this simulator."
+                    ),
+                ),
+                None => ApiError::arm(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("No route for '{}'.", req.path),
+                ),
+            }),
+        }
+    })();
+    (result.unwrap_or_else(IntoResponse::into_response), caller)
+}
+
+/// ARM's 404 for a missing resource.
+pub fn not_found(type_: &str, name: &str, rg: &str) -> ApiError {
+    ApiError::arm(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        format!(
+            "The Resource '{type_}/{name}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+        ),
+    )
+}

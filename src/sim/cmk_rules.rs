@@ -1,0 +1,327 @@
+//! The customer-managed-key rules of the seed document, and Key Vault
+//! permission evaluation under the vault's active model (access policies or RBAC).
+
+use axum::http::StatusCode;
+
+use super::errors::ApiError;
+use super::faults::FaultConfig;
+use super::server::App;
+use super::state::{AccountIdentity, State, Vault};
+
+pub const ROLE_KV_ADMINISTRATOR: &str = "00482a5a-887f-4fb3-b363-3b7fe8e74483";
+pub const ROLE_KV_CRYPTO_OFFICER: &str = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603";
+pub const ROLE_KV_CRYPTO_USER: &str = "12338af0-0e69-4776-bea7-57ae8d297424";
+pub const ROLE_KV_CRYPTO_SERVICE_ENCRYPTION_USER: &str = "e147488a-f6f5-4113-8e2d-b22465e65bf6";
+pub const ROLE_KV_READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
+/// Built-in roles with no Key Vault data actions (the simulator knows them so PUTs succeed).
+pub const ROLE_OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+pub const ROLE_CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+pub const ROLE_READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+
+pub const KNOWN_ROLES: &[&str] = &[
+    ROLE_KV_ADMINISTRATOR,
+    ROLE_KV_CRYPTO_OFFICER,
+    ROLE_KV_CRYPTO_USER,
+    ROLE_KV_CRYPTO_SERVICE_ENCRYPTION_USER,
+    ROLE_KV_READER,
+    ROLE_OWNER,
+    ROLE_CONTRIBUTOR,
+    ROLE_READER,
+];
+
+/// Key permissions (access-policy names, lower-case) a role's data actions give.
+fn role_key_perms(role: &str) -> &'static [&'static str] {
+    match role {
+        ROLE_KV_ADMINISTRATOR | ROLE_KV_CRYPTO_OFFICER => &["*"],
+        ROLE_KV_CRYPTO_USER => &[
+            "get",
+            "list",
+            "wrapkey",
+            "unwrapkey",
+            "encrypt",
+            "decrypt",
+            "sign",
+            "verify",
+            "getrotationpolicy",
+        ],
+        ROLE_KV_CRYPTO_SERVICE_ENCRYPTION_USER => &["get", "wrapkey", "unwrapkey"],
+        ROLE_KV_READER => &["get", "list", "getrotationpolicy"],
+        _ => &[],
+    }
+}
+
+/// Whether `principal` holds key permission `perm` on `vault` under its active model.
+pub fn permitted(state: &State, vault: &Vault, principal: &str, perm: &str) -> bool {
+    let perm = perm.to_ascii_lowercase();
+    if vault.rbac() {
+        let vault_id = vault.id().to_ascii_lowercase();
+        state.role_assignments.values().any(|ra| {
+            let scope = ra.scope.trim_end_matches('/').to_ascii_lowercase();
+            ra.principal_id.eq_ignore_ascii_case(principal)
+                && (vault_id == scope || vault_id.starts_with(&format!("{scope}/")))
+                && role_key_perms(&ra.role_guid())
+                    .iter()
+                    .any(|p| *p == "*" || *p == perm)
+        })
+    } else {
+        vault.access_policies().iter().any(|p| {
+            p.get("objectId")
+                .and_then(|o| o.as_str())
+                .is_some_and(|o| o.eq_ignore_ascii_case(principal))
+                && p.pointer("/permissions/keys")
+                    .and_then(|k| k.as_array())
+                    .is_some_and(|ks| {
+                        ks.iter()
+                            .filter_map(|k| k.as_str())
+                            .any(|k| k.eq_ignore_ascii_case(&perm) || k.eq_ignore_ascii_case("all"))
+                    })
+        })
+    }
+}
+
+/// A parsed key identifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRef {
+    pub vault: String,
+    pub key: String,
+    pub version: Option<String>,
+}
+
+/// Parses the key-URI forms this simulator serves: host style on the vault's
+/// own loopback port, path style `{base}/keyvault/{vault}/keys/...`, and
+/// Azure's `https://{vault}.vault.azure.net/keys/...` mapped by vault name.
+pub fn parse_key_uri(app: &App, state: &State, uri: &str) -> Option<KeyRef> {
+    let url = url::Url::parse(uri).ok()?;
+    let segs: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let host = url.host_str()?.to_ascii_lowercase();
+    let (vault, rest) = if let Some(name) = host.strip_suffix(".vault.azure.net") {
+        (name.to_owned(), &segs[..])
+    } else if segs.first() == Some(&"keyvault") && segs.len() >= 2 {
+        (segs[1].to_ascii_lowercase(), &segs[2..])
+    } else {
+        let port = url.port()?;
+        let v = state.vaults.values().find(|v| v.port == Some(port))?;
+        let _ = app;
+        (v.name.to_ascii_lowercase(), &segs[..])
+    };
+    match rest {
+        ["keys", key] => Some(KeyRef {
+            vault,
+            key: (*key).to_owned(),
+            version: None,
+        }),
+        ["keys", key, version] => Some(KeyRef {
+            vault,
+            key: (*key).to_owned(),
+            version: Some((*version).to_owned()),
+        }),
+        _ => None,
+    }
+}
+
+fn cmk_err(status: StatusCode, code: &str, substatus: Option<u32>, message: String) -> ApiError {
+    let message = match substatus {
+        Some(s) => format!("{message} (Status: {}, Substatus: {s})", status.as_u16()),
+        None => message,
+    };
+    let e = ApiError::arm(status, code, message);
+    match substatus {
+        Some(s) => e.substatus(s),
+        None => e,
+    }
+}
+
+/// The object id Cosmos DB uses to reach the vault for `default_identity`.
+pub fn principal_for(
+    app: &App,
+    state: &State,
+    identity: &AccountIdentity,
+    default_identity: &str,
+) -> Result<String, ApiError> {
+    if default_identity.eq_ignore_ascii_case("FirstPartyIdentity") {
+        return Ok(app.config.cosmos_first_party_object_id.clone());
+    }
+    if default_identity.eq_ignore_ascii_case("SystemAssignedIdentity") {
+        return identity.system_principal_id.clone().ok_or_else(|| {
+            ApiError::bad_request("The default identity 'SystemAssignedIdentity' requires the account's identity type to include 'SystemAssigned'.")
+        });
+    }
+    if let Some(id) = default_identity
+        .strip_prefix("UserAssignedIdentity=")
+        .or_else(|| default_identity.strip_prefix("userAssignedIdentity="))
+    {
+        if !identity
+            .user_assigned
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(id))
+        {
+            return Err(ApiError::bad_request(format!(
+                "The default identity '{default_identity}' is not among the user-assigned identities of the account."
+            )));
+        }
+        return state
+            .identity_by_id(id)
+            .map(|i| i.principal_id.clone())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("User-assigned identity '{id}' was not found."))
+            });
+    }
+    Err(ApiError::bad_request(format!(
+        "Invalid defaultIdentity '{default_identity}'. Valid values are 'FirstPartyIdentity', 'SystemAssignedIdentity' and 'UserAssignedIdentity=<identity resource id>'."
+    )))
+}
+
+/// The key and version an account can use.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub vault: String,
+    pub key: String,
+    pub version_in_use: String,
+}
+
+/// Checks every CMK rule for `principal` using `key_uri`: vault found and
+/// reachable, soft delete and purge protection, network open to trusted Azure
+/// services, Get/WrapKey/UnwrapKey granted, key present and enabled.
+pub fn check_access(
+    app: &App,
+    state: &State,
+    faults: &FaultConfig,
+    key_uri: &str,
+    principal: &str,
+) -> Result<Resolved, ApiError> {
+    let kref = parse_key_uri(app, state, key_uri).ok_or_else(|| {
+        cmk_err(StatusCode::BAD_REQUEST, "BadRequest", Some(4006), format!("The Key Vault key URI '{key_uri}' is invalid. Expected 'https://<vault>.vault.azure.net/keys/<key>[/<version>]' (or a simulator vault URI)."))
+    })?;
+    let vault = state.vault_by_name(&kref.vault).ok_or_else(|| {
+        cmk_err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            Some(4009),
+            format!(
+                "The Key Vault DNS name for '{}' could not be resolved.",
+                kref.vault
+            ),
+        )
+    })?;
+    if faults.vault_unreachable(&vault.name) {
+        return Err(cmk_err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            Some(4004),
+            format!(
+                "The Key Vault '{}' is unavailable. Please retry later.",
+                vault.name
+            ),
+        ));
+    }
+    if !vault.soft_delete() || !vault.purge_protection() {
+        return Err(cmk_err(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            None,
+            format!(
+                "The Key Vault '{}' must have soft delete and purge protection enabled to be used for customer-managed keys (enableSoftDelete={}, enablePurgeProtection={}).",
+                vault.name,
+                vault.soft_delete(),
+                vault.purge_protection()
+            ),
+        ));
+    }
+    if !vault.azure_services_allowed() {
+        return Err(cmk_err(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            Some(4002),
+            format!(
+                "Azure Cosmos DB could not access the Key Vault '{}': ForbiddenByFirewall. The vault must allow public network access or let trusted Microsoft services bypass its firewall.",
+                vault.name
+            ),
+        ));
+    }
+    let missing: Vec<&str> = ["get", "wrapKey", "unwrapKey"]
+        .into_iter()
+        .filter(|p| !permitted(state, vault, principal, p))
+        .collect();
+    if !missing.is_empty() {
+        let model = if vault.rbac() {
+            "role-based access control"
+        } else {
+            "access policies"
+        };
+        return Err(cmk_err(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            Some(4002),
+            format!(
+                "The identity '{principal}' does not have the key permissions [{}] on Key Vault '{}' (permission model: {model}).",
+                missing.join(", "),
+                vault.name
+            ),
+        ));
+    }
+    let key = state
+        .keys
+        .get(&vault.name.to_ascii_lowercase())
+        .and_then(|ks| ks.get(&kref.key.to_ascii_lowercase()))
+        .ok_or_else(|| {
+            cmk_err(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                Some(4003),
+                format!(
+                    "The key '{}' was not found in Key Vault '{}'.",
+                    kref.key, vault.name
+                ),
+            )
+        })?;
+    let version = match &kref.version {
+        Some(v) => key
+            .versions
+            .iter()
+            .find(|kv| kv.version.eq_ignore_ascii_case(v))
+            .ok_or_else(|| {
+                cmk_err(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    Some(4003),
+                    format!(
+                        "The key version '{}/{v}' was not found in Key Vault '{}'.",
+                        kref.key, vault.name
+                    ),
+                )
+            })?,
+        None => key.versions.last().ok_or_else(|| {
+            cmk_err(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                Some(4003),
+                format!("The key '{}' has no versions.", kref.key),
+            )
+        })?,
+    };
+    if !version.enabled {
+        return Err(cmk_err(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            Some(4002),
+            format!(
+                "The key '{}' version '{}' in Key Vault '{}' is disabled.",
+                kref.key, version.version, vault.name
+            ),
+        ));
+    }
+    Ok(Resolved {
+        vault: vault.name.clone(),
+        key: key.name.clone(),
+        version_in_use: version.version.clone(),
+    })
+}
+
+pub const STATUS_OK: &str = "Access to the configured customer managed key confirmed.";
+
+/// The `customerManagedKeyStatus` text for a revoked account.
+pub fn revoked_status(substatus: u32) -> String {
+    format!(
+        "Access to your account is currently revoked because the Azure Cosmos DB service is unable to access the customer managed key; for more details about this error and how to restore access to your account please visit https://learn.microsoft.com/en-us/azure/cosmos-db/cmk-troubleshooting-guide#{substatus}"
+    )
+}

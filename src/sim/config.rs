@@ -1,0 +1,61 @@
+//! Simulator configuration: identities of the simulated tenant and timings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything a simulator instance needs to start. `Default` suits demos
+/// (LRO of a few seconds); [`SimConfig::for_tests`] suits fast tests.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Address of the main listener (ARM, token endpoint, admin, path-based Key Vault).
+    pub listen: SocketAddr,
+    /// The simulated Entra ID tenant.
+    pub tenant_id: String,
+    /// How long a Cosmos DB long-running operation takes before it succeeds.
+    pub lro_duration: Duration,
+    /// Lifetime of issued bearer tokens (`expires_in`).
+    pub token_lifetime: Duration,
+    /// Object id of the Azure Cosmos DB first-party service principal in the tenant.
+    pub cosmos_first_party_object_id: String,
+    /// Application id of the Azure Cosmos DB first-party application.
+    pub cosmos_first_party_app_id: String,
+    /// A service principal seeded at start so tests and demos can log in at once.
+    pub operator_client_id: String,
+    pub operator_client_secret: String,
+    pub operator_object_id: String,
+    /// Whether resource providers count as registered when nothing was seeded.
+    pub providers_registered_by_default: bool,
+    /// Time after access to the key returns before a revoked account recovers
+    /// (about an hour in Azure).
+    pub revocation_recovery: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tenant_id: "72f988bf-0000-4000-8000-00000000a001".into(),
+            lro_duration: Duration::from_secs(5),
+            token_lifetime: Duration::from_secs(3599),
+            cosmos_first_party_object_id: "c7a5b7e2-0000-4000-8000-00000000c05d".into(),
+            cosmos_first_party_app_id: "a232010e-820c-4083-83bb-3ace5fc29d0b".into(),
+            operator_client_id: "0e7c5b1a-0000-4000-8000-0000000000c1".into(),
+            operator_client_secret: "sim-operator-secret".into(),
+            operator_object_id: "0e7c5b1a-0000-4000-8000-0000000000a1".into(),
+            providers_registered_by_default: true,
+            revocation_recovery: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Ephemeral port, millisecond LROs, immediate recovery.
+    pub fn for_tests() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            lro_duration: Duration::from_millis(60),
+            revocation_recovery: Duration::ZERO,
+            ..Self::default()
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Request counters by operation and status, and a ledger of mutating calls.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `operation -> status -> count`; operation names are the REST specs' operationIds.
+pub type Counters = BTreeMap<String, BTreeMap<u16, u64>>;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub at: String,
+    pub method: String,
+    pub path: String,
+    pub operation: String,
+    pub status: u16,
+    /// Object id of the caller, when a valid token was presented.
+    pub caller: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub counters: Counters,
+    pub ledger: Vec<LedgerEntry>,
+    next_seq: u64,
+}
+
+impl Metrics {
+    pub fn record(
+        &mut self,
+        method: &str,
+        path: &str,
+        operation: &str,
+        status: u16,
+        caller: Option<String>,
+    ) {
+        *self
+            .counters
+            .entry(operation.to_owned())
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+        if method != "GET" && method != "HEAD" {
+            self.next_seq += 1;
+            self.ledger.push(LedgerEntry {
+                seq: self.next_seq,
+                at: super::state::now_rfc3339(),
+                method: method.to_owned(),
+                path: path.to_owned(),
+                operation: operation.to_owned(),
+                status,
+                caller,
+            });
+        }
+    }
+
+    /// Total requests for an operation, all statuses.
+    pub fn total(&self, operation: &str) -> u64 {
+        self.counters
+            .get(operation)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    }
+}

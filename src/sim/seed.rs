@@ -1,0 +1,190 @@
+//! Seeding the world (admin API and Rust handle): principals, identities,
+//! vaults, keys, role assignments, provider registrations.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::arm::role_assignments::put_assignment;
+use super::arm::vaults::put_vault;
+use super::errors::ApiError;
+use super::keyvault::keys::create_version;
+use super::server::App;
+use super::state::{
+    AppRegistration, FederatedCredential, ProviderRegistration, RoleAssignment,
+    UserAssignedIdentity, new_guid, now_ms, now_rfc3339,
+};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Seed {
+    pub apps: Vec<AppRegistration>,
+    pub identities: Vec<SeedIdentity>,
+    pub vaults: Vec<SeedVault>,
+    pub keys: Vec<SeedKey>,
+    pub role_assignments: Vec<SeedRoleAssignment>,
+    pub providers: Vec<SeedProvider>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedIdentity {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub client_id: Option<String>,
+    pub principal_id: Option<String>,
+    pub federated_credentials: Vec<FederatedCredential>,
+}
+
+/// A vault; `properties` are ARM vault properties (`enableSoftDelete`,
+/// `enablePurgeProtection`, `enableRbacAuthorization`, `accessPolicies`,
+/// `networkAcls`, `publicNetworkAccess`, ...). `tenantId` and `sku` default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedVault {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub properties: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedKey {
+    pub vault: String,
+    pub name: String,
+    /// "RSA" (default) or "RSA-HSM".
+    pub kty: Option<String>,
+    /// Default 3072.
+    pub key_size: Option<u32>,
+    /// Number of versions to create (default 1).
+    pub versions: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedRoleAssignment {
+    pub scope: String,
+    /// Role GUID or full role definition id.
+    pub role_definition_id: String,
+    pub principal_id: String,
+    pub principal_type: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedProvider {
+    pub subscription_id: String,
+    pub namespace: String,
+    /// "Registered" or "NotRegistered".
+    pub registration_state: String,
+}
+
+fn push(list: &mut Value, item: Value) {
+    if let Some(v) = list.as_array_mut() {
+        v.push(item);
+    }
+}
+
+/// Applies a seed; answers what was created (ids, vault URIs, kids, principal ids).
+pub fn apply(app: &Arc<App>, seed: &Seed) -> Result<Value, ApiError> {
+    let mut state = app.state();
+    let mut out =
+        json!({"apps": [], "identities": [], "vaults": [], "keys": [], "roleAssignments": []});
+    for a in &seed.apps {
+        state
+            .apps
+            .insert(a.client_id.to_ascii_lowercase(), a.clone());
+        push(
+            &mut out["apps"],
+            json!({"clientId": a.client_id, "objectId": a.object_id}),
+        );
+    }
+    for i in &seed.identities {
+        let ident = UserAssignedIdentity {
+            subscription_id: i.subscription_id.clone(),
+            resource_group: i.resource_group.clone(),
+            name: i.name.clone(),
+            location: i.location.clone().unwrap_or_else(|| "westus".into()),
+            client_id: i.client_id.clone().unwrap_or_else(new_guid),
+            principal_id: i.principal_id.clone().unwrap_or_else(new_guid),
+            tags: json!({}),
+            federated_credentials: i.federated_credentials.clone(),
+        };
+        push(
+            &mut out["identities"],
+            json!({"id": ident.id(), "clientId": ident.client_id, "principalId": ident.principal_id}),
+        );
+        state
+            .identities
+            .insert(ident.id().to_ascii_lowercase(), ident);
+    }
+    for v in &seed.vaults {
+        let loc = v.location.clone().unwrap_or_else(|| "westus".into());
+        let (vault, _) = put_vault(
+            app,
+            &mut state,
+            &v.subscription_id,
+            &v.resource_group,
+            &v.name,
+            &loc,
+            json!({}),
+            &v.properties,
+        )?;
+        push(
+            &mut out["vaults"],
+            json!({"id": vault.id(), "vaultUri": app.vault_uri(&vault.name, vault.port)}),
+        );
+    }
+    for k in &seed.keys {
+        let vault = state.vault_by_name(&k.vault).cloned().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "seed key '{}': vault '{}' not found",
+                k.name, k.vault
+            ))
+        })?;
+        let body = json!({"kty": k.kty.clone().unwrap_or_else(|| "RSA".into()), "key_size": k.key_size.unwrap_or(3072)});
+        let mut kid = String::new();
+        for _ in 0..k.versions.unwrap_or(1).max(1) {
+            let (key, kv) = create_version(&mut state, &vault, &k.name, &body)?;
+            kid = format!(
+                "{}keys/{}/{}",
+                app.vault_uri(&vault.name, vault.port),
+                key.name,
+                kv.version
+            );
+        }
+        push(
+            &mut out["keys"],
+            json!({"kid": kid, "versionlessUri": format!("{}keys/{}", app.vault_uri(&vault.name, vault.port), k.name)}),
+        );
+    }
+    for r in &seed.role_assignments {
+        let ra = RoleAssignment {
+            name: r.name.clone().unwrap_or_else(new_guid),
+            scope: r.scope.trim_end_matches('/').to_owned(),
+            role_definition_id: r.role_definition_id.clone(),
+            principal_id: r.principal_id.clone(),
+            principal_type: r.principal_type.clone(),
+            created_at: now_rfc3339(),
+        };
+        let id = ra.id();
+        put_assignment(app, &mut state, ra)?;
+        push(&mut out["roleAssignments"], json!(id));
+    }
+    for p in &seed.providers {
+        state.providers.insert(
+            format!("{}/{}", p.subscription_id, p.namespace).to_ascii_lowercase(),
+            ProviderRegistration {
+                state: p.registration_state.clone(),
+                since_ms: now_ms(),
+            },
+        );
+    }
+    Ok(out)
+}

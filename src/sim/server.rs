@@ -1,0 +1,439 @@
+//! The HTTP front: one main listener plus one loopback listener per vault,
+//! request parsing, fault injection, counting, and routing.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::config::SimConfig;
+use super::errors::{ApiError, Style};
+use super::faults::{Decision, FaultConfig};
+use super::metrics::Metrics;
+use super::state::State;
+use super::{admin, arm, auth, keyvault};
+
+const MAX_BODY: usize = 4 * 1024 * 1024;
+const READS_PER_HOUR: u64 = 12000;
+const WRITES_PER_HOUR: u64 = 1200;
+
+/// Shared simulator internals. Locks are never held across an `.await`.
+pub struct App {
+    pub config: SimConfig,
+    pub base_url: String,
+    pub listen_ip: IpAddr,
+    /// Scopes the 0.21 Key Vault client derives from loopback vault URLs.
+    pub kv_loopback_scopes: Vec<String>,
+    state: Mutex<State>,
+    faults: Mutex<FaultConfig>,
+    pub metrics: Mutex<Metrics>,
+    quota: Mutex<(i64, u64, u64)>,
+    rng: Mutex<u64>,
+    vault_tasks: Mutex<BTreeMap<String, (u16, tokio::task::JoinHandle<()>)>>,
+    pub shutdown: watch::Receiver<bool>,
+    runtime: tokio::runtime::Handle,
+    /// Run-time override of `config.lro_duration` (ms).
+    pub lro_ms: Mutex<i64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not wedge the simulator: keep serving the data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl App {
+    pub fn new(
+        config: SimConfig,
+        base_url: String,
+        listen_ip: IpAddr,
+        state: State,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let ip = listen_ip.to_string();
+        let derived = ip
+            .split_once('.')
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or(ip.clone());
+        let lro_ms = config.lro_duration.as_millis() as i64;
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
+        Self {
+            base_url,
+            listen_ip,
+            kv_loopback_scopes: vec![
+                format!("http://{derived}"),
+                "http://localhost".into(),
+                format!("http://{ip}"),
+            ],
+            state: Mutex::new(state),
+            faults: Mutex::new(FaultConfig::default()),
+            metrics: Mutex::new(Metrics::default()),
+            quota: Mutex::new((0, 0, 0)),
+            rng: Mutex::new(seed),
+            vault_tasks: Mutex::new(BTreeMap::new()),
+            shutdown,
+            runtime: tokio::runtime::Handle::current(),
+            lro_ms: Mutex::new(lro_ms),
+            config,
+        }
+    }
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+    pub fn faults(&self) -> MutexGuard<'_, FaultConfig> {
+        lock(&self.faults)
+    }
+    pub fn faults_snapshot(&self) -> FaultConfig {
+        self.faults().clone()
+    }
+    pub fn metrics(&self) -> MutexGuard<'_, Metrics> {
+        lock(&self.metrics)
+    }
+    pub fn lro_duration_ms(&self) -> i64 {
+        *lock(&self.lro_ms)
+    }
+    pub fn set_lro_duration_ms(&self, ms: i64) {
+        *lock(&self.lro_ms) = ms;
+    }
+    fn roll(&self) -> f64 {
+        let mut x = lock(&self.rng);
+        // xorshift64: deterministic enough, no extra dependency.
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Remaining ARM quota after this call (per hour, as ARM reports it).
+    fn quota_after(&self, write: bool) -> u64 {
+        let mut q = lock(&self.quota);
+        let hour = super::state::now_ms() / 3_600_000;
+        if q.0 != hour {
+            *q = (hour, 0, 0);
+        }
+        if write {
+            q.2 += 1;
+            WRITES_PER_HOUR.saturating_sub(q.2)
+        } else {
+            q.1 += 1;
+            READS_PER_HOUR.saturating_sub(q.1)
+        }
+    }
+
+    /// The vault's data-plane base URI (`http://IP:PORT/`), starting its listener if needed.
+    pub fn ensure_vault_listener(
+        self: &Arc<Self>,
+        vault_name: &str,
+        wanted_port: Option<u16>,
+    ) -> Option<u16> {
+        let key = vault_name.to_ascii_lowercase();
+        let mut tasks = lock(&self.vault_tasks);
+        if let Some((port, _)) = tasks.get(&key) {
+            return Some(*port);
+        }
+        let bind = |port: u16| std::net::TcpListener::bind(SocketAddr::new(self.listen_ip, port));
+        let std_listener = wanted_port
+            .and_then(|p| bind(p).ok())
+            .or_else(|| bind(0).ok())?;
+        std_listener.set_nonblocking(true).ok()?;
+        let port = std_listener.local_addr().ok()?.port();
+        let _rt = self.runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(std_listener).ok()?;
+        let router = Router::new()
+            .fallback(vault_entry)
+            .with_state((self.clone(), key.clone()));
+        let mut rx = self.shutdown.clone();
+        // The runtime handle: seeding from sync code outside the runtime still works.
+        let handle = self.runtime.spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                })
+                .await;
+        });
+        tasks.insert(key, (port, handle));
+        Some(port)
+    }
+
+    pub fn vault_uri(&self, vault_name: &str, port: Option<u16>) -> String {
+        match port {
+            Some(p) => format!("http://{}:{p}/", self.listen_ip),
+            None => format!(
+                "{}keyvault/{}/",
+                self.base_url,
+                vault_name.to_ascii_lowercase()
+            ),
+        }
+    }
+
+    pub fn stop_vault_listeners(&self) {
+        for (_, (_, h)) in std::mem::take(&mut *lock(&self.vault_tasks)) {
+            h.abort();
+        }
+    }
+}
+
+/// A parsed request.
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub segs: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Req {
+    /// Query parameter by case-insensitive name.
+    pub fn q(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body as JSON, or Azure's malformed-content error.
+    pub fn json(&self, style: Style) -> Result<Value, ApiError> {
+        if self.body.is_empty() {
+            return Ok(Value::Object(Default::default()));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| match style {
+            Style::KeyVault => ApiError::kv(
+                StatusCode::BAD_REQUEST,
+                "BadParameter",
+                format!("The request body could not be parsed as JSON: {e}"),
+            ),
+            _ => ApiError::arm(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContent",
+                format!("The request content was invalid and could not be deserialized: '{e}'."),
+            ),
+        })
+    }
+}
+
+/// Where a request goes, and the operation name it is counted under.
+pub enum Route {
+    Admin,
+    Token { tenant: String },
+    Discovery { tenant: String },
+    KeyVault { vault: String, rest: Vec<String> },
+    Arm(arm::Target),
+    NotFound,
+}
+
+fn route(segs: &[String], vault: Option<&str>) -> Route {
+    if let Some(v) = vault {
+        return Route::KeyVault {
+            vault: v.to_owned(),
+            rest: segs.to_vec(),
+        };
+    }
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match s.as_slice() {
+        ["_admin", ..] => Route::Admin,
+        ["keyvault", v, rest @ ..] => Route::KeyVault {
+            vault: (*v).to_owned(),
+            rest: rest.iter().map(|x| (*x).to_owned()).collect(),
+        },
+        [t, "oauth2", "v2.0", "token"] => Route::Token {
+            tenant: (*t).to_owned(),
+        },
+        [t, "v2.0", ".well-known", "openid-configuration"] => Route::Discovery {
+            tenant: (*t).to_owned(),
+        },
+        [first, ..] if first.eq_ignore_ascii_case("subscriptions") => {
+            Route::Arm(arm::classify(segs))
+        }
+        _ => Route::NotFound,
+    }
+}
+
+fn operation_name(route: &Route, method: &Method) -> String {
+    match route {
+        Route::Admin => "Admin".into(),
+        Route::Token { .. } => "Token".into(),
+        Route::Discovery { .. } => "OpenIdConfiguration".into(),
+        Route::KeyVault { rest, .. } => keyvault::operation_name(rest, method).into(),
+        Route::Arm(t) => arm::operation_name(t, method).into(),
+        Route::NotFound => "Unknown".into(),
+    }
+}
+
+async fn parse(req: Request) -> Result<Req, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::arm(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "The request content is too large.",
+        )
+    })?;
+    let path = parts.uri.path().to_owned();
+    let segs = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    Ok(Req {
+        method: parts.method,
+        path,
+        segs,
+        query,
+        headers: parts.headers,
+        body,
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_owned())
+}
+
+pub async fn main_entry(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
+    handle(app, None, req).await
+}
+
+async fn vault_entry(AxState((app, vault)): AxState<(Arc<App>, String)>, req: Request) -> Response {
+    handle(app, Some(vault), req).await
+}
+
+async fn handle(app: Arc<App>, vault: Option<String>, req: Request) -> Response {
+    let req = match parse(req).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let route = route(&req.segs, vault.as_deref());
+    if matches!(route, Route::Admin) {
+        return admin::handle(&app, &req).await;
+    }
+    let operation = operation_name(&route, &req.method);
+    let style = match &route {
+        Route::KeyVault { .. } => Style::KeyVault,
+        Route::Token { .. } | Route::Discovery { .. } => Style::OAuth,
+        _ => Style::Arm,
+    };
+    let latency = app.faults().latency_ms(&operation);
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
+    let roll = app.roll();
+    let decision = app.faults().decide(&operation, roll);
+    let write = req.method != Method::GET && req.method != Method::HEAD;
+    let (mut resp, caller) = match decision {
+        Decision::Throttle { retry_after_secs } => {
+            let kind = if write { "writes" } else { "reads" };
+            let e = ApiError::new(
+                if style == Style::OAuth { Style::Arm } else { style },
+                StatusCode::TOO_MANY_REQUESTS,
+                if style == Style::KeyVault { "Throttled" } else { "SubscriptionRequestsThrottled" },
+                format!("Number of '{kind}' requests for subscription exceeded the limit. Please try again after '{retry_after_secs}' seconds."),
+            )
+            .header("Retry-After", retry_after_secs.to_string())
+            .header(&format!("x-ms-ratelimit-remaining-subscription-{kind}"), "0");
+            (e.into_response(), None)
+        }
+        Decision::Error { status, code } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let e = ApiError::new(
+                if style == Style::OAuth {
+                    Style::Arm
+                } else {
+                    style
+                },
+                status,
+                &code,
+                format!("Injected fault for operation '{operation}'."),
+            );
+            (e.into_response(), None)
+        }
+        Decision::Pass => dispatch(&app, &req, route),
+    };
+    if style == Style::Arm && resp.status() != StatusCode::TOO_MANY_REQUESTS {
+        let remaining = app.quota_after(write);
+        let name = if write {
+            "x-ms-ratelimit-remaining-subscription-writes"
+        } else {
+            "x-ms-ratelimit-remaining-subscription-reads"
+        };
+        resp.headers_mut()
+            .insert(name, HeaderValue::from(remaining));
+    }
+    let request_id = super::state::new_guid();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-ms-request-id", v.clone());
+        let corr = req
+            .headers
+            .get("x-ms-correlation-request-id")
+            .cloned()
+            .unwrap_or(v);
+        resp.headers_mut()
+            .insert("x-ms-correlation-request-id", corr);
+    }
+    let status = resp.status().as_u16();
+    app.metrics()
+        .record(req.method.as_str(), &req.path, &operation, status, caller);
+    resp
+}
+
+fn dispatch(app: &Arc<App>, req: &Req, route: Route) -> (Response, Option<String>) {
+    match route {
+        Route::Token { tenant } => {
+            if req.method != Method::POST {
+                return (method_not_allowed(Style::OAuth), None);
+            }
+            match auth::token(app, &tenant, &req.body) {
+                Ok((body, oid)) => (axum::Json(body).into_response(), Some(oid)),
+                Err(e) => (e.into_response(), None),
+            }
+        }
+        Route::Discovery { tenant } => (
+            axum::Json(auth::openid_configuration(app, &tenant)).into_response(),
+            None,
+        ),
+        Route::KeyVault { vault, rest } => keyvault::handle(app, req, &vault, &rest),
+        Route::Arm(target) => arm::handle(app, req, target),
+        Route::Admin => (StatusCode::NOT_FOUND.into_response(), None),
+        Route::NotFound => (
+            ApiError::arm(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("No route for '{}'.", req.path),
+            )
+            .into_response(),
+            None,
+        ),
+    }
+}
+
+pub fn method_not_allowed(style: Style) -> Response {
+    ApiError::new(
+        style,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "The requested method is not allowed for this resource.",
+    )
+    .into_response()
+}
+
+/// A JSON answer with a status.
+pub fn json_resp(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+pub fn empty(status: StatusCode) -> Response {
+    (status, Body::empty()).into_response()
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new().fallback(main_entry).with_state(app)
+}

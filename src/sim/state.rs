@@ -1,0 +1,403 @@
+//! The simulated world: tenant principals, identities, vaults, keys, role
+//! assignments, Cosmos DB accounts and operations. Serializable so a demo
+//! survives a restart (`--state-file`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A service principal that can obtain tokens (client secret and/or federated credentials).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRegistration {
+    pub client_id: String,
+    pub object_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub federated_credentials: Vec<FederatedCredential>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// Trust for a workload-identity assertion: its `iss`, `sub` and `aud` claims.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedCredential {
+    pub issuer: String,
+    pub subject: String,
+    /// Resource name when created through ARM (`federatedIdentityCredentials/{name}`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Accepted assertion audiences; empty means `api://AzureADTokenExchange`.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAssignedIdentity {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+    pub location: String,
+    pub client_id: String,
+    pub principal_id: String,
+    #[serde(default)]
+    pub tags: Value,
+    #[serde(default)]
+    pub federated_credentials: Vec<FederatedCredential>,
+}
+
+impl UserAssignedIdentity {
+    pub fn id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourcegroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Vault {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+    pub location: String,
+    #[serde(default)]
+    pub tags: Value,
+    /// ARM `properties` as last written (without `vaultUri`, which is computed).
+    pub properties: Value,
+    /// Loopback port of this vault's own data-plane listener (host-style vault URI).
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub created_at: String,
+}
+
+impl Vault {
+    pub fn id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.KeyVault/vaults/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+    fn flag(&self, name: &str) -> Option<bool> {
+        self.properties.get(name).and_then(Value::as_bool)
+    }
+    /// Soft delete is on unless explicitly disabled (Azure's default since 2020).
+    pub fn soft_delete(&self) -> bool {
+        self.flag("enableSoftDelete").unwrap_or(true)
+    }
+    pub fn purge_protection(&self) -> bool {
+        self.flag("enablePurgeProtection").unwrap_or(false)
+    }
+    pub fn rbac(&self) -> bool {
+        self.flag("enableRbacAuthorization").unwrap_or(false)
+    }
+    pub fn access_policies(&self) -> Vec<Value> {
+        self.properties
+            .get("accessPolicies")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+    pub fn public_network_disabled(&self) -> bool {
+        self.properties
+            .get("publicNetworkAccess")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("Disabled"))
+    }
+    fn acls(&self) -> Option<&Value> {
+        self.properties.get("networkAcls")
+    }
+    pub fn default_deny(&self) -> bool {
+        self.acls()
+            .and_then(|a| a.get("defaultAction"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("Deny"))
+    }
+    /// Whether trusted Azure services (Cosmos DB among them) get through the firewall.
+    pub fn azure_services_allowed(&self) -> bool {
+        if self.public_network_disabled() {
+            return false;
+        }
+        if !self.default_deny() {
+            return true;
+        }
+        self.acls()
+            .and_then(|a| a.get("bypass"))
+            .and_then(Value::as_str)
+            .unwrap_or("AzureServices")
+            .eq_ignore_ascii_case("AzureServices")
+    }
+    /// Whether a loopback client (the operator) gets through the firewall.
+    pub fn loopback_allowed(&self) -> bool {
+        if self.public_network_disabled() {
+            return false;
+        }
+        if !self.default_deny() {
+            return true;
+        }
+        self.acls()
+            .and_then(|a| a.get("ipRules"))
+            .and_then(Value::as_array)
+            .is_some_and(|rules| {
+                rules.iter().any(|r| {
+                    matches!(
+                        r.get("value").and_then(Value::as_str),
+                        Some("127.0.0.1" | "127.0.0.1/32" | "127.0.0.0/8")
+                    )
+                })
+            })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVersion {
+    pub version: String,
+    pub kty: String,
+    pub key_size: u32,
+    pub key_ops: Vec<String>,
+    pub enabled: bool,
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    #[serde(default)]
+    pub exp: Option<i64>,
+    pub created: i64,
+    pub updated: i64,
+    /// Modulus: random bytes of the key size, base64url (not a real RSA key).
+    pub n: String,
+    #[serde(default)]
+    pub tags: Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Key {
+    pub name: String,
+    /// Oldest first; the last one is the current version.
+    pub versions: Vec<KeyVersion>,
+    #[serde(default)]
+    pub rotation_policy: Option<Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    pub name: String,
+    pub scope: String,
+    pub role_definition_id: String,
+    pub principal_id: String,
+    #[serde(default)]
+    pub principal_type: Option<String>,
+    pub created_at: String,
+}
+
+impl RoleAssignment {
+    pub fn id(&self) -> String {
+        format!(
+            "{}/providers/Microsoft.Authorization/roleAssignments/{}",
+            self.scope.trim_end_matches('/'),
+            self.name
+        )
+    }
+    /// The role definition GUID, whatever form the id was written in.
+    pub fn role_guid(&self) -> String {
+        self.role_definition_id
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountIdentity {
+    /// "None", "SystemAssigned", "UserAssigned" or "SystemAssigned,UserAssigned".
+    pub type_: String,
+    #[serde(default)]
+    pub system_principal_id: Option<String>,
+    /// Identity resource ids as the client wrote them.
+    #[serde(default)]
+    pub user_assigned: Vec<String>,
+}
+
+impl AccountIdentity {
+    pub fn has_system(&self) -> bool {
+        self.type_.contains("SystemAssigned")
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CmkRuntime {
+    /// Substatus of the revocation, when the account is revoked.
+    #[serde(default)]
+    pub revoked: Option<u32>,
+    #[serde(default)]
+    pub status_message: Option<String>,
+    /// Unix ms when access to the key came back (recovery clock).
+    #[serde(default)]
+    pub access_back_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+    pub location: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub tags: Value,
+    pub identity: AccountIdentity,
+    /// Client-writable `properties` as accepted (read-only fields are computed).
+    pub properties: Value,
+    pub provisioning_state: String,
+    pub instance_id: String,
+    pub created_at: String,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub key_version_in_use: Option<String>,
+    #[serde(default)]
+    pub cmk: CmkRuntime,
+    #[serde(default)]
+    pub pending_op: Option<String>,
+}
+
+impl Account {
+    pub fn id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.DocumentDB/databaseAccounts/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+    pub fn prop_str(&self, name: &str) -> Option<&str> {
+        self.properties.get(name).and_then(Value::as_str)
+    }
+    pub fn key_uri(&self) -> Option<&str> {
+        self.prop_str("keyVaultKeyUri").filter(|s| !s.is_empty())
+    }
+    pub fn default_identity(&self) -> &str {
+        self.prop_str("defaultIdentity")
+            .unwrap_or("FirstPartyIdentity")
+    }
+    pub fn backup_type(&self) -> &str {
+        self.properties
+            .get("backupPolicy")
+            .and_then(|b| b.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("Periodic")
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OpKind {
+    Create,
+    Update,
+    Delete,
+    Register,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OpOutcome {
+    Succeed,
+    Fail { code: String, message: String },
+    Stall,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub id: String,
+    pub kind: OpKind,
+    /// Lower-cased account id (or provider key for registrations).
+    pub target: String,
+    pub subscription_id: String,
+    pub location: String,
+    pub started_ms: i64,
+    pub duration_ms: i64,
+    pub outcome: OpOutcome,
+    pub done: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderRegistration {
+    pub state: String,
+    #[serde(default)]
+    pub since_ms: i64,
+}
+
+/// The whole simulated world. Map keys are lower-cased resource ids or names
+/// because ARM and Key Vault names are case-insensitive.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// Random key that makes tokens checkable (kept so tokens survive a restart).
+    pub token_key: u64,
+    pub apps: BTreeMap<String, AppRegistration>,
+    pub identities: BTreeMap<String, UserAssignedIdentity>,
+    pub vaults: BTreeMap<String, Vault>,
+    /// vault name -> key name -> key
+    pub keys: BTreeMap<String, BTreeMap<String, Key>>,
+    pub role_assignments: BTreeMap<String, RoleAssignment>,
+    pub accounts: BTreeMap<String, Account>,
+    pub operations: BTreeMap<String, Operation>,
+    /// "{subscription}/{namespace}" lower-cased -> registration
+    pub providers: BTreeMap<String, ProviderRegistration>,
+}
+
+impl State {
+    pub fn vault_by_name(&self, name: &str) -> Option<&Vault> {
+        let lower = name.to_ascii_lowercase();
+        self.vaults
+            .values()
+            .find(|v| v.name.to_ascii_lowercase() == lower)
+    }
+    pub fn identity_by_id(&self, id: &str) -> Option<&UserAssignedIdentity> {
+        self.identities.get(&id.to_ascii_lowercase())
+    }
+    /// Whether `principal_id` is a known object in the tenant directory.
+    pub fn principal_exists(&self, principal_id: &str, first_party: &str) -> bool {
+        let p = principal_id.to_ascii_lowercase();
+        p == first_party.to_ascii_lowercase()
+            || self
+                .apps
+                .values()
+                .any(|a| a.object_id.to_ascii_lowercase() == p)
+            || self
+                .identities
+                .values()
+                .any(|i| i.principal_id.to_ascii_lowercase() == p)
+            || self.accounts.values().any(|a| {
+                a.identity
+                    .system_principal_id
+                    .as_deref()
+                    .is_some_and(|s| s.to_ascii_lowercase() == p)
+            })
+    }
+}
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Key Vault style version id: 32 lower-case hex digits.
+pub fn new_version() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
