@@ -8,5 +8,6 @@ pub mod api;
 pub mod azure;
 pub mod controller;
 pub mod embedded;
+pub mod leader;
 pub mod reconcile;
 pub mod sim;
