@@ -11,3 +11,4 @@ pub mod embedded;
 pub mod leader;
 pub mod reconcile;
 pub mod sim;
+pub mod telemetry;

@@ -71,3 +71,18 @@ pub enum Phase {
     /// The object is being deleted and its deletion policy is being carried out.
     Deleting,
 }
+
+impl Phase {
+    /// The phase's name, as written to the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Waiting => "Waiting",
+            Phase::Provisioning => "Provisioning",
+            Phase::Ready => "Ready",
+            Phase::Revoked => "Revoked",
+            Phase::Failed => "Failed",
+            Phase::Deleting => "Deleting",
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod cloud;
 pub mod errors;
+pub mod instrumented;
 pub mod key_uri;
 pub mod port;
 pub mod rate_limit;

@@ -9,6 +9,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use crate::api::{CosmosAccountCMK, KeyVaultBinding};
+use crate::telemetry::Metrics;
 
 /// Operator settings (flags of `cmk-operator run`).
 #[derive(Clone, Debug)]
@@ -45,6 +46,7 @@ pub struct Context<A> {
     pub bindings: Store<KeyVaultBinding>,
     pub accounts: Store<CosmosAccountCMK>,
     pub recorder: Recorder,
+    pub metrics: std::sync::Arc<Metrics>,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -56,6 +58,7 @@ impl<A> Context<A> {
         settings: Settings,
         bindings: Store<KeyVaultBinding>,
         accounts: Store<CosmosAccountCMK>,
+        metrics: std::sync::Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter {
             controller: "cosmos-cmk-operator".into(),
@@ -69,6 +72,7 @@ impl<A> Context<A> {
             bindings,
             accounts,
             recorder,
+            metrics,
             failures: Mutex::default(),
         }
     }

@@ -1,5 +1,5 @@
 //! kube-runtime wiring: watches with shared caches, finalizers, events,
-//! bounded concurrency, backoff. The decisions live in `reconcile`.
+//! bounded concurrency, backoff, metrics. The decisions live in `reconcile`.
 
 pub mod account;
 pub mod binding;
@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod report;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -21,28 +22,79 @@ pub use error::Error;
 
 use crate::api::{CosmosAccountCMK, KeyVaultBinding};
 use crate::azure::AzurePort;
+use crate::telemetry::Metrics;
+
+fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
 
 fn error_policy<K: Resource<DynamicType = ()>, A>(
     obj: Arc<K>,
     err: &Error,
     ctx: Arc<Context<A>>,
 ) -> Action {
-    let key = format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    );
-    let delay = match err {
-        Error::DeletionInProgress => ctx.settings.poll,
-        _ => err.backoff(ctx.failed(&key)),
-    };
+    let key = object_key(&*obj);
     if matches!(err, Error::DeletionInProgress) {
         tracing::debug!(object = %key, "deletion in progress");
-    } else {
-        tracing::warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
+        return Action::requeue(ctx.settings.poll);
     }
+    let delay = err.backoff(ctx.failed(&key));
+    tracing::warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// The phase last written to an object's status (for the phase gauge).
+pub trait HasPhase {
+    fn phase(&self) -> Option<&'static str>;
+}
+
+impl HasPhase for KeyVaultBinding {
+    fn phase(&self) -> Option<&'static str> {
+        self.status.as_ref().map(|s| s.phase.as_str())
+    }
+}
+
+impl HasPhase for CosmosAccountCMK {
+    fn phase(&self) -> Option<&'static str> {
+        self.status.as_ref().map(|s| s.phase.as_str())
+    }
+}
+
+/// Runs one reconcile with its metrics (outcome, duration, the object's phase);
+/// a success clears the object's failure count.
+async fn observed<K, A, F, Fut>(
+    obj: Arc<K>,
+    ctx: Arc<Context<A>>,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + HasPhase,
+    F: FnOnce(Arc<K>, Arc<Context<A>>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let kind = K::kind(&());
+    let key = object_key(&*obj);
+    let start = tokio::time::Instant::now();
+    let result = reconcile(obj.clone(), ctx.clone()).await;
+    let outcome = match &result {
+        Ok(_) => "Ok",
+        Err(Error::Azure(e)) => e.reason(),
+        Err(Error::DeletionInProgress) => "DeletionInProgress",
+        Err(_) => "Error",
+    };
+    ctx.metrics.reconciled(&kind, outcome, start.elapsed());
+    let gone = obj.meta().deletion_timestamp.is_some() && result.is_ok();
+    ctx.metrics
+        .phase(&kind, &key, if gone { None } else { obj.phase() });
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
+    result
 }
 
 /// Runs both controllers until `shutdown` resolves. The binding and account
@@ -51,12 +103,17 @@ pub async fn run<A: AzurePort>(
     client: kube::Client,
     azure: A,
     settings: Settings,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let (bindings_api, accounts_api): (Api<KeyVaultBinding>, Api<CosmosAccountCMK>) = match &settings.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let (bindings_api, accounts_api): (Api<KeyVaultBinding>, Api<CosmosAccountCMK>) =
+        match &settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
     let config = ControllerConfig::default().concurrency(settings.concurrency);
 
     let binding_ctl = Controller::new(bindings_api.clone(), watcher::Config::default())
@@ -68,8 +125,7 @@ pub async fn run<A: AzurePort>(
         bindings_api,
         watcher::Config::default(),
         move |b: KeyVaultBinding| {
-            let ns = b.namespace();
-            let name = b.name_any();
+            let (ns, name) = (b.namespace(), b.name_any());
             by_binding
                 .state()
                 .into_iter()
@@ -85,46 +141,21 @@ pub async fn run<A: AzurePort>(
         settings,
         binding_ctl.store(),
         accounts,
+        metrics,
     ));
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
     let bindings = binding_ctl
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            |o, c: Arc<Context<A>>| async move {
-                let key = format!(
-                    "KeyVaultBinding/{}/{}",
-                    o.namespace().unwrap_or_default(),
-                    o.name_any()
-                );
-                let r = binding::reconcile(o, c.clone()).await;
-                if r.is_ok() {
-                    c.succeeded(&key);
-                }
-                r
-            },
+            |o, c| observed(o, c, binding::reconcile),
             error_policy,
             ctx.clone(),
         )
         .for_each(|_| futures::future::ready(()));
     let accounts = account_ctl
         .graceful_shutdown_on(shutdown)
-        .run(
-            |o, c: Arc<Context<A>>| async move {
-                let key = format!(
-                    "CosmosAccountCMK/{}/{}",
-                    o.namespace().unwrap_or_default(),
-                    o.name_any()
-                );
-                let r = account::reconcile(o, c.clone()).await;
-                if r.is_ok() {
-                    c.succeeded(&key);
-                }
-                r
-            },
-            error_policy,
-            ctx,
-        )
+        .run(|o, c| observed(o, c, account::reconcile), error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
     futures::future::join(bindings, accounts).await;
 }

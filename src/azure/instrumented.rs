@@ -1,0 +1,141 @@
+//! A decorator that counts and times every call through the port, by
+//! operation and outcome, without the adapter knowing about metrics.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::errors::AzureError;
+use super::port::{AccountChange, AccountRef, AzurePort, NewAccount};
+use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
+use crate::reconcile::account::{AccountFacts, OperationState};
+use crate::reconcile::binding::{KeyFacts, VaultFacts};
+use crate::telemetry::Metrics;
+
+/// Wraps an `AzurePort` with metrics.
+pub struct Instrumented<A> {
+    inner: A,
+    metrics: Arc<Metrics>,
+}
+
+impl<A> Instrumented<A> {
+    pub fn new(inner: A, metrics: Arc<Metrics>) -> Self {
+        Instrumented { inner, metrics }
+    }
+
+    async fn observe<T>(
+        &self,
+        operation: &str,
+        call: impl Future<Output = Result<T, AzureError>>,
+    ) -> Result<T, AzureError> {
+        let start = tokio::time::Instant::now();
+        let result = call.await;
+        let status = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e
+                .http_status()
+                .map_or_else(|| e.reason().to_owned(), |s| s.to_string()),
+        };
+        self.metrics.azure_call(operation, &status, start.elapsed());
+        result
+    }
+}
+
+impl<A: AzurePort> AzurePort for Instrumented<A> {
+    async fn get_vault(&self, vault_id: &str) -> Result<Option<VaultFacts>, AzureError> {
+        self.observe("GetVault", self.inner.get_vault(vault_id))
+            .await
+    }
+    async fn get_key(&self, vault_uri: &str, name: &str) -> Result<KeyFacts, AzureError> {
+        self.observe("GetKey", self.inner.get_key(vault_uri, name))
+            .await
+    }
+    async fn create_key(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        key_type: KeyType,
+        size: i32,
+    ) -> Result<KeyFacts, AzureError> {
+        self.observe(
+            "CreateKey",
+            self.inner.create_key(vault_uri, name, key_type, size),
+        )
+        .await
+    }
+    async fn disable_key_version(&self, key_uri: &str, version: &str) -> Result<(), AzureError> {
+        self.observe(
+            "DisableKeyVersion",
+            self.inner.disable_key_version(key_uri, version),
+        )
+        .await
+    }
+    async fn provider_registered(&self, subscription_id: &str) -> Result<bool, AzureError> {
+        self.observe(
+            "GetProvider",
+            self.inner.provider_registered(subscription_id),
+        )
+        .await
+    }
+    async fn user_assigned_principal(
+        &self,
+        identity_id: &str,
+    ) -> Result<Option<String>, AzureError> {
+        self.observe(
+            "GetIdentity",
+            self.inner.user_assigned_principal(identity_id),
+        )
+        .await
+    }
+    async fn granted_principals(
+        &self,
+        vault_id: &str,
+        model: PermissionModel,
+        principals: &[String],
+    ) -> Result<Vec<String>, AzureError> {
+        self.observe(
+            "GetGrants",
+            self.inner.granted_principals(vault_id, model, principals),
+        )
+        .await
+    }
+    async fn grant(
+        &self,
+        vault_id: &str,
+        model: PermissionModel,
+        principal_id: &str,
+    ) -> Result<Grant, AzureError> {
+        self.observe("Grant", self.inner.grant(vault_id, model, principal_id))
+            .await
+    }
+    async fn revoke_grant(&self, vault_id: &str, grant: &Grant) -> Result<(), AzureError> {
+        self.observe("RevokeGrant", self.inner.revoke_grant(vault_id, grant))
+            .await
+    }
+    async fn get_account(&self, account: &AccountRef) -> Result<Option<AccountFacts>, AzureError> {
+        self.observe("GetAccount", self.inner.get_account(account))
+            .await
+    }
+    async fn create_account(&self, new: &NewAccount) -> Result<PendingOperation, AzureError> {
+        self.observe("CreateAccount", self.inner.create_account(new))
+            .await
+    }
+    async fn update_account(
+        &self,
+        account: &AccountRef,
+        change: &AccountChange,
+    ) -> Result<PendingOperation, AzureError> {
+        self.observe("UpdateAccount", self.inner.update_account(account, change))
+            .await
+    }
+    async fn delete_account(
+        &self,
+        account: &AccountRef,
+    ) -> Result<Option<PendingOperation>, AzureError> {
+        self.observe("DeleteAccount", self.inner.delete_account(account))
+            .await
+    }
+    async fn poll(&self, operation: &PendingOperation) -> Result<OperationState, AzureError> {
+        self.observe("PollOperation", self.inner.poll(operation))
+            .await
+    }
+}
