@@ -1,7 +1,6 @@
 //! Prometheus metrics and the health endpoints (`/healthz`, `/readyz`, `/metrics`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -200,9 +199,9 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> String {
     m.encode()
 }
 
-/// Serves the health and metrics endpoints until `shutdown` resolves.
+/// Serves the health and metrics endpoints on `listener` until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics_state: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -211,7 +210,6 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(metrics_state);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
