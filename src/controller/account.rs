@@ -92,7 +92,7 @@ fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> BindingState {
     }
 }
 
-async fn apply<A: AzurePort>(
+async fn apply_inner<A: AzurePort>(
     api: &Api<CosmosAccountCMK>,
     obj: &CosmosAccountCMK,
     ctx: &Context<A>,
@@ -215,6 +215,40 @@ async fn apply<A: AzurePort>(
         Requeue::Soon => Action::requeue(ctx.settings.poll),
         Requeue::Resync => Action::requeue(ctx.settings.resync),
     })
+}
+
+/// Reconciles, and on an Azure failure records it in the status and as an event.
+async fn apply<A: AzurePort>(
+    api: &Api<CosmosAccountCMK>,
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+) -> Result<Action, Error> {
+    let result = apply_inner(api, obj, ctx).await;
+    if let Err(Error::Azure(err)) = &result {
+        let old = obj.status.clone();
+        let mut status = old.clone().unwrap_or_default();
+        report::record_failure(
+            &mut status.conditions,
+            &mut status.last_azure_error,
+            err,
+            "Reconcile",
+            obj.metadata.generation,
+        );
+        let reference = obj.object_ref(&());
+        report::publish(
+            &ctx.recorder,
+            &reference,
+            EventType::Warning,
+            err.reason(),
+            "Reconcile",
+            &err.to_string(),
+        )
+        .await;
+        if let Err(e) = report::write_status(api, obj, old.as_ref(), &status).await {
+            tracing::warn!(error = %e, "could not record the Azure failure in the status");
+        }
+    }
+    result
 }
 
 /// Executes one step; returns the event reason and note.

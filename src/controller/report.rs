@@ -2,15 +2,17 @@
 //! changed) and an event for each transition.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::Phase;
 use crate::api::conditions::{self, READY};
+use crate::api::{AzureErrorRecord, Phase};
+use crate::azure::AzureError;
 
 /// Field manager of every write the operator makes.
 pub const MANAGER: &str = "cosmos-cmk-operator";
@@ -98,4 +100,42 @@ pub async fn publish(
     if let Err(e) = recorder.publish(&event, reference).await {
         tracing::warn!(error = %e, reason, "could not publish event");
     }
+}
+
+/// Records an Azure failure in a status: `lastAzureError`, and the Ready
+/// condition False with the error's reason, so `kubectl get` and Argo CD see it.
+pub fn record_failure(
+    conditions: &mut Vec<Condition>,
+    last: &mut Option<AzureErrorRecord>,
+    err: &AzureError,
+    operation: &str,
+    generation: Option<i64>,
+) {
+    let now = Timestamp::now();
+    let record = AzureErrorRecord {
+        operation: operation.to_owned(),
+        http_status: err.http_status().map_or(0, i32::from),
+        sub_status: match err {
+            AzureError::Cmk { sub_status, .. } => Some(*sub_status),
+            _ => None,
+        },
+        code: Some(err.reason().to_owned()),
+        message: Some(err.to_string()),
+        time: Some(now.to_string()),
+    };
+    // The same error again changes nothing, so a retry does not write the status again.
+    let same = last.as_ref().is_some_and(|l| {
+        AzureErrorRecord {
+            time: l.time.clone(),
+            ..record.clone()
+        } == *l
+    });
+    if !same {
+        *last = Some(record);
+    }
+    let message = format!("{err}; retrying with backoff");
+    conditions::set_condition(
+        conditions,
+        conditions::condition(READY, "False", err.reason(), message, generation, Time(now)),
+    );
 }
