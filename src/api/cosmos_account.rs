@@ -315,6 +315,10 @@ pub struct CosmosAccountCMKStatus {
     /// Key version used before the last rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_key_version: Option<String>,
+    /// Versionless URI of the key the previous version belongs to (differs from
+    /// `keyVaultKeyUri` after a rotation to another key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_uri: Option<String>,
     /// When the operator saw the last rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_time: Option<Time>,

@@ -663,6 +663,11 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
         let grace =
             SignedDuration::from_hours(i64::from(o.spec.rotation.previous_version_grace_hours));
         out.status.previous_key_version = Some(old.clone());
+        out.status.previous_key_uri = o
+            .status
+            .key_vault_key_uri
+            .clone()
+            .or_else(|| Some(key_uri.to_owned()));
         out.status.last_rotation_time = Some(Time(o.now));
         out.status.previous_version_safe_to_disable_after = o.now.checked_add(grace).ok().map(Time);
         out.status.previous_version_disabled = false;
@@ -693,8 +698,14 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
             r::PREVIOUS_VERSION_DISABLED,
             format!("key version {version} in use; disabling previous version {previous}"),
         );
+        // The previous version may belong to the key used before a rotation to another key.
+        let previous_key = out
+            .status
+            .previous_key_uri
+            .clone()
+            .unwrap_or_else(|| key_uri.to_owned());
         return Some(Action::DisableKeyVersion {
-            key_uri: key_uri.to_owned(),
+            key_uri: previous_key,
             version: previous,
         });
     }

@@ -555,3 +555,28 @@ fn revocation_is_reported_even_when_the_binding_is_not_ready() {
         ("False/KeyRevoked", Phase::Revoked, None)
     );
 }
+
+#[test]
+fn a_rotation_to_another_key_disables_the_old_keys_version() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.rotation.disable_previous_version = true;
+    w.status.key_version_in_use = Some("v1".into());
+    w.status.key_vault_key_uri = Some("https://vault.example/keys/old".into());
+    let mut a = account("FirstPartyIdentity");
+    a.key_version_in_use = Some("w1".into());
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(
+        d.status.previous_key_uri.as_deref(),
+        Some("https://vault.example/keys/old")
+    );
+    w.status = d.status;
+    w.now = t0() + SignedDuration::from_hours(25);
+    assert_eq!(
+        w.decide().action,
+        Some(Action::DisableKeyVersion {
+            key_uri: "https://vault.example/keys/old".into(),
+            version: "v1".into()
+        })
+    );
+}
