@@ -4,7 +4,9 @@
 
 use serde_json::json;
 
-use crate::sim::{Seed, SeedIdentity, SeedRoleAssignment, SeedVault, SimConfig, SimError, SimHandle, Simulator};
+use crate::sim::{
+    Seed, SeedIdentity, SeedRoleAssignment, SeedVault, SimConfig, SimError, SimHandle, Simulator,
+};
 
 /// Subscription and resource group the examples use.
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000c0de";
@@ -55,8 +57,14 @@ pub fn example_world(sim: &SimHandle) -> Seed {
         "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.KeyVault/vaults/cmk-demo-rbac"
     );
     Seed {
-        vaults: vec![vault("cmk-demo-policies", false), vault("cmk-demo-rbac", true)],
-        identities: vec![identity("cmk-demo-billing-id"), identity("cmk-demo-ledger-id")],
+        vaults: vec![
+            vault("cmk-demo-policies", false),
+            vault("cmk-demo-rbac", true),
+        ],
+        identities: vec![
+            identity("cmk-demo-billing-id"),
+            identity("cmk-demo-ledger-id"),
+        ],
         role_assignments: vec![SeedRoleAssignment {
             scope: rbac_vault,
             role_definition_id: KEY_VAULT_ADMINISTRATOR.into(),
