@@ -182,6 +182,28 @@ impl Out<'_> {
         conditions::set_condition(&mut self.status.conditions, c);
     }
 
+    /// Blocked on something the user or Azure must change; looked at again on resync.
+    fn waiting(self, from: usize, reason: &str, message: String) -> Decision {
+        self.blocked(from, Phase::Waiting, reason, message, None, Requeue::Resync)
+    }
+
+    /// Failed until the user fixes something; looked at again on resync.
+    fn failed(self, from: usize, reason: &str, message: String) -> Decision {
+        self.blocked(from, Phase::Failed, reason, message, None, Requeue::Resync)
+    }
+
+    /// Stage `from` needs `action`; polled soon.
+    fn acting(self, from: usize, reason: &str, message: String, action: Action) -> Decision {
+        self.blocked(
+            from,
+            Phase::Provisioning,
+            reason,
+            message,
+            Some(action),
+            Requeue::Soon,
+        )
+    }
+
     /// Marks the stages after a blocked one Unknown, and Ready False.
     fn blocked(
         mut self,
@@ -254,14 +276,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                     .clone()
                     .unwrap_or_else(|| err.code.clone().unwrap_or_default())
             );
-            return out.blocked(
-                2,
-                Phase::Failed,
-                r::ACCOUNT_PROVISIONING_FAILED,
-                msg,
-                None,
-                Requeue::Resync,
-            );
+            return out.failed(2, r::ACCOUNT_PROVISIONING_FAILED, msg);
         }
         None => {}
     }
@@ -295,28 +310,14 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 "KeyVaultBinding {} not found in this namespace: create it or fix spec.keyVaultBindingRef",
                 spec.key_vault_binding_ref.name
             );
-            return out.blocked(
-                0,
-                Phase::Waiting,
-                r::BINDING_NOT_FOUND,
-                msg,
-                None,
-                Requeue::Resync,
-            );
+            return out.waiting(0, r::BINDING_NOT_FOUND, msg);
         }
         BindingState::NotReady { message } => {
             let msg = format!(
                 "KeyVaultBinding {} is not Ready: {message}",
                 spec.key_vault_binding_ref.name
             );
-            return out.blocked(
-                0,
-                Phase::Waiting,
-                r::BINDING_NOT_READY,
-                msg,
-                None,
-                Requeue::Resync,
-            );
+            return out.waiting(0, r::BINDING_NOT_READY, msg);
         }
         BindingState::Ready {
             vault_id,
@@ -334,14 +335,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
     // Stage 2: the identity that will use the key holds the grant.
     if !o.provider_registered {
         let msg = "resource provider Microsoft.DocumentDB is not registered in the subscription: register it (az provider register --namespace Microsoft.DocumentDB)".to_owned();
-        return out.blocked(
-            1,
-            Phase::Waiting,
-            r::PROVIDER_NOT_REGISTERED,
-            msg,
-            None,
-            Requeue::Resync,
-        );
+        return out.waiting(1, r::PROVIDER_NOT_REGISTERED, msg);
     }
     let account = match &o.account {
         AccountState::Found(a) => Some(a),
@@ -360,14 +354,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 let msg = format!(
                     "user-assigned identity {id} was not found: create it, or fix spec.identity.userAssignedIdentityId"
                 );
-                return out.blocked(
-                    1,
-                    Phase::Failed,
-                    r::IDENTITY_NOT_FOUND,
-                    msg,
-                    None,
-                    Requeue::Resync,
-                );
+                return out.failed(1, r::IDENTITY_NOT_FOUND, msg);
             }
         },
         // The account's own identity only exists after the account: the first party creates it.
@@ -388,14 +375,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
             let msg = format!(
                 "principal {principal} holds no Get/WrapKey/UnwrapKey grant ({model_name}); observe-only policy: grant it yourself"
             );
-            return out.blocked(
-                1,
-                Phase::Waiting,
-                r::WAITING_FOR_IDENTITY_GRANT,
-                msg,
-                None,
-                Requeue::Resync,
-            );
+            return out.waiting(1, r::WAITING_FOR_IDENTITY_GRANT, msg);
         }
         let msg =
             format!("granting principal {principal} Get/WrapKey/UnwrapKey through {model_name}");
@@ -412,14 +392,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
         if !out.status.grants.contains(&made) {
             out.status.grants.push(made);
         }
-        return out.blocked(
-            1,
-            Phase::Provisioning,
-            r::GRANTING_ACCESS,
-            msg,
-            Some(grant),
-            Requeue::Soon,
-        );
+        return out.acting(1, r::GRANTING_ACCESS, msg, grant);
     }
     out.set(
         IDENTITY_GRANTED,
@@ -436,14 +409,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 "account {} does not exist; observe-only policy creates nothing",
                 spec.account_name
             );
-            return out.blocked(
-                2,
-                Phase::Waiting,
-                r::ACCOUNT_MISSING,
-                msg,
-                None,
-                Requeue::Resync,
-            );
+            return out.waiting(2, r::ACCOUNT_MISSING, msg);
         }
         let ua = spec.identity.user_assigned_identity_id.clone();
         let create = CreateAccount {
@@ -460,14 +426,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
             spec.account_name, create.key_uri
         );
         out.status.created_by_operator = true;
-        return out.blocked(
-            2,
-            Phase::Provisioning,
-            r::CREATING_ACCOUNT,
-            msg,
-            Some(Action::CreateAccount(create)),
-            Requeue::Soon,
-        );
+        return out.acting(2, r::CREATING_ACCOUNT, msg, Action::CreateAccount(create));
     };
     out.status.account_id = Some(a.id.clone());
     out.status.document_endpoint = a.document_endpoint.clone();
@@ -483,14 +442,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 "account {} is in provisioning state Failed in Azure: inspect it in the portal",
                 spec.account_name
             );
-            return out.blocked(
-                2,
-                Phase::Failed,
-                r::ACCOUNT_PROVISIONING_FAILED,
-                msg,
-                None,
-                Requeue::Resync,
-            );
+            return out.failed(2, r::ACCOUNT_PROVISIONING_FAILED, msg);
         }
         other => {
             let msg = format!("account {} is {other} in Azure", spec.account_name);
@@ -512,14 +464,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
             "account {} already exists without a customer-managed key; enabling CMK is irreversible, so the operator only does it when spec.adoptExistingAccount is true",
             spec.account_name
         );
-        return out.blocked(
-            2,
-            Phase::Failed,
-            r::ACCOUNT_EXISTS_WITHOUT_CMK,
-            msg,
-            None,
-            Requeue::Resync,
-        );
+        return out.failed(2, r::ACCOUNT_EXISTS_WITHOUT_CMK, msg);
     }
 
     // Staged writes, one per reconcile: identity, default identity, key URI.
@@ -570,24 +515,10 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
     if let Some((action, what)) = staged {
         if !manage {
             let msg = format!("drift: {what}; observe-only policy reports it and changes nothing");
-            return out.blocked(
-                2,
-                Phase::Failed,
-                r::DRIFT_DETECTED,
-                msg,
-                None,
-                Requeue::Resync,
-            );
+            return out.failed(2, r::DRIFT_DETECTED, msg);
         }
         let msg = format!("updating the account: {what}");
-        return out.blocked(
-            2,
-            Phase::Provisioning,
-            r::UPDATING_ACCOUNT,
-            msg,
-            Some(action),
-            Requeue::Soon,
-        );
+        return out.acting(2, r::UPDATING_ACCOUNT, msg, action);
     }
 
     // Optional clean-up after the switch away from the first party: only a grant the operator made.
@@ -609,13 +540,11 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 r::ACCOUNT_READY,
                 format!("account {} uses key {key_uri}", spec.account_name),
             );
-            return out.blocked(
+            return out.acting(
                 3,
-                Phase::Provisioning,
                 r::UPDATING_ACCOUNT,
                 msg,
-                Some(Action::RevokeGrant { vault_id, grant }),
-                Requeue::Soon,
+                Action::RevokeGrant { vault_id, grant },
             );
         }
     }
