@@ -7,9 +7,11 @@ pub mod instrumented;
 pub mod key_uri;
 pub mod port;
 pub mod rate_limit;
+pub mod sdk;
 
 pub use errors::{AzureError, CmkCause, ErrorClass};
 pub use port::{AccountChange, AccountRef, AzurePort, NewAccount};
+pub use sdk::{AzureSettings, CredentialSource, SdkAzure};
 
 #[cfg(test)]
 mod key_uri_tests;

@@ -1,0 +1,479 @@
+//! Cosmos DB accounts: read, and start create / staged update / delete as
+//! long-running operations. Requests go out once through the SDK's `send()`;
+//! the generated `.await` LRO loop would re-send the PUT, so it is never used.
+
+use serde_json::{Map, Value, json};
+
+use super::http::Answer;
+use super::{SdkAzure, cosmosdb};
+use crate::api::AzureErrorRecord;
+use crate::api::{BackupPolicyType, PendingOperation};
+use crate::azure::errors::AzureError;
+use crate::azure::key_uri::KeyUri;
+use crate::azure::port::{AccountChange, AccountRef, NewAccount};
+use crate::azure::rate_limit::CallKind;
+use crate::reconcile::account::AccountFacts;
+
+impl SdkAzure {
+    async fn account_json(&self, op: &str, a: &AccountRef) -> Result<Option<Answer>, AzureError> {
+        let client = self.inner.cosmos.database_accounts_client();
+        self.call(op, &a.subscription_id, CallKind::Read, async {
+            Self::sdk(
+                op,
+                true,
+                client
+                    .get(&a.subscription_id, &a.resource_group, &a.name)
+                    .send(),
+            )
+            .await
+        })
+        .await
+    }
+
+    pub(super) async fn account_facts(
+        &self,
+        account: &AccountRef,
+    ) -> Result<Option<AccountFacts>, AzureError> {
+        Ok(self
+            .account_json("GetAccount", account)
+            .await?
+            .map(|a| facts_from_json(&a.body)))
+    }
+
+    pub(super) async fn start_create(
+        &self,
+        new: &NewAccount,
+    ) -> Result<PendingOperation, AzureError> {
+        const OP: &str = "CreateAccount";
+        let key_uri = self.versionless(OP, &new.key_uri)?;
+        let params: cosmosdb::models::DatabaseAccountCreateUpdateParameters =
+            super::model(OP, create_body(new, &key_uri))?;
+        let a = &new.account;
+        let client = self.inner.cosmos.database_accounts_client();
+        let answer = self
+            .call(OP, &a.subscription_id, CallKind::Write, async {
+                Self::sdk(
+                    OP,
+                    false,
+                    client
+                        .create_or_update(&a.subscription_id, &a.resource_group, &a.name, params)
+                        .send(),
+                )
+                .await
+            })
+            .await?;
+        Ok(self.pending(OP, a, answer))
+    }
+
+    pub(super) async fn start_update(
+        &self,
+        account: &AccountRef,
+        change: &AccountChange,
+    ) -> Result<PendingOperation, AzureError> {
+        let (op, body) = match change {
+            AccountChange::EnableSystemIdentity | AccountChange::AddUserAssignedIdentity(_) => {
+                let op = if matches!(change, AccountChange::EnableSystemIdentity) {
+                    "EnableSystemIdentity"
+                } else {
+                    "AddUserAssignedIdentity"
+                };
+                // ARM replaces the identity block: carry the existing identities over.
+                let current =
+                    self.account_json(op, account)
+                        .await?
+                        .ok_or_else(|| AzureError::NotFound {
+                            operation: op.to_owned(),
+                            message: format!("account {} does not exist", account.name),
+                        })?;
+                (
+                    op,
+                    json!({"identity": identity_with(&current.body, change)}),
+                )
+            }
+            AccountChange::SetDefaultIdentity(v) => (
+                "SetDefaultIdentity",
+                json!({"properties": {"defaultIdentity": v}}),
+            ),
+            AccountChange::SetKeyUri(uri) => (
+                "SetKeyUri",
+                json!({"properties": {"keyVaultKeyUri": self.versionless("SetKeyUri", uri)?}}),
+            ),
+        };
+        let params: cosmosdb::models::DatabaseAccountUpdateParameters = super::model(op, body)?;
+        let client = self.inner.cosmos.database_accounts_client();
+        let a = account;
+        let answer = self
+            .call(op, &a.subscription_id, CallKind::Write, async {
+                Self::sdk(
+                    op,
+                    false,
+                    client
+                        .update(&a.subscription_id, &a.resource_group, &a.name, params)
+                        .send(),
+                )
+                .await
+            })
+            .await?;
+        Ok(self.pending(op, a, answer))
+    }
+
+    pub(super) async fn start_delete(
+        &self,
+        account: &AccountRef,
+    ) -> Result<Option<PendingOperation>, AzureError> {
+        const OP: &str = "DeleteAccount";
+        let a = account;
+        let client = self.inner.cosmos.database_accounts_client();
+        let answer = self
+            .call(OP, &a.subscription_id, CallKind::Write, async {
+                Self::sdk(
+                    OP,
+                    true,
+                    client
+                        .delete(&a.subscription_id, &a.resource_group, &a.name)
+                        .send(),
+                )
+                .await
+            })
+            .await?;
+        Ok(match answer {
+            Some(ans) if ans.status == 202 || super::lro::poll_url(&ans.headers).is_some() => {
+                Some(self.pending(OP, a, Some(ans)))
+            }
+            _ => None, // 200/204: gone already; 404: never there
+        })
+    }
+
+    /// The operation to persist: its `Azure-AsyncOperation` (or `Location`) URL,
+    /// or the account itself when Azure gave neither.
+    fn pending(&self, kind: &str, a: &AccountRef, answer: Option<Answer>) -> PendingOperation {
+        let poll_url = answer
+            .as_ref()
+            .and_then(|ans| super::lro::poll_url(&ans.headers))
+            .unwrap_or_else(|| {
+                format!(
+                    "{}{}?api-version={}",
+                    self.inner.cloud.resource_manager,
+                    a.id().trim_start_matches('/'),
+                    super::lro::COSMOS_API
+                )
+            });
+        PendingOperation {
+            kind: kind.to_owned(),
+            poll_url,
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
+        }
+    }
+
+    /// The versionless form of a key URI valid in this cloud.
+    fn versionless(&self, op: &str, uri: &str) -> Result<String, AzureError> {
+        KeyUri::parse(uri, &self.inner.cloud.vault_hosts)
+            .map(|k| k.versionless())
+            .map_err(|e| AzureError::Rejected {
+                operation: op.to_owned(),
+                status: 400,
+                code: "InvalidKeyUri".into(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// The PUT body of a new account, in Azure's documented shape.
+pub(super) fn create_body(new: &NewAccount, key_uri: &str) -> Value {
+    let write_region = new
+        .locations
+        .iter()
+        .min_by_key(|l| l.failover_priority)
+        .map(|l| l.location_name.clone())
+        .unwrap_or_default();
+    let mut props = json!({
+        "databaseAccountOfferType": "Standard",
+        "locations": new.locations.iter().map(|l| json!({
+            "locationName": l.location_name,
+            "failoverPriority": l.failover_priority,
+            "isZoneRedundant": l.is_zone_redundant,
+        })).collect::<Vec<_>>(),
+        "capabilities": new.capabilities.iter().map(|c| json!({"name": c})).collect::<Vec<_>>(),
+        "keyVaultKeyUri": key_uri,
+        "defaultIdentity": new.default_identity,
+    });
+    if new.backup.type_ == BackupPolicyType::Continuous {
+        let mut b = json!({"type": "Continuous"});
+        if let Some(tier) = new.backup.continuous_tier {
+            b["continuousModeProperties"] = json!({"tier": format!("{tier:?}")});
+        }
+        props["backupPolicy"] = b;
+    }
+    if let Some(r) = &new.restore {
+        props["createMode"] = json!("Restore");
+        props["restoreParameters"] = json!({
+            "restoreMode": "PointInTime",
+            "restoreSource": r.source_account_id,
+            "restoreTimestampInUtc": r.timestamp,
+        });
+    }
+    let mut body = json!({
+        "location": write_region,
+        "kind": new.kind,
+        "properties": props,
+    });
+    if let Some(id) = &new.user_assigned_identity {
+        body["identity"] =
+            json!({"type": "UserAssigned", "userAssignedIdentities": {id.as_str(): {}}});
+    }
+    body
+}
+
+/// The identity block after `change`, keeping every identity the account has.
+fn identity_with(account: &Value, change: &AccountChange) -> Value {
+    let ident = account.get("identity");
+    let kind = ident
+        .and_then(|i| i.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("None")
+        .to_ascii_lowercase();
+    let mut system = kind.contains("systemassigned");
+    let mut users: Vec<String> = ident
+        .and_then(|i| i.get("userAssignedIdentities"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    match change {
+        AccountChange::EnableSystemIdentity => system = true,
+        AccountChange::AddUserAssignedIdentity(id)
+            if !users.iter().any(|u| u.eq_ignore_ascii_case(id)) =>
+        {
+            users.push(id.clone());
+        }
+        _ => {}
+    }
+    let type_ = match (system, users.is_empty()) {
+        (true, true) => "SystemAssigned",
+        (true, false) => "SystemAssigned,UserAssigned",
+        (false, false) => "UserAssigned",
+        (false, true) => "None",
+    };
+    let mut out = json!({"type": type_});
+    if !users.is_empty() {
+        let map: Map<String, Value> = users.into_iter().map(|u| (u, json!({}))).collect();
+        out["userAssignedIdentities"] = Value::Object(map);
+    }
+    out
+}
+
+/// The adapter-neutral view of an account.
+pub(super) fn facts_from_json(v: &Value) -> AccountFacts {
+    let p = &v["properties"];
+    let s = |x: Option<&Value>| x.and_then(Value::as_str).map(str::to_owned);
+    let status = s(p.get("customerManagedKeyStatus"));
+    AccountFacts {
+        id: s(v.get("id")).unwrap_or_default(),
+        provisioning_state: s(p.get("provisioningState")).unwrap_or_default(),
+        document_endpoint: s(p.get("documentEndpoint")),
+        key_vault_key_uri: s(p.get("keyVaultKeyUri")),
+        // A version, or (in some api-versions) the versioned key URI: keep the version.
+        key_version_in_use: s(p.get("keyVaultKeyUriVersion"))
+            .map(|k| {
+                k.trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .filter(|k| !k.is_empty()),
+        default_identity: s(p.get("defaultIdentity")),
+        system_principal_id: s(v.pointer("/identity/principalId")),
+        user_assigned_ids: v
+            .pointer("/identity/userAssignedIdentities")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        revoked: status.as_deref().and_then(revocation),
+        customer_managed_key_status: status,
+    }
+}
+
+/// Reads a revocation out of `customerManagedKeyStatus`. Azure words it "Access to
+/// your account is currently revoked because ... unable to ... the customer managed
+/// key; ... cmk-troubleshooting-guide#<anchor> (<substatus>)"; the healthy value is
+/// "Access to the configured customer managed key confirmed."
+pub(super) fn revocation(status: &str) -> Option<AzureErrorRecord> {
+    let lower = status.to_ascii_lowercase();
+    if !lower.contains("revoked") {
+        return None;
+    }
+    Some(AzureErrorRecord {
+        operation: "GetAccount".into(),
+        http_status: 403,
+        sub_status: revocation_sub_status(status),
+        code: Some("CustomerManagedKeyRevoked".into()),
+        message: Some(status.to_owned()),
+        time: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
+    })
+}
+
+/// The substatus in a status text: a 40xx code (after `#`, in parentheses, or after
+/// `Substatus:`), else the troubleshooting guide's anchor.
+fn revocation_sub_status(status: &str) -> Option<i32> {
+    let mut numbers = status
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| t.len() == 4)
+        .filter_map(|t| t.parse::<i32>().ok())
+        .filter(|n| (4000..4100).contains(n));
+    if let Some(n) = numbers.next_back() {
+        return Some(n);
+    }
+    let lower = status.to_ascii_lowercase();
+    let anchors = [
+        ("azure-active-directory-token-acquisition-error", 4000),
+        ("unable-to-access-key-vault", 4002),
+        ("key-vault-access-denied", 4002),
+        ("azure-key-vault-resource-not-found", 4003),
+        ("key-not-found", 4003),
+        ("invalid-azure-cosmos-db-default-identity", 4000),
+    ];
+    anchors
+        .iter()
+        .find(|(a, _)| lower.contains(a))
+        .map(|(_, n)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BackupPolicy, ContinuousTier, Location, RestoreSource};
+    use azure_mgmt_cosmosdb::package_preview_2024_09::models;
+
+    fn new_account() -> NewAccount {
+        NewAccount {
+            account: AccountRef {
+                subscription_id: "s".into(),
+                resource_group: "rg".into(),
+                name: "acct".into(),
+            },
+            kind: "GlobalDocumentDB".into(),
+            locations: vec![
+                Location {
+                    location_name: "eastus2".into(),
+                    failover_priority: 1,
+                    is_zone_redundant: false,
+                },
+                Location {
+                    location_name: "westus".into(),
+                    failover_priority: 0,
+                    is_zone_redundant: true,
+                },
+            ],
+            capabilities: vec!["EnableCassandra".into()],
+            key_uri: "https://kv.vault.azure.net/keys/k".into(),
+            default_identity: "UserAssignedIdentity=/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id".into(),
+            user_assigned_identity: Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id".into()),
+            backup: BackupPolicy {
+                type_: BackupPolicyType::Continuous,
+                continuous_tier: Some(ContinuousTier::Continuous7Days),
+            },
+            restore: Some(RestoreSource {
+                source_account_id: Some("/subscriptions/s/providers/Microsoft.DocumentDB/locations/westus/restorableDatabaseAccounts/abc".into()),
+                timestamp: Some("2026-01-31T12:00:00Z".into()),
+            }),
+        }
+    }
+
+    /// The SDK model must carry every field of the body (nothing silently dropped).
+    #[test]
+    fn create_body_survives_the_sdk_model() {
+        let body = create_body(&new_account(), "https://kv.vault.azure.net/keys/k");
+        assert_eq!(body["location"], "westus");
+        let m: models::DatabaseAccountCreateUpdateParameters =
+            serde_json::from_value(body.clone()).unwrap();
+        let back = serde_json::to_value(&m).unwrap();
+        let want = body;
+        // The model serialises only what it knows; compare the documented fields.
+        for path in [
+            "/kind",
+            "/location",
+            "/identity/type",
+            "/properties/databaseAccountOfferType",
+            "/properties/locations",
+            "/properties/capabilities",
+            "/properties/keyVaultKeyUri",
+            "/properties/defaultIdentity",
+            "/properties/backupPolicy/type",
+            "/properties/backupPolicy/continuousModeProperties/tier",
+            "/properties/createMode",
+            "/properties/restoreParameters/restoreMode",
+            "/properties/restoreParameters/restoreSource",
+        ] {
+            assert_eq!(back.pointer(path), want.pointer(path), "{path} in {back}");
+        }
+        assert!(
+            back.pointer("/identity/userAssignedIdentities")
+                .and_then(Value::as_object)
+                .is_some_and(|m| m.len() == 1),
+            "{back}"
+        );
+        let ts = back
+            .pointer("/properties/restoreParameters/restoreTimestampInUtc")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        assert!(ts.starts_with("2026-01-31T12:00:00"), "{back}");
+    }
+
+    #[test]
+    fn update_bodies_survive_the_sdk_model() {
+        let current =
+            json!({"identity": {"type": "UserAssigned", "userAssignedIdentities": {"/x/a": {}}}});
+        let ident = identity_with(&current, &AccountChange::EnableSystemIdentity);
+        assert_eq!(ident["type"], "SystemAssigned,UserAssigned");
+        let body = json!({"identity": ident});
+        let m: models::DatabaseAccountUpdateParameters = serde_json::from_value(body).unwrap();
+        let back = serde_json::to_value(&m).unwrap();
+        assert_eq!(back["identity"]["type"], "SystemAssigned,UserAssigned");
+        assert!(
+            back["identity"]["userAssignedIdentities"]["/x/a"].is_object(),
+            "{back}"
+        );
+        for body in [
+            json!({"properties": {"defaultIdentity": "SystemAssignedIdentity"}}),
+            json!({"properties": {"keyVaultKeyUri": "https://kv.vault.azure.net/keys/k"}}),
+        ] {
+            let m: models::DatabaseAccountUpdateParameters =
+                serde_json::from_value(body.clone()).unwrap();
+            assert_eq!(
+                serde_json::to_value(&m).unwrap()["properties"],
+                body["properties"]
+            );
+        }
+        let added = identity_with(
+            &json!({}),
+            &AccountChange::AddUserAssignedIdentity("/x/b".into()),
+        );
+        assert_eq!(
+            added,
+            json!({"type": "UserAssigned", "userAssignedIdentities": {"/x/b": {}}})
+        );
+    }
+
+    #[test]
+    fn revocation_is_read_from_the_status_text() {
+        assert!(revocation("Access to the configured customer managed key confirmed.").is_none());
+        let sim = "Access to your account is currently revoked because the Azure Cosmos DB service is unable to access the customer managed key; for more details about this error and how to restore access to your account please visit https://learn.microsoft.com/en-us/azure/cosmos-db/cmk-troubleshooting-guide#4002";
+        assert_eq!(revocation(sim).unwrap().sub_status, Some(4002));
+        let azure = "Access to your account is currently revoked because the Azure Cosmos DB service is unable to obtain the AAD authentication token for the account's default identity; for more details about this error and how to restore access to your account please visit https://learn.microsoft.com/en-us/azure/cosmos-db/cmk-troubleshooting-guide#azure-active-directory-token-acquisition-error (4000).";
+        assert_eq!(revocation(azure).unwrap().sub_status, Some(4000));
+        let anchor_only = "Access to your account is currently revoked ... cmk-troubleshooting-guide#azure-key-vault-resource-not-found";
+        assert_eq!(revocation(anchor_only).unwrap().sub_status, Some(4003));
+    }
+
+    #[test]
+    fn facts_keep_the_version_in_use() {
+        let f = facts_from_json(&json!({
+            "id": "/x", "identity": {"type": "SystemAssigned", "principalId": "p"},
+            "properties": {"provisioningState": "Succeeded", "keyVaultKeyUriVersion": "https://kv.vault.azure.net/keys/k/0123"}
+        }));
+        assert_eq!(f.key_version_in_use.as_deref(), Some("0123"));
+        assert_eq!(f.system_principal_id.as_deref(), Some("p"));
+    }
+}

@@ -1,0 +1,475 @@
+//! HTTP plumbing shared by every call: pipelines without retries (the
+//! controllers retry, and a 429 must reach the rate limiter), a policy that
+//! keeps what azure_core's `HttpError` hides (`Retry-After`, `x-ms-substatus`,
+//! the inner error code), and the mapping of SDK errors to `AzureError`.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use azure_core::auth::TokenCredential;
+use azure_core::error::ErrorKind;
+use azure_core::headers::{HeaderName, Headers};
+use azure_core::{
+    ClientOptions, Context, HttpClient, Method, Pipeline, Policy, PolicyResult, Request,
+    RetryOptions, TransportOptions, Url,
+};
+use serde_json::Value;
+
+use crate::azure::errors::AzureError;
+
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
+const SUB_STATUS: HeaderName = HeaderName::from_static("x-ms-substatus");
+
+/// One HTTP client (and connection pool) for every adapter in the process.
+pub(crate) fn shared_http_client() -> Arc<dyn HttpClient> {
+    static CLIENT: OnceLock<Arc<dyn HttpClient>> = OnceLock::new();
+    CLIENT.get_or_init(azure_core::new_http_client).clone()
+}
+
+/// Client options for every SDK client: shared transport, no SDK retries, and
+/// the failure-capturing policy.
+pub(crate) fn client_options() -> ClientOptions {
+    ClientOptions::new(TransportOptions::new(shared_http_client()))
+        .retry(RetryOptions::none())
+        .per_retry_policies(vec![Arc::new(CaptureFailures {
+            http: shared_http_client(),
+        }) as Arc<dyn Policy>])
+}
+
+/// A non-success answer, with everything `AzureError::from_response` needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub sub_status: Option<i32>,
+    pub code: String,
+    pub message: String,
+    /// `error.innererror.code` (Key Vault: `KeyDisabled`, ...).
+    pub inner_code: Option<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Failure {
+    pub(crate) fn from_parts(status: u16, headers: &Headers, body: &[u8]) -> Self {
+        let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let err = json.get("error").unwrap_or(&json);
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let code = text(err.get("code"))
+            .or_else(|| text(json.get("code")))
+            .unwrap_or_else(|| status_text(status).to_owned());
+        let message = text(err.get("message"))
+            .or_else(|| text(json.get("message")))
+            .or_else(|| text(json.get("error_description")))
+            .unwrap_or_default();
+        let sub_status = headers
+            .get_optional_str(&SUB_STATUS)
+            .and_then(|s| s.trim().parse().ok())
+            .or_else(|| sub_status_in_message(&message));
+        Failure {
+            status,
+            retry_after: retry_after(headers),
+            sub_status,
+            code,
+            message: truncate(message),
+            inner_code: text(err.pointer("/innererror/code")),
+        }
+    }
+
+    pub(crate) fn into_error(self, operation: &str) -> AzureError {
+        AzureError::from_response(
+            operation,
+            self.status,
+            self.retry_after,
+            self.sub_status,
+            &self.code,
+            &self.message,
+        )
+    }
+}
+
+fn status_text(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        409 => "Conflict",
+        412 => "PreconditionFailed",
+        429 => "TooManyRequests",
+        500 => "InternalServerError",
+        503 => "ServiceUnavailable",
+        _ => "HttpError",
+    }
+}
+
+/// Azure messages can be long; keep conditions readable.
+fn truncate(mut s: String) -> String {
+    const MAX: usize = 1024;
+    if s.len() > MAX {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// Cosmos DB also writes the substatus into the message: `(Status: 403, Substatus: 4002)`.
+fn sub_status_in_message(message: &str) -> Option<i32> {
+    let (_, rest) = message.split_once("Substatus:")?;
+    rest.trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// `retry-after-ms` / `x-ms-retry-after-ms` first (finer), then `Retry-After`
+/// in seconds or as an HTTP date.
+pub(crate) fn retry_after(headers: &Headers) -> Option<Duration> {
+    for h in [&RETRY_AFTER_MS, &X_MS_RETRY_AFTER_MS] {
+        if let Some(ms) = headers
+            .get_optional_str(h)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            return Some(Duration::from_millis(ms));
+        }
+    }
+    let v = headers.get_optional_str(&RETRY_AFTER)?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = azure_core::date::parse_rfc1123(v).ok()?;
+    let now = time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(at - now).unwrap_or_default())
+}
+
+/// Sends the request and turns a non-success answer into an error that keeps its
+/// headers' meaning. It is the last policy and sends the request itself:
+/// azure_core 0.21's `TransportPolicy` logs every request at debug level with a
+/// `Headers` `Debug` that prints the `Authorization` value (and redacts the rest),
+/// so it must never see a request.
+pub(crate) struct CaptureFailures {
+    http: Arc<dyn HttpClient>,
+}
+
+impl fmt::Debug for CaptureFailures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CaptureFailures")
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for CaptureFailures {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        // `next` is only the token-logging transport policy: skipped on purpose.
+        let _ = (ctx, next);
+        let response = self.http.execute_request(request).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let (status, headers, body) = response.deconstruct();
+        let body = body.collect().await.unwrap_or_default();
+        let failure = Failure::from_parts(u16::from(status), &headers, &body);
+        let kind = ErrorKind::http_response(status, Some(failure.code.clone()));
+        Err(azure_core::Error::full(
+            kind,
+            failure,
+            format!("Azure answered HTTP {status}"),
+        ))
+    }
+}
+
+/// Adds a bearer token for `scope` (for the requests no SDK client builds).
+#[derive(Clone)]
+pub(crate) struct Bearer {
+    credential: Arc<dyn TokenCredential>,
+    scope: String,
+}
+
+impl fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bearer")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for Bearer {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let token = self.credential.get_token(&[&self.scope]).await?;
+        request.insert_header(
+            azure_core::headers::AUTHORIZATION,
+            format!("Bearer {}", token.token.secret()),
+        );
+        next[0].send(ctx, request, &next[1..]).await
+    }
+}
+
+/// A pipeline for requests the SDK crates have no call for (LRO status, provider
+/// registration, the Key Vault key operations the 0.21 crate lacks).
+#[derive(Clone, Debug)]
+pub(crate) struct Raw {
+    pipeline: Pipeline,
+}
+
+/// A successful answer.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Value,
+}
+
+impl Raw {
+    pub(crate) fn new(credential: Arc<dyn TokenCredential>, scope: String) -> Self {
+        let bearer = Arc::new(Bearer { credential, scope }) as Arc<dyn Policy>;
+        Raw {
+            pipeline: Pipeline::new(
+                option_env!("CARGO_PKG_NAME"),
+                option_env!("CARGO_PKG_VERSION"),
+                client_options(),
+                Vec::new(),
+                vec![bearer],
+            ),
+        }
+    }
+
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> azure_core::Result<Answer> {
+        let mut req = Request::new(url, method);
+        if let Some(b) = body {
+            req.insert_header("content-type", "application/json");
+            req.set_body(serde_json::to_vec(b)?);
+        }
+        let resp = self.pipeline.send(&Context::new(), &mut req).await?;
+        read(resp).await
+    }
+}
+
+/// Status, headers and JSON body (`Null` when empty) of a raw response.
+pub(crate) async fn read(resp: azure_core::Response) -> azure_core::Result<Answer> {
+    let (status, headers, body) = resp.deconstruct();
+    let bytes = body.collect().await?;
+    Ok(Answer {
+        status: u16::from(status),
+        headers,
+        body: if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        },
+    })
+}
+
+/// The answer's failure, if the call failed with one.
+pub(crate) fn failure(err: &azure_core::Error) -> Option<&Failure> {
+    let mut e: &(dyn std::error::Error + 'static) = err.get_ref()?;
+    loop {
+        if let Some(f) = e.downcast_ref::<Failure>() {
+            return Some(f);
+        }
+        e = e.source()?;
+    }
+}
+
+/// Whether the call failed with this HTTP status.
+pub(crate) fn is_status(err: &azure_core::Error, status: u16) -> bool {
+    match err.kind() {
+        ErrorKind::HttpResponse { status: s, .. } => u16::from(*s) == status,
+        _ => false,
+    }
+}
+
+/// Maps any SDK error to the operator's typed error. Never includes request
+/// headers or bodies, so no token or secret can end up in a message.
+pub(crate) fn map_error(operation: &str, err: azure_core::Error) -> AzureError {
+    if let Some(f) = failure(&err) {
+        return f.clone().into_error(operation);
+    }
+    if let Some(h) = err.as_http_error() {
+        return AzureError::from_response(
+            operation,
+            u16::from(h.status()),
+            None,
+            None,
+            h.error_code().unwrap_or_default(),
+            h.error_message().unwrap_or_default(),
+        );
+    }
+    let message = chain(&err);
+    match err.kind() {
+        ErrorKind::HttpResponse { status, error_code } => AzureError::from_response(
+            operation,
+            u16::from(*status),
+            None,
+            None,
+            error_code.as_deref().unwrap_or_default(),
+            &message,
+        ),
+        ErrorKind::Credential => {
+            // An Entra outage is transient; anything else is a bad credential. The OAuth
+            // error code is only in the inner error's Debug form (used to classify, not shown).
+            let lower = format!("{message} {err:?}").to_ascii_lowercase();
+            if inner_http_status(&err).is_some_and(|s| s >= 500)
+                || [
+                    "temporarily_unavailable",
+                    "service unavailable",
+                    "serviceunavailable",
+                ]
+                .iter()
+                .any(|m| lower.contains(m))
+            {
+                AzureError::Unavailable {
+                    operation: operation.to_owned(),
+                    status: 503,
+                    message: format!("Entra ID token endpoint: {message}"),
+                }
+            } else if [
+                "error sending request",
+                "connection refused",
+                "dns error",
+                "timed out",
+            ]
+            .iter()
+            .any(|m| lower.contains(m))
+            {
+                AzureError::Transport {
+                    operation: operation.to_owned(),
+                    message: format!("Entra ID token endpoint: {message}"),
+                }
+            } else {
+                // Entra's AADSTS code names the problem (bad secret, unknown client, ...).
+                let debug = format!("{err:?}");
+                let aadsts = debug.find("AADSTS").map(|i| {
+                    debug[i..]
+                        .chars()
+                        .take_while(char::is_ascii_alphanumeric)
+                        .collect::<String>()
+                });
+                AzureError::Authentication {
+                    operation: operation.to_owned(),
+                    message: match aadsts {
+                        Some(code) => format!("{message} ({code})"),
+                        None => message,
+                    },
+                }
+            }
+        }
+        ErrorKind::Io => AzureError::Transport {
+            operation: operation.to_owned(),
+            message,
+        },
+        _ => AzureError::Transport {
+            operation: operation.to_owned(),
+            message: format!("unexpected answer: {message}"),
+        },
+    }
+}
+
+/// The HTTP status of a wrapped azure_core error (a token endpoint's answer).
+fn inner_http_status(err: &azure_core::Error) -> Option<u16> {
+    let mut e: &(dyn std::error::Error + 'static) = err.get_ref()?;
+    loop {
+        if let Some(ErrorKind::HttpResponse { status, .. }) = e
+            .downcast_ref::<azure_core::Error>()
+            .map(azure_core::Error::kind)
+        {
+            return Some(u16::from(*status));
+        }
+        e = e.source()?;
+    }
+}
+
+/// The error and its sources on one line.
+fn chain(err: &azure_core::Error) -> String {
+    let mut out = err.to_string();
+    let mut src = std::error::Error::source(err);
+    while let Some(e) = src {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        src = e.source();
+    }
+    truncate(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> Headers {
+        let mut h = Headers::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.to_string());
+        }
+        h
+    }
+
+    #[test]
+    fn arm_error_body_and_headers_are_read() {
+        let f = Failure::from_parts(
+            403,
+            &headers(&[("x-ms-substatus", "4002")]),
+            br#"{"error":{"code":"Forbidden","message":"no (Status: 403, Substatus: 4002)"}}"#,
+        );
+        assert_eq!(
+            (f.code.as_str(), f.sub_status, f.retry_after),
+            ("Forbidden", Some(4002), None)
+        );
+        let f = Failure::from_parts(
+            429,
+            &headers(&[("retry-after", "7")]),
+            br#"{"error":{"code":"SubscriptionRequestsThrottled","message":"slow"}}"#,
+        );
+        assert_eq!(f.retry_after, Some(Duration::from_secs(7)));
+        let f = Failure::from_parts(
+            403,
+            &Headers::new(),
+            br#"{"error":{"code":"Forbidden","message":"x","innererror":{"code":"KeyDisabled"}}}"#,
+        );
+        assert_eq!(f.inner_code.as_deref(), Some("KeyDisabled"));
+        // Substatus only in the message.
+        let f = Failure::from_parts(
+            404,
+            &Headers::new(),
+            br#"{"error":{"code":"NotFound","message":"gone (Status: 404, Substatus: 4003)"}}"#,
+        );
+        assert_eq!(f.sub_status, Some(4003));
+        // Empty body.
+        let f = Failure::from_parts(503, &headers(&[("retry-after-ms", "1500")]), b"");
+        assert_eq!(
+            (f.code.as_str(), f.retry_after),
+            ("ServiceUnavailable", Some(Duration::from_millis(1500)))
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! `SdkAzure`: the port over the Azure SDK crates (0.21 line). SDK types stay
+//! in this module; every call takes a token from the per-subscription rate
+//! limiter, is bounded by `call_timeout`, and maps failures to `AzureError`.
+//!
+//! Why the 0.21 line: it is the last one where `azure_identity`, the
+//! `azure_mgmt_*` crates (Cosmos DB, Key Vault, authorization, MSI) and a Key
+//! Vault client share one `azure_core`; the 1.x line has no `azure_mgmt_*` crates
+//! (as of this writing).
+//! SDK retries are off (the controllers retry, and a 429 must reach the rate
+//! limiter), and requests bypass azure_core's transport policy, whose debug
+//! log prints the `Authorization` header (see `http.rs`).
+
+mod accounts;
+mod credentials;
+mod grants;
+mod http;
+mod ids;
+mod keys;
+mod lro;
+mod vaults;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::Url;
+use azure_core::auth::TokenCredential;
+use azure_mgmt_authorization::package_2022_04_01 as authz;
+use azure_mgmt_cosmosdb::package_preview_2024_09 as cosmosdb;
+use azure_mgmt_keyvault::package_preview_2022_02 as keyvault;
+use azure_mgmt_msi::package_2023_01_31 as msi;
+
+pub use credentials::CredentialSource;
+
+use super::cloud::Cloud;
+use super::errors::AzureError;
+use super::port::{AccountChange, AccountRef, AzurePort, NewAccount};
+use super::rate_limit::{CallKind, RateLimiter};
+use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
+use crate::reconcile::account::{AccountFacts, OperationState};
+use crate::reconcile::binding::{KeyFacts, VaultFacts};
+use http::{Answer, Raw};
+
+/// How to reach Azure.
+#[derive(Clone, Debug)]
+pub struct AzureSettings {
+    pub cloud: Cloud,
+    pub credential: CredentialSource,
+    /// Upper bound for one Azure call (rate-limiter wait excluded).
+    pub call_timeout: Duration,
+    /// Shared by every adapter in the process, so all credentials draw from one budget.
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// The Azure adapter. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct SdkAzure {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cloud: Cloud,
+    call_timeout: Duration,
+    limiter: Arc<RateLimiter>,
+    cosmos: cosmosdb::Client,
+    vaults: keyvault::Client,
+    authz: authz::Client,
+    msi: msi::Client,
+    /// ARM requests no SDK call covers (operation status, providers).
+    arm: Raw,
+    /// Key Vault data plane.
+    kv: Raw,
+}
+
+impl fmt::Debug for SdkAzure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdkAzure")
+            .field("cloud", &self.inner.cloud.name)
+            .field("call_timeout", &self.inner.call_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn scope(audience: &str) -> String {
+    format!("{}/.default", audience.trim_end_matches('/'))
+}
+
+impl SdkAzure {
+    /// Builds the clients; no network call is made until the first request.
+    pub fn new(settings: AzureSettings) -> Result<Self, AzureError> {
+        let AzureSettings {
+            cloud,
+            credential,
+            call_timeout,
+            limiter,
+        } = settings;
+        let cred = credentials::build(&credential, &cloud.authority_host)?;
+        let endpoint = Url::parse(&cloud.resource_manager).map_err(|e| AzureError::Rejected {
+            operation: "Configure".into(),
+            status: 400,
+            code: "InvalidEndpoint".into(),
+            message: format!(
+                "the ARM endpoint {:?} is not a URL: {e}",
+                cloud.resource_manager
+            ),
+        })?;
+        let arm_scope = scope(&cloud.arm_audience);
+        let scopes = [arm_scope.as_str()];
+        let opts = http::client_options;
+        let cred2 = || -> Arc<dyn TokenCredential> { cred.clone() };
+        let inner = Inner {
+            cosmos: cosmosdb::Client::new(endpoint.clone(), cred2(), own(&scopes), opts()),
+            vaults: keyvault::Client::new(endpoint.clone(), cred2(), own(&scopes), opts()),
+            authz: authz::Client::new(endpoint.clone(), cred2(), own(&scopes), opts()),
+            msi: msi::Client::new(endpoint, cred2(), own(&scopes), opts()),
+            arm: Raw::new(cred2(), arm_scope.clone()),
+            kv: Raw::new(cred2(), scope(&cloud.key_vault_audience)),
+            cloud,
+            call_timeout,
+            limiter,
+        };
+        Ok(SdkAzure {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Another adapter for the same cloud, timeout and rate limiter with a
+    /// different credential (a per-resource credential reference).
+    pub fn with_credential(&self, credential: CredentialSource) -> Result<Self, AzureError> {
+        Self::new(AzureSettings {
+            cloud: self.inner.cloud.clone(),
+            credential,
+            call_timeout: self.inner.call_timeout,
+            limiter: self.inner.limiter.clone(),
+        })
+    }
+
+    pub fn cloud(&self) -> &Cloud {
+        &self.inner.cloud
+    }
+
+    /// Rate limit, time bound, and 429 back-pressure around one Azure call.
+    async fn call<T>(
+        &self,
+        operation: &str,
+        bucket: &str,
+        kind: CallKind,
+        fut: impl Future<Output = Result<T, AzureError>>,
+    ) -> Result<T, AzureError> {
+        self.inner.limiter.acquire(bucket, kind).await;
+        let after = self.inner.call_timeout;
+        let result = tokio::time::timeout(after, fut).await.unwrap_or_else(|_| {
+            Err(AzureError::Timeout {
+                operation: operation.to_owned(),
+                after,
+            })
+        });
+        if let Err(AzureError::Throttled { retry_after, .. }) = &result {
+            self.inner.limiter.pause(bucket, kind, *retry_after);
+        }
+        result
+    }
+
+    /// Sends an SDK request and reads its answer; `None` on 404 when `missing_ok`.
+    async fn sdk<R>(
+        operation: &str,
+        missing_ok: bool,
+        fut: impl Future<Output = azure_core::Result<R>>,
+    ) -> Result<Option<Answer>, AzureError>
+    where
+        R: Into<azure_core::Response>,
+    {
+        match fut.await {
+            Ok(r) => http::read(r.into())
+                .await
+                .map(Some)
+                .map_err(|e| http::map_error(operation, e)),
+            Err(e) if missing_ok && http::is_status(&e, 404) => Ok(None),
+            Err(e) => Err(http::map_error(operation, e)),
+        }
+    }
+}
+
+fn own(scopes: &[&str]) -> Vec<String> {
+    scopes.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Builds an SDK model from the JSON Azure documents (keeps the wire shape visible).
+fn model<T: serde::de::DeserializeOwned>(
+    operation: &str,
+    v: serde_json::Value,
+) -> Result<T, AzureError> {
+    serde_json::from_value(v).map_err(|e| AzureError::Rejected {
+        operation: operation.to_owned(),
+        status: 400,
+        code: "InvalidRequest".into(),
+        message: format!("cannot build the request: {e}"),
+    })
+}
+
+impl AzurePort for SdkAzure {
+    async fn get_vault(&self, vault_id: &str) -> Result<Option<VaultFacts>, AzureError> {
+        self.vault_facts(vault_id).await
+    }
+    async fn get_key(&self, vault_uri: &str, name: &str) -> Result<KeyFacts, AzureError> {
+        self.key_facts(vault_uri, name).await
+    }
+    async fn create_key(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        key_type: KeyType,
+        size: i32,
+    ) -> Result<KeyFacts, AzureError> {
+        self.new_key(vault_uri, name, key_type, size).await
+    }
+    async fn disable_key_version(&self, key_uri: &str, version: &str) -> Result<(), AzureError> {
+        self.disable_version(key_uri, version).await
+    }
+    async fn provider_registered(&self, subscription_id: &str) -> Result<bool, AzureError> {
+        self.cosmos_provider_registered(subscription_id).await
+    }
+    async fn user_assigned_principal(
+        &self,
+        identity_id: &str,
+    ) -> Result<Option<String>, AzureError> {
+        self.identity_principal(identity_id).await
+    }
+    async fn granted_principals(
+        &self,
+        vault_id: &str,
+        model: PermissionModel,
+        principals: &[String],
+    ) -> Result<Vec<String>, AzureError> {
+        self.principals_with_access(vault_id, model, principals)
+            .await
+    }
+    async fn grant(
+        &self,
+        vault_id: &str,
+        model: PermissionModel,
+        principal_id: &str,
+    ) -> Result<Grant, AzureError> {
+        self.grant_access(vault_id, model, principal_id).await
+    }
+    async fn revoke_grant(&self, vault_id: &str, grant: &Grant) -> Result<(), AzureError> {
+        self.revoke_access(vault_id, grant).await
+    }
+    async fn get_account(&self, account: &AccountRef) -> Result<Option<AccountFacts>, AzureError> {
+        self.account_facts(account).await
+    }
+    async fn create_account(&self, new: &NewAccount) -> Result<PendingOperation, AzureError> {
+        self.start_create(new).await
+    }
+    async fn update_account(
+        &self,
+        account: &AccountRef,
+        change: &AccountChange,
+    ) -> Result<PendingOperation, AzureError> {
+        self.start_update(account, change).await
+    }
+    async fn delete_account(
+        &self,
+        account: &AccountRef,
+    ) -> Result<Option<PendingOperation>, AzureError> {
+        self.start_delete(account).await
+    }
+    async fn poll(&self, operation: &PendingOperation) -> Result<OperationState, AzureError> {
+        self.poll_operation(operation).await
+    }
+}

@@ -1,0 +1,272 @@
+//! Each error class, produced by the simulator's faults, through the SDK adapter.
+
+mod adapter_support;
+mod sim_support;
+
+use std::time::{Duration, Instant};
+
+use adapter_support::*;
+use cmk_operator::azure::{
+    AccountChange, AzureError, AzurePort, AzureSettings, CmkCause, CredentialSource, ErrorClass,
+    SdkAzure,
+};
+use cmk_operator::sim::{ErrorFault, FaultConfig, LatencyFault, Seed, SeedVault, ThrottleFault};
+use serde_json::json;
+use sim_support::*;
+
+#[tokio::test]
+async fn throttling_returns_retry_after_and_pauses_the_subscription() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    sim.set_faults(FaultConfig {
+        throttle: vec![ThrottleFault {
+            operation: "DatabaseAccounts_Get".into(),
+            count: 1,
+            retry_after_secs: 1,
+        }],
+        ..Default::default()
+    });
+    let err = azure.get_account(&account("acct-429")).await.unwrap_err();
+    assert_eq!(
+        (err.class(), err.retry_after(), err.reason()),
+        (
+            ErrorClass::Retryable,
+            Some(Duration::from_secs(1)),
+            "AzureThrottled"
+        )
+    );
+    // The next call to that subscription waits out Retry-After, then goes through.
+    let start = Instant::now();
+    assert_eq!(azure.get_account(&account("acct-429")).await.unwrap(), None);
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(sim.count_status("DatabaseAccounts_Get", 429), 1);
+    assert_eq!(sim.count_status("DatabaseAccounts_Get", 404), 1);
+    // Other subscriptions are not held back.
+    let start = Instant::now();
+    assert!(azure.provider_registered("other-sub").await.unwrap());
+    assert!(start.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn server_errors_are_retryable() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    sim.seed(&Seed {
+        vaults: vec![good_vault(&sim, "kv-5xx", &[])],
+        keys: vec![key("kv-5xx", "k")],
+        ..Default::default()
+    })
+    .unwrap();
+    let fault = |op: &str, status: u16, code: &str| ErrorFault {
+        operation: op.into(),
+        rate: 1.0,
+        status,
+        code: code.into(),
+        count: Some(1),
+    };
+    sim.set_faults(FaultConfig {
+        errors: vec![
+            fault("Vaults_Get", 503, "ServiceUnavailable"),
+            fault("KeyVault_GetKey", 500, "InternalServerError"),
+        ],
+        ..Default::default()
+    });
+    let err = azure.get_vault(&vault_id("kv-5xx")).await.unwrap_err();
+    assert!(
+        matches!(err, AzureError::Unavailable { status: 503, .. }),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    let vault = azure.get_vault(&vault_id("kv-5xx")).await.unwrap().unwrap();
+    let err = azure.get_key(&vault.vault_uri, "k").await.unwrap_err();
+    assert!(
+        matches!(err, AzureError::Unavailable { status: 500, .. }),
+        "{err}"
+    );
+    azure.get_key(&vault.vault_uri, "k").await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_answers_time_out() {
+    let sim = start().await;
+    let azure = SdkAzure::new(settings(&sim, roomy_limiter(), Duration::from_millis(300))).unwrap();
+    // Warm the token cache so the timeout measures the ARM call alone.
+    assert!(azure.provider_registered(SUB).await.unwrap());
+    sim.set_faults(FaultConfig {
+        latency: vec![LatencyFault {
+            operation: "DatabaseAccounts_Get".into(),
+            ms: 1500,
+        }],
+        ..Default::default()
+    });
+    let start = Instant::now();
+    let err = azure.get_account(&account("slow")).await.unwrap_err();
+    assert!(
+        matches!(err, AzureError::Timeout { after, .. } if after == Duration::from_millis(300)),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    assert!(start.elapsed() < Duration::from_millis(1000));
+}
+
+#[tokio::test]
+async fn permission_and_missing_resources_are_user_fixable() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    // A vault whose policies do not include the operator.
+    sim.seed(&Seed {
+        vaults: vec![SeedVault {
+            subscription_id: SUB.into(),
+            resource_group: RG.into(),
+            name: "kv-deny".into(),
+            location: Some("westus".into()),
+            properties: json!({"enableSoftDelete": true, "enablePurgeProtection": true, "accessPolicies": []})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        }],
+        keys: vec![key("kv-deny", "k")],
+        ..Default::default()
+    })
+    .unwrap();
+    let vault = azure
+        .get_vault(&vault_id("kv-deny"))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = azure.get_key(&vault.vault_uri, "k").await.unwrap_err();
+    assert!(matches!(err, AzureError::Forbidden { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::UserFixable);
+
+    sim.set_faults(FaultConfig {
+        errors: vec![ErrorFault {
+            operation: "Providers_Get".into(),
+            rate: 1.0,
+            status: 403,
+            code: "AuthorizationFailed".into(),
+            count: Some(1),
+        }],
+        ..Default::default()
+    });
+    let err = azure.provider_registered(SUB).await.unwrap_err();
+    assert!(
+        matches!(&err, AzureError::Forbidden { code, .. } if code == "AuthorizationFailed"),
+        "{err}"
+    );
+
+    // Updating an account that does not exist.
+    let err = azure
+        .update_account(
+            &account("nope"),
+            &AccountChange::SetDefaultIdentity("FirstPartyIdentity".into()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AzureError::NotFound { .. }), "{err}");
+    assert_eq!(
+        (err.class(), err.http_status()),
+        (ErrorClass::UserFixable, Some(404))
+    );
+}
+
+#[tokio::test]
+async fn cosmos_cmk_substatus_codes_map_to_causes() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    // No grant for the first-party principal: 403/4002.
+    let key_uri = seed_vault_and_key(&sim, good_vault(&sim, "kv-nogrant", &[]), "cmk");
+    let err = azure
+        .create_account(&new_account("acct-4002", &key_uri))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::Cmk {
+                status: 403,
+                sub_status: 4002,
+                cause: CmkCause::KeyVaultAccessDenied,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.reason(), "KeyAccessDenied");
+    // Missing key: 404/4003.
+    let fp = first_party(&sim);
+    seed_vault_and_key(&sim, good_vault(&sim, "kv-nokey", &[&fp]), "other");
+    let missing = format!("{}keys/absent", sim.vault_uri("kv-nokey").unwrap());
+    let err = azure
+        .create_account(&new_account("acct-4003", &missing))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::Cmk {
+                sub_status: 4003,
+                cause: CmkCause::KeyNotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Vault unreachable: 503/4004, retryable.
+    let ok_uri = seed_vault_and_key(&sim, good_vault(&sim, "kv-down", &[&fp]), "cmk");
+    sim.set_faults(FaultConfig {
+        keyvault_unreachable: vec!["kv-down".into()],
+        ..Default::default()
+    });
+    let err = azure
+        .create_account(&new_account("acct-4004", &ok_uri))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::Cmk {
+                sub_status: 4004,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    assert_eq!(sim.count_status("DatabaseAccounts_CreateOrUpdate", 200), 0);
+}
+
+#[tokio::test]
+async fn credential_failures_are_typed_and_secret_free() {
+    let sim = start().await;
+    let (client_id, _, _) = sim.operator_credentials();
+    let mut s = settings(&sim, roomy_limiter(), Duration::from_secs(5));
+    s.credential = CredentialSource::ClientSecret {
+        tenant_id: sim.tenant_id().into(),
+        client_id,
+        client_secret: "wrong-secret-value".into(),
+    };
+    let wrong = SdkAzure::new(s.clone()).unwrap();
+    let err = wrong.get_account(&account("x")).await.unwrap_err();
+    assert!(matches!(err, AzureError::Authentication { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::UserFixable);
+    let text = format!("{err} {err:?} {wrong:?} {s:?}");
+    assert!(!text.contains("wrong-secret-value"), "{text}");
+    assert!(!text.contains(&sim.operator_credentials().1), "{text}");
+
+    // Entra ID outage: retryable.
+    let azure = SdkAzure::new(AzureSettings {
+        credential: client_secret(&sim),
+        ..s
+    })
+    .unwrap();
+    sim.set_faults(FaultConfig {
+        token_outage: true,
+        ..Default::default()
+    });
+    let err = azure.get_account(&account("x")).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+}
