@@ -5,6 +5,7 @@
 //! local Azure simulator that is also the embedded default backend.
 
 pub mod api;
+pub mod app;
 pub mod azure;
 pub mod controller;
 pub mod embedded;

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -13,12 +14,29 @@ use clap::{Parser, Subcommand};
     about = "Cosmos DB customer-managed-key operator"
 )]
 struct Cli {
+    /// Log format: JSON lines (default, for log pipelines) or human-readable text.
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        default_value = "json",
+        env = "CMK_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator (the embedded Azure simulator unless --azure azure).
+    Run(cmk_operator::app::RunOptions),
     /// Print the CustomResourceDefinitions of both kinds as YAML (what `crds/` holds).
     Crd,
     /// Run the local Azure simulator (ARM, Key Vault, token endpoint) until SIGTERM.
@@ -32,6 +50,23 @@ enum Command {
     },
 }
 
+fn init_logging(format: LogFormat) {
+    let mut filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,azure_core=warn"));
+    // azure_core 0.21 logs request headers, bearer token included, at debug level
+    // in its transport policy: silence it whatever RUST_LOG says.
+    if let Ok(directive) = "azure_core::policies::transport=off".parse() {
+        filter = filter.add_directive(directive);
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,7 +75,12 @@ async fn main() -> ExitCode {
             print!("{}", cmk_operator::api::crds_yaml());
             Ok(())
         }
+        Command::Run(opts) => {
+            init_logging(cli.log_format);
+            cmk_operator::app::run(opts).await.map_err(Into::into)
+        }
         Command::Simulate { listen, state_file } => {
+            init_logging(cli.log_format);
             cmk_operator::sim::run_standalone(listen, state_file)
                 .await
                 .map_err(Into::into)

@@ -86,6 +86,9 @@ fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> BindingState {
             key_uri,
             model,
         },
+        _ if status.observed_generation != b.metadata.generation => BindingState::NotReady {
+            message: "its latest change has not been reconciled yet".to_owned(),
+        },
         _ => BindingState::NotReady {
             message: ready.map_or_else(|| "not reconciled yet".to_owned(), |c| c.message.clone()),
         },
@@ -167,6 +170,7 @@ async fn apply_inner<A: AzurePort>(
     } = account::decide(&observed);
     let reference = obj.object_ref(&());
 
+    let acted = action.is_some();
     if let Some(step) = action {
         let (name, note) = carry_out(obj, ctx, &target, &step, &mut status).await?;
         report::publish(
@@ -200,7 +204,8 @@ async fn apply_inner<A: AzurePort>(
         }
     }
 
-    if report::write_status(api, obj, old.as_ref(), &status).await? {
+    // An action already has its own event; a transition event would repeat it.
+    if report::write_status(api, obj, old.as_ref(), &status).await? && !acted {
         let before = old.map(|s| s.conditions).unwrap_or_default();
         report::transition_event(
             &ctx.recorder,

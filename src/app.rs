@@ -1,0 +1,236 @@
+//! `cmk-operator run`: builds the Azure backend (the embedded simulator by
+//! default, or real Azure), the Kubernetes client, and runs the controllers
+//! until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+
+use crate::azure::cloud::Cloud;
+use crate::azure::instrumented::Instrumented;
+use crate::azure::rate_limit::RateLimiter;
+use crate::azure::sdk::{AzureSettings, CredentialSource, SdkAzure};
+use kube::api::Api;
+
+use crate::controller::{self, Settings};
+use crate::leader::{self, LeaseSettings};
+use crate::sim::SimConfig;
+use crate::telemetry::{self, Metrics};
+
+/// Which Azure the operator talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The embedded local simulator, seeded with the world `deploy/examples/` expects.
+    Simulator,
+    /// Real Azure, with credentials from the environment (workload identity or a client secret).
+    Azure,
+}
+
+/// Options of `cmk-operator run`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunOptions {
+    /// Azure backend.
+    #[arg(long, value_enum, default_value = "simulator", env = "CMK_AZURE")]
+    pub azure: Backend,
+    /// Azure cloud: AzurePublicCloud, AzureUSGovernment or AzureChinaCloud.
+    #[arg(long, default_value = "AzurePublicCloud", env = "AZURE_CLOUD")]
+    pub cloud: String,
+    /// Object id of the Azure Cosmos DB first-party service principal in your tenant
+    /// (`az ad sp show --id a232010e-820c-4083-83bb-3ace5fc29d0b --query id -o tsv`).
+    #[arg(long, env = "CMK_FIRST_PARTY_PRINCIPAL_ID")]
+    pub first_party_principal_id: Option<String>,
+    /// Seconds between checks of settled resources against Azure (drift, rotation, revocation).
+    #[arg(long, default_value_t = 300, env = "CMK_RESYNC_SECONDS")]
+    pub resync_seconds: u64,
+    /// Seconds between polls of an in-flight Azure operation.
+    #[arg(long, default_value_t = 10, env = "CMK_POLL_SECONDS")]
+    pub poll_seconds: u64,
+    /// Reconciles running at once, per kind.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+    /// Watch one namespace only (default: all).
+    #[arg(long, env = "CMK_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Listen address of the embedded simulator (with --azure simulator).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub simulator_listen: std::net::SocketAddr,
+    /// Milliseconds a simulated long-running operation takes.
+    #[arg(long, default_value_t = 3000)]
+    pub simulator_lro_ms: u64,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "CMK_HEALTH_LISTEN")]
+    pub health_listen: std::net::SocketAddr,
+    /// Address of a second listener for /metrics (Prometheus scrapes it); off when unset.
+    #[arg(long, env = "CMK_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Elect a leader on a Lease so only one replica reconciles (on by default in a cluster).
+    #[arg(long, default_value_t = true, env = "CMK_LEADER_ELECTION", action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the Lease (the pod's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "cosmos-cmk-operator")]
+    pub lease_name: String,
+}
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "unknown Azure cloud {0:?}: use AzurePublicCloud, AzureUSGovernment or AzureChinaCloud"
+    )]
+    UnknownCloud(String),
+    #[error(
+        "--first-party-principal-id is required with --azure azure: it is the object id of the Azure Cosmos DB service principal in your tenant; find it with `az ad sp show --id {0} --query id -o tsv`"
+    )]
+    FirstPartyPrincipalMissing(String),
+    #[error("cannot start the embedded simulator: {0}")]
+    Simulator(#[from] crate::sim::SimError),
+    #[error("Azure credentials: {0}")]
+    Azure(#[from] crate::azure::AzureError),
+    #[error("Kubernetes client: {0} (set KUBECONFIG, or run in a cluster)")]
+    Kube(#[from] kube::Error),
+    #[error("cannot serve health and metrics on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+    #[error("lost the leader lease; exiting so a fresh process can stand by")]
+    LostLease,
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C.
+pub async fn run(opts: RunOptions) -> Result<(), StartError> {
+    let limiter = Arc::new(RateLimiter::arm_defaults());
+    let call_timeout = Duration::from_secs(30);
+    // Keeps the embedded simulator alive as long as the operator runs.
+    let mut _simulator = None;
+    let (azure, first_party) = match opts.azure {
+        Backend::Simulator => {
+            tracing::warn!(
+                "using the embedded Azure simulator; pass --azure azure to manage real Azure"
+            );
+            let config = SimConfig {
+                listen: opts.simulator_listen,
+                lro_duration: Duration::from_millis(opts.simulator_lro_ms),
+                ..SimConfig::default()
+            };
+            let sim = crate::embedded::start(config).await?;
+            let (client_id, client_secret, _) = sim.operator_credentials();
+            let settings = AzureSettings {
+                cloud: Cloud::simulator(sim.base_url()),
+                credential: CredentialSource::ClientSecret {
+                    tenant_id: sim.tenant_id().to_owned(),
+                    client_id,
+                    client_secret,
+                },
+                call_timeout,
+                limiter,
+            };
+            let first_party = sim.config().cosmos_first_party_object_id.clone();
+            tracing::info!(base_url = sim.base_url(), "embedded simulator started");
+            _simulator = Some(sim);
+            (SdkAzure::new(settings)?, first_party)
+        }
+        Backend::Azure => {
+            let cloud = Cloud::by_name(&opts.cloud)
+                .ok_or_else(|| StartError::UnknownCloud(opts.cloud.clone()))?;
+            let first_party = opts.first_party_principal_id.clone().ok_or_else(|| {
+                StartError::FirstPartyPrincipalMissing(cloud.cosmos_first_party_app_id.clone())
+            })?;
+            let settings = AzureSettings {
+                cloud,
+                credential: CredentialSource::Environment,
+                call_timeout,
+                limiter,
+            };
+            (SdkAzure::new(settings)?, first_party)
+        }
+    };
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    for addr in std::iter::once(opts.health_listen).chain(opts.metrics_listen) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Listen(addr, e))?;
+        tokio::spawn(telemetry::serve(
+            listener,
+            metrics.clone(),
+            shutdown_signal(),
+        ));
+    }
+    let settings = Settings {
+        first_party_principal: first_party,
+        resync: Duration::from_secs(opts.resync_seconds),
+        poll: Duration::from_secs(opts.poll_seconds),
+        concurrency: opts.concurrency,
+        namespace: opts.namespace.clone(),
+    };
+    let azure = Instrumented::new(azure, metrics.clone());
+    if !opts.leader_election {
+        metrics.set_ready(true);
+        controller::run(client, azure, settings, metrics, shutdown_signal()).await;
+        return Ok(());
+    }
+
+    let lease = LeaseSettings {
+        namespace: opts.lease_namespace.clone(),
+        name: opts.lease_name.clone(),
+        identity: std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("cmk-operator-{}", std::process::id())),
+        lease_duration: Duration::from_secs(15),
+        retry_period: Duration::from_secs(2),
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
+    // A standby replica is ready: it serves health and waits for the lease.
+    metrics.set_ready(true);
+    tokio::select! {
+        () = leader::acquire(&leases, &lease) => {}
+        () = shutdown_signal() => return Ok(()),
+    }
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let (hold_api, hold_lease) = (leases.clone(), lease.clone());
+    let holder = tokio::spawn(async move {
+        leader::hold(&hold_api, &hold_lease).await;
+        let _ = lost_tx.send(());
+    });
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost_flag = lost.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            _ = lost_rx => lost_flag.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+    };
+    controller::run(client, azure, settings, metrics, stop).await;
+    holder.abort();
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(StartError::LostLease);
+    }
+    if let Err(e) = leader::release(&leases, &lease).await {
+        tracing::warn!(error = %e, "could not release the lease; the next leader waits for it to expire");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

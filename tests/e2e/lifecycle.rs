@@ -1,0 +1,284 @@
+//! Rotation, revocation, drift, deletion and an operator restart mid-creation.
+
+use std::time::Duration;
+
+use cmk_operator::api::{KeyType, Phase};
+use cmk_operator::azure::{AccountChange, AccountRef, AzurePort};
+use kube::api::DeleteParams;
+use serde_json::json;
+
+use crate::support::*;
+
+async fn ready_orders(env: &Env) -> (String, String) {
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example("10-account-first-party.yaml", json!({}))
+        .await;
+    let a = env.account_reason("orders", "Ready").await;
+    let s = a.status.unwrap();
+    (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap())
+}
+
+fn vault_uri(key_uri: &str) -> String {
+    format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0)
+}
+
+fn orders_ref() -> AccountRef {
+    AccountRef {
+        subscription_id: SUB.into(),
+        resource_group: RG.into(),
+        name: "cmk-demo-orders".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_new_key_version_is_tracked() {
+    let env = Env::start("rotate-version").await;
+    let (key_uri, v1) = ready_orders(&env).await;
+    let created = env
+        .backdoor()
+        .create_key(&vault_uri(&key_uri), "cosmos-orders", KeyType::Rsa, 3072)
+        .await
+        .unwrap();
+    let cmk_operator::reconcile::binding::KeyFacts::Present { version: v2, .. } = created else {
+        panic!("key created")
+    };
+    let a = env
+        .wait(&env.accounts(), "orders", "the new version in use", |a| {
+            a.status.as_ref().and_then(|s| s.key_version_in_use.clone()) == Some(v2.clone())
+        })
+        .await;
+    let s = a.status.unwrap();
+    assert_eq!(s.previous_key_version, Some(v1));
+    let rotated = s.last_rotation_time.expect("rotation time").0;
+    let safe = s
+        .previous_version_safe_to_disable_after
+        .expect("safe time")
+        .0;
+    assert_eq!(
+        safe.duration_since(rotated),
+        jiff::SignedDuration::from_hours(24)
+    );
+    assert!(
+        !s.previous_version_disabled,
+        "disabling is opt-in and never before 24 h"
+    );
+    assert_eq!(env.calls("KeyVault_UpdateKey"), 0);
+}
+
+#[tokio::test]
+async fn a_new_key_in_the_binding_moves_the_account_to_it() {
+    let env = Env::start("rotate-key").await;
+    let (key_uri, _) = ready_orders(&env).await;
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"key": {"name": "cosmos-orders-2"}}}),
+    )
+    .await;
+    let a = env
+        .wait(&env.accounts(), "orders", "the new key URI", |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.key_vault_key_uri.clone())
+                .is_some_and(|u| u.ends_with("/keys/cosmos-orders-2"))
+                && ready_reason(a).as_deref() == Some("Ready")
+        })
+        .await;
+    assert_ne!(a.status.unwrap().key_vault_key_uri, Some(key_uri));
+    assert!(
+        env.event_reasons("orders")
+            .await
+            .contains(&"SettingKeyUri".to_owned())
+    );
+    assert_eq!(
+        env.calls("DatabaseAccounts_CreateOrUpdate"),
+        1,
+        "the account was updated, not recreated"
+    );
+}
+
+#[tokio::test]
+async fn revocation_is_reported_without_writes_and_recovers() {
+    let env = Env::start("revoke").await;
+    let (key_uri, version) = ready_orders(&env).await;
+    env.backdoor()
+        .disable_key_version(&key_uri, &version)
+        .await
+        .unwrap();
+    let a = env.account_reason("orders", "KeyRevoked").await;
+    let s = a.status.unwrap();
+    assert_eq!(s.phase, Phase::Revoked);
+    let err = s.last_azure_error.expect("the Azure error is recorded");
+    assert_eq!(err.sub_status, Some(4002));
+    assert!(
+        env.event_reasons("orders")
+            .await
+            .contains(&"KeyRevoked".to_owned())
+    );
+
+    let writes = env.writes().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        env.writes().len(),
+        writes,
+        "no Azure write while revoked: {:?}",
+        env.writes()
+    );
+
+    env.enable_key_version(&key_uri, &version).await;
+    env.account_reason("orders", "Ready").await;
+}
+
+#[tokio::test]
+async fn drift_is_corrected_or_only_reported() {
+    let env = Env::start("drift").await;
+    let (key_uri, _) = ready_orders(&env).await;
+    let azure = env.backdoor();
+    azure
+        .create_key(&vault_uri(&key_uri), "rogue", KeyType::Rsa, 3072)
+        .await
+        .unwrap();
+    let rogue = format!("{}keys/rogue", vault_uri(&key_uri));
+    let op = azure
+        .update_account(&orders_ref(), &AccountChange::SetKeyUri(rogue.clone()))
+        .await
+        .unwrap();
+    while azure.poll(&op).await.unwrap()
+        == cmk_operator::reconcile::account::OperationState::InProgress
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Azure itself must be put back (the status alone may not have seen the drift yet).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while azure
+        .get_account(&orders_ref())
+        .await
+        .unwrap()
+        .unwrap()
+        .key_vault_key_uri
+        != Some(key_uri.clone())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drift was not corrected within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.account_reason("orders", "Ready").await;
+    assert!(
+        env.event_reasons("orders")
+            .await
+            .contains(&"SettingKeyUri".to_owned())
+    );
+
+    // Observe-only: the same drift is only reported.
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"reconcilePolicy": "ObserveOnly"}}),
+    )
+    .await;
+    let op = azure
+        .update_account(&orders_ref(), &AccountChange::SetKeyUri(rogue.clone()))
+        .await
+        .unwrap();
+    while azure.poll(&op).await.unwrap()
+        == cmk_operator::reconcile::account::OperationState::InProgress
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.account_reason("orders", "DriftDetected").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let facts = azure.get_account(&orders_ref()).await.unwrap().unwrap();
+    assert_eq!(
+        facts.key_vault_key_uri,
+        Some(rogue),
+        "observe-only changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn retain_leaves_the_account_and_delete_removes_it_with_its_grants() {
+    let env = Env::start("delete").await;
+    ready_orders(&env).await;
+    env.apply_example("01-binding-rbac.yaml", json!({})).await;
+    env.apply_example("12-account-user-assigned.yaml", json!({}))
+        .await;
+    env.account_reason("billing", "Ready").await;
+
+    env.accounts()
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_gone("orders").await;
+    assert!(
+        env.backdoor()
+            .get_account(&orders_ref())
+            .await
+            .unwrap()
+            .is_some(),
+        "Retain keeps the account"
+    );
+    assert_eq!(
+        env.calls("Vaults_UpdateAccessPolicy"),
+        1,
+        "Retain keeps the grant"
+    );
+
+    env.accounts()
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_gone("billing").await;
+    let billing = AccountRef {
+        name: "cmk-demo-billing".into(),
+        ..orders_ref()
+    };
+    assert!(
+        env.backdoor()
+            .get_account(&billing)
+            .await
+            .unwrap()
+            .is_none(),
+        "Delete removes the account"
+    );
+    assert_eq!(
+        env.calls("DatabaseAccounts_Delete"),
+        1,
+        "only the account that asked for it"
+    );
+    assert_eq!(
+        env.calls("RoleAssignments_Delete"),
+        1,
+        "the grant the operator made is removed"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_mid_creation_resumes_the_same_operation() {
+    let mut env = Env::start("restart").await;
+    env.sim.set_lro_duration(Duration::from_secs(3));
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example("10-account-first-party.yaml", json!({}))
+        .await;
+    env.wait(&env.accounts(), "orders", "a pending create", |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.pending_operation.as_ref())
+            .is_some_and(|p| p.kind == "CreateAccount")
+    })
+    .await;
+    env.kill_operator();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.start_operator();
+    env.account_reason("orders", "Ready").await;
+    assert_eq!(
+        env.calls("DatabaseAccounts_CreateOrUpdate"),
+        1,
+        "the create was not issued again"
+    );
+    assert!(
+        env.calls("OperationsStatus_Get") + env.calls("OperationResults_Get") >= 1,
+        "the persisted operation was polled"
+    );
+}

@@ -1,0 +1,10 @@
+//! End to end: the operator against a real kube-apiserver and the simulator,
+//! walking every scenario of the seed procedure.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod support;
+
+mod identities;
+mod lifecycle;
+mod preflight;

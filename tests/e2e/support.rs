@@ -1,0 +1,350 @@
+//! End-to-end harness: the real control plane (tests/common), an in-process
+//! Azure simulator seeded with the example world, and the operator itself,
+//! scoped to the test's own namespace so tests can run side by side.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cmk_operator::api::{CosmosAccountCMK, KeyVaultBinding};
+use cmk_operator::azure::cloud::Cloud;
+use cmk_operator::azure::rate_limit::RateLimiter;
+use cmk_operator::azure::sdk::{AzureSettings, CredentialSource, SdkAzure};
+use cmk_operator::controller::{self, Settings};
+use cmk_operator::sim::{SimConfig, SimHandle};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::common;
+
+pub const SUB: &str = cmk_operator::embedded::SUBSCRIPTION;
+pub const RG: &str = cmk_operator::embedded::RESOURCE_GROUP;
+
+/// One test's world.
+pub struct Env {
+    pub client: kube::Client,
+    pub ns: String,
+    pub sim: SimHandle,
+    pub settings: Settings,
+    operator: Option<Operator>,
+}
+
+struct Operator {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Env {
+    /// Namespace, simulator (example world, millisecond LROs) and a running operator.
+    pub async fn start(prefix: &str) -> Env {
+        let (client, ns) = common::test_namespace(prefix).await;
+        let sim = cmk_operator::embedded::start(SimConfig::for_tests())
+            .await
+            .expect("simulator starts");
+        let settings = Settings {
+            first_party_principal: sim.config().cosmos_first_party_object_id.clone(),
+            resync: Duration::from_secs(2),
+            poll: Duration::from_millis(100),
+            concurrency: 4,
+            namespace: Some(ns.clone()),
+        };
+        let mut env = Env {
+            client,
+            ns,
+            sim,
+            settings,
+            operator: None,
+        };
+        env.start_operator();
+        env
+    }
+
+    fn azure(&self) -> SdkAzure {
+        let (client_id, client_secret, _) = self.sim.operator_credentials();
+        SdkAzure::new(AzureSettings {
+            cloud: Cloud::simulator(self.sim.base_url()),
+            credential: CredentialSource::ClientSecret {
+                tenant_id: self.sim.tenant_id().to_owned(),
+                client_id,
+                client_secret,
+            },
+            call_timeout: Duration::from_secs(10),
+            limiter: Arc::new(RateLimiter::arm_defaults()),
+        })
+        .expect("adapter builds")
+    }
+
+    /// Starts (or restarts) the operator.
+    pub fn start_operator(&mut self) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = Arc::new(cmk_operator::telemetry::Metrics::default());
+        let fut = controller::run(
+            self.client.clone(),
+            self.azure(),
+            self.settings.clone(),
+            metrics,
+            async move {
+                let _ = stopped.await;
+            },
+        );
+        self.operator = Some(Operator {
+            stop,
+            task: tokio::spawn(fut),
+        });
+    }
+
+    /// Kills the operator without a graceful shutdown, as SIGKILL would.
+    pub fn kill_operator(&mut self) {
+        if let Some(op) = self.operator.take() {
+            op.task.abort();
+        }
+    }
+
+    /// Stops the operator gracefully and waits for it.
+    pub async fn stop_operator(&mut self) {
+        if let Some(op) = self.operator.take() {
+            let _ = op.stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), op.task).await;
+        }
+    }
+
+    /// Server-side applies a manifest (one document) into the test namespace,
+    /// after a JSON merge patch (`null` removes a field).
+    pub async fn apply_example(&self, file: &str, patch: Value) -> String {
+        let path = common::repo_root().join("deploy/examples").join(file);
+        let mut obj: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).expect("example exists"))
+                .expect("yaml");
+        common::merge_patch(&mut obj, &patch);
+        self.apply(obj).await
+    }
+
+    pub async fn apply(&self, mut obj: Value) -> String {
+        obj["metadata"]["namespace"] = Value::String(self.ns.clone());
+        let name = obj["metadata"]["name"].as_str().expect("named").to_owned();
+        let pp = PatchParams::apply("e2e-test").force();
+        match obj["kind"].as_str() {
+            Some("KeyVaultBinding") => {
+                self.bindings()
+                    .patch(&name, &pp, &Patch::Apply(&obj))
+                    .await
+                    .expect("binding applied");
+            }
+            Some("CosmosAccountCMK") => {
+                self.accounts()
+                    .patch(&name, &pp, &Patch::Apply(&obj))
+                    .await
+                    .expect("account applied");
+            }
+            other => panic!("unexpected kind {other:?}"),
+        }
+        name
+    }
+
+    pub fn accounts(&self) -> Api<CosmosAccountCMK> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn bindings(&self) -> Api<KeyVaultBinding> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Waits (bounded) until `pred` holds for the object, returning it; panics with its last state.
+    pub async fn wait<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&K) -> bool,
+    ) -> K
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = api.get_opt(name).await.expect("get works");
+            if let Some(obj) = &last
+                && pred(obj)
+            {
+                return obj.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                let dump = serde_json::to_string_pretty(&last).unwrap_or_default();
+                panic!("{name}: timed out waiting for {what}; last state:\n{dump}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the account's Ready condition has `reason`.
+    pub async fn account_reason(&self, name: &str, reason: &str) -> CosmosAccountCMK {
+        self.wait(
+            &self.accounts(),
+            name,
+            &format!("Ready reason {reason}"),
+            |a| ready_reason(a) == Some(reason.to_owned()),
+        )
+        .await
+    }
+
+    /// Waits until the binding's Ready condition has `reason`.
+    pub async fn binding_reason(&self, name: &str, reason: &str) -> KeyVaultBinding {
+        let api = self.bindings();
+        self.wait(
+            &api,
+            name,
+            &format!("Ready reason {reason}"),
+            |b: &KeyVaultBinding| {
+                b.status
+                    .as_ref()
+                    .and_then(|s| cmk_operator::api::conditions::find(&s.conditions, "Ready"))
+                    .map(|c| c.reason.clone())
+                    == Some(reason.to_owned())
+            },
+        )
+        .await
+    }
+
+    /// Reasons of the events about `name`, oldest first.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut events: Vec<Event> = api
+            .list(&ListParams::default())
+            .await
+            .expect("events listed")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        events.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    /// Number of simulator calls of `operation` (its REST operationId) so far.
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.sim.count(operation)
+    }
+
+    /// Every mutating call the simulator saw (method, operation).
+    pub fn writes(&self) -> Vec<String> {
+        self.sim
+            .ledger()
+            .into_iter()
+            .map(|l| format!("{} {}", l.method, l.operation))
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_operator();
+    }
+}
+
+/// The Ready condition's reason.
+pub fn ready_reason(a: &CosmosAccountCMK) -> Option<String> {
+    a.status
+        .as_ref()
+        .and_then(|s| cmk_operator::api::conditions::find(&s.conditions, "Ready"))
+        .map(|c| c.reason.clone())
+}
+
+/// Name of an object, for messages.
+pub fn name_of<K: Resource>(k: &K) -> String {
+    k.name_any()
+}
+
+impl Env {
+    /// The operator's own adapter, for changes "behind the operator's back" in tests.
+    pub fn backdoor(&self) -> SdkAzure {
+        self.azure()
+    }
+
+    /// A raw ARM call with a token minted by the simulator (for what no port method does,
+    /// such as creating an account without CMK).
+    pub async fn arm(
+        &self,
+        method: azure_core::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (_, _, operator) = self.sim.operator_credentials();
+        let token = self
+            .sim
+            .issue_token(&operator, "https://management.azure.com", 3600);
+        let url = azure_core::Url::parse(&format!(
+            "{}{}",
+            self.sim.base_url(),
+            path.trim_start_matches('/')
+        ))
+        .expect("url");
+        let mut req = azure_core::Request::new(url, method);
+        req.insert_header("authorization", format!("Bearer {token}"));
+        if let Some(b) = body {
+            req.insert_header("content-type", "application/json");
+            req.set_body(serde_json::to_vec(&b).expect("json"));
+        }
+        let resp = azure_core::new_http_client()
+            .execute_request(&req)
+            .await
+            .expect("http");
+        let status = u16::from(resp.status());
+        let bytes = resp.into_body().collect().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// ARM path of an account of the example subscription.
+    pub fn account_path(name: &str) -> String {
+        format!(
+            "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/{name}?api-version=2025-10-15"
+        )
+    }
+}
+
+impl Env {
+    /// Waits until the account object is gone from Kubernetes (finalizer done).
+    pub async fn wait_gone(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self
+            .accounts()
+            .get_opt(name)
+            .await
+            .expect("get works")
+            .is_some()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} still exists after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Re-enables a key version through the Key Vault data plane.
+    pub async fn enable_key_version(&self, key_uri: &str, version: &str) {
+        let (_, _, operator) = self.sim.operator_credentials();
+        let token = self
+            .sim
+            .issue_token(&operator, "https://vault.azure.net", 3600);
+        let url =
+            azure_core::Url::parse(&format!("{key_uri}/{version}?api-version=7.6")).expect("url");
+        let mut req = azure_core::Request::new(url, azure_core::Method::Patch);
+        req.insert_header("authorization", format!("Bearer {token}"));
+        req.insert_header("content-type", "application/json");
+        req.set_body(
+            serde_json::to_vec(&serde_json::json!({"attributes": {"enabled": true}}))
+                .expect("json"),
+        );
+        let resp = azure_core::new_http_client()
+            .execute_request(&req)
+            .await
+            .expect("http");
+        assert_eq!(u16::from(resp.status()), 200, "key version re-enabled");
+    }
+}
