@@ -22,6 +22,14 @@ impl<A> Instrumented<A> {
         Instrumented { inner, metrics }
     }
 
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     async fn observe<T>(
         &self,
         operation: &str,

@@ -7,6 +7,7 @@ pub mod instrumented;
 pub mod key_uri;
 pub mod port;
 pub mod rate_limit;
+pub mod scoped;
 pub mod sdk;
 
 pub use errors::{AzureError, CmkCause, ErrorClass};

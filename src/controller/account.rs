@@ -21,7 +21,8 @@ use crate::api::{
     CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, KeyVaultBinding, Phase,
     ReconcilePolicy,
 };
-use crate::azure::{AccountChange, AccountRef, AzurePort, NewAccount};
+use crate::azure::scoped::WithCredential;
+use crate::azure::{AccountChange, AccountRef, NewAccount};
 use crate::reconcile::account::{
     self, AccountState, Action as Step, BindingState, Decision, Observed, Requeue,
     principals_to_check,
@@ -34,7 +35,7 @@ pub const FINALIZER: &str = "cosmoscmk.io/finalizer";
 const CASSANDRA_RESERVED: &str = "id, ttl, _ts, _etag, _rid, _self, _attachments, _epk";
 
 /// One reconcile of an account.
-pub async fn reconcile<A: AzurePort>(
+pub async fn reconcile<A: WithCredential>(
     obj: Arc<CosmosAccountCMK>,
     ctx: Arc<Context<A>>,
 ) -> Result<Action, Error> {
@@ -95,14 +96,20 @@ fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> BindingState {
     }
 }
 
-async fn apply_inner<A: AzurePort>(
+async fn apply_inner<A: WithCredential>(
     api: &Api<CosmosAccountCMK>,
     obj: &CosmosAccountCMK,
     ctx: &Context<A>,
 ) -> Result<Action, Error> {
     let old = obj.status.clone();
     let status = old.clone().unwrap_or_default();
-    let azure = &ctx.azure;
+    let scoped = ctx
+        .azure_for(
+            &obj.namespace().unwrap_or_default(),
+            obj.spec.credential_ref.as_ref(),
+        )
+        .await?;
+    let azure = &*scoped;
     let target = account_ref(obj);
     let binding = binding_state(obj, ctx);
 
@@ -222,49 +229,34 @@ async fn apply_inner<A: AzurePort>(
     })
 }
 
-/// Reconciles, and on an Azure failure records it in the status and as an event.
-async fn apply<A: AzurePort>(
+/// Reconciles; a failure is recorded in the status and as an event.
+async fn apply<A: WithCredential>(
     api: &Api<CosmosAccountCMK>,
     obj: &CosmosAccountCMK,
     ctx: &Context<A>,
 ) -> Result<Action, Error> {
     let result = apply_inner(api, obj, ctx).await;
-    if let Err(Error::Azure(err)) = &result {
-        let old = obj.status.clone();
-        let mut status = old.clone().unwrap_or_default();
-        report::record_failure(
-            &mut status.conditions,
-            &mut status.last_azure_error,
-            err,
-            "Reconcile",
-            obj.metadata.generation,
-        );
-        let reference = obj.object_ref(&());
-        report::publish(
-            &ctx.recorder,
-            &reference,
-            EventType::Warning,
-            err.reason(),
-            "Reconcile",
-            &err.to_string(),
-        )
-        .await;
-        if let Err(e) = report::write_status(api, obj, old.as_ref(), &status).await {
-            tracing::warn!(error = %e, "could not record the Azure failure in the status");
-        }
+    if let Err(err) = &result {
+        report::failure(api, obj, obj.status.as_ref(), &ctx.recorder, err).await;
     }
     result
 }
 
 /// Executes one step; returns the event reason and note.
-async fn carry_out<A: AzurePort>(
+async fn carry_out<A: WithCredential>(
     obj: &CosmosAccountCMK,
     ctx: &Context<A>,
     target: &AccountRef,
     step: &Step,
     status: &mut CosmosAccountCMKStatus,
 ) -> Result<(&'static str, String), Error> {
-    let azure = &ctx.azure;
+    let scoped = ctx
+        .azure_for(
+            &obj.namespace().unwrap_or_default(),
+            obj.spec.credential_ref.as_ref(),
+        )
+        .await?;
+    let azure = &*scoped;
     let change = |c: AccountChange| async move { azure.update_account(target, &c).await };
     Ok(match step {
         Step::Grant {
@@ -348,7 +340,7 @@ async fn carry_out<A: AzurePort>(
 }
 
 /// Carries out the deletion policy; the finalizer goes once this returns Ok.
-async fn cleanup<A: AzurePort>(
+async fn cleanup<A: WithCredential>(
     api: &Api<CosmosAccountCMK>,
     obj: &CosmosAccountCMK,
     ctx: &Context<A>,
@@ -370,7 +362,13 @@ async fn cleanup<A: AzurePort>(
     let old = obj.status.clone();
     let mut status = old.clone().unwrap_or_default();
     let target = account_ref(obj);
-    let azure = &ctx.azure;
+    let scoped = ctx
+        .azure_for(
+            &obj.namespace().unwrap_or_default(),
+            obj.spec.credential_ref.as_ref(),
+        )
+        .await?;
+    let azure = &*scoped;
     status.phase = Phase::Deleting;
 
     if let Some(op) = &status.pending_operation

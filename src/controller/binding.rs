@@ -13,11 +13,23 @@ use super::context::Context;
 use super::error::Error;
 use super::report;
 use crate::api::KeyVaultBinding;
-use crate::azure::AzurePort;
+use crate::azure::scoped::WithCredential;
 use crate::reconcile::binding::{self, BindingAction, BindingObserved, network_problem};
 
-/// One reconcile of a binding.
-pub async fn reconcile<A: AzurePort>(
+/// One reconcile of a binding; a failure is recorded in the status and as an event.
+pub async fn reconcile<A: WithCredential>(
+    obj: Arc<KeyVaultBinding>,
+    ctx: Arc<Context<A>>,
+) -> Result<Action, Error> {
+    let result = reconcile_inner(obj.clone(), ctx.clone()).await;
+    if let (Err(err), Some(ns)) = (&result, obj.namespace()) {
+        let api: Api<KeyVaultBinding> = Api::namespaced(ctx.client.clone(), &ns);
+        report::failure(&api, &*obj, obj.status.as_ref(), &ctx.recorder, err).await;
+    }
+    result
+}
+
+async fn reconcile_inner<A: WithCredential>(
     obj: Arc<KeyVaultBinding>,
     ctx: Arc<Context<A>>,
 ) -> Result<Action, Error> {
@@ -28,14 +40,13 @@ pub async fn reconcile<A: AzurePort>(
         let old = obj.status.clone();
         let status = old.clone().unwrap_or_default();
 
-        let vault = ctx.azure.get_vault(&obj.spec.vault_resource_id).await?;
+        let azure = ctx.azure_for(&ns, obj.spec.credential_ref.as_ref()).await?;
+        let vault = azure.get_vault(&obj.spec.vault_resource_id).await?;
         let preflight_ok = vault
             .as_ref()
             .is_some_and(|v| v.soft_delete && v.purge_protection && network_problem(v).is_none());
         let key = match &vault {
-            Some(v) if preflight_ok => {
-                Some(ctx.azure.get_key(&v.vault_uri, &obj.spec.key.name).await?)
-            }
+            Some(v) if preflight_ok => Some(azure.get_key(&v.vault_uri, &obj.spec.key.name).await?),
             _ => None,
         };
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -75,8 +86,7 @@ pub async fn reconcile<A: AzurePort>(
                 )
                 .await;
             }
-            let created = ctx
-                .azure
+            let created = azure
                 .create_key(&v.vault_uri, name, *key_type, *size)
                 .await?;
             report::publish(

@@ -2,13 +2,18 @@
 //! caches of both kinds, settings, and the event recorder.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
-use crate::api::{CosmosAccountCMK, KeyVaultBinding};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+use super::error::Error;
+use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
+use crate::azure::scoped::{CredentialRefError, WithCredential, credential_from_secret};
 use crate::telemetry::Metrics;
 
 /// Operator settings (flags of `cmk-operator run`).
@@ -41,12 +46,15 @@ impl Default for Settings {
 /// Shared by all reconciles of both controllers.
 pub struct Context<A> {
     pub client: kube::Client,
-    pub azure: A,
+    /// The operator's own identity.
+    pub azure: Arc<A>,
+    /// Adapters for `spec.credentialRef` Secrets, by namespace/name and resourceVersion.
+    scoped: Mutex<HashMap<String, (String, Arc<A>)>>,
     pub settings: Settings,
     pub bindings: Store<KeyVaultBinding>,
     pub accounts: Store<CosmosAccountCMK>,
     pub recorder: Recorder,
-    pub metrics: std::sync::Arc<Metrics>,
+    pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -58,7 +66,7 @@ impl<A> Context<A> {
         settings: Settings,
         bindings: Store<KeyVaultBinding>,
         accounts: Store<CosmosAccountCMK>,
-        metrics: std::sync::Arc<Metrics>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter {
             controller: "cosmos-cmk-operator".into(),
@@ -67,7 +75,8 @@ impl<A> Context<A> {
         let recorder = Recorder::new(client.clone(), reporter);
         Context {
             client,
-            azure,
+            azure: Arc::new(azure),
+            scoped: Mutex::default(),
             settings,
             bindings,
             accounts,
@@ -94,5 +103,42 @@ impl<A> Context<A> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
+    }
+
+    /// The adapter for a resource: the operator's own, or the one of the Secret
+    /// its `credentialRef` names (same namespace only), rebuilt when the Secret changes.
+    pub async fn azure_for(
+        &self,
+        namespace: &str,
+        credential: Option<&CredentialRef>,
+    ) -> Result<Arc<A>, Error>
+    where
+        A: WithCredential,
+    {
+        let Some(reference) = credential else {
+            return Ok(self.azure.clone());
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let name = &reference.secret_name;
+        let secret = secrets
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| Error::Credential(CredentialRefError::NotFound(name.clone())))?;
+        let key = format!("{namespace}/{name}");
+        let version = secret.metadata.resource_version.clone().unwrap_or_default();
+        let mut scoped = self
+            .scoped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, adapter)) = scoped.get(&key)
+            && *seen == version
+        {
+            return Ok(adapter.clone());
+        }
+        let source = credential_from_secret(name, &secret.data.unwrap_or_default())
+            .map_err(Error::Credential)?;
+        let adapter = Arc::new(self.azure.with_credential(source)?);
+        scoped.insert(key, (version, adapter.clone()));
+        Ok(adapter)
     }
 }

@@ -12,6 +12,8 @@ pub enum Error {
     Azure(#[from] AzureError),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("{0}")]
+    Credential(#[from] crate::azure::scoped::CredentialRefError),
     #[error("resource has no namespace")]
     NoNamespace,
     /// Not a failure: the account's deletion is running and the finalizer must stay.
@@ -34,6 +36,7 @@ impl Error {
             },
             Error::Kube(_) | Error::Finalizer(_) => exp(1, 60),
             Error::NoNamespace => Duration::from_secs(3600),
+            Error::Credential(_) => exp(15, 600),
             Error::DeletionInProgress => Duration::from_secs(5),
         }
     }

@@ -21,7 +21,7 @@ pub use context::{Context, Settings};
 pub use error::Error;
 
 use crate::api::{CosmosAccountCMK, KeyVaultBinding};
-use crate::azure::AzurePort;
+use crate::azure::scoped::WithCredential;
 use crate::telemetry::Metrics;
 
 fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
@@ -99,7 +99,7 @@ where
 
 /// Runs both controllers until `shutdown` resolves. The binding and account
 /// caches are shared: a binding change re-queues the accounts that use it.
-pub async fn run<A: AzurePort>(
+pub async fn run<A: WithCredential>(
     client: kube::Client,
     azure: A,
     settings: Settings,

@@ -10,8 +10,9 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::error::Error;
 use crate::api::conditions::{self, READY};
-use crate::api::{AzureErrorRecord, Phase};
+use crate::api::{AzureErrorRecord, CosmosAccountCMKStatus, KeyVaultBindingStatus, Phase};
 use crate::azure::AzureError;
 
 /// Field manager of every write the operator makes.
@@ -102,18 +103,27 @@ pub async fn publish(
     }
 }
 
-/// Records an Azure failure in a status: `lastAzureError`, and the Ready
-/// condition False with the error's reason, so `kubectl get` and Argo CD see it.
-pub fn record_failure(
-    conditions: &mut Vec<Condition>,
-    last: &mut Option<AzureErrorRecord>,
-    err: &AzureError,
-    operation: &str,
-    generation: Option<i64>,
-) {
-    let now = Timestamp::now();
-    let record = AzureErrorRecord {
-        operation: operation.to_owned(),
+/// Statuses that can record a failed reconcile.
+pub trait FailureStatus: Default + Clone + Serialize + PartialEq {
+    fn failure_parts(&mut self) -> (&mut Vec<Condition>, &mut Option<AzureErrorRecord>);
+}
+
+impl FailureStatus for KeyVaultBindingStatus {
+    fn failure_parts(&mut self) -> (&mut Vec<Condition>, &mut Option<AzureErrorRecord>) {
+        (&mut self.conditions, &mut self.last_azure_error)
+    }
+}
+
+impl FailureStatus for CosmosAccountCMKStatus {
+    fn failure_parts(&mut self) -> (&mut Vec<Condition>, &mut Option<AzureErrorRecord>) {
+        (&mut self.conditions, &mut self.last_azure_error)
+    }
+}
+
+/// What Azure said, as the status keeps it.
+fn record_of(err: &AzureError, now: Timestamp) -> AzureErrorRecord {
+    AzureErrorRecord {
+        operation: "Reconcile".to_owned(),
         http_status: err.http_status().map_or(0, i32::from),
         sub_status: match err {
             AzureError::Cmk { sub_status, .. } => Some(*sub_status),
@@ -122,20 +132,52 @@ pub fn record_failure(
         code: Some(err.reason().to_owned()),
         message: Some(err.to_string()),
         time: Some(now.to_string()),
-    };
-    // The same error again changes nothing, so a retry does not write the status again.
-    let same = last.as_ref().is_some_and(|l| {
-        AzureErrorRecord {
-            time: l.time.clone(),
-            ..record.clone()
-        } == *l
-    });
-    if !same {
-        *last = Some(record);
     }
+}
+
+/// Records a failed reconcile where users look: the Ready condition False with
+/// the error's reason, `lastAzureError`, and a Warning event. The same failure
+/// again writes nothing. Kubernetes errors are only logged (the API is the problem).
+pub async fn failure<K, S>(api: &Api<K>, obj: &K, old: Option<&S>, recorder: &Recorder, err: &Error)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: FailureStatus,
+{
+    let now = Timestamp::now();
+    let (reason, record) = match err {
+        Error::Azure(e) => (e.reason(), Some(record_of(e, now))),
+        Error::Credential(_) => ("CredentialRefInvalid", None),
+        _ => return,
+    };
+    let mut status = old.cloned().unwrap_or_default();
+    let (conditions, last) = status.failure_parts();
+    if let Some(record) = record {
+        let same = last.as_ref().is_some_and(|l| {
+            AzureErrorRecord {
+                time: l.time.clone(),
+                ..record.clone()
+            } == *l
+        });
+        if !same {
+            *last = Some(record);
+        }
+    }
+    let generation = obj.meta().generation;
     let message = format!("{err}; retrying with backoff");
     conditions::set_condition(
         conditions,
-        conditions::condition(READY, "False", err.reason(), message, generation, Time(now)),
+        conditions::condition(READY, "False", reason, message, generation, Time(now)),
     );
+    publish(
+        recorder,
+        &obj.object_ref(&()),
+        EventType::Warning,
+        reason,
+        "Reconcile",
+        &err.to_string(),
+    )
+    .await;
+    if let Err(e) = write_status(api, obj, old, &status).await {
+        tracing::warn!(error = %e, "could not record the failure in the status");
+    }
 }

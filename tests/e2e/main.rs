@@ -5,6 +5,7 @@
 mod common;
 mod support;
 
+mod credentials;
 mod identities;
 mod lifecycle;
 mod preflight;
