@@ -3,6 +3,9 @@
 //! the CRDs installed, and a fresh namespace per test.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod helm;
+pub mod rbac;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -14,14 +17,16 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
+use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Starts the control plane once per test binary (`up` is idempotent) and
-/// returns the kubeconfig path it printed.
+/// Starts the control plane once per test binary (`up` is idempotent, and
+/// serialises concurrent callers) and returns the kubeconfig path it printed
+/// as its last line. The first run may build the binaries (minutes).
 pub fn kubeconfig_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -54,18 +59,32 @@ pub async fn client() -> kube::Client {
     kube::Client::try_from(config).expect("client builds")
 }
 
-/// Applies `crds/` (server-side apply, so repeated runs converge) and waits
-/// until both CRDs are Established. Done once per test binary.
-pub async fn ensure_crds(client: &kube::Client) {
-    static DONE: OnceCell<()> = OnceCell::const_new();
-    DONE.get_or_init(|| async {
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let text = std::fs::read_to_string(repo_root().join("crds/cosmoscmk.io.yaml"))
-            .expect("crds exist");
+/// Applies every CRD in `*.yaml`/`*.yml` files of `dir` (server-side apply,
+/// so repeated runs converge) and waits until each is Established, i.e.
+/// served. Returns the CRD names in file order.
+pub async fn apply_crds(client: &kube::Client, dir: &Path) -> Vec<String> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("CRD directory {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        })
+        .collect();
+    files.sort();
+    let mut names = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("CRD file readable");
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let crd: CustomResourceDefinition =
-                serde::Deserialize::deserialize(doc).expect("a CRD");
-            let name = crd.metadata.name.clone().expect("named");
+            let value = serde_yaml::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: not YAML: {e}", file.display()));
+            if value.is_null() {
+                continue; // an empty document, e.g. after a trailing `---`
+            }
+            let crd: CustomResourceDefinition = serde_yaml::from_value(value)
+                .unwrap_or_else(|e| panic!("{}: not a CRD: {e}", file.display()));
+            let name = crd.metadata.name.clone().expect("CRD has a name");
             api.patch(
                 &name,
                 &PatchParams::apply("cmk-tests").force(),
@@ -73,18 +92,32 @@ pub async fn ensure_crds(client: &kube::Client) {
             )
             .await
             .unwrap_or_else(|e| panic!("CRD {name} must install: {e}"));
-            let established = await_condition(api.clone(), &name, conditions::is_crd_established());
-            tokio::time::timeout(Duration::from_secs(30), established)
-                .await
-                .unwrap_or_else(|_| panic!("CRD {name} not Established within 30s"))
-                .expect("watch works");
+            names.push(name);
         }
+    }
+    for name in &names {
+        let established = await_condition(api.clone(), name, conditions::is_crd_established());
+        tokio::time::timeout(Duration::from_secs(60), established)
+            .await
+            .unwrap_or_else(|_| panic!("CRD {name} not Established within 60 s"))
+            .expect("watching the CRD works");
+    }
+    names
+}
+
+/// Installs the operator's CRDs from `crds/`, once per test binary.
+pub async fn ensure_crds(client: &kube::Client) {
+    static DONE: OnceCell<()> = OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        apply_crds(client, &repo_root().join("crds")).await;
     })
     .await;
 }
 
-/// A client, the CRDs, and a namespace of the test's own (namespaces are never
-/// reused, since without a controller-manager they cannot finish deleting).
+/// A client, the CRDs, and a namespace of the test's own, named
+/// `{prefix}-{pid}-{seq}-{millis}` (`prefix`: lowercase letters, digits, `-`).
+/// Namespaces are never reused or deleted: without a controller-manager they
+/// cannot finish deleting.
 pub async fn test_namespace(prefix: &str) -> (kube::Client, String) {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let client = client().await;
@@ -111,6 +144,22 @@ pub async fn test_namespace(prefix: &str) -> (kube::Client, String) {
         .await
         .unwrap_or_else(|e| panic!("namespace {name}: {e}"));
     (client, name)
+}
+
+/// A client for the local control plane that authenticates with a bearer
+/// token (e.g. a ServiceAccount's, from the TokenRequest API) instead of the
+/// admin certificate, so RBAC applies to it.
+pub async fn client_with_token(token: &str) -> kube::Client {
+    let mut kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig readable");
+    let user: kube::config::AuthInfo =
+        serde_json::from_value(serde_json::json!({ "token": token })).expect("token auth info");
+    for named in &mut kubeconfig.auth_infos {
+        named.auth_info = Some(user.clone());
+    }
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig valid");
+    kube::Client::try_from(config).expect("client builds")
 }
 
 /// Runs the control plane's own kubectl against it and returns stdout; panics with stderr on failure.
