@@ -7,5 +7,7 @@ mod support;
 
 mod credentials;
 mod identities;
+mod least_privilege;
 mod lifecycle;
 mod preflight;
+mod replicas;

@@ -29,6 +29,8 @@ pub struct Env {
     pub ns: String,
     pub sim: SimHandle,
     pub settings: Settings,
+    /// The client the operator runs with (the admin's unless a test narrows it).
+    pub operator_client: kube::Client,
     operator: Option<Operator>,
 }
 
@@ -52,6 +54,7 @@ impl Env {
             namespace: Some(ns.clone()),
         };
         let mut env = Env {
+            operator_client: client.clone(),
             client,
             ns,
             sim,
@@ -82,7 +85,7 @@ impl Env {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics = Arc::new(cmk_operator::telemetry::Metrics::default());
         let fut = controller::run(
-            self.client.clone(),
+            self.operator_client.clone(),
             self.azure(),
             self.settings.clone(),
             metrics,
