@@ -18,25 +18,7 @@ pub fn chart_dir() -> PathBuf {
 /// Builds helm when its go.mod/go.sum changed (a no-op otherwise) and returns its path.
 pub fn helm_bin() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let out = Command::new(repo_root().join("tests/helm/build"))
-            .output()
-            .expect("tests/helm/build runs");
-        assert!(
-            out.status.success(),
-            "tests/helm/build failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("build prints helm's path")
-                .trim(),
-        )
-    })
+    PATH.get_or_init(|| super::script_output_path("tests/helm/build"))
 }
 
 /// Runs helm; Ok(stdout) or Err(stderr + stdout).

@@ -29,25 +29,29 @@ pub fn repo_root() -> &'static Path {
 /// as its last line. The first run may build the binaries (minutes).
 pub fn kubeconfig_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let out = Command::new(repo_root().join("tests/control-plane/up"))
-            .output()
-            .expect("tests/control-plane/up runs");
-        assert!(
-            out.status.success(),
-            "tests/control-plane/up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("up prints the kubeconfig path")
-                .trim(),
-        )
-    })
+    PATH.get_or_init(|| script_output_path("tests/control-plane/up"))
+}
+
+/// Runs a repository script that prints a path as its last line (the control
+/// plane's `up`, helm's `build`), panicking with its output if it fails.
+pub fn script_output_path(script: &str) -> PathBuf {
+    let out = Command::new(repo_root().join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("{script} cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("{script} printed no path"))
+            .trim(),
+    )
 }
 
 /// A client for the local control plane, authenticated as the admin user.
