@@ -153,7 +153,10 @@ impl AzureError {
                 }
                 _ => ErrorClass::UserFixable,
             },
-            Self::Rejected { status: 409, .. } => ErrorClass::Terminal,
+            // Another operation holds the account's lock (409/412): it will finish.
+            Self::Rejected {
+                status: 409 | 412, ..
+            } => ErrorClass::Retryable,
             Self::Rejected { .. } => ErrorClass::UserFixable,
         }
     }
@@ -270,7 +273,7 @@ mod tests {
         );
         assert_eq!(
             AzureError::from_response("x", 409, None, None, "Conflict", "").class(),
-            ErrorClass::Terminal
+            ErrorClass::Retryable
         );
         let cmk = AzureError::from_response("x", 403, None, Some(4002), "Forbidden", "denied");
         assert_eq!(

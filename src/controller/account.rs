@@ -124,6 +124,10 @@ async fn apply_inner<A: WithCredential>(
         Some(op) => Some(azure.poll(op).await?),
         None => None,
     };
+    // While Azure is still working on an operation the state machine only waits
+    // (it looks at nothing else): one poll is the whole reconcile.
+    let waiting = operation == Some(account::OperationState::InProgress);
+    let settled = settled || waiting;
     let ready_binding = matches!(binding, BindingState::Ready { .. });
     let provider_registered =
         settled || !ready_binding || azure.provider_registered(&target.subscription_id).await?;
@@ -132,9 +136,12 @@ async fn apply_inner<A: WithCredential>(
         (Some(id), false) if ready_binding => azure.user_assigned_principal(id).await?,
         _ => None,
     };
-    let account = match azure.get_account(&target).await? {
-        Some(a) => AccountState::Found(a),
-        None => AccountState::NotFound,
+    let account = match waiting {
+        true => AccountState::NotFound,
+        false => match azure.get_account(&target).await? {
+            Some(a) => AccountState::Found(a),
+            None => AccountState::NotFound,
+        },
     };
     let granted = match (&binding, settled) {
         (BindingState::Ready { .. }, true) => {
@@ -179,7 +186,7 @@ async fn apply_inner<A: WithCredential>(
 
     let acted = action.is_some();
     if let Some(step) = action {
-        let (name, note) = carry_out(obj, ctx, &target, &step, &mut status).await?;
+        let (name, note) = carry_out(obj, azure, &target, &step, &mut status).await?;
         report::publish(
             &ctx.recorder,
             &reference,
@@ -245,18 +252,11 @@ async fn apply<A: WithCredential>(
 /// Executes one step; returns the event reason and note.
 async fn carry_out<A: WithCredential>(
     obj: &CosmosAccountCMK,
-    ctx: &Context<A>,
+    azure: &A,
     target: &AccountRef,
     step: &Step,
     status: &mut CosmosAccountCMKStatus,
 ) -> Result<(&'static str, String), Error> {
-    let scoped = ctx
-        .azure_for(
-            &obj.namespace().unwrap_or_default(),
-            obj.spec.credential_ref.as_ref(),
-        )
-        .await?;
-    let azure = &*scoped;
     let change = |c: AccountChange| async move { azure.update_account(target, &c).await };
     Ok(match step {
         Step::Grant {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cmk_operator::api::{KeyType, Phase};
-use cmk_operator::azure::{AccountChange, AccountRef, AzurePort};
+use cmk_operator::azure::{AccountChange, AccountRef, AzurePort, SdkAzure};
 use kube::api::DeleteParams;
 use serde_json::json;
 
@@ -129,6 +129,32 @@ async fn revocation_is_reported_without_writes_and_recovers() {
     env.account_reason("orders", "Ready").await;
 }
 
+/// Changes the account's key URI behind the operator's back, waiting out any
+/// operation that holds the account's lock (Azure answers 412 meanwhile).
+async fn drift_key_uri(azure: &SdkAzure, uri: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let op = loop {
+        match azure
+            .update_account(&orders_ref(), &AccountChange::SetKeyUri(uri.to_owned()))
+            .await
+        {
+            Ok(op) => break op,
+            Err(e)
+                if e.class() == cmk_operator::azure::ErrorClass::Retryable
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("drift injection failed: {e}"),
+        }
+    };
+    while azure.poll(&op).await.unwrap()
+        == cmk_operator::reconcile::account::OperationState::InProgress
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn drift_is_corrected_or_only_reported() {
     let env = Env::start("drift").await;
@@ -139,15 +165,7 @@ async fn drift_is_corrected_or_only_reported() {
         .await
         .unwrap();
     let rogue = format!("{}keys/rogue", vault_uri(&key_uri));
-    let op = azure
-        .update_account(&orders_ref(), &AccountChange::SetKeyUri(rogue.clone()))
-        .await
-        .unwrap();
-    while azure.poll(&op).await.unwrap()
-        == cmk_operator::reconcile::account::OperationState::InProgress
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drift_key_uri(&azure, &rogue).await;
     // Azure itself must be put back (the status alone may not have seen the drift yet).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while azure
@@ -177,15 +195,7 @@ async fn drift_is_corrected_or_only_reported() {
         json!({"spec": {"reconcilePolicy": "ObserveOnly"}}),
     )
     .await;
-    let op = azure
-        .update_account(&orders_ref(), &AccountChange::SetKeyUri(rogue.clone()))
-        .await
-        .unwrap();
-    while azure.poll(&op).await.unwrap()
-        == cmk_operator::reconcile::account::OperationState::InProgress
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drift_key_uri(&azure, &rogue).await;
     env.account_reason("orders", "DriftDetected").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let facts = azure.get_account(&orders_ref()).await.unwrap().unwrap();
