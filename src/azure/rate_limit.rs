@@ -41,17 +41,19 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// ARM allows roughly 20 reads and 10 writes per second per subscription and
-    /// region (token buckets of 250 and 200); the defaults stay well inside that.
+    /// ARM's per-subscription token buckets: reads 250 refilled at 25 per second,
+    /// writes 200 at 10 per second. Matching them (rather than staying far
+    /// inside) keeps a large convergence at the pace ARM allows; a 429 caused
+    /// by other callers of the subscription pauses the bucket for its Retry-After.
     pub fn arm_defaults() -> Self {
         Self::new(
             Budget {
-                per_second: 10.0,
-                burst: 50.0,
+                per_second: 25.0,
+                burst: 250.0,
             },
             Budget {
-                per_second: 3.0,
-                burst: 10.0,
+                per_second: 10.0,
+                burst: 200.0,
             },
         )
     }

@@ -71,6 +71,8 @@ struct Inner {
     arm: Raw,
     /// Key Vault data plane.
     kv: Raw,
+    /// Subscriptions seen with Microsoft.DocumentDB registered (it does not go back).
+    registered: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl fmt::Debug for SdkAzure {
@@ -116,6 +118,7 @@ impl SdkAzure {
             msi: msi::Client::new(endpoint, cred2(), own(&scopes), opts()),
             arm: Raw::new(cred2(), arm_scope.clone()),
             kv: Raw::new(cred2(), scope(&cloud.key_vault_audience)),
+            registered: std::sync::Mutex::default(),
             cloud,
             call_timeout,
             limiter,

@@ -40,6 +40,15 @@ impl SdkAzure {
         subscription_id: &str,
     ) -> Result<bool, AzureError> {
         const OP: &str = "GetProvider";
+        let key = subscription_id.to_ascii_lowercase();
+        let known = |r: &std::sync::Mutex<std::collections::HashSet<String>>| {
+            r.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&key)
+        };
+        if known(&self.inner.registered) {
+            return Ok(true);
+        }
         let mut url = self.arm_url(
             OP,
             &format!("subscriptions/{subscription_id}/providers/Microsoft.DocumentDB"),
@@ -55,11 +64,19 @@ impl SdkAzure {
                     .map_err(|e| super::http::map_error(OP, e))
             })
             .await?;
-        Ok(answer
+        let registered = answer
             .body
             .get("registrationState")
             .and_then(Value::as_str)
-            .is_some_and(|s| s.eq_ignore_ascii_case("Registered")))
+            .is_some_and(|s| s.eq_ignore_ascii_case("Registered"));
+        if registered {
+            self.inner
+                .registered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key);
+        }
+        Ok(registered)
     }
 
     pub(super) async fn identity_principal(
