@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::error::Error;
 use crate::api::conditions::{self, READY};
 use crate::api::{AzureErrorRecord, CosmosAccountCMKStatus, KeyVaultBindingStatus, Phase};
-use crate::azure::AzureError;
+use crate::azure::{AzureError, ErrorClass};
 
 /// Field manager of every write the operator makes.
 pub const MANAGER: &str = "cosmos-cmk-operator";
@@ -151,6 +151,13 @@ where
     };
     let mut status = old.cloned().unwrap_or_default();
     let (conditions, last) = status.failure_parts();
+    // A transient failure (throttling, 5xx, a timeout) says nothing about a
+    // resource that is Ready: flipping it would make every restart under ARM's
+    // read limits look like an outage. Metrics and logs still count it.
+    let transient = matches!(err, Error::Azure(e) if e.class() == ErrorClass::Retryable);
+    if transient && conditions::find(conditions, READY).is_some_and(|c| c.status == "True") {
+        return;
+    }
     if let Some(record) = record {
         let same = last.as_ref().is_some_and(|l| {
             AzureErrorRecord {

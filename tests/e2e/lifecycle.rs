@@ -292,3 +292,27 @@ async fn a_restart_mid_creation_resumes_the_same_operation() {
         "the persisted operation was polled"
     );
 }
+
+#[tokio::test]
+async fn transient_azure_failures_leave_a_ready_account_alone() {
+    let env = Env::start("transient").await;
+    ready_orders(&env).await;
+    let before = env.accounts().get("orders").await.unwrap();
+    let faults: cmk_operator::sim::FaultConfig = serde_json::from_value(json!({
+        "errors": [{"operation": "DatabaseAccounts_Get", "status": 503, "code": "ServiceUnavailable"}]
+    }))
+    .unwrap();
+    env.sim.set_faults(faults);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        env.sim.count_status("DatabaseAccounts_Get", 503) >= 1,
+        "the fault was hit"
+    );
+    let during = env.accounts().get("orders").await.unwrap();
+    assert_eq!(ready_reason(&during).as_deref(), Some("Ready"));
+    assert_eq!(
+        during.metadata.resource_version, before.metadata.resource_version,
+        "no status write for a blip"
+    );
+    env.sim.clear_faults();
+}
