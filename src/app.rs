@@ -58,6 +58,11 @@ pub struct RunOptions {
     /// Milliseconds a simulated long-running operation takes.
     #[arg(long, default_value_t = 3000)]
     pub simulator_lro_ms: u64,
+    /// With --azure simulator: use the simulator already running at this base URL
+    /// (`cmk-operator simulate`, or a benchmark's) instead of embedding one. It must
+    /// use the default tenant and operator credentials (docs/simulator.md).
+    #[arg(long, env = "CMK_SIMULATOR_URL")]
+    pub simulator_url: Option<String>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080", env = "CMK_HEALTH_LISTEN")]
     pub health_listen: std::net::SocketAddr,
@@ -104,8 +109,31 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     let call_timeout = Duration::from_secs(30);
     // Keeps the embedded simulator alive as long as the operator runs.
     let mut _simulator = None;
-    let (azure, first_party) = match opts.azure {
-        Backend::Simulator => {
+    let (azure, first_party) = match (opts.azure, &opts.simulator_url) {
+        (Backend::Simulator, Some(url)) => {
+            let defaults = SimConfig::default();
+            let base = if url.ends_with('/') {
+                url.clone()
+            } else {
+                format!("{url}/")
+            };
+            tracing::warn!(base_url = %base, "using an external Azure simulator");
+            let settings = AzureSettings {
+                cloud: Cloud::simulator(&base),
+                credential: CredentialSource::ClientSecret {
+                    tenant_id: defaults.tenant_id.clone(),
+                    client_id: defaults.operator_client_id.clone(),
+                    client_secret: defaults.operator_client_secret.clone(),
+                },
+                call_timeout,
+                limiter,
+            };
+            (
+                SdkAzure::new(settings)?,
+                defaults.cosmos_first_party_object_id,
+            )
+        }
+        (Backend::Simulator, None) => {
             tracing::warn!(
                 "using the embedded Azure simulator; pass --azure azure to manage real Azure"
             );
@@ -131,7 +159,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
             _simulator = Some(sim);
             (SdkAzure::new(settings)?, first_party)
         }
-        Backend::Azure => {
+        (Backend::Azure, _) => {
             let cloud = Cloud::by_name(&opts.cloud)
                 .ok_or_else(|| StartError::UnknownCloud(opts.cloud.clone()))?;
             let first_party = opts.first_party_principal_id.clone().ok_or_else(|| {

@@ -33,6 +33,12 @@ pub struct FaultConfig {
     /// Vault names (or `*`) whose data plane is unreachable, for clients and for Cosmos DB.
     #[serde(default)]
     pub keyvault_unreachable: Vec<String>,
+    /// ARM's per-subscription read/write token buckets (`src/sim/arm_limits.rs`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm_rate_limit: Option<super::arm_limits::ArmRateLimit>,
+    /// A share of matching requests answered 429 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub random_throttle: Vec<super::arm_limits::RandomThrottle>,
 }
 
 /// Adds `ms` milliseconds before answering matching operations.
@@ -116,6 +122,16 @@ impl FaultConfig {
     /// Consumes a throttle or error budget entry if one applies. `roll` is a
     /// uniform number in [0, 1).
     pub fn decide(&mut self, operation: &str, roll: f64) -> Decision {
+        if let Some(t) = self
+            .random_throttle
+            .iter()
+            .find(|t| op_matches(&t.operation, operation))
+            && roll < t.rate
+        {
+            return Decision::Throttle {
+                retry_after_secs: t.retry_after_secs,
+            };
+        }
         if let Some(t) = self
             .throttle
             .iter_mut()

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod arm;
+pub mod arm_limits;
 pub mod auth;
 pub mod cmk_rules;
 pub mod config;

@@ -41,6 +41,8 @@ pub struct App {
     runtime: tokio::runtime::Handle,
     /// Run-time override of `config.lro_duration` (ms).
     pub lro_ms: Mutex<i64>,
+    /// Levels of the ARM token buckets (`FaultConfig::arm_rate_limit`).
+    arm_buckets: Mutex<super::arm_limits::Buckets>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,6 +82,7 @@ impl App {
             shutdown,
             runtime: tokio::runtime::Handle::current(),
             lro_ms: Mutex::new(lro_ms),
+            arm_buckets: Mutex::default(),
             config,
         }
     }
@@ -327,8 +330,23 @@ async fn handle(app: Arc<App>, vault: Option<String>, req: Request) -> Response 
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
     let roll = app.roll();
-    let decision = app.faults().decide(&operation, roll);
     let write = req.method != Method::GET && req.method != Method::HEAD;
+    let limited = match (app.faults().arm_rate_limit, &route) {
+        (Some(limits), Route::Arm(_)) => {
+            super::arm_limits::subscription_of(&req.path).and_then(|sub| {
+                lock(&app.arm_buckets)
+                    .take(&limits, sub, write, std::time::Instant::now())
+                    .err()
+            })
+        }
+        _ => None,
+    };
+    let decision = match limited {
+        Some(wait) => Decision::Throttle {
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        },
+        None => app.faults().decide(&operation, roll),
+    };
     let (mut resp, caller) = match decision {
         Decision::Throttle { retry_after_secs } => {
             let kind = if write { "writes" } else { "reads" };
