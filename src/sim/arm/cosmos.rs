@@ -394,19 +394,7 @@ fn create(
     if let Some(a) = state.accounts.get_mut(&k) {
         a.pending_op = Some(op.clone());
     }
-    refresh_cmk(app, state, &k);
-    let a = state.accounts.get(&k).ok_or_else(|| {
-        ApiError::arm(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            "account vanished",
-        )
-    })?;
-    let body = account_json(app, state, a);
-    Ok(with_headers(
-        json_resp(StatusCode::OK, body),
-        lro::headers(app, state, &op, api_version),
-    ))
+    lro_answer(app, state, &k, &op, api_version)
 }
 
 fn restore_checks(
@@ -669,19 +657,7 @@ fn update(
     );
     next.pending_op = Some(op.clone());
     state.accounts.insert(k.to_owned(), next);
-    refresh_cmk(app, state, k);
-    let a = state.accounts.get(k).ok_or_else(|| {
-        ApiError::arm(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            "account vanished",
-        )
-    })?;
-    let body = account_json(app, state, a);
-    Ok(with_headers(
-        json_resp(StatusCode::OK, body),
-        lro::headers(app, state, &op, api_version),
-    ))
+    lro_answer(app, state, k, &op, api_version)
 }
 
 /// Re-evaluates key access: follows new versions of a versionless key, and
@@ -893,4 +869,28 @@ pub fn restorable(
                 )
             }),
     }
+}
+
+/// The answer to an accepted account write: the account as it now stands
+/// (CMK state refreshed) with the long-running operation's headers.
+fn lro_answer(
+    app: &App,
+    state: &mut State,
+    k: &str,
+    op: &str,
+    api_version: &str,
+) -> Result<Response, ApiError> {
+    refresh_cmk(app, state, k);
+    let a = state.accounts.get(k).ok_or_else(|| {
+        ApiError::arm(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "account vanished",
+        )
+    })?;
+    let body = account_json(app, state, a);
+    Ok(with_headers(
+        json_resp(StatusCode::OK, body),
+        lro::headers(app, state, op, api_version),
+    ))
 }
