@@ -43,9 +43,14 @@ pub struct RunOptions {
     /// Seconds between checks of settled resources against Azure (drift, rotation, revocation).
     #[arg(long, default_value_t = 300, env = "CMK_RESYNC_SECONDS")]
     pub resync_seconds: u64,
-    /// Seconds between polls of an in-flight Azure operation.
+    /// Seconds between polls of an in-flight Azure operation when Azure's answer
+    /// gave no Retry-After (when it did, the operator waits exactly that long).
     #[arg(long, default_value_t = 10, env = "CMK_POLL_SECONDS")]
     pub poll_seconds: u64,
+    /// ARM reads per second per subscription that drift checks may spend (ARM
+    /// allows 25): with many accounts the resync interval grows to stay within it.
+    #[arg(long, default_value_t = 5.0, env = "CMK_RESYNC_READS_PER_SECOND")]
+    pub resync_reads_per_second: f64,
     /// Reconciles running at once, per kind.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -101,6 +106,14 @@ pub enum StartError {
     Listen(std::net::SocketAddr, std::io::Error),
     #[error("lost the leader lease; exiting so a fresh process can stand by")]
     LostLease,
+    #[error(
+        "--simulator-url (or CMK_SIMULATOR_URL) only applies with --azure simulator; with --azure azure the operator talks to real Azure: drop it, or use --azure simulator"
+    )]
+    SimulatorUrlWithAzure,
+    #[error(
+        "--resync-reads-per-second must be a positive number of ARM reads per second (got {0}); ARM allows 25 per subscription, the default is 5"
+    )]
+    ResyncBudget(f64),
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -109,6 +122,9 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     let call_timeout = Duration::from_secs(30);
     // Keeps the embedded simulator alive as long as the operator runs.
     let mut _simulator = None;
+    if !(opts.resync_reads_per_second.is_finite() && opts.resync_reads_per_second > 0.0) {
+        return Err(StartError::ResyncBudget(opts.resync_reads_per_second));
+    }
     let (azure, first_party) = match (opts.azure, &opts.simulator_url) {
         (Backend::Simulator, Some(url)) => {
             let defaults = SimConfig::default();
@@ -159,7 +175,8 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
             _simulator = Some(sim);
             (SdkAzure::new(settings)?, first_party)
         }
-        (Backend::Azure, _) => {
+        (Backend::Azure, Some(_)) => return Err(StartError::SimulatorUrlWithAzure),
+        (Backend::Azure, None) => {
             let cloud = Cloud::by_name(&opts.cloud)
                 .ok_or_else(|| StartError::UnknownCloud(opts.cloud.clone()))?;
             let first_party = opts.first_party_principal_id.clone().ok_or_else(|| {
@@ -190,6 +207,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         first_party_principal: first_party,
         resync: Duration::from_secs(opts.resync_seconds),
         poll: Duration::from_secs(opts.poll_seconds),
+        resync_reads_per_second: opts.resync_reads_per_second,
         concurrency: opts.concurrency,
         namespace: opts.namespace.clone(),
     };

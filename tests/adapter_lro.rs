@@ -80,6 +80,7 @@ async fn poll_urls_off_the_arm_endpoint_get_no_token() {
         kind: "CreateAccount".into(),
         poll_url: "http://169.254.169.254/subscriptions/x/providers/Microsoft.DocumentDB/locations/westus/operationsStatus/1".into(),
         started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        retry_after_ms: None,
     };
     let err = azure.poll(&op).await.unwrap_err();
     assert!(

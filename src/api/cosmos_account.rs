@@ -374,4 +374,8 @@ pub struct PendingOperation {
     pub poll_url: String,
     /// When it started.
     pub started_at: Time,
+    /// Milliseconds Azure asked the client to wait between polls (`Retry-After`
+    /// of the answer that started it); the operator polls no sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }

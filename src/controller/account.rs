@@ -13,19 +13,21 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
-use super::context::Context;
+use std::time::Duration;
+
+use super::context::{Context, Settings};
 use super::error::Error;
 use super::report;
 use crate::api::conditions::{self, READY};
 use crate::api::{
-    CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, KeyVaultBinding, Phase,
-    ReconcilePolicy,
+    CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, KeyVaultBinding, PendingOperation,
+    Phase, ReconcilePolicy,
 };
 use crate::azure::scoped::WithCredential;
 use crate::azure::{AccountChange, AccountRef, NewAccount};
 use crate::reconcile::account::{
     self, AccountState, Action as Step, BindingState, Decision, Observed, Requeue,
-    principals_to_check,
+    principals_to_check, proven_grant,
 };
 
 /// Keeps the object until its deletion policy has been carried out in Azure.
@@ -136,22 +138,37 @@ async fn apply_inner<A: WithCredential>(
         (Some(id), false) if ready_binding => azure.user_assigned_principal(id).await?,
         _ => None,
     };
-    let account = match waiting {
+    // Until the binding is Ready the state machine only waits; the account is
+    // read then only to report a revocation of one it has seen before.
+    let nothing_to_see = !ready_binding && status.account_id.is_none();
+    let account = match waiting || nothing_to_see {
         true => AccountState::NotFound,
         false => match azure.get_account(&target).await? {
             Some(a) => AccountState::Found(a),
             None => AccountState::NotFound,
         },
     };
-    let granted = match (&binding, settled) {
-        (BindingState::Ready { .. }, true) => {
+    // An account creation that just succeeded proved its identity's grant.
+    let proven = match (&operation, &status.pending_operation) {
+        (Some(account::OperationState::Succeeded), Some(op)) => proven_grant(
+            &op.kind,
+            &obj.spec,
+            &ctx.settings.first_party_principal,
+            user_assigned_principal.as_deref(),
+        ),
+        _ => None,
+    };
+    let granted = match (&binding, settled, proven) {
+        (BindingState::Ready { .. }, true, _) => {
             status.identity_principal_id.iter().cloned().collect()
         }
+        (BindingState::Ready { .. }, false, Some(principal)) => vec![principal],
         (
             BindingState::Ready {
                 vault_id, model, ..
             },
             false,
+            None,
         ) => {
             let wanted = principals_to_check(
                 &obj.spec,
@@ -185,6 +202,7 @@ async fn apply_inner<A: WithCredential>(
     let reference = obj.object_ref(&());
 
     let acted = action.is_some();
+    let synchronous = action.as_ref().is_some_and(Step::is_synchronous);
     if let Some(step) = action {
         let (name, note) = carry_out(obj, azure, &target, &step, &mut status).await?;
         report::publish(
@@ -219,7 +237,7 @@ async fn apply_inner<A: WithCredential>(
     }
 
     // An action already has its own event; a transition event would repeat it.
-    if report::write_status(api, obj, old.as_ref(), &status).await? && !acted {
+    if report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await? && !acted {
         let before = old.map(|s| s.conditions).unwrap_or_default();
         report::transition_event(
             &ctx.recorder,
@@ -230,10 +248,50 @@ async fn apply_inner<A: WithCredential>(
         )
         .await;
     }
-    Ok(match requeue {
-        Requeue::Soon => Action::requeue(ctx.settings.poll),
-        Requeue::Resync => Action::requeue(ctx.settings.resync),
-    })
+    Ok(Action::requeue(match requeue {
+        // Nothing to wait for: the next step can go at once.
+        Requeue::Soon if synchronous => Duration::ZERO,
+        Requeue::Soon => status
+            .pending_operation
+            .as_ref()
+            .map_or(ctx.settings.poll, |op| poll_delay(op, &ctx.settings)),
+        Requeue::Resync => resync_delay(obj, ctx),
+    }))
+}
+
+/// When to poll an operation: after Azure's `Retry-After` when it gave one
+/// (never sooner), else the poll interval; at most the resync interval.
+fn poll_delay(op: &PendingOperation, settings: &Settings) -> Duration {
+    let floor = Duration::from_millis(50);
+    op.retry_after_ms
+        .map_or(settings.poll, Duration::from_millis)
+        .clamp(floor, settings.resync.max(floor))
+}
+
+/// The resync interval, stretched so that drift checks of all accounts in a
+/// subscription spend at most `resync_reads_per_second` of its ARM read
+/// budget (a thousand accounts at a 60 s resync would use two thirds of it),
+/// and spread by ±10 % per account so they do not come in lockstep.
+fn resync_delay<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Duration {
+    let settings = &ctx.settings;
+    let peers = ctx
+        .accounts
+        .state()
+        .iter()
+        .filter(|a| {
+            a.spec
+                .subscription_id
+                .eq_ignore_ascii_case(&obj.spec.subscription_id)
+        })
+        .count();
+    let budgeted =
+        Duration::from_secs_f64(peers as f64 / settings.resync_reads_per_second.max(0.01));
+    let base = settings.resync.max(budgeted);
+    let spread = obj.metadata.uid.as_deref().map_or(0, |uid| {
+        uid.bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+    }) % 21;
+    base.mul_f64(0.9 + f64::from(spread) / 100.0)
 }
 
 /// Reconciles; a failure is recorded in the status and as an event.
@@ -244,7 +302,15 @@ async fn apply<A: WithCredential>(
 ) -> Result<Action, Error> {
     let result = apply_inner(api, obj, ctx).await;
     if let Err(err) = &result {
-        report::failure(api, obj, obj.status.as_ref(), &ctx.recorder, err).await;
+        report::failure(
+            api,
+            &ctx.own_writes,
+            obj,
+            obj.status.as_ref(),
+            &ctx.recorder,
+            err,
+        )
+        .await;
     }
     result
 }
@@ -375,7 +441,7 @@ async fn cleanup<A: WithCredential>(
         && op.kind == "DeleteAccount"
     {
         if azure.poll(op).await? == account::OperationState::InProgress {
-            report::write_status(api, obj, old.as_ref(), &status).await?;
+            report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await?;
             return Err(Error::DeletionInProgress);
         }
         status.pending_operation = None;
@@ -394,7 +460,7 @@ async fn cleanup<A: WithCredential>(
             &format!("deleting account {}", target.name),
         )
         .await;
-        report::write_status(api, obj, old.as_ref(), &status).await?;
+        report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await?;
         return Err(Error::DeletionInProgress);
     }
     // The account is gone: remove exactly the grants the operator made.

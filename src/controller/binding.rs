@@ -24,7 +24,15 @@ pub async fn reconcile<A: WithCredential>(
     let result = reconcile_inner(obj.clone(), ctx.clone()).await;
     if let (Err(err), Some(ns)) = (&result, obj.namespace()) {
         let api: Api<KeyVaultBinding> = Api::namespaced(ctx.client.clone(), &ns);
-        report::failure(&api, &*obj, obj.status.as_ref(), &ctx.recorder, err).await;
+        report::failure(
+            &api,
+            &ctx.own_writes,
+            &*obj,
+            obj.status.as_ref(),
+            &ctx.recorder,
+            err,
+        )
+        .await;
     }
     result
 }
@@ -108,7 +116,9 @@ async fn reconcile_inner<A: WithCredential>(
             decision.status.key_created_by_operator = true;
         }
 
-        let wrote = report::write_status(&api, &obj, old.as_ref(), &decision.status).await?;
+        let wrote =
+            report::write_status(&api, &ctx.own_writes, &obj, old.as_ref(), &decision.status)
+                .await?;
         if wrote {
             let before = old.map(|s| s.conditions).unwrap_or_default();
             report::transition_event(

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use super::error::Error;
+use super::own_writes::OwnWrites;
 use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
 use crate::azure::scoped::{CredentialRefError, WithCredential, credential_from_secret};
 use crate::telemetry::Metrics;
@@ -23,8 +24,11 @@ pub struct Settings {
     pub first_party_principal: String,
     /// How often settled resources are checked against Azure (drift, rotation, revocation).
     pub resync: Duration,
-    /// How often an in-flight Azure operation is polled.
+    /// How often an in-flight Azure operation is polled (unless Azure asks for longer).
     pub poll: Duration,
+    /// ARM reads per second per subscription that resyncs may spend: the resync
+    /// interval grows with the number of accounts to stay within it.
+    pub resync_reads_per_second: f64,
     /// Reconciles running at once, per kind.
     pub concurrency: u16,
     /// Watch only this namespace (all namespaces when `None`).
@@ -37,6 +41,7 @@ impl Default for Settings {
             first_party_principal: String::new(),
             resync: Duration::from_secs(300),
             poll: Duration::from_secs(10),
+            resync_reads_per_second: 5.0,
             concurrency: 8,
             namespace: None,
         }
@@ -57,6 +62,8 @@ pub struct Context<A> {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
     failures: Mutex<HashMap<String, u32>>,
+    /// Status writes the shared cache has not shown yet.
+    pub own_writes: OwnWrites,
 }
 
 impl<A> Context<A> {
@@ -83,6 +90,7 @@ impl<A> Context<A> {
             recorder,
             metrics,
             failures: Mutex::default(),
+            own_writes: OwnWrites::default(),
         }
     }
 

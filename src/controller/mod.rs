@@ -5,6 +5,7 @@ pub mod account;
 pub mod binding;
 pub mod context;
 pub mod error;
+pub mod own_writes;
 pub mod report;
 
 use std::future::Future;
@@ -13,9 +14,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use context::{Context, Settings};
 pub use error::Error;
@@ -48,22 +51,37 @@ fn error_policy<K: Resource<DynamicType = ()>, A>(
     Action::requeue(delay)
 }
 
-/// The phase last written to an object's status (for the phase gauge).
-pub trait HasPhase {
+/// The status an object carries: its phase (for the phase gauge) and the whole
+/// status (to tell whether the cache shows our last write).
+pub trait Reported {
+    type Status: Serialize;
+    fn reported(&self) -> Option<&Self::Status>;
     fn phase(&self) -> Option<&'static str>;
 }
 
-impl HasPhase for KeyVaultBinding {
+impl Reported for KeyVaultBinding {
+    type Status = crate::api::KeyVaultBindingStatus;
+    fn reported(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
     fn phase(&self) -> Option<&'static str> {
         self.status.as_ref().map(|s| s.phase.as_str())
     }
 }
 
-impl HasPhase for CosmosAccountCMK {
+impl Reported for CosmosAccountCMK {
+    type Status = crate::api::CosmosAccountCMKStatus;
+    fn reported(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
     fn phase(&self) -> Option<&'static str> {
         self.status.as_ref().map(|s| s.phase.as_str())
     }
 }
+
+/// How soon to look again when the cache does not show our last write yet
+/// (the watch usually delivers it within milliseconds).
+const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runs one reconcile with its metrics (outcome, duration, the object's phase);
 /// a success clears the object's failure count.
@@ -73,12 +91,18 @@ async fn observed<K, A, F, Fut>(
     reconcile: F,
 ) -> Result<Action, Error>
 where
-    K: Resource<DynamicType = ()> + HasPhase,
+    K: Resource<DynamicType = ()> + Reported,
     F: FnOnce(Arc<K>, Arc<Context<A>>) -> Fut,
     Fut: Future<Output = Result<Action, Error>>,
 {
     let kind = K::kind(&());
     let key = object_key(&*obj);
+    if let Some(uid) = &obj.meta().uid
+        && !ctx.own_writes.caught_up(uid, obj.reported())
+    {
+        tracing::debug!(object = %key, "the cache does not show our last status write yet");
+        return Ok(Action::requeue(CACHE_CATCH_UP));
+    }
     let start = tokio::time::Instant::now();
     let result = reconcile(obj.clone(), ctx.clone()).await;
     let outcome = match &result {
@@ -95,6 +119,33 @@ where
         ctx.succeeded(&key);
     }
     result
+}
+
+/// A controller woken by changes of an object's spec (generation: creation,
+/// edits, the deletion mark) or finalizers, not by status writes: the operator
+/// writes every status itself and requeues on its own schedule, so the watch
+/// event of its own write would only cost one more reconcile (and one more
+/// Azure read). The shared cache still sees every change.
+fn spec_driven<K>(api: Api<K>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            Default::default(),
+        );
+    Controller::for_stream(changes, reader)
 }
 
 /// Runs both controllers until `shutdown` resolves. The binding and account
@@ -116,9 +167,8 @@ pub async fn run<A: WithCredential>(
         };
     let config = ControllerConfig::default().concurrency(settings.concurrency);
 
-    let binding_ctl = Controller::new(bindings_api.clone(), watcher::Config::default())
-        .with_config(config.clone());
-    let account_ctl = Controller::new(accounts_api, watcher::Config::default()).with_config(config);
+    let binding_ctl = spec_driven(bindings_api.clone()).with_config(config.clone());
+    let account_ctl = spec_driven(accounts_api).with_config(config);
     let accounts = account_ctl.store();
     let by_binding = accounts.clone();
     let account_ctl = account_ctl.watches(

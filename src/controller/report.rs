@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::Error;
+use super::own_writes::OwnWrites;
 use crate::api::conditions::{self, READY};
 use crate::api::{AzureErrorRecord, CosmosAccountCMKStatus, KeyVaultBindingStatus, Phase};
 use crate::azure::{AzureError, ErrorClass};
@@ -18,9 +19,11 @@ use crate::azure::{AzureError, ErrorClass};
 /// Field manager of every write the operator makes.
 pub const MANAGER: &str = "cosmos-cmk-operator";
 
-/// Server-side applies `status` when it differs from `old`; returns whether it wrote.
+/// Server-side applies `status` when it differs from `old`; returns whether it
+/// wrote. A write is remembered in `own` until the shared cache shows it.
 pub async fn write_status<K, S>(
     api: &Api<K>,
+    own: &OwnWrites,
     obj: &K,
     old: Option<&S>,
     new: &S,
@@ -43,6 +46,9 @@ where
         &Patch::Apply(&patch),
     )
     .await?;
+    if let Some(uid) = &obj.meta().uid {
+        own.wrote(uid, new);
+    }
     Ok(true)
 }
 
@@ -138,8 +144,14 @@ fn record_of(err: &AzureError, now: Timestamp) -> AzureErrorRecord {
 /// Records a failed reconcile where users look: the Ready condition False with
 /// the error's reason, `lastAzureError`, and a Warning event. The same failure
 /// again writes nothing. Kubernetes errors are only logged (the API is the problem).
-pub async fn failure<K, S>(api: &Api<K>, obj: &K, old: Option<&S>, recorder: &Recorder, err: &Error)
-where
+pub async fn failure<K, S>(
+    api: &Api<K>,
+    own: &OwnWrites,
+    obj: &K,
+    old: Option<&S>,
+    recorder: &Recorder,
+    err: &Error,
+) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: FailureStatus,
 {
@@ -184,7 +196,7 @@ where
         &err.to_string(),
     )
     .await;
-    if let Err(e) = write_status(api, obj, old, &status).await {
+    if let Err(e) = write_status(api, own, obj, old, &status).await {
         tracing::warn!(error = %e, "could not record the failure in the status");
     }
 }

@@ -119,6 +119,16 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// Done when the call returns (no long-running operation to wait for).
+    pub fn is_synchronous(&self) -> bool {
+        matches!(
+            self,
+            Action::Grant { .. } | Action::RevokeGrant { .. } | Action::DisableKeyVersion { .. }
+        )
+    }
+}
+
 /// When to look again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Requeue {
@@ -141,6 +151,27 @@ pub fn default_identity_value(identity: &AccountIdentity) -> String {
         (IdentityType::UserAssigned, Some(id)) => format!("UserAssignedIdentity={id}"),
         (IdentityType::SystemAssigned, _) => "SystemAssignedIdentity".to_owned(),
         _ => "FirstPartyIdentity".to_owned(),
+    }
+}
+
+/// The principal whose grant a just-finished operation of `kind` proved, so it
+/// need not be looked up again: Azure only creates an account with a customer-
+/// managed key when the identity it is created with can wrap and unwrap that
+/// key. A system-assigned account is created with the first party and granted
+/// its own identity later, so nothing is proven for it.
+pub fn proven_grant(
+    kind: &str,
+    spec: &CosmosAccountCMKSpec,
+    first_party: &str,
+    ua: Option<&str>,
+) -> Option<String> {
+    if kind != "CreateAccount" {
+        return None;
+    }
+    match spec.identity.type_ {
+        IdentityType::FirstParty => Some(first_party.to_owned()),
+        IdentityType::UserAssigned => ua.map(str::to_owned),
+        IdentityType::SystemAssigned => None,
     }
 }
 

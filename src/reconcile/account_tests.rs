@@ -234,6 +234,7 @@ fn failed_operation_is_reported_and_cleared() {
         kind: "CreateAccount".into(),
         poll_url: "https://x/op".into(),
         started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t0()),
+        retry_after_ms: None,
     });
     w.operation = Some(OperationState::Failed(AzureErrorRecord {
         operation: "CreateAccount".into(),
@@ -518,6 +519,23 @@ fn principals_to_check_follow_the_identity() {
         principals_to_check(&u, &AccountState::NotFound, FP, Some("ua")),
         vec![FP.to_owned(), "ua".to_owned()]
     );
+}
+
+#[test]
+fn a_finished_create_proves_the_grant_of_the_identity_it_used() {
+    let fp = spec(IdentityType::FirstParty);
+    assert_eq!(
+        proven_grant("CreateAccount", &fp, FP, None),
+        Some(FP.to_owned())
+    );
+    let u = spec(IdentityType::UserAssigned);
+    assert_eq!(
+        proven_grant("CreateAccount", &u, FP, Some("ua")),
+        Some("ua".to_owned())
+    );
+    let s = spec(IdentityType::SystemAssigned);
+    assert_eq!(proven_grant("CreateAccount", &s, FP, None), None);
+    assert_eq!(proven_grant("SetDefaultIdentity", &fp, FP, None), None);
 }
 
 #[test]

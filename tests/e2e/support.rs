@@ -50,6 +50,7 @@ impl Env {
             first_party_principal: sim.config().cosmos_first_party_object_id.clone(),
             resync: Duration::from_secs(2),
             poll: Duration::from_millis(100),
+            resync_reads_per_second: 5.0,
             concurrency: 4,
             namespace: Some(ns.clone()),
         };

@@ -158,9 +158,14 @@ impl SdkAzure {
                     super::lro::COSMOS_API
                 )
             });
+        let retry_after_ms = answer
+            .as_ref()
+            .and_then(|ans| super::http::retry_after(&ans.headers))
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         PendingOperation {
             kind: kind.to_owned(),
             poll_url,
+            retry_after_ms,
             started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::now(),
             ),

@@ -1,0 +1,34 @@
+//! `cmk-operator run` refuses contradictory or meaningless flags before it
+//! touches Kubernetes or Azure, naming the flag and the fix.
+
+use std::process::Command;
+
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cmk-operator"))
+        .arg("run")
+        .args(args)
+        // No cluster is needed: the flags are checked first.
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("cmk-operator runs");
+    assert!(!out.status.success(), "{args:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_simulator_url_with_real_azure_is_refused() {
+    let err = refused(&["--azure", "azure", "--simulator-url", "http://127.0.0.1:1"]);
+    assert!(
+        err.contains("--simulator-url") && err.contains("--azure simulator"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_resync_budget_that_is_not_positive_is_refused() {
+    for bad in ["0", "-1", "NaN"] {
+        let flag = format!("--resync-reads-per-second={bad}");
+        let err = refused(&["--azure", "simulator", &flag]);
+        assert!(err.contains("--resync-reads-per-second"), "{bad}: {err}");
+    }
+}
