@@ -44,6 +44,17 @@ pub async fn reconcile<A: WithCredential>(
     let span = info_span!("reconcile", kind = "CosmosAccountCMK", namespace = obj.namespace(), name = %obj.name_any());
     async move {
         let ns = obj.namespace().ok_or(Error::NoNamespace)?;
+        // Decisions read both caches (the binding; other accounts sharing a
+        // grant): right after a start, before their first list is complete, a
+        // binding would look missing and a shared grant unshared.
+        ctx.bindings
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::CacheClosed("KeyVaultBindings"))?;
+        ctx.accounts
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::CacheClosed("CosmosAccountCMKs"))?;
         let api: Api<CosmosAccountCMK> = Api::namespaced(ctx.client.clone(), &ns);
         finalizer(&api, FINALIZER, obj, |event| async {
             match event {

@@ -16,6 +16,8 @@ pub enum Error {
     Credential(#[from] crate::azure::scoped::CredentialRefError),
     #[error("resource has no namespace")]
     NoNamespace,
+    #[error("the watch cache of {0} stopped before its first list finished")]
+    CacheClosed(&'static str),
     /// Not a failure: the account's deletion is running and the finalizer must stay.
     #[error("waiting for the Azure account's deletion to finish")]
     DeletionInProgress,
@@ -34,7 +36,9 @@ impl Error {
                 (None, ErrorClass::UserFixable) => exp(15, 600),
                 (None, ErrorClass::Terminal) => Duration::from_secs(900),
             },
-            Error::Kube(_) | Error::Finalizer(_) => exp(1, 60),
+            // The API server is back within seconds of most outages; a longer
+            // wait only delays recovery (the helper run saw 30 s after a restart).
+            Error::Kube(_) | Error::Finalizer(_) | Error::CacheClosed(_) => exp(1, 10),
             Error::NoNamespace => Duration::from_secs(3600),
             Error::Credential(_) => exp(15, 600),
             Error::DeletionInProgress => Duration::from_secs(5),

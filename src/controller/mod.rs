@@ -121,6 +121,40 @@ where
     result
 }
 
+/// Reconnect delays of a broken watch: 0.5 s doubling to 5 s. kube's default
+/// grows to 30 s, which after an API server restart (outage, then a 410 Gone
+/// that forces a re-list) kept the cache stale for most of a minute; a watch
+/// request is cheap for the API server.
+struct WatchBackoff {
+    next: std::time::Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<Self::Item> {
+        let now = self.next;
+        self.next = (now * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// A controller woken by changes of an object's spec (generation: creation,
 /// edits, the deletion mark) or finalizers, not by status writes: the operator
 /// writes every status itself and requeues on its own schedule, so the watch
@@ -138,7 +172,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let changes = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -208,4 +242,24 @@ pub async fn run<A: WithCredential>(
         .run(|o, c| observed(o, c, account::reconcile), error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
     futures::future::join(bindings, accounts).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::utils::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn watch_reconnects_back_off_to_five_seconds_and_reset() {
+        let mut b = WatchBackoff::default();
+        let first: Vec<_> = b.by_ref().take(6).collect();
+        let ms = |v: u64| Duration::from_millis(v);
+        assert_eq!(
+            first,
+            [ms(500), ms(1000), ms(2000), ms(4000), ms(5000), ms(5000)]
+        );
+        b.reset();
+        assert_eq!(b.next(), Some(ms(500)));
+    }
 }

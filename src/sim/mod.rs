@@ -155,6 +155,22 @@ impl SimHandle {
     pub fn set_faults(&self, faults: FaultConfig) {
         *self.app.faults() = faults;
     }
+    /// Lets every stalled operation run on: each finishes its normal duration
+    /// from now (Azure's stuck operations end eventually; this is that moment).
+    /// Returns how many were released.
+    pub fn release_stalled_operations(&self) -> usize {
+        let now = state::now_ms();
+        let mut st = self.app.state();
+        let mut released = 0;
+        for op in st.operations.values_mut() {
+            if !op.done && op.outcome == state::OpOutcome::Stall {
+                op.outcome = state::OpOutcome::Succeed;
+                op.started_ms = now;
+                released += 1;
+            }
+        }
+        released
+    }
     pub fn faults(&self) -> FaultConfig {
         self.app.faults_snapshot()
     }
