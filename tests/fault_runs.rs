@@ -91,3 +91,39 @@ fn key_revoked_mid_run() {
         ],
     );
 }
+
+#[test]
+#[ignore = "minutes; run by hand: cargo test --test fault_runs -- --ignored"]
+fn api_server_restarted_twice_mid_run() {
+    fault(
+        "apiserver-restart",
+        &[
+            "--accounts",
+            "50",
+            "--restarts",
+            "2",
+            "--outage-seconds",
+            "10",
+            "--lro-ms",
+            "3000",
+            "--poll-seconds",
+            "2",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "minutes; run by hand: cargo test --test fault_runs -- --ignored"]
+fn leader_killed_standby_takes_over() {
+    fault(
+        "leader-handover",
+        &[
+            "--accounts",
+            "50",
+            "--lro-ms",
+            "3000",
+            "--poll-seconds",
+            "2",
+        ],
+    );
+}

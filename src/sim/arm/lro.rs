@@ -59,12 +59,18 @@ fn status_url(app: &App, op: &Operation, api_version: &str, kind: &str) -> Strin
     )
 }
 
+/// The `Retry-After` the simulator gives with an operation: a quarter of its
+/// duration, so a client that obeys it polls about four times.
+pub fn poll_hint_ms(duration_ms: i64) -> i64 {
+    (duration_ms / 4).max(1)
+}
+
 /// `Azure-AsyncOperation`, `Location` and retry hints for an operation.
 pub fn headers(app: &App, state: &State, op_id: &str, api_version: &str) -> Vec<(String, String)> {
     let Some(op) = state.operations.get(op_id) else {
         return Vec::new();
     };
-    let ms = (op.duration_ms / 4).max(1);
+    let ms = poll_hint_ms(op.duration_ms);
     vec![
         (
             "Azure-AsyncOperation".into(),
@@ -202,7 +208,7 @@ pub fn status(
     }
     let mut resp = json_resp(StatusCode::OK, body);
     if !op.done {
-        let ms = (op.duration_ms / 4).max(1);
+        let ms = poll_hint_ms(op.duration_ms);
         resp.headers_mut().insert(
             "Retry-After",
             axum::http::HeaderValue::from((ms + 999) / 1000),

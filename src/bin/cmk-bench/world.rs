@@ -1,0 +1,487 @@
+//! The world a run happens in: the local control plane, a fresh namespace,
+//! the Azure simulator in this process and the operator as a child process.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cmk_operator::api::conditions;
+use cmk_operator::api::{CosmosAccountCMK, KeyVaultBinding};
+use cmk_operator::embedded::{RESOURCE_GROUP, SUBSCRIPTION};
+use cmk_operator::sim::arm_limits::ArmRateLimit;
+use cmk_operator::sim::{FaultConfig, LatencyFault, SimConfig, SimHandle};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+use crate::cli::Common;
+use crate::{Res, repo_root};
+
+/// Simulator, control plane, namespace and the operator process.
+pub struct World {
+    pub common: Common,
+    pub kubeconfig: PathBuf,
+    pub client: kube::Client,
+    pub ns: String,
+    pub sim: SimHandle,
+    pub operator: Option<Child>,
+    pub operator_bin: PathBuf,
+    pub log: PathBuf,
+    pub starts: u32,
+    /// Further operator processes (leader-election runs), killed at cleanup.
+    pub replicas: Vec<Child>,
+}
+
+impl World {
+    pub async fn up(common: Common, prefix: &str) -> Res<World> {
+        eprintln!("bench: bringing up the control plane (tests/control-plane/up)");
+        let kubeconfig = control_plane_up()?;
+        let kubectl = repo_root().join("target/control-plane/bin/kubectl");
+        let crds = repo_root().join("crds/cosmoscmk.io.yaml");
+        for args in [
+            vec![
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                crds.to_str().unwrap_or_default(),
+            ],
+            vec![
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/cosmosaccountcmks.cosmoscmk.io",
+                "crd/keyvaultbindings.cosmoscmk.io",
+            ],
+        ] {
+            let st = Command::new(&kubectl)
+                .env("KUBECONFIG", &kubeconfig)
+                .args(&args)
+                .stdout(Stdio::null())
+                .status()?;
+            if !st.success() {
+                return Err(format!("kubectl {args:?} failed").into());
+            }
+        }
+        let config = Config::from_custom_kubeconfig(
+            Kubeconfig::read_from(&kubeconfig)?,
+            &KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = kube::Client::try_from(config)?;
+        let ns = format!("{prefix}-{}", std::process::id());
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.patch(
+            &ns,
+            &PatchParams::apply("cmk-bench").force(),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            ),
+        )
+        .await?;
+
+        let sim = cmk_operator::embedded::start(SimConfig {
+            listen: "127.0.0.1:0".parse()?,
+            lro_duration: Duration::from_millis(common.lro_ms),
+            revocation_recovery: Duration::ZERO,
+            ..SimConfig::default()
+        })
+        .await?;
+        sim.set_faults(realistic(&common));
+        let operator_bin = common.operator.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("cmk-operator")))
+                .unwrap_or_else(|| repo_root().join("target/release/cmk-operator"))
+        });
+        let dir = repo_root().join("target/bench");
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join(format!("{ns}-operator.log"));
+        eprintln!(
+            "bench: namespace {ns}, simulator {}, operator {} (log {})",
+            sim.base_url(),
+            operator_bin.display(),
+            log.display()
+        );
+        Ok(World {
+            common,
+            kubeconfig,
+            client,
+            ns,
+            sim,
+            operator: None,
+            operator_bin,
+            log,
+            starts: 0,
+            replicas: Vec::new(),
+        })
+    }
+
+    /// Starts the operator without leader election (the one-replica runs).
+    pub fn start_operator(&mut self) -> Res<u32> {
+        let child = self.spawn_operator(
+            &self.log,
+            &[
+                "--leader-election",
+                "false",
+                "--health-listen",
+                "127.0.0.1:0",
+            ],
+        )?;
+        self.starts += 1;
+        let pid = child.id();
+        self.operator = Some(child);
+        Ok(pid)
+    }
+
+    /// `cmk-operator run` against this world's simulator and namespace, with
+    /// `extra` flags (leader election, health listener), logging to `log`.
+    pub fn spawn_operator(&self, log: &Path, extra: &[&str]) -> Res<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let c = &self.common;
+        let child = Command::new(&self.operator_bin)
+            .args(["run", "--azure", "simulator", "--simulator-url"])
+            .arg(self.sim.base_url())
+            .args(["--namespace", &self.ns])
+            .args(extra)
+            .args(["--poll-seconds", &c.poll_seconds.to_string()])
+            .args(["--resync-seconds", &c.resync_seconds.to_string()])
+            .arg(format!(
+                "--resync-reads-per-second={}",
+                c.resync_reads_per_second
+            ))
+            .args(["--concurrency", &c.concurrency.to_string()])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("CMK_LOG_FORMAT", "text")
+            // The lease identity falls back to the pid only without POD_NAME.
+            .env_remove("POD_NAME")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        Ok(child)
+    }
+
+    /// The operator's exit status if it has exited (it must not, in a run
+    /// that expects it to ride out a fault).
+    pub fn operator_exited(&mut self) -> Res<Option<std::process::ExitStatus>> {
+        match self.operator.as_mut() {
+            Some(c) => Ok(c.try_wait()?),
+            None => Err("no operator process".into()),
+        }
+    }
+
+    /// SIGKILL (std's `Child::kill`), then reap.
+    pub fn kill_operator(&mut self) {
+        if let Some(mut c) = self.operator.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn accounts(&self) -> Api<CosmosAccountCMK> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn bindings(&self) -> Api<KeyVaultBinding> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn apply_world(&self, accounts: usize) -> Res<()> {
+        let pp = PatchParams::apply("cmk-bench").force();
+        let b = self.common.bindings.max(1);
+        for i in 0..b {
+            let vault = if i % 2 == 0 {
+                "cmk-demo-policies"
+            } else {
+                "cmk-demo-rbac"
+            };
+            let obj = json!({
+                "apiVersion": "cosmoscmk.io/v1alpha1", "kind": "KeyVaultBinding",
+                "metadata": {"name": format!("key-{i}")},
+                "spec": {
+                    "vaultResourceId": format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.KeyVault/vaults/{vault}"),
+                    "key": {"name": format!("bench-key-{i}"), "type": "RSA", "size": 3072},
+                    "permissionModel": "Auto"
+                }
+            });
+            self.bindings()
+                .patch(&format!("key-{i}"), &pp, &Patch::Apply(obj))
+                .await?;
+        }
+        let api = self.accounts();
+        let ns = self.ns.clone();
+        futures::stream::iter(0..accounts)
+            .map(|j| {
+                let api = api.clone();
+                let pp = pp.clone();
+                let ns = ns.clone();
+                async move {
+                    let name = format!("acct-{j:04}");
+                    let obj = json!({
+                        "apiVersion": "cosmoscmk.io/v1alpha1", "kind": "CosmosAccountCMK",
+                        "metadata": {"name": name},
+                        "spec": {
+                            "subscriptionId": SUBSCRIPTION,
+                            "resourceGroup": RESOURCE_GROUP,
+                            "accountName": account_name(&ns, j),
+                            "locations": [{"locationName": "eastus", "failoverPriority": 0}],
+                            "keyVaultBindingRef": {"name": format!("key-{}", j % b)}
+                        }
+                    });
+                    api.patch(&name, &pp, &Patch::Apply(obj)).await.map(|_| ())
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Names of the accounts not Ready at their generation (retried while
+    /// the API server is unreachable).
+    pub async fn not_ready(&self) -> Res<Vec<String>> {
+        Ok(self
+            .readiness()
+            .await?
+            .into_iter()
+            .filter(|(_, ready)| !ready)
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Every account's name and whether it is Ready.
+    pub async fn readiness(&self) -> Res<Vec<(String, bool)>> {
+        let (api, lp) = (self.accounts(), ListParams::default());
+        Ok(retry_kube("list accounts", || api.list(&lp))
+            .await?
+            .items
+            .into_iter()
+            .map(|a| (kube::ResourceExt::name_any(&a), is_ready(&a)))
+            .collect())
+    }
+
+    /// Waits until all `n` accounts are Ready (a watch, not polling lists).
+    pub async fn wait_all_ready(&self, n: usize, timeout: Duration) -> Res<Duration> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut ready: HashSet<String> = HashSet::new();
+        let stream =
+            kube::runtime::watcher(self.accounts(), kube::runtime::watcher::Config::default());
+        futures::pin_mut!(stream);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(
+                    format!("{} of {n} accounts Ready after {timeout:?}", ready.len()).into(),
+                );
+            }
+            let ev =
+                match tokio::time::timeout(left.min(Duration::from_secs(5)), stream.next()).await {
+                    Ok(Some(Ok(ev))) => ev,
+                    Ok(Some(Err(e))) => {
+                        eprintln!("bench: watch error (retrying): {e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    Ok(None) => return Err("watch ended".into()),
+                    Err(_) => continue,
+                };
+            use kube::runtime::watcher::Event as E;
+            match ev {
+                E::Apply(a) | E::InitApply(a) => {
+                    let name = kube::ResourceExt::name_any(&a);
+                    if is_ready(&a) {
+                        ready.insert(name);
+                    } else {
+                        ready.remove(&name);
+                    }
+                }
+                E::Delete(a) => {
+                    ready.remove(&kube::ResourceExt::name_any(&a));
+                }
+                E::Init => ready.clear(),
+                E::InitDone => {}
+            }
+            if ready.len() >= n {
+                return Ok(start.elapsed());
+            }
+        }
+    }
+
+    pub async fn cleanup(mut self) {
+        self.kill_operator();
+        for mut c in self.replicas.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.common.keep {
+            return;
+        }
+        // Finalizers would wait for the (gone) operator: drop them, then the namespace.
+        let pp = PatchParams::default();
+        let names: Vec<String> = self
+            .accounts()
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.iter().map(kube::ResourceExt::name_any).collect())
+            .unwrap_or_default();
+        futures::stream::iter(names)
+            .for_each_concurrent(16, |n| {
+                let api = self.accounts();
+                let pp = pp.clone();
+                async move {
+                    let _ = api
+                        .patch(
+                            &n,
+                            &pp,
+                            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                        )
+                        .await;
+                }
+            })
+            .await;
+        // The local control plane runs no namespace controller: delete the objects too.
+        let dp = DeleteParams::default();
+        let lp = ListParams::default();
+        let _ = self.accounts().delete_collection(&dp, &lp).await;
+        let _ = self.bindings().delete_collection(&dp, &lp).await;
+        let _ = Api::<Event>::namespaced(self.client.clone(), &self.ns)
+            .delete_collection(&dp, &lp)
+            .await;
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        let _ = nss.delete(&self.ns, &dp).await;
+    }
+}
+
+/// Retries a Kubernetes call while the API server is unreachable or not
+/// serving (a restart in a fault run), for up to 3 minutes; an answer that is
+/// a client error (4xx but 429) is returned at once.
+pub async fn retry_kube<T, F, Fut>(what: &str, mut call: F) -> Res<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut reported = false;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(kube::Error::Api(e)) if e.code < 500 && e.code != 429 => {
+                return Err(format!("{what}: {e}").into());
+            }
+            Err(e) if Instant::now() < deadline => {
+                if !reported {
+                    eprintln!("bench: {what}: {e} (retrying)");
+                    reported = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(format!("{what}: {e}").into()),
+        }
+    }
+}
+
+/// The last `n` lines of a log file, for a failure report.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `tests/control-plane/down`: stops the API server and etcd, keeps etcd's data.
+pub fn control_plane_down() -> Res<()> {
+    let st = Command::new(repo_root().join("tests/control-plane/down"))
+        .stdout(std::io::stderr())
+        .status()?;
+    if !st.success() {
+        return Err("tests/control-plane/down failed".into());
+    }
+    Ok(())
+}
+
+/// `tests/control-plane/up`; returns the kubeconfig path (its last stdout line).
+pub fn control_plane_up() -> Res<PathBuf> {
+    let out = Command::new(repo_root().join("tests/control-plane/up"))
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err("tests/control-plane/up failed".into());
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim(),
+    ))
+}
+
+pub fn account_name(ns: &str, j: usize) -> String {
+    // Globally unique in Azure: the namespace (with the pid) keeps runs apart.
+    let pid = ns.rsplit('-').next().unwrap_or("0");
+    format!("bench{pid}-{j:04}")
+}
+
+pub fn is_ready(a: &CosmosAccountCMK) -> bool {
+    a.status.as_ref().is_some_and(|s| {
+        s.observed_generation == a.metadata.generation
+            && conditions::find(&s.conditions, conditions::READY)
+                .is_some_and(|c| c.status == "True")
+    })
+}
+
+/// Latency per call, the account-creation LRO time (set at start), ARM's token buckets.
+pub fn realistic(c: &Common) -> FaultConfig {
+    FaultConfig {
+        latency: vec![
+            LatencyFault {
+                operation: "KeyVault_*".into(),
+                ms: c.kv_latency_ms,
+            },
+            // ARM: every other named operation (Token excluded: Entra is fast and cached).
+            LatencyFault {
+                operation: "DatabaseAccounts_*".into(),
+                ms: c.arm_latency_ms,
+            },
+            LatencyFault {
+                operation: "Operation*".into(),
+                ms: c.arm_latency_ms,
+            },
+            LatencyFault {
+                operation: "Vaults_*".into(),
+                ms: c.arm_latency_ms,
+            },
+            LatencyFault {
+                operation: "RoleAssignments_*".into(),
+                ms: c.arm_latency_ms,
+            },
+            LatencyFault {
+                operation: "Providers_*".into(),
+                ms: c.arm_latency_ms,
+            },
+            LatencyFault {
+                operation: "UserAssignedIdentities_*".into(),
+                ms: c.arm_latency_ms,
+            },
+        ],
+        arm_rate_limit: Some(ArmRateLimit {
+            reads: cmk_operator::sim::arm_limits::BucketLimit {
+                per_second: c.arm_reads_per_second,
+                burst: c.arm_read_burst,
+            },
+            writes: cmk_operator::sim::arm_limits::BucketLimit {
+                per_second: c.arm_writes_per_second,
+                burst: c.arm_write_burst,
+            },
+        }),
+        ..FaultConfig::default()
+    }
+}
