@@ -131,6 +131,10 @@ fn bad_values_fail_at_template_time() {
             "/operator/concurrency",
         ),
         (
+            &["--set", "operator.resyncReadsPerSecond=0"],
+            "/operator/resyncReadsPerSecond",
+        ),
+        (
             &["--set", "operator.firstPartyPrincipalId=not-a-guid"],
             "/operator/firstPartyPrincipalId",
         ),
@@ -381,6 +385,9 @@ fn deployment_is_hardened_probed_and_configured() {
             "operator.resyncSeconds=600",
             "--set",
             "operator.pollSeconds=5",
+            // --set would pass 2.5 as a string.
+            "--set-json",
+            "operator.resyncReadsPerSecond=2.5",
             "--set",
             "operator.concurrency=4",
             "--set",
@@ -457,6 +464,7 @@ fn deployment_is_hardened_probed_and_configured() {
     );
     assert_eq!(flag("--resync-seconds"), "600");
     assert_eq!(flag("--poll-seconds"), "5");
+    assert_eq!(flag("--resync-reads-per-second"), "2.5");
     assert_eq!(flag("--concurrency"), "4");
     assert_eq!(flag("--health-listen"), "0.0.0.0:8080");
     assert_eq!(flag("--metrics-listen"), "0.0.0.0:9090");

@@ -47,14 +47,13 @@ pub async fn reconcile<A: WithCredential>(
         // Decisions read both caches (the binding; other accounts sharing a
         // grant): right after a start, before their first list is complete, a
         // binding would look missing and a shared grant unshared.
-        ctx.bindings
-            .wait_until_ready()
-            .await
-            .map_err(|_| Error::CacheClosed("KeyVaultBindings"))?;
-        ctx.accounts
-            .wait_until_ready()
-            .await
-            .map_err(|_| Error::CacheClosed("CosmosAccountCMKs"))?;
+        let [bindings, accounts] = &ctx.listed;
+        if !bindings.wait().await {
+            return Err(Error::CacheClosed("KeyVaultBindings"));
+        }
+        if !accounts.wait().await {
+            return Err(Error::CacheClosed("CosmosAccountCMKs"));
+        }
         let api: Api<CosmosAccountCMK> = Api::namespaced(ctx.client.clone(), &ns);
         finalizer(&api, FINALIZER, obj, |event| async {
             match event {

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use super::error::Error;
+use super::listed::Listed;
 use super::own_writes::OwnWrites;
 use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
 use crate::azure::scoped::{CredentialRefError, WithCredential, credential_from_secret};
@@ -58,6 +59,8 @@ pub struct Context<A> {
     pub settings: Settings,
     pub bindings: Store<KeyVaultBinding>,
     pub accounts: Store<CosmosAccountCMK>,
+    /// Set once both caches hold their first complete list (bindings, accounts).
+    pub listed: [Listed; 2],
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
@@ -73,6 +76,7 @@ impl<A> Context<A> {
         settings: Settings,
         bindings: Store<KeyVaultBinding>,
         accounts: Store<CosmosAccountCMK>,
+        listed: [Listed; 2],
         metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter {
@@ -87,6 +91,7 @@ impl<A> Context<A> {
             settings,
             bindings,
             accounts,
+            listed,
             recorder,
             metrics,
             failures: Mutex::default(),

@@ -5,13 +5,14 @@ pub mod account;
 pub mod binding;
 pub mod context;
 pub mod error;
+pub mod listed;
 pub mod own_writes;
 pub mod report;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -160,7 +161,7 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 /// writes every status itself and requeues on its own schedule, so the watch
 /// event of its own write would only cost one more reconcile (and one more
 /// Azure read). The shared cache still sees every change.
-fn spec_driven<K>(api: Api<K>) -> Controller<K>
+fn spec_driven<K>(api: Api<K>, mark: listed::MarkListed) -> Controller<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -174,6 +175,7 @@ where
     let changes = watcher(api, watcher::Config::default())
         .backoff(WatchBackoff::default())
         .reflect(writer)
+        .inspect_ok(move |event| mark.observe(event))
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::finalizers),
@@ -181,6 +183,30 @@ where
         );
     Controller::for_stream(changes, reader)
 }
+
+/// Passes an object on only when its generation or finalizers changed since the
+/// last time (per uid): the same filter as `spec_driven`, for a shared stream.
+fn only_spec_changes<K>(
+    objects: impl futures::Stream<Item = Arc<K>>,
+) -> impl futures::Stream<Item = Arc<K>>
+where
+    K: Resource,
+{
+    let mut seen: std::collections::HashMap<String, (Option<i64>, Vec<String>)> =
+        std::collections::HashMap::new();
+    objects.filter_map(move |obj| {
+        let meta = obj.meta();
+        let now = (meta.generation, meta.finalizers.clone().unwrap_or_default());
+        let key = meta.uid.clone().unwrap_or_else(|| obj.name_any());
+        let changed = seen.get(&key) != Some(&now);
+        seen.insert(key, now);
+        futures::future::ready(changed.then_some(obj))
+    })
+}
+
+/// Room for binding events a subscriber has not taken yet (the watch waits
+/// when it is full).
+const BINDING_EVENTS_BUFFER: usize = 1024;
 
 /// Runs both controllers until `shutdown` resolves. The binding and account
 /// caches are shared: a binding change re-queues the accounts that use it.
@@ -201,14 +227,31 @@ pub async fn run<A: WithCredential>(
         };
     let config = ControllerConfig::default().concurrency(settings.concurrency);
 
-    let binding_ctl = spec_driven(bindings_api.clone()).with_config(config.clone());
-    let account_ctl = spec_driven(accounts_api).with_config(config);
+    // One watch of the bindings fills their cache first, then wakes the binding
+    // controller and the accounts that use a binding. With a second watch for
+    // the accounts' trigger, an account could be woken by its binding turning
+    // Ready and still read it NotReady from the cache (then wait a full resync).
+    let (bindings, writer) = reflector::store_shared(BINDING_EVENTS_BUFFER);
+    let (Some(to_binding_ctl), Some(to_accounts)) = (writer.subscribe(), writer.subscribe()) else {
+        unreachable!("a shared store hands out subscriptions");
+    };
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let (bindings_mark, bindings_listed) = listed::listed();
+    let (accounts_mark, accounts_listed) = listed::listed();
+    let binding_feed = watcher(bindings_api, watcher::Config::default())
+        .backoff(WatchBackoff::default())
+        .reflect_shared(writer)
+        .inspect_ok(move |event| bindings_mark.observe(event))
+        .take_until(shutdown.clone())
+        .for_each(|_| futures::future::ready(()));
+    let binding_ctl =
+        Controller::for_shared_stream(only_spec_changes(to_binding_ctl), bindings.clone())
+            .with_config(config.clone());
+    let account_ctl = spec_driven(accounts_api, accounts_mark).with_config(config);
     let accounts = account_ctl.store();
     let by_binding = accounts.clone();
-    let account_ctl = account_ctl.watches(
-        bindings_api,
-        watcher::Config::default(),
-        move |b: KeyVaultBinding| {
+    let account_ctl =
+        account_ctl.watches_shared_stream(to_accounts, move |b: Arc<KeyVaultBinding>| {
             let (ns, name) = (b.namespace(), b.name_any());
             by_binding
                 .state()
@@ -216,18 +259,17 @@ pub async fn run<A: WithCredential>(
                 .filter(|a| a.namespace() == ns && a.spec.key_vault_binding_ref.name == name)
                 .map(|a| ObjectRef::from_obj(&*a))
                 .collect::<Vec<_>>()
-        },
-    );
+        });
 
     let ctx = Arc::new(Context::new(
         client,
         azure,
         settings,
-        binding_ctl.store(),
+        bindings,
         accounts,
+        [bindings_listed, accounts_listed],
         metrics,
     ));
-    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
     let bindings = binding_ctl
         .graceful_shutdown_on(shutdown.clone())
@@ -241,7 +283,7 @@ pub async fn run<A: WithCredential>(
         .graceful_shutdown_on(shutdown)
         .run(|o, c| observed(o, c, account::reconcile), error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
-    futures::future::join(bindings, accounts).await;
+    futures::future::join3(binding_feed, bindings, accounts).await;
 }
 
 #[cfg(test)]
@@ -249,6 +291,40 @@ mod tests {
     use super::*;
     use kube::runtime::utils::Backoff;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn only_spec_or_finalizer_changes_pass() {
+        let at = |generation: i64, finalizers: &[&str], phase: crate::api::Phase| {
+            let mut b: KeyVaultBinding = serde_json::from_value(serde_json::json!({
+                "apiVersion": "cosmoscmk.io/v1alpha1", "kind": "KeyVaultBinding",
+                "metadata": {"name": "b", "uid": "u1", "generation": generation},
+                "spec": {
+                    "vaultResourceId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
+                    "key": {"name": "k"}
+                }
+            }))
+            .expect("a binding");
+            b.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
+            b.status = Some(crate::api::KeyVaultBindingStatus {
+                phase,
+                ..Default::default()
+            });
+            Arc::new(b)
+        };
+        use crate::api::Phase::{Pending, Ready};
+        let events = futures::stream::iter(vec![
+            at(1, &[], Pending),
+            at(1, &[], Ready),      // our own status write: dropped
+            at(1, &["f"], Ready),   // finalizer added
+            at(2, &["f"], Ready),   // spec edited
+            at(2, &["f"], Pending), // status again: dropped
+        ]);
+        let passed: Vec<_> = only_spec_changes(events)
+            .map(|b| (b.metadata.generation, b.finalizers().len()))
+            .collect()
+            .await;
+        assert_eq!(passed, [(Some(1), 0), (Some(1), 1), (Some(2), 1)]);
+    }
 
     #[test]
     fn watch_reconnects_back_off_to_five_seconds_and_reset() {
