@@ -21,7 +21,7 @@ pub async fn run_bench(args: RunArgs) -> Res<()> {
         if args.repeat > 1 {
             eprintln!("bench: run {i} of {}", args.repeat);
         }
-        runs.push(run_once(&args).await?);
+        runs.push(run_once(&args, i).await?);
     }
     let medians = medians(&runs);
     if runs.len() > 1 {
@@ -73,10 +73,11 @@ fn medians(runs: &[Value]) -> BTreeMap<String, Value> {
         .collect()
 }
 
-async fn run_once(args: &RunArgs) -> Res<Value> {
+async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
     let c = args.common.clone();
     let n = args.accounts;
-    let mut w = World::up(c.clone(), "cmk-bench").await?;
+    // A namespace per run: the previous one may still be terminating.
+    let mut w = World::up(c.clone(), &format!("cmk-bench-r{run}")).await?;
     let tck = clk_tck();
     let pid = w.start_operator()?;
     let samples = sampler(pid);
