@@ -177,29 +177,31 @@ where
         .reflect(writer)
         .inspect_ok(move |event| mark.observe(event))
         .applied_objects()
-        .predicate_filter(
-            predicates::generation.combine(predicates::finalizers),
-            Default::default(),
-        );
+        .predicate_filter(spec_or_finalizers, Default::default());
     Controller::for_stream(changes, reader)
 }
 
-/// Passes an object on only when its generation or finalizers changed since the
-/// last time (per uid): the same filter as `spec_driven`, for a shared stream.
+/// What wakes a controller: the spec (generation: creation, edits, the
+/// deletion mark) or the finalizers; never a status write.
+fn spec_or_finalizers<K: Resource>(obj: &K) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::finalizers)
+        .hash_property(obj)
+}
+
+/// `spec_or_finalizers` for a shared stream (kube's `predicate_filter` only
+/// takes a watch stream): an object passes when that hash changed, per uid.
 fn only_spec_changes<K>(
     objects: impl futures::Stream<Item = Arc<K>>,
 ) -> impl futures::Stream<Item = Arc<K>>
 where
     K: Resource,
 {
-    let mut seen: std::collections::HashMap<String, (Option<i64>, Vec<String>)> =
-        std::collections::HashMap::new();
+    let mut seen = std::collections::HashMap::<String, Option<u64>>::new();
     objects.filter_map(move |obj| {
-        let meta = obj.meta();
-        let now = (meta.generation, meta.finalizers.clone().unwrap_or_default());
-        let key = meta.uid.clone().unwrap_or_else(|| obj.name_any());
-        let changed = seen.get(&key) != Some(&now);
-        seen.insert(key, now);
+        let key = obj.meta().uid.clone().unwrap_or_else(|| obj.name_any());
+        let now = spec_or_finalizers(&*obj);
+        let changed = seen.insert(key, now) != Some(now);
         futures::future::ready(changed.then_some(obj))
     })
 }
