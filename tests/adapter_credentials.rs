@@ -117,4 +117,5 @@ async fn workload_identity_reads_the_rotated_token_file() {
         .unwrap();
     let err = fresh.provider_registered(SUB).await.unwrap_err();
     assert!(err.to_string().contains("federated token file"), "{err}");
+    let _ = std::fs::remove_dir(file.parent().unwrap());
 }
