@@ -28,6 +28,21 @@ fn rbac_vault(name: &str) -> SeedVault {
 }
 
 #[tokio::test]
+async fn accounts_starting_together_read_the_provider_once() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    let checks = (0..8).map(|_| azure.provider_registered(SUB));
+    for registered in futures::future::join_all(checks).await {
+        assert!(registered.unwrap());
+    }
+    assert_eq!(
+        sim.count("Providers_Get"),
+        1,
+        "one read, seven waited for it"
+    );
+}
+
+#[tokio::test]
 async fn vault_facts_and_network_rules() {
     let sim = start().await;
     let azure = adapter(&sim);

@@ -168,6 +168,13 @@ async fn apply_inner<A: WithCredential>(
         ),
         _ => None,
     };
+    // Grants are checked (and written) one account at a time per vault; the
+    // turn is kept through the action only when that action is the grant.
+    let mut turn = None;
+    let grants_vault = match &binding {
+        BindingState::Ready { vault_id, .. } => Some(vault_id.clone()),
+        _ => None,
+    };
     let granted = match (&binding, settled, proven) {
         (BindingState::Ready { .. }, true, _) => {
             status.identity_principal_id.iter().cloned().collect()
@@ -186,7 +193,14 @@ async fn apply_inner<A: WithCredential>(
                 &ctx.settings.first_party_principal,
                 user_assigned_principal.as_deref(),
             );
-            azure.granted_principals(vault_id, *model, &wanted).await?
+            turn = Some(ctx.grants.enter(vault_id).await);
+            let (mut known, unknown) = ctx.grants.split(vault_id, &wanted);
+            if !unknown.is_empty() {
+                let found = azure.granted_principals(vault_id, *model, &unknown).await?;
+                ctx.grants.confirm(vault_id, &found);
+                known.extend(found);
+            }
+            known
         }
         _ => Vec::new(),
     };
@@ -213,8 +227,26 @@ async fn apply_inner<A: WithCredential>(
 
     let acted = action.is_some();
     let synchronous = action.as_ref().is_some_and(Step::is_synchronous);
+    if !matches!(action, Some(Step::Grant { .. })) {
+        drop(turn.take());
+    }
     if let Some(step) = action {
-        let (name, note) = carry_out(obj, azure, &target, &step, &mut status).await?;
+        let done = carry_out(obj, azure, &target, &step, &mut status).await;
+        drop(turn);
+        if let Some(vault_id) = &grants_vault {
+            match (&step, &done) {
+                // Azure may have refused for want of the grant: check it again next time.
+                (_, Err(_)) => ctx.grants.forget(vault_id, &granted),
+                (Step::RevokeGrant { grant, .. }, Ok(_)) => ctx
+                    .grants
+                    .forget(vault_id, std::slice::from_ref(&grant.principal_id)),
+                (Step::Grant { principal_id, .. }, Ok(_)) => ctx
+                    .grants
+                    .confirm(vault_id, std::slice::from_ref(principal_id)),
+                _ => {}
+            }
+        }
+        let (name, note) = done?;
         report::publish(
             &ctx.recorder,
             &reference,
@@ -452,7 +484,7 @@ async fn cleanup<A: WithCredential>(
     {
         if azure.poll(op).await? == account::OperationState::InProgress {
             report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await?;
-            return Err(Error::DeletionInProgress);
+            return Err(Error::DeletionInProgress(poll_delay(op, &ctx.settings)));
         }
         status.pending_operation = None;
     }
@@ -471,7 +503,11 @@ async fn cleanup<A: WithCredential>(
         )
         .await;
         report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await?;
-        return Err(Error::DeletionInProgress);
+        let next = status
+            .pending_operation
+            .as_ref()
+            .map_or(ctx.settings.poll, |op| poll_delay(op, &ctx.settings));
+        return Err(Error::DeletionInProgress(next));
     }
     // The account is gone: remove exactly the grants the operator made.
     if let Some(binding) = ctx.bindings.get(
@@ -481,9 +517,10 @@ async fn cleanup<A: WithCredential>(
         for grant in &status.grants {
             let shared = sharing_principal(ctx, obj, &grant.principal_id);
             if !shared {
-                azure
-                    .revoke_grant(&binding.spec.vault_resource_id, grant)
-                    .await?;
+                let vault_id = &binding.spec.vault_resource_id;
+                azure.revoke_grant(vault_id, grant).await?;
+                ctx.grants
+                    .forget(vault_id, std::slice::from_ref(&grant.principal_id));
             }
         }
     }

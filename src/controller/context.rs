@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use super::error::Error;
+use super::grant_gate::{self, GrantGate};
 use super::listed::Listed;
 use super::own_writes::OwnWrites;
 use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
@@ -67,6 +68,8 @@ pub struct Context<A> {
     failures: Mutex<HashMap<String, u32>>,
     /// Status writes the shared cache has not shown yet.
     pub own_writes: OwnWrites,
+    /// One grant check (and grant) per key vault at a time, shared by accounts.
+    pub grants: GrantGate,
 }
 
 impl<A> Context<A> {
@@ -96,6 +99,7 @@ impl<A> Context<A> {
             metrics,
             failures: Mutex::default(),
             own_writes: OwnWrites::default(),
+            grants: GrantGate::new(grant_gate::FRESH_FOR),
         }
     }
 

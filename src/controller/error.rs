@@ -19,8 +19,9 @@ pub enum Error {
     #[error("the watch cache of {0} stopped before its first list finished")]
     CacheClosed(&'static str),
     /// Not a failure: the account's deletion is running and the finalizer must stay.
+    /// Carries when to look again (Azure's `Retry-After`, else the poll interval).
     #[error("waiting for the Azure account's deletion to finish")]
-    DeletionInProgress,
+    DeletionInProgress(Duration),
 }
 
 impl Error {
@@ -41,7 +42,7 @@ impl Error {
             Error::Kube(_) | Error::Finalizer(_) | Error::CacheClosed(_) => exp(1, 10),
             Error::NoNamespace => Duration::from_secs(3600),
             Error::Credential(_) => exp(15, 600),
-            Error::DeletionInProgress => Duration::from_secs(5),
+            Error::DeletionInProgress(next) => *next,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod account;
 pub mod binding;
 pub mod context;
 pub mod error;
+pub mod grant_gate;
 pub mod listed;
 pub mod own_writes;
 pub mod report;
@@ -43,9 +44,9 @@ fn error_policy<K: Resource<DynamicType = ()>, A>(
     ctx: Arc<Context<A>>,
 ) -> Action {
     let key = object_key(&*obj);
-    if matches!(err, Error::DeletionInProgress) {
+    if let Error::DeletionInProgress(next) = err {
         tracing::debug!(object = %key, "deletion in progress");
-        return Action::requeue(ctx.settings.poll);
+        return Action::requeue(*next);
     }
     let delay = err.backoff(ctx.failed(&key));
     tracing::warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
@@ -109,7 +110,7 @@ where
     let outcome = match &result {
         Ok(_) => "Ok",
         Err(Error::Azure(e)) => e.reason(),
-        Err(Error::DeletionInProgress) => "DeletionInProgress",
+        Err(Error::DeletionInProgress(_)) => "DeletionInProgress",
         Err(_) => "Error",
     };
     ctx.metrics.reconciled(&kind, outcome, start.elapsed());
@@ -191,17 +192,26 @@ fn spec_or_finalizers<K: Resource>(obj: &K) -> Option<u64> {
 
 /// `spec_or_finalizers` for a shared stream (kube's `predicate_filter` only
 /// takes a watch stream): an object passes when that hash changed, per uid.
+/// A shared stream carries no deletions, so the hashes of objects gone from
+/// `live` (the cache) are dropped whenever they outnumber the live ones.
 fn only_spec_changes<K>(
     objects: impl futures::Stream<Item = Arc<K>>,
+    live: reflector::Store<K>,
 ) -> impl futures::Stream<Item = Arc<K>>
 where
-    K: Resource,
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     let mut seen = std::collections::HashMap::<String, Option<u64>>::new();
+    let uid = |obj: &K| obj.meta().uid.clone().unwrap_or_else(|| obj.name_any());
     objects.filter_map(move |obj| {
-        let key = obj.meta().uid.clone().unwrap_or_else(|| obj.name_any());
         let now = spec_or_finalizers(&*obj);
-        let changed = seen.insert(key, now) != Some(now);
+        let changed = seen.insert(uid(&obj), now) != Some(now);
+        if seen.len() > 2 * live.len() + 64 {
+            let alive: std::collections::HashSet<String> =
+                live.state().iter().map(|o| uid(o)).collect();
+            seen.retain(|k, _| alive.contains(k));
+        }
         futures::future::ready(changed.then_some(obj))
     })
 }
@@ -246,9 +256,11 @@ pub async fn run<A: WithCredential>(
         .inspect_ok(move |event| bindings_mark.observe(event))
         .take_until(shutdown.clone())
         .for_each(|_| futures::future::ready(()));
-    let binding_ctl =
-        Controller::for_shared_stream(only_spec_changes(to_binding_ctl), bindings.clone())
-            .with_config(config.clone());
+    let binding_ctl = Controller::for_shared_stream(
+        only_spec_changes(to_binding_ctl, bindings.clone()),
+        bindings.clone(),
+    )
+    .with_config(config.clone());
     let account_ctl = spec_driven(accounts_api, accounts_mark).with_config(config);
     let accounts = account_ctl.store();
     let by_binding = accounts.clone();
@@ -294,24 +306,33 @@ mod tests {
     use kube::runtime::utils::Backoff;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn only_spec_or_finalizer_changes_pass() {
-        let at = |generation: i64, finalizers: &[&str], phase: crate::api::Phase| {
-            let mut b: KeyVaultBinding = serde_json::from_value(serde_json::json!({
+    fn binding(
+        uid: &str,
+        generation: i64,
+        finalizers: &[&str],
+        phase: crate::api::Phase,
+    ) -> Arc<KeyVaultBinding> {
+        let mut b: KeyVaultBinding = serde_json::from_value(serde_json::json!({
                 "apiVersion": "cosmoscmk.io/v1alpha1", "kind": "KeyVaultBinding",
-                "metadata": {"name": "b", "uid": "u1", "generation": generation},
+                "metadata": {"name": uid, "namespace": "ns", "uid": uid, "generation": generation},
                 "spec": {
                     "vaultResourceId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
                     "key": {"name": "k"}
                 }
             }))
             .expect("a binding");
-            b.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
-            b.status = Some(crate::api::KeyVaultBindingStatus {
-                phase,
-                ..Default::default()
-            });
-            Arc::new(b)
+        b.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
+        b.status = Some(crate::api::KeyVaultBindingStatus {
+            phase,
+            ..Default::default()
+        });
+        Arc::new(b)
+    }
+
+    #[tokio::test]
+    async fn only_spec_or_finalizer_changes_pass() {
+        let at = |generation: i64, finalizers: &[&str], phase: crate::api::Phase| {
+            binding("u1", generation, finalizers, phase)
         };
         use crate::api::Phase::{Pending, Ready};
         let events = futures::stream::iter(vec![
@@ -321,11 +342,36 @@ mod tests {
             at(2, &["f"], Ready),   // spec edited
             at(2, &["f"], Pending), // status again: dropped
         ]);
-        let passed: Vec<_> = only_spec_changes(events)
+        let (live, _) = reflector::store();
+        let passed: Vec<_> = only_spec_changes(events, live)
             .map(|b| (b.metadata.generation, b.finalizers().len()))
             .collect()
             .await;
         assert_eq!(passed, [(Some(1), 0), (Some(1), 1), (Some(2), 1)]);
+    }
+
+    #[tokio::test]
+    async fn hashes_of_deleted_objects_are_dropped() {
+        use crate::api::Phase::{Pending, Ready};
+        let (live, mut cache) = reflector::store();
+        cache.apply_watcher_event(&watcher::Event::Apply(
+            (*binding("u0", 1, &[], Pending)).clone(),
+        ));
+        // 67 objects seen (more than 2 × 1 live + 64), only u0 still in the
+        // cache: the others' hashes go...
+        let mut events: Vec<_> = (0..67)
+            .map(|i| binding(&format!("u{i}"), 1, &[], Pending))
+            .collect();
+        // ...so a later status-only change passes for a gone one (it cannot
+        // be told from a new object), never for the live one.
+        events.push(binding("u0", 1, &[], Ready));
+        events.push(binding("u1", 1, &[], Ready));
+        let passed: Vec<String> = only_spec_changes(futures::stream::iter(events), live)
+            .map(|b| b.name_any())
+            .collect()
+            .await;
+        assert_eq!(passed.len(), 68);
+        assert_eq!(passed.last().map(String::as_str), Some("u1"));
     }
 
     #[test]

@@ -86,6 +86,32 @@ async fn first_party_account_on_an_access_policy_vault() {
 }
 
 #[tokio::test]
+async fn accounts_applied_together_share_one_grant() {
+    let env = Env::start("shared-grant").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    // More accounts than workers, all waiting on the binding: they reach the
+    // grant check together and one of them grants for all.
+    let names: Vec<String> = (0..6).map(|i| format!("shared-{i}")).collect();
+    for name in &names {
+        env.apply_example(
+            "10-account-first-party.yaml",
+            json!({"metadata": {"name": name}, "spec": {"accountName": format!("cmk-demo-{name}")}}),
+        )
+        .await;
+    }
+    for name in &names {
+        env.account_reason(name, "Ready").await;
+    }
+    assert_eq!(env.calls("DatabaseAccounts_CreateOrUpdate"), 6);
+    assert_eq!(
+        env.calls("Vaults_UpdateAccessPolicy"),
+        1,
+        "the first party's grant is written once for all six accounts"
+    );
+}
+
+#[tokio::test]
 async fn system_assigned_identity_takes_the_two_step() {
     let env = Env::start("system").await;
     env.apply_example("00-binding-access-policy.yaml", json!({}))

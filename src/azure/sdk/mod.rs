@@ -73,6 +73,9 @@ struct Inner {
     kv: Raw,
     /// Subscriptions seen with Microsoft.DocumentDB registered (it does not go back).
     registered: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// One registration read at a time: accounts starting together wait for
+    /// the first answer instead of each asking.
+    registration_read: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for SdkAzure {
@@ -119,6 +122,7 @@ impl SdkAzure {
             arm: Raw::new(cred2(), arm_scope.clone()),
             kv: Raw::new(cred2(), scope(&cloud.key_vault_audience)),
             registered: std::sync::Mutex::default(),
+            registration_read: tokio::sync::Mutex::default(),
             cloud,
             call_timeout,
             limiter,

@@ -49,6 +49,10 @@ impl SdkAzure {
         if known(&self.inner.registered) {
             return Ok(true);
         }
+        let _turn = self.inner.registration_read.lock().await;
+        if known(&self.inner.registered) {
+            return Ok(true);
+        }
         let mut url = self.arm_url(
             OP,
             &format!("subscriptions/{subscription_id}/providers/Microsoft.DocumentDB"),

@@ -9,6 +9,7 @@ use crate::Res;
 use crate::cli::RunArgs;
 use crate::measure::{
     count_k8s_writes, counters, diff, effective_resync, floor, is_read_op, minimal_calls,
+    shared_calls,
 };
 use crate::proc_stats::{clk_tck, sample, sampler};
 use crate::world::World;
@@ -189,12 +190,14 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         println!("  {op:<36} {:>7.2}  {:?}", total as f64 / n as f64, by);
     }
     let (min_reads, min_writes) = minimal_calls(&c);
+    let minimal = min_reads + min_writes + shared_calls(c.bindings, vaults) / n as f64;
     println!(
-        "  {:<36} {:>7.2}   minimal sequence {:.0} ({min_writes:.0} PUT + {min_reads:.0} reads, of which {:.0} polls at Retry-After)",
+        "  {:<36} {:>7.2}   minimal {minimal:.2}: {:.0} per account ({min_writes:.0} PUT + {min_reads:.0} reads, of which {:.0} polls at Retry-After) + {:.0} shared ones / {n}",
         "(all but Token)",
         conv_total as f64 / n as f64,
         min_reads + min_writes,
-        min_reads - 3.0
+        min_reads - 2.0,
+        shared_calls(c.bindings, vaults)
     );
     println!(
         "steady state ({:.0} s window, {:.2} account resync intervals of {resync:.0} s):",
@@ -229,7 +232,7 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         "steadyK8sWritesPerMin": k8s_total as f64 / minutes,
         "steadyReadsPerResourcePerResync": steady_reads as f64 / expected_reads,
         "accountResyncSecs": resync,
-        "minimalCallsPerAccount": min_reads + min_writes,
+        "minimalCallsPerAccount": minimal,
         "callsPerAccountTotal": conv_total as f64 / n as f64,
         "peakRssMiB": peak_mib, "steadyRssMiB": steady_rss_mib,
         "cpuSecsToReady": conv_cpu, "steadyCpuPct": steady_cpu_pct,

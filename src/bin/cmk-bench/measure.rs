@@ -105,10 +105,18 @@ pub fn polls_per_create(c: &Common) -> f64 {
 }
 
 /// The state machine's minimal sequence for one account: the account GET
-/// while absent, one grant check, the PUT, the polls `Retry-After` asks for,
-/// the GET that confirms. (Returns reads, writes.)
+/// while absent, the PUT, the polls `Retry-After` asks for, the GET that
+/// confirms. (Returns reads, writes.)
 pub fn minimal_calls(c: &Common) -> (f64, f64) {
-    (3.0 + polls_per_create(c), 1.0)
+    (2.0 + polls_per_create(c), 1.0)
+}
+
+/// Calls the accounts share, made once however many accounts there are: per
+/// binding its vault GET, key GET and key creation; per vault one grant check
+/// and one grant (the first party's, shared by all its accounts); the
+/// subscription's provider registration read.
+pub fn shared_calls(bindings: usize, vaults: usize) -> f64 {
+    3.0 * bindings as f64 + 2.0 * vaults as f64 + 1.0
 }
 
 /// The time ARM's buckets allow for N accounts' minimal sequences (one grant
