@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use crate::Res;
 use crate::cli::RunArgs;
 use crate::measure::{
-    count_k8s_writes, counters, diff, effective_resync, floor, is_read_op, minimal_calls,
-    shared_calls,
+    count_k8s_writes, counters, diff, effective_resync, floor, hard_floor, is_read_op,
+    minimal_calls, shared_calls,
 };
 use crate::proc_stats::{clk_tck, sample, sampler};
 use crate::world::World;
@@ -152,6 +152,7 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         (s1.cpu_ticks.saturating_sub(s0.cpu_ticks)) as f64 / tck / window.as_secs_f64() * 100.0;
     let vaults = c.bindings.clamp(1, 2);
     let (fl, fw, fr) = floor(&c, n, vaults);
+    let hard = hard_floor(&c, n, vaults);
 
     println!(
         "\n== cmk-bench: {n} accounts over {} bindings ==",
@@ -180,6 +181,10 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         fr,
         ready_at.as_secs_f64() / fl
     );
+    println!(
+        "  hard floor (one poll per account, after its creation ended) {hard:.1} s; ratio {:.2}",
+        ready_at.as_secs_f64() / hard
+    );
     println!("Azure calls per account until Ready (operation: per account [statuses]):");
     let mut conv_total = 0u64;
     for (op, by) in &conv {
@@ -190,14 +195,16 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         println!("  {op:<36} {:>7.2}  {:?}", total as f64 / n as f64, by);
     }
     let (min_reads, min_writes) = minimal_calls(&c);
-    let minimal = min_reads + min_writes + shared_calls(c.bindings, vaults) / n as f64;
+    // The world alternates bindings between an access-policy and an RBAC vault.
+    let shared = shared_calls(c.bindings, vaults, 1);
+    let minimal = min_reads + min_writes + shared / n as f64;
     println!(
         "  {:<36} {:>7.2}   minimal {minimal:.2}: {:.0} per account ({min_writes:.0} PUT + {min_reads:.0} reads, of which {:.0} polls at Retry-After) + {:.0} shared ones / {n}",
         "(all but Token)",
         conv_total as f64 / n as f64,
         min_reads + min_writes,
         min_reads - 2.0,
-        shared_calls(c.bindings, vaults)
+        shared
     );
     println!(
         "steady state ({:.0} s window, {:.2} account resync intervals of {resync:.0} s):",
@@ -227,6 +234,7 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         "accounts": n, "bindings": c.bindings,
         "timeToReadySecs": ready_at.as_secs_f64(), "floorSecs": fl,
             "readyToFloorRatio": ready_at.as_secs_f64() / fl,
+        "hardFloorSecs": hard, "readyToHardFloorRatio": ready_at.as_secs_f64() / hard,
         "callsPerAccount": conv.iter().map(|(k, m)| (k.clone(), m.values().sum::<u64>() as f64 / n as f64)).collect::<BTreeMap<_, _>>(),
         "steadyAzureWritesPerMin": steady_azure_writes.len() as f64 / minutes,
         "steadyK8sWritesPerMin": k8s_total as f64 / minutes,

@@ -112,19 +112,30 @@ pub fn minimal_calls(c: &Common) -> (f64, f64) {
 }
 
 /// Calls the accounts share, made once however many accounts there are: per
-/// binding its vault GET, key GET and key creation; per vault one grant check
-/// and one grant (the first party's, shared by all its accounts); the
-/// subscription's provider registration read.
-pub fn shared_calls(bindings: usize, vaults: usize) -> f64 {
-    3.0 * bindings as f64 + 2.0 * vaults as f64 + 1.0
+/// binding its vault GET, key GET and key creation; per vault one grant check,
+/// the grant (the first party's, shared by all its accounts; on an
+/// access-policy vault after a vault GET for its tenant) and the granting
+/// account's next look at itself before its PUT (one action per reconcile,
+/// then observe again); the subscription's provider registration read.
+pub fn shared_calls(bindings: usize, vaults: usize, policy_vaults: usize) -> f64 {
+    3.0 * bindings as f64 + 3.0 * vaults as f64 + policy_vaults as f64 + 1.0
 }
 
 /// The time ARM's buckets allow for N accounts' minimal sequences (one grant
 /// write per vault on top): (floor, write-bound part, read-bound part).
 pub fn floor(c: &Common, n: usize, vaults: usize) -> (f64, f64, f64) {
     let (reads, writes) = minimal_calls(c);
-    let writes = writes * n as f64 + vaults as f64;
-    let reads = reads * n as f64;
+    floor_for(c, reads * n as f64, writes * n as f64 + vaults as f64)
+}
+
+/// The floor no client can beat: one poll per account, sent only after its
+/// creation ended (which a client cannot know; `Retry-After` is all it gets).
+pub fn hard_floor(c: &Common, n: usize, vaults: usize) -> f64 {
+    let (_, writes) = minimal_calls(c);
+    floor_for(c, 3.0 * n as f64, writes * n as f64 + vaults as f64).0
+}
+
+fn floor_for(c: &Common, reads: f64, writes: f64) -> (f64, f64, f64) {
     let w = ((writes - c.arm_write_burst) / c.arm_writes_per_second).max(0.0);
     let r = ((reads - c.arm_read_burst) / c.arm_reads_per_second).max(0.0);
     let lro = c.lro_ms as f64 / 1000.0;
