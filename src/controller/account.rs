@@ -15,8 +15,9 @@ use tracing::{Instrument, info_span};
 
 use std::time::Duration;
 
-use super::context::{Context, Settings};
+use super::context::Context;
 use super::error::Error;
+use super::op_durations;
 use super::report;
 use crate::api::conditions::{self, READY};
 use crate::api::{
@@ -133,7 +134,7 @@ async fn apply_inner<A: WithCredential>(
         && matches!(binding, BindingState::Ready { .. });
 
     let operation = match &status.pending_operation {
-        Some(op) => Some(azure.poll(op).await?),
+        Some(op) => Some(poll(ctx, azure, op).await?),
         None => None,
     };
     // While Azure is still working on an operation the state machine only waits
@@ -296,17 +297,38 @@ async fn apply_inner<A: WithCredential>(
         Requeue::Soon => status
             .pending_operation
             .as_ref()
-            .map_or(ctx.settings.poll, |op| poll_delay(op, &ctx.settings)),
+            .map_or(ctx.settings.poll, |op| poll_delay(op, ctx)),
         Requeue::Resync => resync_delay(obj, ctx),
     }))
 }
 
+/// Polls an operation; one that succeeded teaches how long its kind takes.
+async fn poll<A: WithCredential>(
+    ctx: &Context<A>,
+    azure: &A,
+    op: &PendingOperation,
+) -> Result<account::OperationState, Error> {
+    let state = azure.poll(op).await?;
+    if state == account::OperationState::Succeeded {
+        ctx.op_durations.finished(&op.kind, age(op));
+    }
+    Ok(state)
+}
+
+fn age(op: &PendingOperation) -> Duration {
+    Duration::try_from(Timestamp::now().duration_since(op.started_at.0)).unwrap_or_default()
+}
+
 /// When to poll an operation: after Azure's `Retry-After` when it gave one
-/// (never sooner), else the poll interval; at most the resync interval.
-fn poll_delay(op: &PendingOperation, settings: &Settings) -> Duration {
+/// (never sooner), else the poll interval, and not before it is as old as the
+/// shortest recent operation of its kind took; at most the resync interval.
+fn poll_delay<A>(op: &PendingOperation, ctx: &Context<A>) -> Duration {
+    let settings = &ctx.settings;
     let floor = Duration::from_millis(50);
-    op.retry_after_ms
-        .map_or(settings.poll, Duration::from_millis)
+    let retry_after = op
+        .retry_after_ms
+        .map_or(settings.poll, Duration::from_millis);
+    op_durations::next_poll(retry_after, age(op), ctx.op_durations.shortest(&op.kind))
         .clamp(floor, settings.resync.max(floor))
 }
 
@@ -482,9 +504,9 @@ async fn cleanup<A: WithCredential>(
     if let Some(op) = &status.pending_operation
         && op.kind == "DeleteAccount"
     {
-        if azure.poll(op).await? == account::OperationState::InProgress {
+        if poll(ctx, azure, op).await? == account::OperationState::InProgress {
             report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await?;
-            return Err(Error::DeletionInProgress(poll_delay(op, &ctx.settings)));
+            return Err(Error::DeletionInProgress(poll_delay(op, ctx)));
         }
         status.pending_operation = None;
     }
@@ -506,7 +528,7 @@ async fn cleanup<A: WithCredential>(
         let next = status
             .pending_operation
             .as_ref()
-            .map_or(ctx.settings.poll, |op| poll_delay(op, &ctx.settings));
+            .map_or(ctx.settings.poll, |op| poll_delay(op, ctx));
         return Err(Error::DeletionInProgress(next));
     }
     // The account is gone: remove exactly the grants the operator made.

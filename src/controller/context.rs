@@ -14,6 +14,7 @@ use kube::api::Api;
 use super::error::Error;
 use super::grant_gate::{self, GrantGate};
 use super::listed::Listed;
+use super::op_durations::OperationDurations;
 use super::own_writes::OwnWrites;
 use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
 use crate::azure::scoped::{CredentialRefError, WithCredential, credential_from_secret};
@@ -70,6 +71,8 @@ pub struct Context<A> {
     pub own_writes: OwnWrites,
     /// One grant check (and grant) per key vault at a time, shared by accounts.
     pub grants: GrantGate,
+    /// How long Azure's operations have lately taken, to time the first poll.
+    pub op_durations: OperationDurations,
 }
 
 impl<A> Context<A> {
@@ -100,6 +103,7 @@ impl<A> Context<A> {
             failures: Mutex::default(),
             own_writes: OwnWrites::default(),
             grants: GrantGate::new(grant_gate::FRESH_FOR),
+            op_durations: OperationDurations::default(),
         }
     }
 

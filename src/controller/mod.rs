@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod grant_gate;
 pub mod listed;
+pub mod op_durations;
 pub mod own_writes;
 pub mod report;
 
