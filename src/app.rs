@@ -44,7 +44,8 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 300, env = "CMK_RESYNC_SECONDS")]
     pub resync_seconds: u64,
     /// Seconds between polls of an in-flight Azure operation when Azure's answer
-    /// gave no Retry-After (when it did, the operator waits exactly that long).
+    /// gave no Retry-After (when it did, the operator waits at least that long,
+    /// and until the operation is as old as recent ones of its kind took).
     #[arg(long, default_value_t = 10, env = "CMK_POLL_SECONDS")]
     pub poll_seconds: u64,
     /// ARM reads per second per subscription that drift checks may spend (ARM

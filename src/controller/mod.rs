@@ -314,14 +314,14 @@ mod tests {
         phase: crate::api::Phase,
     ) -> Arc<KeyVaultBinding> {
         let mut b: KeyVaultBinding = serde_json::from_value(serde_json::json!({
-                "apiVersion": "cosmoscmk.io/v1alpha1", "kind": "KeyVaultBinding",
-                "metadata": {"name": uid, "namespace": "ns", "uid": uid, "generation": generation},
-                "spec": {
-                    "vaultResourceId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
-                    "key": {"name": "k"}
-                }
-            }))
-            .expect("a binding");
+            "apiVersion": "cosmoscmk.io/v1alpha1", "kind": "KeyVaultBinding",
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid, "generation": generation},
+            "spec": {
+                "vaultResourceId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
+                "key": {"name": "k"}
+            }
+        }))
+        .expect("a binding");
         b.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
         b.status = Some(crate::api::KeyVaultBindingStatus {
             phase,
