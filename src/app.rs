@@ -13,6 +13,7 @@ use crate::azure::rate_limit::RateLimiter;
 use crate::azure::sdk::{AzureSettings, CredentialSource, SdkAzure};
 use kube::api::Api;
 
+use crate::controller::clock::Clock;
 use crate::controller::{self, Settings};
 use crate::leader::{self, LeaseSettings};
 use crate::sim::SimConfig;
@@ -58,6 +59,10 @@ pub struct RunOptions {
     /// Watch one namespace only (default: all).
     #[arg(long, env = "CMK_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
+    /// This installation's name in the owner tags of the accounts it creates.
+    /// Give every cluster that shares a subscription its own.
+    #[arg(long, default_value = "default", env = "CMK_CLUSTER_ID")]
+    pub cluster_id: String,
     /// Listen address of the embedded simulator (with --azure simulator).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub simulator_listen: std::net::SocketAddr,
@@ -211,6 +216,8 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         resync_reads_per_second: opts.resync_reads_per_second,
         concurrency: opts.concurrency,
         namespace: opts.namespace.clone(),
+        cluster_id: opts.cluster_id.clone(),
+        clock: Clock::default(),
     };
     let azure = Instrumented::new(azure, metrics.clone());
     if !opts.leader_election {

@@ -7,7 +7,7 @@ use adapter_support::*;
 use cmk_operator::api::{
     BackupPolicy, BackupPolicyType, ContinuousTier, KeyType, PermissionModel, RestoreSource,
 };
-use cmk_operator::azure::{AccountChange, AzureError, AzurePort};
+use cmk_operator::azure::{AccountChange, AzureError, AzurePort, DisableOutcome, RevokeOutcome};
 use cmk_operator::reconcile::account::OperationState;
 use cmk_operator::reconcile::binding::KeyFacts;
 use cmk_operator::sim::{Seed, SeedProvider, SeedRoleAssignment, SeedVault};
@@ -150,18 +150,41 @@ async fn keys_latest_version_create_and_disable() {
     );
     assert_eq!(fresh.len(), 32);
 
-    // Disabling the latest version: get_key still reports it, disabled.
+    // The adapter never disables a key's latest version (checked in Key Vault).
     let uri = format!("{}keys/two", vault.vault_uri);
-    azure.disable_key_version(&uri, &v2).await.unwrap();
+    assert!(matches!(
+        azure.disable_key_version(&uri, &v2).await.unwrap(),
+        DisableOutcome::Kept(why) if why.contains("latest")
+    ));
+    assert_eq!(sim.count("KeyVault_UpdateKey"), 0);
+    // An earlier version is disabled, once.
+    let KeyFacts::Present { version: v3, .. } = azure
+        .create_key(&vault.vault_uri, "two", KeyType::Rsa, 3072)
+        .await
+        .unwrap()
+    else {
+        panic!("new version")
+    };
+    assert_eq!(
+        azure.disable_key_version(&uri, &v2).await.unwrap(),
+        DisableOutcome::Disabled
+    );
+    assert_eq!(
+        azure.disable_key_version(&uri, &v2).await.unwrap(),
+        DisableOutcome::AlreadyDisabled
+    );
+    assert_eq!(sim.count_status("KeyVault_UpdateKey", 200), 1);
+    // A person disables the latest version: get_key still reports it, disabled.
+    set_key_version_enabled(&sim, &uri, &v3, false).await;
     assert_eq!(
         azure.get_key(&vault.vault_uri, "two").await.unwrap(),
         KeyFacts::Present {
-            version: v2.clone(),
+            version: v3.clone(),
             enabled: false,
             key_type: "RSA".into()
         }
     );
-    assert_eq!(sim.count_status("KeyVault_UpdateKey", 200), 1);
+    assert_eq!(sim.count_status("KeyVault_UpdateKey", 200), 2);
     // A key URI on another host never receives the Key Vault token.
     let err = azure
         .disable_key_version("https://evil.example.com/keys/two", &v2)
@@ -337,7 +360,10 @@ async fn rbac_grants_are_idempotent_role_assignments() {
         vec![a.clone(), b.clone()]
     );
 
-    azure.revoke_grant(&id, &g1).await.unwrap();
+    assert_eq!(
+        azure.revoke_grant(&id, &g1).await.unwrap(),
+        RevokeOutcome::Removed
+    );
     assert_eq!(
         azure
             .granted_principals(&id, PermissionModel::Rbac, &ask)
@@ -345,8 +371,12 @@ async fn rbac_grants_are_idempotent_role_assignments() {
             .unwrap(),
         vec![b.clone()]
     );
-    azure.revoke_grant(&id, &g1).await.unwrap(); // already gone: fine
-    assert_eq!(sim.count("RoleAssignments_Delete"), 2);
+    // Already gone: read first, nothing to delete.
+    assert_eq!(
+        azure.revoke_grant(&id, &g1).await.unwrap(),
+        RevokeOutcome::AlreadyGone
+    );
+    assert_eq!(sim.count("RoleAssignments_Delete"), 1);
 }
 
 #[tokio::test]
@@ -497,6 +527,7 @@ async fn continuous_backup_restore_and_failed_operations() {
     new.backup = BackupPolicy {
         type_: BackupPolicyType::Continuous,
         continuous_tier: Some(ContinuousTier::Continuous7Days),
+        ..Default::default()
     };
     let op = azure.create_account(&new).await.unwrap();
     assert_eq!(finish(&azure, &op).await, OperationState::Succeeded);
@@ -574,7 +605,7 @@ async fn revoked_account_is_reported_with_its_substatus() {
         .unwrap();
     let version = acct.key_version_in_use.unwrap();
 
-    azure.disable_key_version(&key_uri, &version).await.unwrap();
+    set_key_version_enabled(&sim, &key_uri, &version, false).await;
     let acct = azure
         .get_account(&account("acct-rev"))
         .await

@@ -8,6 +8,6 @@ fn crds_directory_matches_generated_crds() {
     let generated = cmk_operator::api::crds_yaml();
     assert!(
         on_disk == generated,
-        "crds/cosmoscmk.io.yaml is out of date with the Rust types; regenerate it with:\n    cargo run -q -- crd > crds/cosmoscmk.io.yaml"
+        "crds/cosmoscmk.io.yaml is out of date with the Rust types; regenerate it with:\n    cargo run -q --bin cmk-operator -- crd > crds/cosmoscmk.io.yaml"
     );
 }

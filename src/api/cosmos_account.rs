@@ -103,10 +103,18 @@ pub struct CosmosAccountCMKSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreSource>,
 
-    /// If an account with this name already exists in Azure without CMK, enable CMK on it.
-    /// Enabling CMK is irreversible, so it only happens when this is true.
+    /// Take over an account with this name that exists in Azure but was not created by
+    /// this resource (it carries no owner tags): the operator tags it as this resource's
+    /// and then manages it. An account without CMK gets CMK enabled, which is irreversible.
+    /// An account owned by another resource is never taken over.
     #[serde(default)]
     pub adopt_existing_account: bool,
+
+    /// What adopting an existing account may change. An account that already has CMK
+    /// on another key, or another default identity, is only moved when allowed here;
+    /// otherwise adoption stops with `AdoptionNeedsConsent` and writes nothing.
+    #[serde(default, skip_serializing_if = "AdoptionConsent::is_empty")]
+    pub adoption_consent: AdoptionConsent,
 
     /// What happens in Azure when this object is deleted: `Retain` (default) leaves the
     /// account and the grants; `Delete` deletes the account and the grants the operator made.
@@ -124,6 +132,25 @@ pub struct CosmosAccountCMKSpec {
     /// Azure credentials for the account's subscription; omit to use the operator's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_ref: Option<CredentialRef>,
+}
+
+/// Changes to an adopted account the user agrees to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptionConsent {
+    /// Move an account that uses CMK on another key to this resource's key. The key
+    /// version it used before stays recorded as needed by its backups.
+    #[serde(default)]
+    pub replace_key: bool,
+    /// Change the account's default identity (and add the identity this resource names).
+    #[serde(default)]
+    pub replace_identity: bool,
+}
+
+impl AdoptionConsent {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// One region of the account.
@@ -190,15 +217,47 @@ pub enum IdentityType {
 /// Backup policy of the account.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.type == 'Continuous' || !has(self.continuousTier)")
-    .message("continuousTier only applies to Continuous backup: remove it, or set type to Continuous"))]
+#[x_kube(
+    validation = Rule::new("self.type == 'Continuous' || !has(self.continuousTier)")
+        .message("continuousTier only applies to Continuous backup: remove it, or set type to Continuous"),
+    validation = Rule::new("self.type == 'Periodic' || (!has(self.periodicIntervalMinutes) && !has(self.periodicRetentionHours))")
+        .message("periodicIntervalMinutes and periodicRetentionHours only apply to Periodic backup: remove them, or set type to Periodic"),
+)]
 pub struct BackupPolicy {
     /// `Periodic` (default) or `Continuous` (point-in-time restore).
     #[serde(default, rename = "type")]
     pub type_: BackupPolicyType,
-    /// Retention tier of continuous backup.
+    /// Retention tier of continuous backup (Azure's default: `Continuous30Days`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuous_tier: Option<ContinuousTier>,
+    /// Periodic backup: minutes between backups, 60-1440 (Azure's default: 240).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 1440))]
+    pub periodic_interval_minutes: Option<i32>,
+    /// Periodic backup: hours each backup is kept, 8-720 (Azure's default: 8). Key
+    /// versions stay enabled at least this long after a rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8, max = 720))]
+    pub periodic_retention_hours: Option<i32>,
+}
+
+/// Azure's default periodic backup interval and retention.
+pub const DEFAULT_PERIODIC_INTERVAL_MINUTES: i32 = 240;
+pub const DEFAULT_PERIODIC_RETENTION_HOURS: i32 = 8;
+
+impl BackupPolicy {
+    /// How long a backup taken now can still be restored: the continuous tier's
+    /// window, or the periodic retention.
+    pub fn restore_window_hours(&self) -> i64 {
+        match (self.type_, self.continuous_tier) {
+            (BackupPolicyType::Continuous, Some(ContinuousTier::Continuous7Days)) => 7 * 24,
+            (BackupPolicyType::Continuous, _) => 30 * 24,
+            (BackupPolicyType::Periodic, _) => i64::from(
+                self.periodic_retention_hours
+                    .unwrap_or(DEFAULT_PERIODIC_RETENTION_HOURS),
+            ),
+        }
+    }
 }
 
 /// Backup modes.
@@ -337,9 +396,18 @@ pub struct CosmosAccountCMKStatus {
     /// `customerManagedKeyStatus` as Azure reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_managed_key_status: Option<String>,
-    /// Whether the operator created the account in Azure.
+    /// Every earlier key version the account's backups may still need, oldest first,
+    /// each with when it becomes safe to disable and whether the operator disabled it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained_key_versions: Vec<RetainedKeyVersion>,
+    /// Whether the operator created the account in Azure (a record: ownership is
+    /// decided by the account's owner tags in Azure).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub created_by_operator: bool,
+    /// The value of the `cosmoscmk.io/recreate-account` annotation last acted on, so
+    /// one annotation value re-creates a missing account once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recreate_token: Option<String>,
     /// Grants this operator made (and so may remove); it never removes others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<Grant>,
@@ -359,9 +427,49 @@ pub struct Grant {
     pub model: PermissionModel,
     /// Object id of the principal granted Get/WrapKey/UnwrapKey.
     pub principal_id: String,
-    /// The role assignment id (RBAC only).
+    /// ARM id of the vault the grant is on (so it can be removed after the binding is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_id: Option<String>,
+    /// The role assignment's full ARM id (RBAC only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_assignment_id: Option<String>,
+    /// The principal already had an access-policy entry the operator added to: that
+    /// entry belongs to someone else and is never removed or narrowed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub entry_found: bool,
+}
+
+impl Grant {
+    /// Whether this record is about `principal` on `vault` (ids compare case-insensitively).
+    pub fn is_for(&self, vault_id: &str, principal: &str) -> bool {
+        self.principal_id.eq_ignore_ascii_case(principal)
+            && self.vault_id.as_deref().is_some_and(|v| {
+                v.trim_end_matches('/')
+                    .eq_ignore_ascii_case(vault_id.trim_end_matches('/'))
+            })
+    }
+}
+
+/// A key version the account no longer uses but its backups may still need.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetainedKeyVersion {
+    /// Versionless URI of the key the version belongs to.
+    pub key_uri: String,
+    /// The key version.
+    pub version: String,
+    /// Why it is kept, in words.
+    pub reason: String,
+    /// The earliest time it may be disabled: max(grace period, the backup restore window)
+    /// after the account stopped using it.
+    pub safe_to_disable_after: Time,
+    /// Whether the operator disabled it (only with rotation.disablePreviousVersion).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Why it was left enabled when it came due (Azure still showed it in use, or
+    /// it is the key's latest version); looked at again an hour later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_because: Option<String>,
 }
 
 /// An Azure long-running operation the operator started and must finish.
@@ -379,3 +487,7 @@ pub struct PendingOperation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }
+
+/// Annotation that asks for a missing account to be created again (empty). Each new
+/// value re-creates once: the value acted on is kept in `status.recreateToken`.
+pub const RECREATE_ANNOTATION: &str = "cosmoscmk.io/recreate-account";

@@ -5,7 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::errors::AzureError;
-use super::port::{AccountChange, AccountRef, AzurePort, NewAccount};
+use super::port::{
+    AccountChange, AccountRef, AzurePort, DisableOutcome, NewAccount, RevokeOutcome,
+};
 use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
@@ -70,7 +72,11 @@ impl<A: AzurePort> AzurePort for Instrumented<A> {
         )
         .await
     }
-    async fn disable_key_version(&self, key_uri: &str, version: &str) -> Result<(), AzureError> {
+    async fn disable_key_version(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> Result<DisableOutcome, AzureError> {
         self.observe(
             "DisableKeyVersion",
             self.inner.disable_key_version(key_uri, version),
@@ -115,7 +121,11 @@ impl<A: AzurePort> AzurePort for Instrumented<A> {
         self.observe("Grant", self.inner.grant(vault_id, model, principal_id))
             .await
     }
-    async fn revoke_grant(&self, vault_id: &str, grant: &Grant) -> Result<(), AzureError> {
+    async fn revoke_grant(
+        &self,
+        vault_id: &str,
+        grant: &Grant,
+    ) -> Result<RevokeOutcome, AzureError> {
         self.observe("RevokeGrant", self.inner.revoke_grant(vault_id, grant))
             .await
     }

@@ -11,7 +11,7 @@ pub mod scoped;
 pub mod sdk;
 
 pub use errors::{AzureError, CmkCause, ErrorClass};
-pub use port::{AccountChange, AccountRef, AzurePort, NewAccount};
+pub use port::{AccountChange, AccountRef, AzurePort, DisableOutcome, NewAccount, RevokeOutcome};
 pub use sdk::{AzureSettings, CredentialSource, SdkAzure};
 
 #[cfg(test)]

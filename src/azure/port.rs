@@ -10,6 +10,8 @@ use crate::api::{
 };
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
+use crate::reconcile::ownership::Owner;
+use std::collections::BTreeMap;
 
 /// Where an account lives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +45,8 @@ pub struct NewAccount {
     pub user_assigned_identity: Option<String>,
     pub backup: BackupPolicy,
     pub restore: Option<RestoreSource>,
+    /// Owner tags (the account's only tags at creation).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One staged change to an existing account (Azure rejects bundling them).
@@ -52,6 +56,28 @@ pub enum AccountChange {
     AddUserAssignedIdentity(String),
     SetDefaultIdentity(String),
     SetKeyUri(String),
+    /// Writes the owner's tags, keeping every other tag the account has.
+    SetOwner(Owner),
+}
+
+/// What removing a grant did. The grant is re-read from Azure first, and only
+/// removed when it still is exactly what the operator made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    Removed,
+    /// Nothing to remove (the vault, assignment or entry is gone).
+    AlreadyGone,
+    /// Left in place, with why (e.g. the entry holds permissions the operator did not add).
+    Kept(String),
+}
+
+/// What disabling a key version did; Azure is read first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisableOutcome {
+    Disabled,
+    AlreadyDisabled,
+    /// Left enabled, with why (e.g. it is the key's latest version).
+    Kept(String),
 }
 
 /// What the operator asks of Azure. Every call is bounded by a timeout and the
@@ -78,12 +104,13 @@ pub trait AzurePort: Send + Sync + 'static {
         size: i32,
     ) -> impl Future<Output = Result<KeyFacts, AzureError>> + Send;
 
-    /// Disables one version of a key (only ever the previous one, after its grace period).
+    /// Disables one version of a key that is not the key's latest version (checked
+    /// in Key Vault at the moment of the call).
     fn disable_key_version(
         &self,
         key_uri: &str,
         version: &str,
-    ) -> impl Future<Output = Result<(), AzureError>> + Send;
+    ) -> impl Future<Output = Result<DisableOutcome, AzureError>> + Send;
 
     /// Whether `Microsoft.DocumentDB` is registered in the subscription.
     fn provider_registered(
@@ -114,13 +141,15 @@ pub trait AzurePort: Send + Sync + 'static {
         principal_id: &str,
     ) -> impl Future<Output = Result<Grant, AzureError>> + Send;
 
-    /// Removes exactly a grant the operator made (`accessPolicies/remove` of that entry, or
-    /// that role assignment), never a whole policy list.
+    /// Removes exactly a grant the operator made, after re-reading it: a role
+    /// assignment only when it has the operator's derived name, the vault's scope,
+    /// the principal and the role; an access-policy entry only when it holds
+    /// nothing but get/wrapKey/unwrapKey on keys. Never a whole policy list.
     fn revoke_grant(
         &self,
         vault_id: &str,
         grant: &Grant,
-    ) -> impl Future<Output = Result<(), AzureError>> + Send;
+    ) -> impl Future<Output = Result<RevokeOutcome, AzureError>> + Send;
 
     /// The account as Azure reports it; `None` when it does not exist.
     fn get_account(

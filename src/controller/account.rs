@@ -21,15 +21,17 @@ use super::op_durations;
 use super::report;
 use crate::api::conditions::{self, READY};
 use crate::api::{
-    CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, KeyVaultBinding, PendingOperation,
-    Phase, ReconcilePolicy,
+    CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, Grant, KeyVaultBinding,
+    PendingOperation, Phase, RECREATE_ANNOTATION, ReconcilePolicy,
 };
 use crate::azure::scoped::WithCredential;
-use crate::azure::{AccountChange, AccountRef, NewAccount};
+use crate::azure::{AccountChange, AccountRef, DisableOutcome, NewAccount, RevokeOutcome};
 use crate::reconcile::account::{
     self, AccountState, Action as Step, BindingState, Decision, Observed, Requeue,
     principals_to_check, proven_grant,
 };
+use crate::reconcile::ownership::{self, Owner, Ownership};
+use crate::reconcile::sharing::{self, Peer};
 
 /// Keeps the object until its deletion policy has been carried out in Azure.
 pub const FINALIZER: &str = "cosmoscmk.io/finalizer";
@@ -71,6 +73,54 @@ pub async fn reconcile<A: WithCredential>(
     }
     .instrument(span)
     .await
+}
+
+/// This resource as account owner tags name it.
+fn owner_of<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Owner {
+    Owner {
+        cluster: ctx.settings.cluster_id.clone(),
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+        uid: obj.metadata.uid.clone().unwrap_or_default(),
+    }
+}
+
+/// The vault of the binding an account names, from the cache.
+fn binding_vault<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Option<String> {
+    let ns = obj.namespace().unwrap_or_default();
+    ctx.bindings
+        .get(&ObjectRef::<KeyVaultBinding>::new(&obj.spec.key_vault_binding_ref.name).within(&ns))
+        .map(|b| b.spec.vault_resource_id.clone())
+}
+
+/// Every other account in the cluster as sharing sees it, and the grant records
+/// the live ones hold (from the cache: no API call).
+fn peers<A>(
+    ctx: &Context<A>,
+    this: &CosmosAccountCMK,
+    now: k8s_openapi::jiff::Timestamp,
+) -> (Vec<Peer>, Vec<Grant>) {
+    let mut peers = Vec::new();
+    let mut grants = Vec::new();
+    for other in ctx.accounts.state() {
+        if other.metadata.uid == this.metadata.uid {
+            continue;
+        }
+        let live = other.metadata.deletion_timestamp.is_none();
+        let vault = binding_vault(&other, ctx);
+        peers.push(Peer::of(
+            &other.spec,
+            other.status.as_ref(),
+            vault.as_deref(),
+            &ctx.settings.first_party_principal,
+            live,
+            now,
+        ));
+        if live && let Some(s) = &other.status {
+            grants.extend(s.grants.iter().cloned());
+        }
+    }
+    (peers, grants)
 }
 
 fn account_ref(obj: &CosmosAccountCMK) -> AccountRef {
@@ -206,6 +256,8 @@ async fn apply_inner<A: WithCredential>(
         _ => Vec::new(),
     };
 
+    let now = ctx.settings.clock.now();
+    let (peers, peer_grants) = peers(ctx, obj, now);
     let observed = Observed {
         spec: &obj.spec,
         generation: obj.metadata.generation,
@@ -217,7 +269,11 @@ async fn apply_inner<A: WithCredential>(
         granted: &granted,
         account,
         operation,
-        now: Timestamp::now(),
+        now,
+        me: owner_of(obj, ctx),
+        recreate: obj.annotations().get(RECREATE_ANNOTATION).cloned(),
+        peers: &peers,
+        peer_grants: &peer_grants,
     };
     let Decision {
         mut status,
@@ -232,7 +288,7 @@ async fn apply_inner<A: WithCredential>(
         drop(turn.take());
     }
     if let Some(step) = action {
-        let done = carry_out(obj, azure, &target, &step, &mut status).await;
+        let done = carry_out(obj, ctx, azure, &target, &step, &mut status).await;
         drop(turn);
         if let Some(vault_id) = &grants_vault {
             match (&step, &done) {
@@ -248,15 +304,11 @@ async fn apply_inner<A: WithCredential>(
             }
         }
         let (name, note) = done?;
-        report::publish(
-            &ctx.recorder,
-            &reference,
-            EventType::Normal,
-            name,
-            name,
-            &note,
-        )
-        .await;
+        let type_ = match name {
+            "KeyVersionKept" | "GrantKept" => EventType::Warning,
+            _ => EventType::Normal,
+        };
+        report::publish(&ctx.recorder, &reference, type_, name, name, &note).await;
         if name == "CreatingAccount"
             && obj
                 .spec
@@ -382,6 +434,7 @@ async fn apply<A: WithCredential>(
 /// Executes one step; returns the event reason and note.
 async fn carry_out<A: WithCredential>(
     obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
     azure: &A,
     target: &AccountRef,
     step: &Step,
@@ -394,26 +447,20 @@ async fn carry_out<A: WithCredential>(
             model,
             principal_id,
         } => {
-            let made = azure.grant(vault_id, *model, principal_id).await?;
-            status
-                .grants
-                .retain(|g| !g.principal_id.eq_ignore_ascii_case(principal_id));
+            let mut made = azure.grant(vault_id, *model, principal_id).await?;
+            made.vault_id = Some(vault_id.clone());
+            status.grants.retain(|g| !g.is_for(vault_id, principal_id));
             status.grants.push(made);
             (
                 "GrantedKeyAccess",
                 format!("granted principal {principal_id} Get/WrapKey/UnwrapKey on the key vault"),
             )
         }
-        Step::RevokeGrant { vault_id, grant } => {
-            azure.revoke_grant(vault_id, grant).await?;
-            (
-                "RemovedKeyAccess",
-                format!(
-                    "removed the grant the operator made for principal {}",
-                    grant.principal_id
-                ),
-            )
-        }
+        Step::RevokeGrant { vault_id, grant } => revoke_note(
+            azure.revoke_grant(vault_id, grant).await?,
+            &grant.principal_id,
+            vault_id,
+        ),
         Step::CreateAccount(c) => {
             let new = NewAccount {
                 account: target.clone(),
@@ -425,11 +472,19 @@ async fn carry_out<A: WithCredential>(
                 user_assigned_identity: c.user_assigned_identity.clone(),
                 backup: obj.spec.backup_policy.clone(),
                 restore: obj.spec.restore.clone(),
+                tags: c.tags.clone(),
             };
             status.pending_operation = Some(azure.create_account(&new).await?);
             (
                 "CreatingAccount",
                 format!("creating account {} with key {}", target.name, c.key_uri),
+            )
+        }
+        Step::TagAccount(owner) => {
+            status.pending_operation = Some(change(AccountChange::SetOwner(owner.clone())).await?);
+            (
+                "AdoptingAccount",
+                format!("adopting account {}: writing its owner tags", target.name),
             )
         }
         Step::EnableSystemIdentity => {
@@ -460,11 +515,12 @@ async fn carry_out<A: WithCredential>(
             ("SettingKeyUri", format!("setting keyVaultKeyUri to {uri}"))
         }
         Step::DisableKeyVersion { key_uri, version } => {
-            azure.disable_key_version(key_uri, version).await?;
-            (
-                "DisabledPreviousKeyVersion",
-                format!("disabled key version {version} of {key_uri}, past its grace period"),
-            )
+            let outcome = match used_in_azure(ctx, key_uri, version).await? {
+                Some(user) => DisableOutcome::Kept(format!("Azure shows account {user} using it")),
+                None => azure.disable_key_version(key_uri, version).await?,
+            };
+            let now = ctx.settings.clock.now();
+            disable_note(status, key_uri, version, outcome, now)
         }
     })
 }
@@ -510,58 +566,198 @@ async fn cleanup<A: WithCredential>(
         }
         status.pending_operation = None;
     }
-    if azure.get_account(&target).await?.is_some() {
-        match azure.delete_account(&target).await? {
-            Some(op) => status.pending_operation = Some(op),
-            None => status.pending_operation = None,
-        }
-        report::publish(
-            &ctx.recorder,
-            &obj.object_ref(&()),
-            EventType::Normal,
-            "DeletingAccount",
-            "Delete",
-            &format!("deleting account {}", target.name),
-        )
-        .await;
-        report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await?;
-        let next = status
-            .pending_operation
-            .as_ref()
-            .map_or(ctx.settings.poll, |op| poll_delay(op, ctx));
-        return Err(Error::DeletionInProgress(next));
-    }
-    // The account is gone: remove exactly the grants the operator made.
-    if let Some(binding) = ctx.bindings.get(
-        &ObjectRef::<KeyVaultBinding>::new(&obj.spec.key_vault_binding_ref.name)
-            .within(&obj.namespace().unwrap_or_default()),
-    ) {
-        for grant in &status.grants {
-            let shared = sharing_principal(ctx, obj, &grant.principal_id);
-            if !shared {
-                let vault_id = &binding.spec.vault_resource_id;
-                azure.revoke_grant(vault_id, grant).await?;
-                ctx.grants
-                    .forget(vault_id, std::slice::from_ref(&grant.principal_id));
+    // Re-derived at the moment of the call: only an account whose owner tags in
+    // Azure name this resource is deleted, whatever the status says.
+    let current = azure.get_account(&target).await?;
+    let owner = owner_of(obj, ctx);
+    match current.map(|a| ownership::classify(&a.tags, &owner)) {
+        Some(Ownership::Mine) => {
+            match azure.delete_account(&target).await? {
+                Some(op) => status.pending_operation = Some(op),
+                None => status.pending_operation = None,
             }
+            report::publish(
+                &ctx.recorder,
+                &obj.object_ref(&()),
+                EventType::Normal,
+                "DeletingAccount",
+                "Delete",
+                &format!("deleting account {}", target.name),
+            )
+            .await;
+            report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await?;
+            let next = status
+                .pending_operation
+                .as_ref()
+                .map_or(ctx.settings.poll, |op| poll_delay(op, ctx));
+            return Err(Error::DeletionInProgress(next));
         }
+        Some(other) => {
+            let whose = match other {
+                Ownership::Other(o) => format!("it belongs to {o}"),
+                _ => "it has no owner tags: this resource did not create or adopt it".to_owned(),
+            };
+            let note = format!(
+                "deletion policy Delete, but account {} is not deleted: {whose}",
+                target.name
+            );
+            report::publish(
+                &ctx.recorder,
+                &obj.object_ref(&()),
+                EventType::Warning,
+                "AccountNotDeleted",
+                "Delete",
+                &note,
+            )
+            .await;
+        }
+        None => {}
     }
+    remove_grants(obj, ctx, azure, &status).await?;
     Ok(Action::await_change())
 }
 
-/// Whether another live account relies on the same principal's grant (the first
-/// party, or a shared user-assigned identity): such a grant must stay.
-fn sharing_principal<A>(ctx: &Context<A>, this: &CosmosAccountCMK, principal: &str) -> bool {
-    ctx.accounts.state().iter().any(|other| {
-        other.metadata.uid != this.metadata.uid
-            && other.metadata.deletion_timestamp.is_none()
-            && other.status.as_ref().is_some_and(|s| {
-                s.identity_principal_id
-                    .as_deref()
-                    .is_some_and(|p| p.eq_ignore_ascii_case(principal))
-                    || s.grants
-                        .iter()
-                        .any(|g| g.principal_id.eq_ignore_ascii_case(principal))
-            })
-    })
+/// Removes the grants this resource holds records of, each only when no other
+/// live resource in the cluster needs that principal on that vault (the adapter
+/// re-reads each grant in Azure before removing it). Grants record their vault,
+/// so this works after the binding is gone too.
+async fn remove_grants<A: WithCredential>(
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+    azure: &A,
+    status: &CosmosAccountCMKStatus,
+) -> Result<(), Error> {
+    let (peers, _) = peers(ctx, obj, ctx.settings.clock.now());
+    let fallback = binding_vault(obj, ctx);
+    for grant in &status.grants {
+        let Some(vault_id) = grant.vault_id.clone().or_else(|| fallback.clone()) else {
+            let note = format!(
+                "the vault of the grant for principal {} is not recorded and the binding is gone: the grant is left in place",
+                grant.principal_id
+            );
+            report::publish(
+                &ctx.recorder,
+                &obj.object_ref(&()),
+                EventType::Warning,
+                "GrantKept",
+                "Delete",
+                &note,
+            )
+            .await;
+            continue;
+        };
+        if sharing::grant_needed(&peers, &vault_id, &grant.principal_id) {
+            continue;
+        }
+        let outcome = azure.revoke_grant(&vault_id, grant).await?;
+        ctx.grants
+            .forget(&vault_id, std::slice::from_ref(&grant.principal_id));
+        let (reason, note) = revoke_note(outcome, &grant.principal_id, &vault_id);
+        let type_ = if reason == "GrantKept" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        report::publish(
+            &ctx.recorder,
+            &obj.object_ref(&()),
+            type_,
+            reason,
+            "Delete",
+            &note,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// The event for a grant removal.
+fn revoke_note(outcome: RevokeOutcome, principal: &str, vault_id: &str) -> (&'static str, String) {
+    match outcome {
+        RevokeOutcome::Removed => (
+            "RemovedKeyAccess",
+            format!("removed the grant the operator made for principal {principal} on {vault_id}"),
+        ),
+        RevokeOutcome::AlreadyGone => (
+            "RemovedKeyAccess",
+            format!("the grant for principal {principal} on {vault_id} was already gone"),
+        ),
+        RevokeOutcome::Kept(why) => (
+            "GrantKept",
+            format!("left the grant for principal {principal} on {vault_id} in place: {why}"),
+        ),
+    }
+}
+
+/// Records what disabling a version did; a version left enabled is looked at
+/// again an hour later (not on every reconcile: each look reads every account).
+fn disable_note(
+    status: &mut CosmosAccountCMKStatus,
+    key_uri: &str,
+    version: &str,
+    outcome: DisableOutcome,
+    now: k8s_openapi::jiff::Timestamp,
+) -> (&'static str, String) {
+    let entry = status
+        .retained_key_versions
+        .iter_mut()
+        .find(|r| r.key_uri == key_uri && r.version == version);
+    match outcome {
+        DisableOutcome::Disabled | DisableOutcome::AlreadyDisabled => (
+            "DisabledPreviousKeyVersion",
+            format!(
+                "disabled key version {version} of {key_uri}, past its grace period and backup window and used by no account"
+            ),
+        ),
+        DisableOutcome::Kept(why) => {
+            if let Some(r) = entry {
+                r.disabled = false;
+                r.kept_because = Some(why.clone());
+                let later = now
+                    .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(1))
+                    .unwrap_or(now);
+                r.safe_to_disable_after =
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(later);
+            }
+            if status.previous_key_version.as_deref() == Some(version) {
+                status.previous_version_disabled = false;
+            }
+            (
+                "KeyVersionKept",
+                format!(
+                    "left key version {version} of {key_uri} enabled: {why}; checked again in an hour"
+                ),
+            )
+        }
+    }
+}
+
+/// An account in the cluster that Azure (not the status) shows using the key
+/// version, if any: every account the cache knows is read at the moment of the call.
+async fn used_in_azure<A: WithCredential>(
+    ctx: &Context<A>,
+    key_uri: &str,
+    version: &str,
+) -> Result<Option<String>, Error> {
+    let same = |a: &str| {
+        a.trim_end_matches('/')
+            .eq_ignore_ascii_case(key_uri.trim_end_matches('/'))
+    };
+    for other in ctx.accounts.state() {
+        let azure = ctx
+            .azure_for(
+                &other.namespace().unwrap_or_default(),
+                other.spec.credential_ref.as_ref(),
+            )
+            .await?;
+        if let Some(a) = azure.get_account(&account_ref(&other)).await?
+            && a.key_vault_key_uri.as_deref().is_some_and(same)
+            && a.key_version_in_use
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case(version))
+        {
+            return Ok(Some(other.spec.account_name.clone()));
+        }
+    }
+    Ok(None)
 }

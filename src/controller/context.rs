@@ -11,6 +11,7 @@ use kube::runtime::reflector::Store;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
+use super::clock::Clock;
 use super::error::Error;
 use super::grant_gate::{self, GrantGate};
 use super::listed::Listed;
@@ -36,6 +37,10 @@ pub struct Settings {
     pub concurrency: u16,
     /// Watch only this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
+    /// This installation's name in account owner tags (`--cluster-id`).
+    pub cluster_id: String,
+    /// Now, for grace periods and backup windows (tests move it forward).
+    pub clock: Clock,
 }
 
 impl Default for Settings {
@@ -47,6 +52,8 @@ impl Default for Settings {
             resync_reads_per_second: 5.0,
             concurrency: 8,
             namespace: None,
+            cluster_id: "default".to_owned(),
+            clock: Clock::default(),
         }
     }
 }

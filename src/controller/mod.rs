@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod binding;
+pub mod clock;
 pub mod context;
 pub mod error;
 pub mod grant_gate;

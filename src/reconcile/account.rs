@@ -9,15 +9,21 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use super::ownership::{self, Owner, Ownership};
 use super::reasons as r;
+use super::sharing::{self, Peer};
 use crate::api::conditions::{
     self, ACCOUNT_CREATED, FALSE, IDENTITY_GRANTED, READY, ROTATION_TRACKED, TRUE, UNKNOWN,
     VAULT_READY,
 };
 use crate::api::{
     AccountIdentity, AzureErrorRecord, CosmosAccountCMKSpec, CosmosAccountCMKStatus, Grant,
-    IdentityType, PermissionModel, Phase, ReconcilePolicy,
+    IdentityType, PermissionModel, Phase, ReconcilePolicy, RetainedKeyVersion,
 };
+use std::collections::BTreeMap;
+
+/// At most this many earlier key versions are tracked (oldest dropped first).
+pub const MAX_RETAINED_VERSIONS: usize = 32;
 
 /// The referenced binding, as the account needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +52,8 @@ pub struct AccountFacts {
     /// Resource ids of the user-assigned identities on the account.
     pub user_assigned_ids: Vec<String>,
     pub customer_managed_key_status: Option<String>,
+    /// The account's Azure tags (owner tags among them).
+    pub tags: BTreeMap<String, String>,
     /// Azure reports the key revoked (disabled version, or grant removed), with the substatus.
     pub revoked: Option<AzureErrorRecord>,
 }
@@ -85,6 +93,14 @@ pub struct Observed<'a> {
     /// Present when `status.pendingOperation` was polled.
     pub operation: Option<OperationState>,
     pub now: Timestamp,
+    /// This resource, as the owner tags name it.
+    pub me: Owner,
+    /// The `cosmoscmk.io/recreate-account` annotation's value.
+    pub recreate: Option<String>,
+    /// Every other `CosmosAccountCMK` in the cluster (from the cache).
+    pub peers: &'a [Peer],
+    /// Grants the operator made that other live resources hold records of.
+    pub peer_grants: &'a [Grant],
 }
 
 /// What the create request carries; the adapter turns it into Azure's shape.
@@ -94,6 +110,8 @@ pub struct CreateAccount {
     /// `FirstPartyIdentity`, or `UserAssignedIdentity=<id>`.
     pub default_identity: String,
     pub user_assigned_identity: Option<String>,
+    /// The owner tags the account is created with.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One Azure call.
@@ -109,6 +127,8 @@ pub enum Action {
         grant: Grant,
     },
     CreateAccount(CreateAccount),
+    /// Writes the owner tags on an adopted account (other tags kept).
+    TagAccount(Owner),
     EnableSystemIdentity,
     AddUserAssignedIdentity(String),
     SetDefaultIdentity(String),
@@ -214,17 +234,17 @@ impl Out<'_> {
     }
 
     /// Blocked on something the user or Azure must change; looked at again on resync.
-    fn waiting(self, from: usize, reason: &str, message: String) -> Decision {
+    fn waiting(&mut self, from: usize, reason: &str, message: String) -> Decision {
         self.blocked(from, Phase::Waiting, reason, message, None, Requeue::Resync)
     }
 
     /// Failed until the user fixes something; looked at again on resync.
-    fn failed(self, from: usize, reason: &str, message: String) -> Decision {
+    fn failed(&mut self, from: usize, reason: &str, message: String) -> Decision {
         self.blocked(from, Phase::Failed, reason, message, None, Requeue::Resync)
     }
 
     /// Stage `from` needs `action`; polled soon.
-    fn acting(self, from: usize, reason: &str, message: String, action: Action) -> Decision {
+    fn acting(&mut self, from: usize, reason: &str, message: String, action: Action) -> Decision {
         self.blocked(
             from,
             Phase::Provisioning,
@@ -237,7 +257,7 @@ impl Out<'_> {
 
     /// Marks the stages after a blocked one Unknown, and Ready False.
     fn blocked(
-        mut self,
+        &mut self,
         from: usize,
         phase: Phase,
         reason: &str,
@@ -263,7 +283,7 @@ impl Out<'_> {
         self.set(READY, FALSE, reason, message);
         self.status.phase = phase;
         Decision {
-            status: self.status,
+            status: std::mem::take(&mut self.status),
             action,
             requeue,
         }
@@ -363,15 +383,23 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
         format!("key {key_uri} is ready"),
     );
 
+    // Ownership, before any write (a grant included): the account's owner tags in
+    // Azure decide, never the status.
+    let account = match &o.account {
+        AccountState::Found(a) => Some(a),
+        AccountState::NotFound => None,
+    };
+    if let Some(a) = account
+        && let Some(d) = ownership_gate(&mut out, a, &key_uri)
+    {
+        return d;
+    }
+
     // Stage 2: the identity that will use the key holds the grant.
     if !o.provider_registered {
         let msg = "resource provider Microsoft.DocumentDB is not registered in the subscription: register it (az provider register --namespace Microsoft.DocumentDB)".to_owned();
         return out.waiting(1, r::PROVIDER_NOT_REGISTERED, msg);
     }
-    let account = match &o.account {
-        AccountState::Found(a) => Some(a),
-        AccountState::NotFound => None,
-    };
     let principal = match spec.identity.type_ {
         IdentityType::FirstParty => Some(o.first_party_principal.to_owned()),
         IdentityType::UserAssigned => match &o.user_assigned_principal {
@@ -388,83 +416,43 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 return out.failed(1, r::IDENTITY_NOT_FOUND, msg);
             }
         },
-        // The account's own identity only exists after the account: the first party creates it.
-        IdentityType::SystemAssigned => Some(
-            account
-                .and_then(|a| a.system_principal_id.clone())
-                .unwrap_or_else(|| o.first_party_principal.to_owned()),
-        ),
+        // The account's own identity only exists after the account: the first
+        // party creates it. An existing account is never granted the first party
+        // for this (that would widen access): its system identity is enabled
+        // first, then granted.
+        IdentityType::SystemAssigned => match account {
+            None => Some(o.first_party_principal.to_owned()),
+            Some(a) => a.system_principal_id.clone(),
+        },
     };
-    let principal = principal.unwrap_or_default();
-    if !o.granted.iter().any(|g| g.eq_ignore_ascii_case(&principal)) {
-        let model_name = if model == PermissionModel::Rbac {
-            "role Key Vault Crypto Service Encryption User"
-        } else {
-            "an access policy"
-        };
-        if !manage {
-            let msg = format!(
-                "principal {principal} holds no Get/WrapKey/UnwrapKey grant ({model_name}); observe-only policy: grant it yourself"
-            );
-            return out.waiting(1, r::WAITING_FOR_IDENTITY_GRANT, msg);
+    match &principal {
+        Some(principal) => {
+            if let Some(d) = grant_stage(&mut out, principal, &vault_id, model, manage) {
+                return d;
+            }
         }
-        let msg =
-            format!("granting principal {principal} Get/WrapKey/UnwrapKey through {model_name}");
-        let grant = Action::Grant {
-            vault_id,
-            model,
-            principal_id: principal.clone(),
-        };
-        let made = Grant {
-            model,
-            principal_id: principal,
-            role_assignment_id: None,
-        };
-        if !out.status.grants.contains(&made) {
-            out.status.grants.push(made);
-        }
-        return out.acting(1, r::GRANTING_ACCESS, msg, grant);
+        None => out.set(
+            IDENTITY_GRANTED,
+            FALSE,
+            r::WAITING_FOR_SYSTEM_IDENTITY,
+            "the account's system-assigned identity does not exist yet: it is enabled first, then granted",
+        ),
     }
-    out.set(
-        IDENTITY_GRANTED,
-        TRUE,
-        r::ACCESS_GRANTED,
-        format!("principal {principal} holds Get/WrapKey/UnwrapKey"),
-    );
+    let principal = principal.unwrap_or_default();
 
     // Stage 3: the account, with the key, the identity and the default identity.
     let want_default = default_identity_value(&spec.identity);
     let Some(a) = account else {
-        if !manage {
-            let msg = format!(
-                "account {} does not exist; observe-only policy creates nothing",
-                spec.account_name
-            );
-            return out.waiting(2, r::ACCOUNT_MISSING, msg);
-        }
-        let ua = spec.identity.user_assigned_identity_id.clone();
-        let create = CreateAccount {
-            key_uri,
-            default_identity: if ua.is_some() {
-                want_default
-            } else {
-                "FirstPartyIdentity".to_owned()
-            },
-            user_assigned_identity: ua,
-        };
-        let msg = format!(
-            "creating account {} with key {}",
-            spec.account_name, create.key_uri
-        );
-        out.status.created_by_operator = true;
-        return out.acting(2, r::CREATING_ACCOUNT, msg, Action::CreateAccount(create));
+        return create_or_report_missing(&mut out, key_uri, want_default, manage);
     };
     out.status.account_id = Some(a.id.clone());
     out.status.document_endpoint = a.document_endpoint.clone();
     out.status.key_vault_key_uri = a.key_vault_key_uri.clone();
     out.status.default_identity = a.default_identity.clone();
     out.status.customer_managed_key_status = a.customer_managed_key_status.clone();
-    out.status.identity_principal_id = Some(principal.clone());
+    if !principal.is_empty() {
+        out.status.identity_principal_id = Some(principal.clone());
+    }
 
     match a.provisioning_state.as_str() {
         "Succeeded" => {}
@@ -487,62 +475,9 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
             );
         }
     }
-    if a.key_vault_key_uri.is_none()
-        && !o.status.created_by_operator
-        && !spec.adopt_existing_account
-    {
-        let msg = format!(
-            "account {} already exists without a customer-managed key; enabling CMK is irreversible, so the operator only does it when spec.adoptExistingAccount is true",
-            spec.account_name
-        );
-        return out.failed(2, r::ACCOUNT_EXISTS_WITHOUT_CMK, msg);
-    }
 
     // Staged writes, one per reconcile: identity, default identity, key URI.
-    let staged: Option<(Action, String)> = match spec.identity.type_ {
-        IdentityType::UserAssigned => {
-            let id = spec
-                .identity
-                .user_assigned_identity_id
-                .clone()
-                .unwrap_or_default();
-            if !a
-                .user_assigned_ids
-                .iter()
-                .any(|x| x.eq_ignore_ascii_case(&id))
-            {
-                Some((
-                    Action::AddUserAssignedIdentity(id.clone()),
-                    format!("identity {id} is not on the account"),
-                ))
-            } else {
-                None
-            }
-        }
-        IdentityType::SystemAssigned if a.system_principal_id.is_none() => Some((
-            Action::EnableSystemIdentity,
-            "the account has no system-assigned identity yet".to_owned(),
-        )),
-        _ => None,
-    }
-    .or_else(|| {
-        let have = a.default_identity.as_deref().unwrap_or("");
-        (!have.eq_ignore_ascii_case(&want_default)).then(|| {
-            (
-                Action::SetDefaultIdentity(want_default.clone()),
-                format!("defaultIdentity is {have:?}, want {want_default:?}"),
-            )
-        })
-    })
-    .or_else(|| {
-        let have = a.key_vault_key_uri.as_deref().unwrap_or("");
-        (!same_uri(have, &key_uri)).then(|| {
-            (
-                Action::SetKeyUri(key_uri.clone()),
-                format!("keyVaultKeyUri is {have:?}, want {key_uri:?}"),
-            )
-        })
-    });
+    let staged = staged_write(a, spec, &want_default, &key_uri, principal.is_empty());
     if let Some((action, what)) = staged {
         if !manage {
             let msg = format!("drift: {what}; observe-only policy reports it and changes nothing");
@@ -552,33 +487,6 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
         return out.acting(2, r::UPDATING_ACCOUNT, msg, action);
     }
 
-    // Optional clean-up after the switch away from the first party: only a grant the operator made.
-    if spec.identity.type_ != IdentityType::FirstParty
-        && spec.identity.remove_first_party_grant
-        && manage
-    {
-        let made = out
-            .status
-            .grants
-            .iter()
-            .position(|g| g.principal_id.eq_ignore_ascii_case(o.first_party_principal));
-        if let Some(i) = made {
-            let grant = out.status.grants.remove(i);
-            let msg = "removing the first-party identity's grant, no longer needed".to_owned();
-            out.set(
-                ACCOUNT_CREATED,
-                TRUE,
-                r::ACCOUNT_READY,
-                format!("account {} uses key {key_uri}", spec.account_name),
-            );
-            return out.acting(
-                3,
-                r::UPDATING_ACCOUNT,
-                msg,
-                Action::RevokeGrant { vault_id, grant },
-            );
-        }
-    }
     out.set(
         ACCOUNT_CREATED,
         TRUE,
@@ -588,6 +496,11 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
             spec.account_name
         ),
     );
+    // Optional clean-up after the switch away from the first party.
+    if let Some(action) = first_party_cleanup(&mut out, &vault_id, manage) {
+        let msg = "removing the first-party identity's grant, made by the operator and needed by no other resource".to_owned();
+        return out.acting(3, r::UPDATING_ACCOUNT, msg, action);
+    }
 
     // Stage 4: rotation tracking.
     let action = track_rotation(&mut out, a, &key_uri);
@@ -613,6 +526,315 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
     }
 }
 
+/// Stops at an account this resource may not write to: one owned by another
+/// resource, or an unowned one not (or not fully) adopted. Adopting writes the
+/// owner tags before anything else, recording the key version the account used.
+fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<Decision> {
+    let o = out.o;
+    let spec = o.spec;
+    let manage = spec.reconcile_policy == ReconcilePolicy::Manage;
+    match ownership::classify(&a.tags, &o.me) {
+        Ownership::Mine => None,
+        Ownership::Other(owner) => {
+            let msg = format!(
+                "account {} belongs to {owner} (its owner tags in Azure say so): this resource makes no change to it; use another accountName, or delete this resource",
+                spec.account_name
+            );
+            Some(out.failed(2, r::OWNED_BY_ANOTHER_RESOURCE, msg))
+        }
+        // Observing changes nothing: an unowned account can be reported.
+        Ownership::Unowned if !manage => None,
+        Ownership::Unowned if !spec.adopt_existing_account => {
+            let (reason, msg) = if a.key_vault_key_uri.is_none() {
+                (
+                    r::ACCOUNT_EXISTS_WITHOUT_CMK,
+                    format!(
+                        "account {} already exists without a customer-managed key and was not created by this resource; enabling CMK is irreversible, so the operator only does it when spec.adoptExistingAccount is true",
+                        spec.account_name
+                    ),
+                )
+            } else {
+                (
+                    r::ACCOUNT_NOT_OWNED,
+                    format!(
+                        "account {} already exists and was not created by this resource (it has no owner tags): the operator changes nothing; set spec.adoptExistingAccount to true to manage it, or use another accountName",
+                        spec.account_name
+                    ),
+                )
+            };
+            Some(out.failed(2, reason, msg))
+        }
+        Ownership::Unowned => {
+            let consent = &spec.adoption_consent;
+            let want_default = default_identity_value(&spec.identity);
+            let mut missing = Vec::new();
+            if let Some(have) = &a.key_vault_key_uri
+                && !same_uri(have, key_uri)
+                && !consent.replace_key
+            {
+                missing.push(format!(
+                    "it uses key {have}, not {key_uri}: set spec.adoptionConsent.replaceKey to true to move it (the version in use stays recorded for its backups)"
+                ));
+            }
+            if let Some(have) = &a.default_identity
+                && !have.eq_ignore_ascii_case(&want_default)
+                && !consent.replace_identity
+            {
+                missing.push(format!(
+                    "its default identity is {have}, not {want_default}: set spec.adoptionConsent.replaceIdentity to true to switch it"
+                ));
+            }
+            if !missing.is_empty() {
+                let msg = format!(
+                    "adopting account {} would change it without consent; {}",
+                    spec.account_name,
+                    missing.join("; ")
+                );
+                return Some(out.failed(2, r::ADOPTION_NEEDS_CONSENT, msg));
+            }
+            // The version in use now may be needed by the account's backups after
+            // the move to this resource's key.
+            if let (Some(uri), Some(version)) = (&a.key_vault_key_uri, &a.key_version_in_use)
+                && !same_uri(uri, key_uri)
+            {
+                let reason = "in use when the account was adopted; its backups may need it";
+                retain_version(out, uri, version, reason);
+            }
+            let msg = format!(
+                "adopting account {}: writing its owner tags ({})",
+                spec.account_name, o.me
+            );
+            Some(out.acting(
+                2,
+                r::ADOPTING_ACCOUNT,
+                msg,
+                Action::TagAccount(o.me.clone()),
+            ))
+        }
+    }
+}
+
+/// Stage 2 for a known principal: granted, or the grant to make.
+fn grant_stage(
+    out: &mut Out<'_>,
+    principal: &str,
+    vault_id: &str,
+    model: PermissionModel,
+    manage: bool,
+) -> Option<Decision> {
+    let o = out.o;
+    // Records without a vault predate it being recorded: they were made on this
+    // resource's vault. Removal re-checks the grant in Azure anyway.
+    for g in &mut out.status.grants {
+        if g.vault_id.is_none() {
+            g.vault_id = Some(vault_id.to_owned());
+        }
+    }
+    if !o.granted.iter().any(|g| g.eq_ignore_ascii_case(principal)) {
+        let model_name = if model == PermissionModel::Rbac {
+            "role Key Vault Crypto Service Encryption User"
+        } else {
+            "an access policy"
+        };
+        if !manage {
+            let msg = format!(
+                "principal {principal} holds no Get/WrapKey/UnwrapKey grant ({model_name}); observe-only policy: grant it yourself"
+            );
+            return Some(out.waiting(1, r::WAITING_FOR_IDENTITY_GRANT, msg));
+        }
+        let msg =
+            format!("granting principal {principal} Get/WrapKey/UnwrapKey through {model_name}");
+        let grant = Action::Grant {
+            vault_id: vault_id.to_owned(),
+            model,
+            principal_id: principal.to_owned(),
+        };
+        return Some(out.acting(1, r::GRANTING_ACCESS, msg, grant));
+    }
+    // A grant the operator made for another resource is shared: hold its record
+    // too, so whichever resource goes last removes it.
+    let recorded = out
+        .status
+        .grants
+        .iter()
+        .any(|g| g.is_for(vault_id, principal));
+    if !recorded && let Some(shared) = o.peer_grants.iter().find(|g| g.is_for(vault_id, principal))
+    {
+        out.status.grants.push(shared.clone());
+    }
+    out.set(
+        IDENTITY_GRANTED,
+        TRUE,
+        r::ACCESS_GRANTED,
+        format!("principal {principal} holds Get/WrapKey/UnwrapKey"),
+    );
+    None
+}
+
+/// No account in Azure: create it, unless it existed before (then it is reported
+/// missing and re-created only when the user asks).
+fn create_or_report_missing(
+    out: &mut Out<'_>,
+    key_uri: String,
+    want_default: String,
+    manage: bool,
+) -> Decision {
+    let o = out.o;
+    let spec = o.spec;
+    if !manage {
+        let msg = format!(
+            "account {} does not exist; observe-only policy creates nothing",
+            spec.account_name
+        );
+        return out.waiting(2, r::ACCOUNT_MISSING, msg);
+    }
+    let asked = o
+        .recreate
+        .as_ref()
+        .filter(|t| o.status.recreate_token.as_ref() != Some(*t));
+    if let Some(id) = &o.status.account_id {
+        let Some(token) = asked else {
+            let msg = format!(
+                "account {id} existed and is gone from Azure; the operator does not silently create an empty account in its place. Restore it (a new CosmosAccountCMK with spec.restore), or annotate this resource with {}=<a new value> to create it again, empty",
+                crate::api::RECREATE_ANNOTATION
+            );
+            return out.failed(2, r::ACCOUNT_MISSING, msg);
+        };
+        out.status.recreate_token = Some(token.clone());
+        out.status.account_id = None;
+        out.status.key_version_in_use = None;
+    }
+    let ua = spec.identity.user_assigned_identity_id.clone();
+    let create = CreateAccount {
+        key_uri,
+        default_identity: if ua.is_some() {
+            want_default
+        } else {
+            "FirstPartyIdentity".to_owned()
+        },
+        user_assigned_identity: ua,
+        tags: o.me.tags(),
+    };
+    let msg = format!(
+        "creating account {} with key {}",
+        spec.account_name, create.key_uri
+    );
+    out.status.created_by_operator = true;
+    out.acting(2, r::CREATING_ACCOUNT, msg, Action::CreateAccount(create))
+}
+
+/// The next staged write of an existing account, with what it corrects.
+fn staged_write(
+    a: &AccountFacts,
+    spec: &CosmosAccountCMKSpec,
+    want_default: &str,
+    key_uri: &str,
+    identity_missing: bool,
+) -> Option<(Action, String)> {
+    let identity = match spec.identity.type_ {
+        IdentityType::UserAssigned => {
+            let id = spec
+                .identity
+                .user_assigned_identity_id
+                .clone()
+                .unwrap_or_default();
+            (!a.user_assigned_ids
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(&id)))
+            .then(|| {
+                (
+                    Action::AddUserAssignedIdentity(id.clone()),
+                    format!("identity {id} is not on the account"),
+                )
+            })
+        }
+        IdentityType::SystemAssigned if a.system_principal_id.is_none() => Some((
+            Action::EnableSystemIdentity,
+            "the account has no system-assigned identity yet".to_owned(),
+        )),
+        _ => None,
+    };
+    // Nothing but enabling the identity happens before its grant.
+    if identity.is_some() || identity_missing {
+        return identity;
+    }
+    let have = a.default_identity.as_deref().unwrap_or("");
+    if !have.eq_ignore_ascii_case(want_default) {
+        return Some((
+            Action::SetDefaultIdentity(want_default.to_owned()),
+            format!("defaultIdentity is {have:?}, want {want_default:?}"),
+        ));
+    }
+    let have = a.key_vault_key_uri.as_deref().unwrap_or("");
+    (!same_uri(have, key_uri)).then(|| {
+        (
+            Action::SetKeyUri(key_uri.to_owned()),
+            format!("keyVaultKeyUri is {have:?}, want {key_uri:?}"),
+        )
+    })
+}
+
+/// With `removeFirstPartyGrant`, the first party's grant goes once the account
+/// has switched away, if the operator made it (recorded, not found in place) and
+/// no other live resource needs the first party on this vault.
+fn first_party_cleanup(out: &mut Out<'_>, vault_id: &str, manage: bool) -> Option<Action> {
+    let o = out.o;
+    let spec = o.spec;
+    if spec.identity.type_ == IdentityType::FirstParty
+        || !spec.identity.remove_first_party_grant
+        || !manage
+    {
+        return None;
+    }
+    let fp = o.first_party_principal;
+    let i = out
+        .status
+        .grants
+        .iter()
+        .position(|g| g.is_for(vault_id, fp))?;
+    if out.status.grants[i].entry_found || sharing::grant_needed(o.peers, vault_id, fp) {
+        return None;
+    }
+    let grant = out.status.grants.remove(i);
+    Some(Action::RevokeGrant {
+        vault_id: vault_id.to_owned(),
+        grant,
+    })
+}
+
+/// Records a version the account stopped using, kept for its backups.
+fn retain_version(out: &mut Out<'_>, key_uri: &str, version: &str, reason: &str) {
+    let o = out.o;
+    let grace = i64::from(o.spec.rotation.previous_version_grace_hours);
+    let window = o.spec.backup_policy.restore_window_hours();
+    let hours = grace.max(window);
+    let safe = o
+        .now
+        .checked_add(SignedDuration::from_hours(hours))
+        .unwrap_or(o.now);
+    let list = &mut out.status.retained_key_versions;
+    if list
+        .iter()
+        .any(|r| same_uri(&r.key_uri, key_uri) && r.version == version)
+    {
+        return;
+    }
+    list.push(RetainedKeyVersion {
+        key_uri: key_uri.trim_end_matches('/').to_owned(),
+        version: version.to_owned(),
+        reason: format!(
+            "{reason}; kept {hours} h: max(grace period {grace} h, backup restore window {window} h)"
+        ),
+        safe_to_disable_after: Time(safe),
+        disabled: false,
+        kept_because: None,
+    });
+    if list.len() > MAX_RETAINED_VERSIONS {
+        let drop = list.len() - MAX_RETAINED_VERSIONS;
+        list.drain(..drop);
+    }
+}
+
 fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<Action> {
     let o = out.o;
     let in_use = a.key_version_in_use.clone();
@@ -620,20 +842,28 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
     if let (Some(new), Some(old)) = (&in_use, &before)
         && new != old
     {
-        let grace =
-            SignedDuration::from_hours(i64::from(o.spec.rotation.previous_version_grace_hours));
-        out.status.previous_key_version = Some(old.clone());
-        out.status.previous_key_uri = o
+        // The previous version may belong to the key used before a move to another key.
+        let old_uri = o
             .status
             .key_vault_key_uri
             .clone()
-            .or_else(|| Some(key_uri.to_owned()));
+            .unwrap_or_else(|| key_uri.to_owned());
+        retain_version(out, &old_uri, old, "used until the last rotation");
+        let safe = out
+            .status
+            .retained_key_versions
+            .iter()
+            .find(|r| &r.version == old)
+            .map(|r| r.safe_to_disable_after.clone());
+        out.status.previous_key_version = Some(old.clone());
+        out.status.previous_key_uri = Some(old_uri);
         out.status.last_rotation_time = Some(Time(o.now));
-        out.status.previous_version_safe_to_disable_after = o.now.checked_add(grace).ok().map(Time);
+        out.status.previous_version_safe_to_disable_after = safe;
         out.status.previous_version_disabled = false;
     }
     out.status.key_version_in_use = in_use.clone();
     let version = in_use.unwrap_or_else(|| "unknown".to_owned());
+    let in_use_uri = a.key_vault_key_uri.clone().unwrap_or_default();
     let Some(previous) = out.status.previous_key_version.clone() else {
         out.set(
             ROTATION_TRACKED,
@@ -643,33 +873,41 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
         );
         return None;
     };
-    let safe_after = out.status.previous_version_safe_to_disable_after.clone();
-    let due = safe_after.as_ref().is_some_and(|t| o.now >= t.0);
-    if o.spec.rotation.disable_previous_version
-        && o.spec.reconcile_policy == ReconcilePolicy::Manage
-        && due
-        && !out.status.previous_version_disabled
-        && previous != version
-    {
-        out.status.previous_version_disabled = true;
+    let may_disable = o.spec.rotation.disable_previous_version
+        && o.spec.reconcile_policy == ReconcilePolicy::Manage;
+    // The first version due, unused here and needed by no other resource; the
+    // controller re-checks it in Azure (latest version, accounts using it) first.
+    let due = out.status.retained_key_versions.iter().position(|r| {
+        let in_use_here = same_uri(&r.key_uri, &in_use_uri) && r.version == version;
+        let too_early = o.now < r.safe_to_disable_after.0;
+        !(r.disabled
+            || too_early
+            || in_use_here
+            || sharing::version_needed(o.peers, &r.key_uri, &r.version))
+    });
+    if may_disable && let Some(i) = due {
+        let r = &mut out.status.retained_key_versions[i];
+        r.disabled = true;
+        let (uri, v) = (r.key_uri.clone(), r.version.clone());
+        if v == previous {
+            out.status.previous_version_disabled = true;
+        }
         out.set(
             ROTATION_TRACKED,
             TRUE,
             r::PREVIOUS_VERSION_DISABLED,
-            format!("key version {version} in use; disabling previous version {previous}"),
+            format!("key version {version} in use; disabling version {v} of {uri}, past its grace period and backup window"),
         );
-        // The previous version may belong to the key used before a rotation to another key.
-        let previous_key = out
-            .status
-            .previous_key_uri
-            .clone()
-            .unwrap_or_else(|| key_uri.to_owned());
         return Some(Action::DisableKeyVersion {
-            key_uri: previous_key,
-            version: previous,
+            key_uri: uri,
+            version: v,
         });
     }
-    let when = safe_after.map_or_else(|| "unknown".to_owned(), |t| t.0.to_string());
+    let when = out
+        .status
+        .previous_version_safe_to_disable_after
+        .as_ref()
+        .map_or_else(|| "unknown".to_owned(), |t| t.0.to_string());
     out.set(
         ROTATION_TRACKED,
         TRUE,

@@ -3,7 +3,9 @@
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::account::*;
+use super::ownership::Owner;
 use super::reasons as r;
+use super::sharing::Peer;
 use crate::api::conditions::{
     self, ACCOUNT_CREATED, IDENTITY_GRANTED, READY, ROTATION_TRACKED, VAULT_READY,
 };
@@ -37,8 +39,19 @@ fn ready_binding() -> BindingState {
     }
 }
 
+fn me() -> Owner {
+    Owner {
+        cluster: "c1".into(),
+        namespace: "team-a".into(),
+        name: "orders".into(),
+        uid: "u1".into(),
+    }
+}
+
+/// An account this resource owns (its owner tags name it).
 fn account(default_identity: &str) -> AccountFacts {
     AccountFacts {
+        tags: me().tags(),
         id: "/subscriptions/x/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a"
             .to_owned(),
         provisioning_state: "Succeeded".to_owned(),
@@ -60,6 +73,9 @@ struct World {
     account: AccountState,
     operation: Option<OperationState>,
     now: Timestamp,
+    recreate: Option<String>,
+    peers: Vec<Peer>,
+    peer_grants: Vec<Grant>,
 }
 
 impl World {
@@ -74,6 +90,9 @@ impl World {
             account: AccountState::NotFound,
             operation: None,
             now: t0(),
+            recreate: None,
+            peers: Vec::new(),
+            peer_grants: Vec::new(),
         }
     }
     fn decide(&self) -> Decision {
@@ -89,6 +108,10 @@ impl World {
             account: self.account.clone(),
             operation: self.operation.clone(),
             now: self.now,
+            me: me(),
+            recreate: self.recreate.clone(),
+            peers: &self.peers,
+            peer_grants: &self.peer_grants,
         };
         decide(&o)
     }
@@ -152,7 +175,10 @@ fn first_party_without_grant_is_granted_and_recorded() {
         })
     );
     assert_eq!(reason(&d, IDENTITY_GRANTED), "False/GrantingAccess");
-    assert_eq!(d.status.grants[0].principal_id, FP);
+    assert!(
+        d.status.grants.is_empty(),
+        "recorded by the controller once Azure made it (with its vault and assignment id)"
+    );
 }
 
 #[test]
@@ -187,6 +213,7 @@ fn user_assigned_account_is_created_with_its_default_identity() {
             key_uri: KEY.into(),
             default_identity: format!("UserAssignedIdentity={UA_ID}"),
             user_assigned_identity: Some(UA_ID.into()),
+            tags: me().tags(),
         }))
     );
     assert_eq!(reason(&d, ACCOUNT_CREATED), "False/CreatingAccount");
@@ -282,11 +309,17 @@ fn existing_account_without_cmk_is_only_adopted_when_asked() {
     let mut w = World::new(IdentityType::FirstParty);
     let mut a = account("FirstPartyIdentity");
     a.key_vault_key_uri = None;
-    w.account = AccountState::Found(a);
+    a.tags.clear();
+    w.account = AccountState::Found(a.clone());
+    w.granted.clear();
     let d = w.decide();
     assert_eq!(reason(&d, ACCOUNT_CREATED), "False/AccountExistsWithoutCmk");
-    assert_eq!(d.action, None);
+    assert_eq!(d.action, None, "not even a grant");
     w.spec.adopt_existing_account = true;
+    assert_eq!(w.decide().action, Some(Action::TagAccount(me())));
+    a.tags = me().tags();
+    w.account = AccountState::Found(a);
+    w.granted = vec![FP.to_owned()];
     assert_eq!(w.decide().action, Some(Action::SetKeyUri(KEY.into())));
 }
 
@@ -298,7 +331,9 @@ fn system_assigned_walks_the_seed_two_step() {
     w.status.grants = vec![Grant {
         model: PermissionModel::AccessPolicy,
         principal_id: FP.into(),
+        vault_id: None,
         role_assignment_id: None,
+        entry_found: false,
     }];
     // 1. created with the first party: enable the system identity.
     w.account = AccountState::Found(account("FirstPartyIdentity"));
@@ -596,5 +631,258 @@ fn a_rotation_to_another_key_disables_the_old_keys_version() {
             key_uri: "https://vault.example/keys/old".into(),
             version: "v1".into()
         })
+    );
+}
+
+fn fp_grant(vault: &str) -> Grant {
+    Grant {
+        model: PermissionModel::AccessPolicy,
+        principal_id: FP.into(),
+        vault_id: Some(vault.into()),
+        role_assignment_id: None,
+        entry_found: false,
+    }
+}
+
+fn first_party_peer(vault: &str) -> Peer {
+    Peer {
+        vaults: vec![vault.into()],
+        principals: vec![FP.into()],
+        live: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_account_owned_by_another_resource_gets_no_write_at_all() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.deletion_policy = DeletionPolicy::Delete;
+    let mut a = account("FirstPartyIdentity");
+    a.key_vault_key_uri = Some("https://vault.example/keys/other".into());
+    a.tags = Owner {
+        name: "payments".into(),
+        ..me()
+    }
+    .tags();
+    w.account = AccountState::Found(a);
+    w.granted.clear();
+    let d = w.decide();
+    assert_eq!(d.action, None, "no grant, no PATCH");
+    assert_eq!(reason(&d, READY), "False/OwnedByAnotherResource");
+    let msg = conditions::find(&d.status.conditions, READY)
+        .unwrap()
+        .message
+        .clone();
+    assert!(msg.contains("team-a/payments"), "{msg}");
+}
+
+#[test]
+fn an_unowned_cmk_account_is_not_touched_without_adoption() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    a.key_vault_key_uri = Some("https://vault.example/keys/other".into());
+    a.tags.clear();
+    w.account = AccountState::Found(a);
+    // A status claiming the operator created it is a record, not an authority.
+    w.status.created_by_operator = true;
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.action),
+        ("False/AccountNotOwned", None)
+    );
+    w.spec.reconcile_policy = ReconcilePolicy::ObserveOnly;
+    let d = w.decide();
+    assert_eq!(
+        reason(&d, READY),
+        "False/DriftDetected",
+        "observing reports the other key"
+    );
+    assert_eq!(d.action, None);
+}
+
+#[test]
+fn adopting_another_key_or_identity_needs_consent_and_keeps_the_old_version() {
+    let mut w = World::new(IdentityType::UserAssigned);
+    w.spec.adopt_existing_account = true;
+    let mut a = account("FirstPartyIdentity");
+    a.key_vault_key_uri = Some("https://vault.example/keys/other".into());
+    a.key_version_in_use = Some("o7".into());
+    a.tags.clear();
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.action.clone()),
+        ("False/AdoptionNeedsConsent", None)
+    );
+    let msg = conditions::find(&d.status.conditions, READY)
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        msg.contains("replaceKey") && msg.contains("replaceIdentity"),
+        "{msg}"
+    );
+    w.spec.adoption_consent.replace_key = true;
+    assert_eq!(
+        w.decide().action,
+        None,
+        "the identity change is not consented yet"
+    );
+    w.spec.adoption_consent.replace_identity = true;
+    let d = w.decide();
+    assert_eq!(d.action, Some(Action::TagAccount(me())));
+    let kept = &d.status.retained_key_versions;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].key_uri.as_str(), kept[0].version.as_str()),
+        ("https://vault.example/keys/other", "o7")
+    );
+}
+
+#[test]
+fn a_missing_account_is_reported_and_recreated_once_per_annotation_value() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.status.account_id = Some("/subscriptions/x/.../databaseAccounts/a".into());
+    w.status.created_by_operator = true;
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.action.clone(), d.status.phase),
+        ("False/AccountMissing", None, Phase::Failed)
+    );
+    w.recreate = Some("2026-12-01".into());
+    let d = w.decide();
+    let Some(Action::CreateAccount(c)) = &d.action else {
+        panic!("re-created when asked: {:?}", d.action)
+    };
+    assert_eq!(c.tags, me().tags(), "created with its owner tags");
+    assert_eq!(d.status.recreate_token.as_deref(), Some("2026-12-01"));
+    // Gone again later: the same annotation value does not re-create twice.
+    w.status = d.status;
+    w.status.account_id = Some("/subscriptions/x/.../databaseAccounts/a".into());
+    assert_eq!(w.decide().action, None);
+}
+
+#[test]
+fn the_first_party_grant_stays_while_another_resource_needs_it() {
+    let mut w = World::new(IdentityType::SystemAssigned);
+    w.spec.identity.remove_first_party_grant = true;
+    w.status.grants = vec![fp_grant(VAULT)];
+    let mut a = account("SystemAssignedIdentity");
+    a.system_principal_id = Some("sys".into());
+    w.granted.push("sys".into());
+    w.account = AccountState::Found(a);
+    w.peers = vec![first_party_peer(VAULT)];
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.action.clone()),
+        ("True/Ready", None)
+    );
+    assert_eq!(
+        d.status.grants.len(),
+        1,
+        "the record stays: whoever goes last removes it"
+    );
+    w.peers = vec![first_party_peer(
+        "/subscriptions/x/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/other",
+    )];
+    assert!(
+        matches!(w.decide().action, Some(Action::RevokeGrant { .. })),
+        "needed on another vault only"
+    );
+    w.status.grants[0].entry_found = true;
+    assert_eq!(
+        w.decide().action,
+        None,
+        "an entry found in place is never removed"
+    );
+}
+
+#[test]
+fn a_grant_made_for_another_resource_is_recorded_as_shared() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.account = AccountState::Found(account("FirstPartyIdentity"));
+    w.peer_grants = vec![fp_grant(VAULT), fp_grant("/other/vault")];
+    let d = w.decide();
+    assert_eq!(d.status.grants, vec![fp_grant(VAULT)]);
+}
+
+#[test]
+fn switching_an_existing_account_to_system_assigned_never_grants_the_first_party() {
+    let mut w = World::new(IdentityType::SystemAssigned);
+    let mut a = account(&format!("UserAssignedIdentity={UA_ID}"));
+    a.user_assigned_ids = vec![UA_ID.into()];
+    w.account = AccountState::Found(a);
+    w.granted = vec!["ua-principal".into()];
+    let d = w.decide();
+    assert_eq!(d.action, Some(Action::EnableSystemIdentity));
+    assert_eq!(
+        reason(&d, IDENTITY_GRANTED),
+        "False/WaitingForSystemIdentity"
+    );
+}
+
+#[test]
+fn every_earlier_version_is_tracked_and_one_in_use_elsewhere_stays_enabled() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.rotation.disable_previous_version = true;
+    w.spec.backup_policy.type_ = BackupPolicyType::Continuous;
+    w.spec.backup_policy.continuous_tier = Some(ContinuousTier::Continuous7Days);
+    w.status.key_version_in_use = Some("v1".into());
+    w.status.key_vault_key_uri = Some(KEY.into());
+    for (i, v) in ["v2", "v3"].iter().enumerate() {
+        let mut a = account("FirstPartyIdentity");
+        a.key_version_in_use = Some((*v).into());
+        w.account = AccountState::Found(a);
+        w.now = t0() + SignedDuration::from_hours(i as i64);
+        let d = w.decide();
+        w.status = d.status;
+    }
+    let kept: Vec<&str> = w
+        .status
+        .retained_key_versions
+        .iter()
+        .map(|r| r.version.as_str())
+        .collect();
+    assert_eq!(kept, ["v1", "v2"], "v1 is not forgotten after v2 -> v3");
+    // Seven days of continuous backup outweigh the 24 h grace period.
+    w.now = t0() + SignedDuration::from_hours(7 * 24 - 1);
+    assert_eq!(w.decide().action, None);
+    w.now = t0() + SignedDuration::from_hours(7 * 24 + 2);
+    w.peers = vec![Peer {
+        versions: vec![(KEY.into(), "v1".into())],
+        ..Default::default()
+    }];
+    let d = w.decide();
+    assert_eq!(
+        d.action,
+        Some(Action::DisableKeyVersion {
+            key_uri: KEY.into(),
+            version: "v2".into()
+        }),
+        "v1 is used by another resource: v2 goes first"
+    );
+    w.peers.clear();
+    w.status = d.status;
+    assert_eq!(
+        w.decide().action,
+        Some(Action::DisableKeyVersion {
+            key_uri: KEY.into(),
+            version: "v1".into()
+        })
+    );
+}
+
+#[test]
+fn periodic_retention_counts_when_longer_than_the_grace_period() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.backup_policy.periodic_retention_hours = Some(48);
+    w.status.key_version_in_use = Some("v1".into());
+    let mut a = account("FirstPartyIdentity");
+    a.key_version_in_use = Some("v2".into());
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(
+        d.status.retained_key_versions[0].safe_to_disable_after.0,
+        t0() + SignedDuration::from_hours(48)
     );
 }

@@ -3,7 +3,9 @@
 
 pub mod account;
 pub mod binding;
+pub mod ownership;
 pub mod reasons;
+pub mod sharing;
 
 #[cfg(test)]
 mod account_tests;

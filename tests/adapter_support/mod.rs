@@ -72,6 +72,7 @@ pub fn new_account(name: &str, key_uri: &str) -> NewAccount {
         user_assigned_identity: None,
         backup: BackupPolicy::default(),
         restore: None,
+        tags: Default::default(),
     }
 }
 
@@ -84,4 +85,27 @@ pub async fn finish(azure: &SdkAzure, op: &PendingOperation) -> OperationState {
         }
     }
     panic!("operation {} never finished", op.poll_url);
+}
+
+/// Enables or disables a key version straight through Key Vault's data plane, as
+/// a person would (the adapter itself never disables a key's latest version).
+pub async fn set_key_version_enabled(sim: &SimHandle, key_uri: &str, version: &str, enabled: bool) {
+    let (_, _, operator) = sim.operator_credentials();
+    let token = sim.issue_token(&operator, "https://vault.azure.net", 3600);
+    let url = azure_core::Url::parse(&format!(
+        "{}/{version}?api-version=7.6",
+        key_uri.trim_end_matches('/')
+    ))
+    .expect("url");
+    let mut req = azure_core::Request::new(url, azure_core::Method::Patch);
+    req.insert_header("authorization", format!("Bearer {token}"));
+    req.insert_header("content-type", "application/json");
+    req.set_body(
+        serde_json::to_vec(&serde_json::json!({"attributes": {"enabled": enabled}})).expect("json"),
+    );
+    let resp = azure_core::new_http_client()
+        .execute_request(&req)
+        .await
+        .expect("http");
+    assert_eq!(u16::from(resp.status()), 200, "key version updated");
 }

@@ -101,10 +101,7 @@ async fn a_new_key_in_the_binding_moves_the_account_to_it() {
 async fn revocation_is_reported_without_writes_and_recovers() {
     let env = Env::start("revoke").await;
     let (key_uri, version) = ready_orders(&env).await;
-    env.backdoor()
-        .disable_key_version(&key_uri, &version)
-        .await
-        .unwrap();
+    env.set_key_version_enabled(&key_uri, &version, false).await;
     let a = env.account_reason("orders", "KeyRevoked").await;
     let s = a.status.unwrap();
     assert_eq!(s.phase, Phase::Revoked);

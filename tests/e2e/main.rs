@@ -9,5 +9,7 @@ mod credentials;
 mod identities;
 mod least_privilege;
 mod lifecycle;
+mod ownership;
 mod preflight;
 mod replicas;
+mod sharing;

@@ -53,6 +53,8 @@ impl Env {
             resync_reads_per_second: 5.0,
             concurrency: 4,
             namespace: Some(ns.clone()),
+            cluster_id: "e2e".to_owned(),
+            clock: Default::default(),
         };
         let mut env = Env {
             operator_client: client.clone(),
@@ -332,6 +334,12 @@ impl Env {
 
     /// Re-enables a key version through the Key Vault data plane.
     pub async fn enable_key_version(&self, key_uri: &str, version: &str) {
+        self.set_key_version_enabled(key_uri, version, true).await;
+    }
+
+    /// Enables or disables a key version as a person would, through Key Vault's
+    /// data plane (the operator's adapter never disables a key's latest version).
+    pub async fn set_key_version_enabled(&self, key_uri: &str, version: &str, enabled: bool) {
         let (_, _, operator) = self.sim.operator_credentials();
         let token = self
             .sim
@@ -342,13 +350,13 @@ impl Env {
         req.insert_header("authorization", format!("Bearer {token}"));
         req.insert_header("content-type", "application/json");
         req.set_body(
-            serde_json::to_vec(&serde_json::json!({"attributes": {"enabled": true}}))
+            serde_json::to_vec(&serde_json::json!({"attributes": {"enabled": enabled}}))
                 .expect("json"),
         );
         let resp = azure_core::new_http_client()
             .execute_request(&req)
             .await
             .expect("http");
-        assert_eq!(u16::from(resp.status()), 200, "key version re-enabled");
+        assert_eq!(u16::from(resp.status()), 200, "key version updated");
     }
 }

@@ -2,6 +2,7 @@
 //! long-running operations. Requests go out once through the SDK's `send()`;
 //! the generated `.await` LRO loop would re-send the PUT, so it is never used.
 
+use azure_core::{Method, Url};
 use serde_json::{Map, Value, json};
 
 use super::http::Answer;
@@ -13,6 +14,8 @@ use crate::azure::key_uri::KeyUri;
 use crate::azure::port::{AccountChange, AccountRef, NewAccount};
 use crate::azure::rate_limit::CallKind;
 use crate::reconcile::account::AccountFacts;
+use crate::reconcile::ownership;
+use std::collections::BTreeMap;
 
 impl SdkAzure {
     async fn account_json(&self, op: &str, a: &AccountRef) -> Result<Option<Answer>, AzureError> {
@@ -48,21 +51,18 @@ impl SdkAzure {
         let key_uri = self.versionless(OP, &new.key_uri)?;
         let params: cosmosdb::models::DatabaseAccountCreateUpdateParameters =
             super::model(OP, create_body(new, &key_uri))?;
+        // The SDK's model checks the documented shape, but its `Tags` type is an
+        // empty struct that drops every tag: the body goes out raw, tags added back.
+        let mut body = serde_json::to_value(&params).map_err(|e| AzureError::Rejected {
+            operation: OP.to_owned(),
+            status: 400,
+            code: "InvalidRequest".into(),
+            message: format!("cannot build the request: {e}"),
+        })?;
+        body["tags"] = json!(new.tags);
         let a = &new.account;
-        let client = self.inner.cosmos.database_accounts_client();
-        let answer = self
-            .call(OP, &a.subscription_id, CallKind::Write, async {
-                Self::sdk(
-                    OP,
-                    false,
-                    client
-                        .create_or_update(&a.subscription_id, &a.resource_group, &a.name, params)
-                        .send(),
-                )
-                .await
-            })
-            .await?;
-        Ok(self.pending(OP, a, answer))
+        let answer = self.arm_write(OP, a, Method::Put, &body).await?;
+        Ok(self.pending(OP, a, Some(answer)))
     }
 
     pub(super) async fn start_update(
@@ -70,35 +70,51 @@ impl SdkAzure {
         account: &AccountRef,
         change: &AccountChange,
     ) -> Result<PendingOperation, AzureError> {
-        let (op, body) = match change {
-            AccountChange::EnableSystemIdentity | AccountChange::AddUserAssignedIdentity(_) => {
-                let op = if matches!(change, AccountChange::EnableSystemIdentity) {
-                    "EnableSystemIdentity"
-                } else {
-                    "AddUserAssignedIdentity"
-                };
-                // ARM replaces the identity block: carry the existing identities over.
-                let current =
-                    self.account_json(op, account)
-                        .await?
-                        .ok_or_else(|| AzureError::NotFound {
+        let (op, body) =
+            match change {
+                AccountChange::EnableSystemIdentity | AccountChange::AddUserAssignedIdentity(_) => {
+                    let op = if matches!(change, AccountChange::EnableSystemIdentity) {
+                        "EnableSystemIdentity"
+                    } else {
+                        "AddUserAssignedIdentity"
+                    };
+                    // ARM replaces the identity block: carry the existing identities over.
+                    let current = self.account_json(op, account).await?.ok_or_else(|| {
+                        AzureError::NotFound {
                             operation: op.to_owned(),
                             message: format!("account {} does not exist", account.name),
-                        })?;
-                (
-                    op,
-                    json!({"identity": identity_with(&current.body, change)}),
-                )
-            }
-            AccountChange::SetDefaultIdentity(v) => (
-                "SetDefaultIdentity",
-                json!({"properties": {"defaultIdentity": v}}),
-            ),
-            AccountChange::SetKeyUri(uri) => (
-                "SetKeyUri",
-                json!({"properties": {"keyVaultKeyUri": self.versionless("SetKeyUri", uri)?}}),
-            ),
-        };
+                        }
+                    })?;
+                    (
+                        op,
+                        json!({"identity": identity_with(&current.body, change)}),
+                    )
+                }
+                AccountChange::SetDefaultIdentity(v) => (
+                    "SetDefaultIdentity",
+                    json!({"properties": {"defaultIdentity": v}}),
+                ),
+                AccountChange::SetKeyUri(uri) => (
+                    "SetKeyUri",
+                    json!({"properties": {"keyVaultKeyUri": self.versionless("SetKeyUri", uri)?}}),
+                ),
+                AccountChange::SetOwner(owner) => {
+                    const OP: &str = "SetOwner";
+                    // ARM replaces the whole tag set: carry every other tag over, read now.
+                    let current = self.account_json(OP, account).await?.ok_or_else(|| {
+                        AzureError::NotFound {
+                            operation: OP.to_owned(),
+                            message: format!("account {} does not exist", account.name),
+                        }
+                    })?;
+                    let tags = ownership::with_owner(&tags_of(&current.body), owner);
+                    // Raw: the SDK's update model drops tags.
+                    let answer = self
+                        .arm_write(OP, account, Method::Patch, &json!({"tags": tags}))
+                        .await?;
+                    return Ok(self.pending(OP, account, Some(answer)));
+                }
+            };
         let params: cosmosdb::models::DatabaseAccountUpdateParameters = super::model(op, body)?;
         let client = self.inner.cosmos.database_accounts_client();
         let a = account;
@@ -142,6 +158,36 @@ impl SdkAzure {
             }
             _ => None, // 200/204: gone already; 404: never there
         })
+    }
+
+    /// A write to the account sent as JSON, outside the SDK's models.
+    async fn arm_write(
+        &self,
+        op: &str,
+        a: &AccountRef,
+        method: Method,
+        body: &Value,
+    ) -> Result<Answer, AzureError> {
+        let url = Url::parse(&format!(
+            "{}{}?api-version={}",
+            self.inner.cloud.resource_manager,
+            a.id().trim_start_matches('/'),
+            super::lro::COSMOS_API
+        ))
+        .map_err(|e| AzureError::Rejected {
+            operation: op.to_owned(),
+            status: 400,
+            code: "InvalidRequest".into(),
+            message: format!("cannot build the account URL: {e}"),
+        })?;
+        self.call(op, &a.subscription_id, CallKind::Write, async {
+            self.inner
+                .arm
+                .send(method, url, Some(body))
+                .await
+                .map_err(|e| super::http::map_error(op, e))
+        })
+        .await
     }
 
     /// The operation to persist: its `Azure-AsyncOperation` (or `Location`) URL,
@@ -210,6 +256,15 @@ pub(super) fn create_body(new: &NewAccount, key_uri: &str) -> Value {
             b["continuousModeProperties"] = json!({"tier": format!("{tier:?}")});
         }
         props["backupPolicy"] = b;
+    } else if new.backup.periodic_interval_minutes.is_some()
+        || new.backup.periodic_retention_hours.is_some()
+    {
+        props["backupPolicy"] = json!({"type": "Periodic", "periodicModeProperties": {
+            "backupIntervalInMinutes": new.backup.periodic_interval_minutes
+                .unwrap_or(crate::api::DEFAULT_PERIODIC_INTERVAL_MINUTES),
+            "backupRetentionIntervalInHours": new.backup.periodic_retention_hours
+                .unwrap_or(crate::api::DEFAULT_PERIODIC_RETENTION_HOURS),
+        }});
     }
     if let Some(r) = &new.restore {
         props["createMode"] = json!("Restore");
@@ -222,6 +277,7 @@ pub(super) fn create_body(new: &NewAccount, key_uri: &str) -> Value {
     let mut body = json!({
         "location": write_region,
         "kind": new.kind,
+        "tags": new.tags,
         "properties": props,
     });
     if let Some(id) = &new.user_assigned_identity {
@@ -268,6 +324,18 @@ fn identity_with(account: &Value, change: &AccountChange) -> Value {
     out
 }
 
+/// The account's tags (string values only, as ARM keeps them).
+fn tags_of(v: &Value) -> BTreeMap<String, String> {
+    v.get("tags")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The adapter-neutral view of an account.
 pub(super) fn facts_from_json(v: &Value) -> AccountFacts {
     let p = &v["properties"];
@@ -297,6 +365,7 @@ pub(super) fn facts_from_json(v: &Value) -> AccountFacts {
             .unwrap_or_default(),
         revoked: status.as_deref().and_then(revocation),
         customer_managed_key_status: status,
+        tags: tags_of(v),
     }
 }
 
@@ -378,11 +447,13 @@ mod tests {
             backup: BackupPolicy {
                 type_: BackupPolicyType::Continuous,
                 continuous_tier: Some(ContinuousTier::Continuous7Days),
+                ..Default::default()
             },
             restore: Some(RestoreSource {
                 source_account_id: Some("/subscriptions/s/providers/Microsoft.DocumentDB/locations/westus/restorableDatabaseAccounts/abc".into()),
                 timestamp: Some("2026-01-31T12:00:00Z".into()),
             }),
+            tags: [("cosmoscmk.io-name".to_owned(), "orders".to_owned())].into(),
         }
     }
 
@@ -391,6 +462,8 @@ mod tests {
     fn create_body_survives_the_sdk_model() {
         let body = create_body(&new_account(), "https://kv.vault.azure.net/keys/k");
         assert_eq!(body["location"], "westus");
+        // Sent raw beside the model, which drops tags.
+        assert_eq!(body["tags"]["cosmoscmk.io-name"], "orders");
         let m: models::DatabaseAccountCreateUpdateParameters =
             serde_json::from_value(body.clone()).unwrap();
         let back = serde_json::to_value(&m).unwrap();

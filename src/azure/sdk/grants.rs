@@ -10,6 +10,7 @@ use super::ids::ResourceId;
 use super::{SdkAzure, authz, keyvault};
 use crate::api::{Grant, PermissionModel};
 use crate::azure::errors::AzureError;
+use crate::azure::port::RevokeOutcome;
 use crate::azure::rate_limit::CallKind;
 
 /// Key Vault Crypto Service Encryption User: get, wrapKey, unwrapKey — what Cosmos DB needs.
@@ -154,12 +155,17 @@ impl SdkAzure {
                     Some(v) => v,
                     None => self.vault_or_404(OP, &id).await?,
                 };
+                // An entry already there (someone else's, with fewer permissions)
+                // is added to, and so can never be removed or narrowed later.
+                let entry_found = !policy_entries(&vault, principal_id).is_empty();
                 self.access_policy(OP, &id, &vault, principal_id, "add")
                     .await?;
                 Ok(Grant {
                     model: PermissionModel::AccessPolicy,
                     principal_id: principal_id.to_owned(),
+                    vault_id: Some(vault_id.to_owned()),
                     role_assignment_id: None,
+                    entry_found,
                 })
             }
         }
@@ -230,7 +236,9 @@ impl SdkAzure {
         Ok(Grant {
             model: PermissionModel::Rbac,
             principal_id: principal_id.to_owned(),
+            vault_id: Some(id.canonical(VAULT_NS, "vaults")),
             role_assignment_id,
+            entry_found: false,
         })
     }
 
@@ -280,15 +288,30 @@ impl SdkAzure {
         &self,
         vault_id: &str,
         grant: &Grant,
-    ) -> Result<(), AzureError> {
+    ) -> Result<RevokeOutcome, AzureError> {
         const OP: &str = "RevokeGrant";
         let id = ResourceId::parse(OP, vault_id, VAULT_NS, "vaults")?;
+        if grant.entry_found {
+            return Ok(RevokeOutcome::Kept(
+                "the principal's access-policy entry was there before the operator added to it"
+                    .into(),
+            ));
+        }
         match grant.model {
             PermissionModel::Rbac => {
                 // No id: the access came from someone else's assignment; leave it.
                 let Some(ra) = &grant.role_assignment_id else {
-                    return Ok(());
+                    return Ok(RevokeOutcome::Kept(
+                        "the access comes from a role assignment the operator did not make".into(),
+                    ));
                 };
+                let Some(current) = self.role_assignment(&id, ra).await? else {
+                    return Ok(RevokeOutcome::AlreadyGone);
+                };
+                let scope = id.canonical(VAULT_NS, "vaults");
+                if let Some(why) = not_ours(&current, ra, &scope, &grant.principal_id) {
+                    return Ok(RevokeOutcome::Kept(why));
+                }
                 let client = self.inner.authz.role_assignments_client();
                 self.call(OP, &id.subscription, CallKind::Write, async {
                     Self::sdk(
@@ -299,30 +322,103 @@ impl SdkAzure {
                     .await
                 })
                 .await
-                .map(drop)
+                .map(|_| RevokeOutcome::Removed)
             }
             _ => {
                 let Some(vault) = self.vault_json(OP, &id).await? else {
-                    return Ok(()); // the vault is gone, and the entry with it
+                    return Ok(RevokeOutcome::AlreadyGone); // the vault is gone, and the entry with it
                 };
+                let entries = policy_entries(&vault.body, &grant.principal_id);
+                if entries.is_empty() {
+                    return Ok(RevokeOutcome::AlreadyGone);
+                }
+                if !entries.iter().all(|e| only_our_permissions(e)) {
+                    return Ok(RevokeOutcome::Kept(format!(
+                        "principal {}'s access-policy entry holds permissions the operator did not add",
+                        grant.principal_id
+                    )));
+                }
                 self.access_policy(OP, &id, &vault.body, &grant.principal_id, "remove")
                     .await
+                    .map(|()| RevokeOutcome::Removed)
             }
         }
     }
+
+    /// One role assignment by id, as ARM returns it (`None` when absent).
+    async fn role_assignment(
+        &self,
+        vault: &ResourceId,
+        ra_id: &str,
+    ) -> Result<Option<Assignment>, AzureError> {
+        const OP: &str = "GetRoleAssignment";
+        let client = self.inner.authz.role_assignments_client();
+        let answer = self
+            .call(OP, &vault.subscription, CallKind::Read, async {
+                Self::sdk(
+                    OP,
+                    true,
+                    client.get_by_id(ra_id.trim_start_matches('/')).send(),
+                )
+                .await
+            })
+            .await?;
+        Ok(answer.map(|a| {
+            let p = &a.body["properties"];
+            let s = |k: &str| {
+                p.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            Assignment {
+                scope: s("scope"),
+                role_definition_id: s("roleDefinitionId"),
+                principal_id: s("principalId"),
+            }
+        }))
+    }
 }
 
-fn rbac_enabled(vault: &Value) -> bool {
+/// Why a role assignment is not the one the operator made for (vault, principal),
+/// if it is not: its name must be the operator's derived name, and its scope,
+/// principal and role what the operator assigns.
+fn not_ours(a: &Assignment, ra_id: &str, vault_scope: &str, principal: &str) -> Option<String> {
+    let name = ra_id
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let role = a.role_definition_id.rsplit('/').next().unwrap_or_default();
+    let checks = [
+        (
+            name.eq_ignore_ascii_case(&role_assignment_name(vault_scope, principal)),
+            "its name is not the one the operator derives for this vault and principal",
+        ),
+        (
+            a.scope
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(vault_scope.trim_end_matches('/')),
+            "its scope is not the vault",
+        ),
+        (
+            a.principal_id.eq_ignore_ascii_case(principal),
+            "it is for another principal",
+        ),
+        (
+            role.eq_ignore_ascii_case(ROLE_CRYPTO_SERVICE_ENCRYPTION_USER),
+            "it assigns another role",
+        ),
+    ];
+    checks
+        .iter()
+        .find(|(ok, _)| !ok)
+        .map(|(_, why)| format!("role assignment {ra_id} was not made by the operator: {why}"))
+}
+
+/// The vault's access-policy entries for the bare object id `principal`.
+fn policy_entries<'v>(vault: &'v Value, principal: &str) -> Vec<&'v Value> {
     vault
-        .pointer("/properties/enableRbacAuthorization")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-}
-
-/// Whether the vault's access policies give `principal` get, wrapKey and unwrapKey
-/// (entries for the bare object id, possibly several; `all` counts for every permission).
-fn policy_grants(vault: &Value, principal: &str) -> bool {
-    let entries: Vec<&Value> = vault
         .pointer("/properties/accessPolicies")
         .and_then(Value::as_array)
         .map(|a| {
@@ -337,7 +433,39 @@ fn policy_grants(vault: &Value, principal: &str) -> bool {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Whether an entry holds nothing but (some of) get/wrapKey/unwrapKey on keys:
+/// the shape the operator adds. Anything more is someone else's and stays.
+fn only_our_permissions(entry: &Value) -> bool {
+    let Some(perms) = entry.get("permissions").and_then(Value::as_object) else {
+        return true;
+    };
+    perms.iter().all(|(kind, list)| {
+        let items = list.as_array().map(Vec::as_slice).unwrap_or_default();
+        if kind == "keys" {
+            items.iter().all(|k| {
+                k.as_str()
+                    .is_some_and(|k| KEY_PERMISSIONS.iter().any(|p| p.eq_ignore_ascii_case(k)))
+            })
+        } else {
+            items.is_empty()
+        }
+    })
+}
+
+fn rbac_enabled(vault: &Value) -> bool {
+    vault
+        .pointer("/properties/enableRbacAuthorization")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Whether the vault's access policies give `principal` get, wrapKey and unwrapKey
+/// (entries for the bare object id, possibly several; `all` counts for every permission).
+fn policy_grants(vault: &Value, principal: &str) -> bool {
+    let entries = policy_entries(vault, principal);
     let held = |perm: &str| {
         entries.iter().any(|e| {
             e.pointer("/permissions/keys")
@@ -416,6 +544,45 @@ mod tests {
         assert!(!policy_grants(&v, "b"));
         assert!(policy_grants(&v, "c"));
         assert!(!policy_grants(&v, "d"));
+    }
+
+    #[test]
+    fn only_the_operators_shape_of_entry_may_be_removed() {
+        let e = |v: Value| only_our_permissions(&v);
+        assert!(e(
+            json!({"permissions": {"keys": ["get", "wrapKey", "unwrapKey"]}})
+        ));
+        assert!(e(json!({"permissions": {"keys": ["Get"], "secrets": []}})));
+        assert!(!e(
+            json!({"permissions": {"keys": ["get", "wrapKey", "unwrapKey", "list"]}})
+        ));
+        assert!(!e(json!({"permissions": {"keys": ["all"]}})));
+        assert!(!e(
+            json!({"permissions": {"keys": ["get"], "secrets": ["get"]}})
+        ));
+    }
+
+    #[test]
+    fn a_role_assignment_is_ours_only_with_our_name_scope_principal_and_role() {
+        let scope = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
+        let name = role_assignment_name(scope, "p");
+        let id = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}");
+        let ours = Assignment {
+            scope: scope.into(),
+            role_definition_id: format!(
+                "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/{ROLE_CRYPTO_SERVICE_ENCRYPTION_USER}"
+            ),
+            principal_id: "P".into(),
+        };
+        assert_eq!(not_ours(&ours, &id, scope, "p"), None);
+        let other_name = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/x");
+        assert!(not_ours(&ours, &other_name, scope, "p").is_some());
+        assert!(not_ours(&ours, &id, scope, "q").is_some());
+        let wider = Assignment {
+            scope: "/subscriptions/s".into(),
+            ..ours
+        };
+        assert!(not_ours(&wider, &id, scope, "p").is_some());
     }
 
     #[test]

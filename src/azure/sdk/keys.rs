@@ -11,6 +11,7 @@ use super::http::{self, Answer, Failure};
 use crate::api::KeyType;
 use crate::azure::errors::AzureError;
 use crate::azure::key_uri::KeyUri;
+use crate::azure::port::DisableOutcome;
 use crate::azure::rate_limit::CallKind;
 use crate::reconcile::binding::KeyFacts;
 
@@ -190,7 +191,7 @@ impl SdkAzure {
         &self,
         key_uri: &str,
         version: &str,
-    ) -> Result<(), AzureError> {
+    ) -> Result<DisableOutcome, AzureError> {
         const OP: &str = "DisableKeyVersion";
         let key = self.parse_key_uri(OP, key_uri)?;
         if version.is_empty() || version.contains('/') {
@@ -202,6 +203,46 @@ impl SdkAzure {
             });
         }
         let name = key.key_name.clone();
+        // Re-read at the moment of the call: the latest version is never disabled,
+        // nor any version while the latest one is disabled (that could leave none).
+        match self.key_facts(&key.vault_base, &name).await? {
+            KeyFacts::Missing => return Ok(DisableOutcome::Kept("the key is gone".into())),
+            KeyFacts::Present {
+                version: latest, ..
+            } if latest.eq_ignore_ascii_case(version) => {
+                return Ok(DisableOutcome::Kept(
+                    "it is the key's latest version".into(),
+                ));
+            }
+            KeyFacts::Present { enabled: false, .. } => {
+                return Ok(DisableOutcome::Kept(
+                    "the key's latest version is disabled, so this may be the last enabled one"
+                        .into(),
+                ));
+            }
+            KeyFacts::Present { .. } => {}
+        }
+        match self
+            .kv(
+                "GetKeyVersion",
+                &key,
+                CallKind::Read,
+                Method::Get,
+                &["keys", &name, version],
+                None,
+            )
+            .await?
+        {
+            Ok(a) if a.body.pointer("/attributes/enabled") == Some(&Value::Bool(false)) => {
+                return Ok(DisableOutcome::AlreadyDisabled);
+            }
+            Ok(_) => {}
+            Err(f) if is_disabled(&f) => return Ok(DisableOutcome::AlreadyDisabled),
+            Err(f) if f.status == 404 => {
+                return Ok(DisableOutcome::Kept("the version does not exist".into()));
+            }
+            Err(f) => return Err(f.into_error("GetKeyVersion")),
+        }
         let body = json!({"attributes": {"enabled": false}});
         match self
             .kv(
@@ -214,7 +255,7 @@ impl SdkAzure {
             )
             .await?
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(DisableOutcome::Disabled),
             Err(f) => Err(f.into_error(OP)),
         }
     }

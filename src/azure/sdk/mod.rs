@@ -35,7 +35,9 @@ pub use credentials::CredentialSource;
 
 use super::cloud::Cloud;
 use super::errors::AzureError;
-use super::port::{AccountChange, AccountRef, AzurePort, NewAccount};
+use super::port::{
+    AccountChange, AccountRef, AzurePort, DisableOutcome, NewAccount, RevokeOutcome,
+};
 use super::rate_limit::{CallKind, RateLimiter};
 use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
 use crate::reconcile::account::{AccountFacts, OperationState};
@@ -222,7 +224,11 @@ impl AzurePort for SdkAzure {
     ) -> Result<KeyFacts, AzureError> {
         self.new_key(vault_uri, name, key_type, size).await
     }
-    async fn disable_key_version(&self, key_uri: &str, version: &str) -> Result<(), AzureError> {
+    async fn disable_key_version(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> Result<DisableOutcome, AzureError> {
         self.disable_version(key_uri, version).await
     }
     async fn provider_registered(&self, subscription_id: &str) -> Result<bool, AzureError> {
@@ -251,7 +257,11 @@ impl AzurePort for SdkAzure {
     ) -> Result<Grant, AzureError> {
         self.grant_access(vault_id, model, principal_id).await
     }
-    async fn revoke_grant(&self, vault_id: &str, grant: &Grant) -> Result<(), AzureError> {
+    async fn revoke_grant(
+        &self,
+        vault_id: &str,
+        grant: &Grant,
+    ) -> Result<RevokeOutcome, AzureError> {
         self.revoke_access(vault_id, grant).await
     }
     async fn get_account(&self, account: &AccountRef) -> Result<Option<AccountFacts>, AzureError> {
