@@ -19,6 +19,7 @@ use super::own_writes::OwnWrites;
 use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
 use crate::azure::scoped::{CredentialRefError, WithCredential, credential_from_secret};
 use crate::telemetry::Metrics;
+use crate::tenancy::TenancyPolicy;
 
 /// Operator settings (flags of `cmk-operator run`).
 #[derive(Clone, Debug)]
@@ -36,6 +37,9 @@ pub struct Settings {
     pub concurrency: u16,
     /// Watch only this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
+    /// Which namespaces may use the operator, and on which Azure scopes
+    /// (empty: none may).
+    pub tenancy: Arc<TenancyPolicy>,
 }
 
 impl Default for Settings {
@@ -47,6 +51,7 @@ impl Default for Settings {
             resync_reads_per_second: 5.0,
             concurrency: 8,
             namespace: None,
+            tenancy: Arc::default(),
         }
     }
 }
