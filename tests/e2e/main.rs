@@ -11,3 +11,4 @@ mod least_privilege;
 mod lifecycle;
 mod preflight;
 mod replicas;
+mod tenancy;
