@@ -18,6 +18,7 @@ use crate::controller::{self, Settings};
 use crate::leader::{self, LeaseSettings};
 use crate::sim::SimConfig;
 use crate::telemetry::{self, Metrics};
+use crate::tenancy::TenancyPolicy;
 
 /// Which Azure the operator talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +90,13 @@ pub struct RunOptions {
     /// Name of the Lease.
     #[arg(long, default_value = "cosmos-cmk-operator")]
     pub lease_name: String,
+    /// YAML file of the tenancy policy: which namespaces may use the operator,
+    /// with its own Azure identity or only their spec.credentialRef, and which
+    /// Azure scopes each may target (README "Tenancy"). Without it no namespace
+    /// may: every resource is refused with NamespaceNotAllowed and nothing is
+    /// done in Azure. Read once at start; restart the operator after a change.
+    #[arg(long, env = "CMK_TENANCY_CONFIG")]
+    pub tenancy_config: Option<std::path::PathBuf>,
 }
 
 /// Why the operator could not start.
@@ -116,6 +124,10 @@ pub enum StartError {
         "--simulator-url (or CMK_SIMULATOR_URL) only applies with --azure simulator; with --azure azure the operator talks to real Azure: drop it, or use --azure simulator"
     )]
     SimulatorUrlWithAzure,
+    #[error("cannot read the tenancy policy {0} (--tenancy-config): {1}")]
+    TenancyRead(std::path::PathBuf, std::io::Error),
+    #[error("the tenancy policy {0} (--tenancy-config) is refused: {1}")]
+    Tenancy(std::path::PathBuf, crate::tenancy::PolicyError),
     #[error(
         "--resync-reads-per-second must be a positive number of ARM reads per second (got {0}); ARM allows 25 per subscription, the default is 5"
     )]
@@ -131,6 +143,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     if !(opts.resync_reads_per_second.is_finite() && opts.resync_reads_per_second > 0.0) {
         return Err(StartError::ResyncBudget(opts.resync_reads_per_second));
     }
+    let tenancy = Arc::new(load_tenancy(opts.tenancy_config.as_deref())?);
     let (azure, first_party) = match (opts.azure, &opts.simulator_url) {
         (Backend::Simulator, Some(url)) => {
             let defaults = SimConfig::default();
@@ -218,6 +231,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         namespace: opts.namespace.clone(),
         cluster_id: opts.cluster_id.clone(),
         clock: Clock::default(),
+        tenancy,
     };
     let azure = Instrumented::new(azure, metrics.clone());
     if !opts.leader_election {
@@ -265,6 +279,31 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The tenancy policy of `--tenancy-config`, or the empty one (nothing allowed).
+fn load_tenancy(path: Option<&std::path::Path>) -> Result<TenancyPolicy, StartError> {
+    let Some(path) = path else {
+        tracing::warn!(
+            "no --tenancy-config: no namespace may use the operator (every resource is refused with NamespaceNotAllowed); give it a tenancy policy (Helm value tenancy.namespaces)"
+        );
+        return Ok(TenancyPolicy::default());
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| StartError::TenancyRead(path.to_owned(), e))?;
+    let policy =
+        TenancyPolicy::from_yaml(&text).map_err(|e| StartError::Tenancy(path.to_owned(), e))?;
+    let namespaces: Vec<&str> = policy
+        .namespaces
+        .iter()
+        .map(|e| e.namespace.as_str())
+        .collect();
+    if namespaces.is_empty() {
+        tracing::warn!(path = %path.display(), "the tenancy policy allows no namespace");
+    } else {
+        tracing::info!(path = %path.display(), ?namespaces, "tenancy policy loaded");
+    }
+    Ok(policy)
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.

@@ -13,3 +13,4 @@ pub mod leader;
 pub mod reconcile;
 pub mod sim;
 pub mod telemetry;
+pub mod tenancy;

@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use cmk_operator::tenancy::{Request, TenancyPolicy};
 use common::helm::{
     apply_chart_crds, chart_dir, docs, dry_run_server, find, helm, render, try_render,
 };
@@ -103,6 +104,7 @@ async fn rendered_chart_passes_a_server_side_dry_run() {
             "ClusterRole",
             "Role",
             "RoleBinding",
+            "ConfigMap",
             "Deployment",
             "PodDisruptionBudget",
         ] {
@@ -182,6 +184,34 @@ fn bad_values_fail_at_template_time() {
         (
             &["--set", "operator.resync=60"],
             "additional properties 'resync'",
+        ),
+        (
+            &[
+                "--set-json",
+                r#"tenancy.namespaces=[{"namespace":"team-a","scopes":["/resourceGroups/rg"]}]"#,
+            ],
+            "/tenancy/namespaces/0/scopes/0",
+        ),
+        (
+            &[
+                "--set-json",
+                r#"tenancy.namespaces=[{"namespace":"team-a","scopes":["/subscriptions/s/resourceGroups"]}]"#,
+            ],
+            "/tenancy/namespaces/0/scopes/0",
+        ),
+        (
+            &[
+                "--set-json",
+                r#"tenancy.namespaces=[{"namespace":"Team_A"}]"#,
+            ],
+            "/tenancy/namespaces/0/namespace",
+        ),
+        (
+            &[
+                "--set-json",
+                r#"tenancy.namespaces=[{"namespace":"a","scope":["/subscriptions/s"]}]"#,
+            ],
+            "additional properties 'scope'",
         ),
         // Cross-field rules the template enforces.
         (
@@ -488,6 +518,106 @@ fn deployment_is_hardened_probed_and_configured() {
     );
 }
 
+/// The tenancy policy file the chart renders, the Deployment's flag for it,
+/// and its mount.
+fn tenancy_of(rendered: &[Value]) -> (TenancyPolicy, String) {
+    let cm = find(rendered, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "cmk-cosmos-cmk-operator-tenancy")
+        .expect("the tenancy ConfigMap");
+    let text = cm["data"]["tenancy.yaml"].as_str().expect("tenancy.yaml");
+    let policy = TenancyPolicy::from_yaml(text)
+        .unwrap_or_else(|e| panic!("the operator accepts the rendered policy:\n{text}\n{e}"));
+    let pod = &find(rendered, "Deployment")[0]["spec"]["template"];
+    let c = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let file = args
+        .windows(2)
+        .find(|w| w[0] == "--tenancy-config")
+        .map(|w| w[1])
+        .expect("--tenancy-config passed");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == "tenancy")
+        .expect("tenancy mounted");
+    assert_eq!(mount["readOnly"], true);
+    assert_eq!(
+        format!("{}/tenancy.yaml", mount["mountPath"].as_str().unwrap()),
+        file
+    );
+    let volume = pod["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "tenancy")
+        .expect("tenancy volume");
+    assert_eq!(volume["configMap"]["name"], cm["metadata"]["name"]);
+    let checksum = pod["metadata"]["annotations"]["checksum/tenancy"]
+        .as_str()
+        .expect("checksum annotation")
+        .to_owned();
+    (policy, checksum)
+}
+
+#[test]
+fn tenancy_policy_is_empty_by_default_and_rendered_from_values() {
+    let (default, default_sum) = tenancy_of(&docs(&render("cmk", "cmk-system", &[])));
+    assert_eq!(
+        default,
+        TenancyPolicy::default(),
+        "nothing allowed by default"
+    );
+
+    let sub = "/subscriptions/00000000-0000-0000-0000-00000000c0de";
+    let values = format!(
+        r#"tenancy.namespaces=[{{"namespace":"team-a","operatorIdentity":true,"scopes":["{sub}/resourceGroups/team-a"]}},{{"namespace":"*","scopes":["{sub}/resourceGroups/shared"]}}]"#
+    );
+    let rendered = docs(&render(
+        "cmk",
+        "cmk-system",
+        &[
+            "--set-json",
+            &values,
+            "--set",
+            "podAnnotations.team=platform",
+        ],
+    ));
+    let (policy, sum) = tenancy_of(&rendered);
+    assert_ne!(sum, default_sum, "a policy change rolls the pods");
+    assert_eq!(
+        find(&rendered, "Deployment")[0]["spec"]["template"]["metadata"]["annotations"]["team"],
+        "platform",
+        "podAnnotations still apply"
+    );
+    let account = |group: &str| {
+        vec![format!(
+            "{sub}/resourceGroups/{group}/providers/Microsoft.DocumentDB/databaseAccounts/a"
+        )]
+    };
+    fn ask<'a>(namespace: &'a str, credential_ref: bool, targets: &'a [String]) -> Request<'a> {
+        Request {
+            namespace,
+            credential_ref,
+            targets,
+        }
+    }
+    let (team_a, team_a2, shared) = (account("team-a"), account("team-a2"), account("shared"));
+    assert_eq!(policy.check(&ask("team-a", false, &team_a)), Ok(()));
+    assert!(policy.check(&ask("team-a", false, &team_a2)).is_err());
+    assert!(
+        policy.check(&ask("team-b", false, &shared)).is_err(),
+        "the \"*\" entry left operatorIdentity false"
+    );
+    assert_eq!(policy.check(&ask("team-b", true, &shared)), Ok(()));
+}
+
 #[test]
 fn pdb_only_with_more_than_one_replica() {
     let two = docs(&render("cmk", "cmk-system", &[]));
@@ -562,6 +692,10 @@ fn notes_explain_the_next_steps() {
     assert!(out.contains("no Azure credential configured"), "{out}");
     assert!(
         out.contains("rollout status deployment/cmk-cosmos-cmk-operator"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tenancy.namespaces is empty, so NO namespace may use the operator"),
         "{out}"
     );
 }

@@ -32,3 +32,26 @@ fn a_resync_budget_that_is_not_positive_is_refused() {
         assert!(err.contains("--resync-reads-per-second"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_malformed_tenancy_policy_is_refused_naming_the_entry() {
+    let path = std::env::temp_dir().join(format!("cmk-bad-tenancy-{}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        "namespaces:\n  - namespace: team-a\n    scopes: [/subscriptions/s]\n  - namespace: team-b\n    scopes: [/subscriptions/s/resourceGroups]\n",
+    )
+    .unwrap();
+    let err = refused(&["--tenancy-config", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        err.contains("--tenancy-config") && err.contains("entry 1") && err.contains("team-b"),
+        "{err}"
+    );
+    assert!(err.contains("/subscriptions/s/resourceGroups"), "{err}");
+
+    let err = refused(&["--tenancy-config", "/nonexistent/tenancy.yaml"]);
+    assert!(
+        err.contains("cannot read the tenancy policy /nonexistent/tenancy.yaml"),
+        "{err}"
+    );
+}

@@ -6,6 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use cmk_operator::tenancy::TenancyPolicy;
 use common::helm::{apply_chart_crds, docs, dry_run_server, find, render, scratch_dir};
 use serde_json::Value;
 
@@ -26,12 +27,31 @@ fn strip_helm_labels(doc: &mut Value) {
     }
 }
 
+/// The chart's tenancy ConfigMap, which the base generates from tenancy.yaml
+/// instead (a hashed name rolls the pods on a change, as the chart's
+/// checksum annotation does).
+const TENANCY_CONFIG_MAP: &str = "cosmos-cmk-operator-tenancy";
+
 /// What base/operator.yaml must hold: the chart's defaults for release
-/// "cosmos-cmk-operator" in cmk-system, without Helm's own labels.
+/// "cosmos-cmk-operator" in cmk-system, without Helm's own labels, the
+/// tenancy ConfigMap and its checksum annotation.
 fn expected_operator_docs() -> Vec<Value> {
     let mut out = docs(&render("cosmos-cmk-operator", "cmk-system", &[]));
+    out.retain(|d| !(d["kind"] == "ConfigMap" && d["metadata"]["name"] == TENANCY_CONFIG_MAP));
     for d in &mut out {
         strip_helm_labels(d);
+        if let Some(annotations) = d
+            .pointer_mut("/spec/template/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            annotations.remove("checksum/tenancy");
+            if annotations.is_empty() {
+                d["spec"]["template"]["metadata"]
+                    .as_object_mut()
+                    .expect("pod metadata")
+                    .remove("annotations");
+            }
+        }
     }
     out
 }
@@ -58,6 +78,14 @@ fn base_is_rendered_from_the_chart() {
         "deploy/kustomize/base/operator.yaml drifted from the chart; regenerate it:\n    CMK_UPDATE_KUSTOMIZE=1 cargo test --test kustomize"
     );
 
+    // The base's own tenancy policy is the chart's default: nothing allowed.
+    let tenancy =
+        std::fs::read_to_string(kustomize_dir().join("base/tenancy.yaml")).expect("tenancy.yaml");
+    assert_eq!(
+        TenancyPolicy::from_yaml(&tenancy),
+        Ok(TenancyPolicy::default())
+    );
+
     let crds = std::fs::read_to_string(kustomize_dir().join("base/crds.yaml")).expect("crds.yaml");
     let generated = std::fs::read_to_string(common::repo_root().join("crds/cosmoscmk.io.yaml"))
         .expect("crds/cosmoscmk.io.yaml");
@@ -73,6 +101,24 @@ fn kustomize(dir: &Path) -> String {
 
 fn pod_spec(rendered: &[Value]) -> &Value {
     &find(rendered, "Deployment")[0]["spec"]["template"]
+}
+
+/// The one ConfigMap whose (hashed) name starts with `prefix`.
+fn config_map<'a>(rendered: &'a [Value], prefix: &str) -> &'a Value {
+    let found: Vec<_> = find(rendered, "ConfigMap")
+        .into_iter()
+        .filter(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one ConfigMap named {prefix}<hash>: {found:?}"
+    );
+    found[0]
 }
 
 #[test]
@@ -114,12 +160,38 @@ fn overlays_build_as_shipped() {
         let template = pod_spec(&rendered);
         let container = &template["spec"]["containers"][0];
         // The settings ConfigMap (with its content hash in the name) is wired in.
-        let cm = find(&rendered, "ConfigMap")[0];
+        let cm = config_map(&rendered, "cosmos-cmk-operator-settings-");
         assert_eq!(
             container["envFrom"][0]["configMapRef"]["name"],
             cm["metadata"]["name"]
         );
         assert!(cm["data"]["CMK_FIRST_PARTY_PRINCIPAL_ID"].is_string());
+        // So is the overlay's tenancy policy (hashed too: a change rolls the
+        // pods), in place of the base's; as shipped it allows nothing.
+        let tenancy = config_map(&rendered, "cosmos-cmk-operator-tenancy-");
+        let volume = template["spec"]["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == "tenancy")
+            .expect("tenancy volume");
+        assert_eq!(volume["configMap"]["name"], tenancy["metadata"]["name"]);
+        let policy = tenancy["data"]["tenancy.yaml"]
+            .as_str()
+            .expect("tenancy.yaml");
+        assert_eq!(
+            TenancyPolicy::from_yaml(policy),
+            Ok(TenancyPolicy::default()),
+            "{overlay}: {policy}"
+        );
+        assert!(
+            container["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .any(|a| a == "--tenancy-config"),
+            "{overlay}: the policy is passed"
+        );
         // Hardening from the chart survives the overlay.
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
         assert_eq!(

@@ -19,6 +19,7 @@ use super::context::Context;
 use super::error::Error;
 use super::op_durations;
 use super::report;
+use super::tenancy_gate;
 use crate::api::conditions::{self, READY};
 use crate::api::{
     CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, Grant, KeyVaultBinding,
@@ -60,8 +61,17 @@ pub async fn reconcile<A: WithCredential>(
         let api: Api<CosmosAccountCMK> = Api::namespaced(ctx.client.clone(), &ns);
         finalizer(&api, FINALIZER, obj, |event| async {
             match event {
-                Finalizer::Apply(obj) => apply(&api, &obj, &ctx).await,
-                Finalizer::Cleanup(obj) => cleanup(&api, &obj, &ctx).await,
+                // The tenancy boundary comes before any Azure call.
+                Finalizer::Apply(obj) => {
+                    match tenancy_gate::refused_account(&api, &obj, &ctx).await? {
+                        Some(refused) => Ok(refused),
+                        None => apply(&api, &obj, &ctx).await,
+                    }
+                }
+                Finalizer::Cleanup(obj) => match tenancy_gate::released_account(&obj, &ctx).await {
+                    Some(released) => Ok(released),
+                    None => cleanup(&api, &obj, &ctx).await,
+                },
             }
         })
         .await
@@ -744,6 +754,10 @@ async fn used_in_azure<A: WithCredential>(
             .eq_ignore_ascii_case(key_uri.trim_end_matches('/'))
     };
     for other in ctx.accounts.state() {
+        // An account outside its namespace's allowance is never read for it.
+        if super::tenancy_gate::account_refusal(&other, ctx).is_some() {
+            continue;
+        }
         let azure = ctx
             .azure_for(
                 &other.namespace().unwrap_or_default(),

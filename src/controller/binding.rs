@@ -12,6 +12,7 @@ use tracing::{Instrument, info_span};
 use super::context::Context;
 use super::error::Error;
 use super::report;
+use super::tenancy_gate;
 use crate::api::KeyVaultBinding;
 use crate::azure::scoped::WithCredential;
 use crate::reconcile::binding::{self, BindingAction, BindingObserved, network_problem};
@@ -45,6 +46,10 @@ async fn reconcile_inner<A: WithCredential>(
     async move {
         let ns = obj.namespace().ok_or(Error::NoNamespace)?;
         let api: Api<KeyVaultBinding> = Api::namespaced(ctx.client.clone(), &ns);
+        // The tenancy boundary comes before any Azure call.
+        if let Some(refused) = tenancy_gate::refused_binding(&api, &obj, &ctx).await? {
+            return Ok(refused);
+        }
         let old = obj.status.clone();
         let status = old.clone().unwrap_or_default();
 

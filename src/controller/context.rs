@@ -20,6 +20,7 @@ use super::own_writes::OwnWrites;
 use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
 use crate::azure::scoped::{CredentialRefError, WithCredential, credential_from_secret};
 use crate::telemetry::Metrics;
+use crate::tenancy::TenancyPolicy;
 
 /// Operator settings (flags of `cmk-operator run`).
 #[derive(Clone, Debug)]
@@ -41,6 +42,9 @@ pub struct Settings {
     pub cluster_id: String,
     /// Now, for grace periods and backup windows (tests move it forward).
     pub clock: Clock,
+    /// Which namespaces may use the operator, and on which Azure scopes
+    /// (empty: none may).
+    pub tenancy: Arc<TenancyPolicy>,
 }
 
 impl Default for Settings {
@@ -54,6 +58,7 @@ impl Default for Settings {
             namespace: None,
             cluster_id: "default".to_owned(),
             clock: Clock::default(),
+            tenancy: Arc::default(),
         }
     }
 }

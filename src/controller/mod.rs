@@ -11,6 +11,7 @@ pub mod listed;
 pub mod op_durations;
 pub mod own_writes;
 pub mod report;
+pub mod tenancy_gate;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,6 +1,10 @@
 //! Condition reasons: stable CamelCase words, part of the public contract
 //! (README "Condition reasons"), so dashboards and alerts can match on them.
 
+// Both kinds: the namespace may not act on what the resource targets
+// (the operator's tenancy policy); no Azure call was made.
+pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+
 // KeyVaultBinding
 pub const VAULT_NOT_FOUND: &str = "VaultNotFound";
 pub const SOFT_DELETE_DISABLED: &str = "SoftDeleteDisabled";

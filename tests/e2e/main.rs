@@ -13,3 +13,4 @@ mod ownership;
 mod preflight;
 mod replicas;
 mod sharing;
+mod tenancy;

@@ -36,6 +36,8 @@ fn replica(ns: &str, name: &str) -> Replica {
                 "--lease-namespace",
                 ns,
             ])
+            .arg("--tenancy-config")
+            .arg(tenancy_config_file(ns))
             .args([
                 "--health-listen",
                 "127.0.0.1:0",

@@ -12,6 +12,7 @@ use cmk_operator::azure::rate_limit::RateLimiter;
 use cmk_operator::azure::sdk::{AzureSettings, CredentialSource, SdkAzure};
 use cmk_operator::controller::{self, Settings};
 use cmk_operator::sim::{SimConfig, SimHandle};
+use cmk_operator::tenancy::{NamespaceAllowance, TenancyPolicy};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
@@ -55,6 +56,7 @@ impl Env {
             namespace: Some(ns.clone()),
             cluster_id: "e2e".to_owned(),
             clock: Default::default(),
+            tenancy: Arc::new(allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")])),
         };
         let mut env = Env {
             operator_client: client.clone(),
@@ -248,6 +250,28 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.kill_operator();
     }
+}
+
+/// A tenancy policy that lets `ns` act with the operator's identity on `scopes`.
+pub fn allow_namespace(ns: &str, scopes: &[&str]) -> TenancyPolicy {
+    TenancyPolicy {
+        namespaces: vec![NamespaceAllowance {
+            namespace: ns.to_owned(),
+            operator_identity: true,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        }],
+    }
+}
+
+/// A tenancy policy file (for `cmk-operator run --tenancy-config`) that lets
+/// `ns` act with the operator's identity on the example subscription.
+pub fn tenancy_config_file(ns: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("cmk-tenancy-{ns}.yaml"));
+    let yaml = format!(
+        "namespaces:\n  - namespace: {ns}\n    operatorIdentity: true\n    scopes:\n      - /subscriptions/{SUB}\n"
+    );
+    std::fs::write(&path, yaml).expect("tenancy config written");
+    path
 }
 
 /// The Ready condition's reason.

@@ -54,3 +54,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The operator's tenancy policy file (--tenancy-config), from tenancy.namespaces. */}}
+{{- define "cmk.tenancyConfig" -}}
+{{- dict "namespaces" (.Values.tenancy.namespaces | default list) | toYaml }}
+{{- end }}
+
+{{- define "cmk.tenancyConfigMap" -}}
+{{- printf "%s-tenancy" (include "cmk.fullname" .) }}
+{{- end }}

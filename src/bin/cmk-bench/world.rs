@@ -34,6 +34,8 @@ pub struct World {
     pub starts: u32,
     /// Further operator processes (leader-election runs), killed at cleanup.
     pub replicas: Vec<Child>,
+    /// The operator's tenancy policy: this namespace, on the simulated world's group.
+    pub tenancy: PathBuf,
 }
 
 impl World {
@@ -101,6 +103,13 @@ impl World {
         let dir = repo_root().join("target/bench");
         std::fs::create_dir_all(&dir)?;
         let log = dir.join(format!("{ns}-operator.log"));
+        let tenancy = dir.join(format!("{ns}-tenancy.yaml"));
+        std::fs::write(
+            &tenancy,
+            format!(
+                "namespaces:\n  - namespace: {ns}\n    operatorIdentity: true\n    scopes:\n      - /subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}\n"
+            ),
+        )?;
         eprintln!(
             "bench: namespace {ns}, simulator {}, operator {} (log {})",
             sim.base_url(),
@@ -118,6 +127,7 @@ impl World {
             log,
             starts: 0,
             replicas: Vec::new(),
+            tenancy,
         })
     }
 
@@ -150,6 +160,8 @@ impl World {
             .args(["run", "--azure", "simulator", "--simulator-url"])
             .arg(self.sim.base_url())
             .args(["--namespace", &self.ns])
+            .arg("--tenancy-config")
+            .arg(&self.tenancy)
             .args(extra)
             .args(["--poll-seconds", &c.poll_seconds.to_string()])
             .args(["--resync-seconds", &c.resync_seconds.to_string()])
