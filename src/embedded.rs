@@ -64,6 +64,7 @@ pub fn example_world(sim: &SimHandle) -> Seed {
         identities: vec![
             identity("cmk-demo-billing-id"),
             identity("cmk-demo-ledger-id"),
+            identity("cmk-demo-restore-id"),
         ],
         role_assignments: vec![SeedRoleAssignment {
             scope: rbac_vault,

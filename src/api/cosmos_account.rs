@@ -460,6 +460,9 @@ pub struct RetainedKeyVersion {
     pub version: String,
     /// Why it is kept, in words.
     pub reason: String,
+    /// When the account stopped using it (a restore to an earlier time needs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<Time>,
     /// The earliest time it may be disabled: max(grace period, the backup restore window)
     /// after the account stopped using it.
     pub safe_to_disable_after: Time,

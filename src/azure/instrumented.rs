@@ -83,6 +83,24 @@ impl<A: AzurePort> AzurePort for Instrumented<A> {
         )
         .await
     }
+    async fn key_version_enabled(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> Result<Option<bool>, AzureError> {
+        self.observe(
+            "GetKeyVersion",
+            self.inner.key_version_enabled(key_uri, version),
+        )
+        .await
+    }
+    async fn restorable_account_name(&self, source_id: &str) -> Result<Option<String>, AzureError> {
+        self.observe(
+            "GetRestorableAccount",
+            self.inner.restorable_account_name(source_id),
+        )
+        .await
+    }
     async fn provider_registered(&self, subscription_id: &str) -> Result<bool, AzureError> {
         self.observe(
             "GetProvider",

@@ -112,6 +112,20 @@ pub trait AzurePort: Send + Sync + 'static {
         version: &str,
     ) -> impl Future<Output = Result<DisableOutcome, AzureError>> + Send;
 
+    /// Whether a key version is enabled; `None` when it does not exist.
+    fn key_version_enabled(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Option<bool>, AzureError>> + Send;
+
+    /// The name of the account a restorable source (`.../restorableDatabaseAccounts/<id>`)
+    /// belongs to; `None` when Azure has no such restorable account.
+    fn restorable_account_name(
+        &self,
+        source_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, AzureError>> + Send;
+
     /// Whether `Microsoft.DocumentDB` is registered in the subscription.
     fn provider_registered(
         &self,

@@ -268,6 +268,12 @@ async fn apply_inner<A: WithCredential>(
 
     let now = ctx.settings.clock.now();
     let (peers, peer_grants) = peers(ctx, obj, now);
+    let restore = match (&obj.spec.restore, &account, ready_binding) {
+        (Some(r), AccountState::NotFound, true) if status.account_id.is_none() && !waiting => {
+            Some(restore_facts(ctx, azure, r).await?)
+        }
+        _ => None,
+    };
     let observed = Observed {
         spec: &obj.spec,
         generation: obj.metadata.generation,
@@ -284,6 +290,7 @@ async fn apply_inner<A: WithCredential>(
         recreate: obj.annotations().get(RECREATE_ANNOTATION).cloned(),
         peers: &peers,
         peer_grants: &peer_grants,
+        restore,
     };
     let Decision {
         mut status,
@@ -679,6 +686,50 @@ async fn remove_grants<A: WithCredential>(
         .await;
     }
     Ok(())
+}
+
+/// What the restore's source looked like: its name (from Azure), the identities
+/// it has (in Azure, and the one its resource names, when it is in the cluster),
+/// and the key version it used at the restore time with its state in Key Vault
+/// (when the operator tracked the source).
+async fn restore_facts<A: WithCredential>(
+    ctx: &Context<A>,
+    azure: &A,
+    restore: &crate::api::RestoreSource,
+) -> Result<account::RestoreFacts, Error> {
+    let mut facts = account::RestoreFacts::default();
+    let Some(source_id) = &restore.source_account_id else {
+        return Ok(facts);
+    };
+    facts.source_name = azure.restorable_account_name(source_id).await?;
+    let Some(name) = &facts.source_name else {
+        return Ok(facts);
+    };
+    let source = ctx
+        .accounts
+        .state()
+        .into_iter()
+        .find(|a| a.spec.account_name.eq_ignore_ascii_case(name));
+    let Some(source) = source else {
+        return Ok(facts);
+    };
+    facts
+        .source_identities
+        .extend(source.spec.identity.user_assigned_identity_id.clone());
+    if let Some(a) = azure.get_account(&account_ref(&source)).await? {
+        facts.source_identities.extend(a.user_assigned_ids);
+    }
+    let when = restore
+        .timestamp
+        .as_deref()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+    if let (Some(when), Some(status)) = (when, &source.status)
+        && let Some((uri, version)) = account::version_in_use_at(status, when)
+    {
+        let enabled = azure.key_version_enabled(&uri, &version).await?;
+        facts.key_at_time = Some((uri, version, enabled));
+    }
+    Ok(facts)
 }
 
 /// The event for a grant removal.

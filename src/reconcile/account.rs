@@ -101,6 +101,39 @@ pub struct Observed<'a> {
     pub peers: &'a [Peer],
     /// Grants the operator made that other live resources hold records of.
     pub peer_grants: &'a [Grant],
+    /// Gathered before a restore is started.
+    pub restore: Option<RestoreFacts>,
+}
+
+/// What a restore's source looked like, gathered before the restore is started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreFacts {
+    /// The source account's name (from the restorable account).
+    pub source_name: Option<String>,
+    /// User-assigned identities the source account has (in Azure, or names in its spec).
+    pub source_identities: Vec<String>,
+    /// The key version the source used at the restore time, when the operator
+    /// tracked the source, and whether Key Vault has it enabled (`None`: gone).
+    pub key_at_time: Option<(String, String, Option<bool>)>,
+}
+
+/// The key (versionless URI) and version an account used at time `t`, from the
+/// versions its status tracked: the first one retired after `t`, else the one in use.
+pub fn version_in_use_at(
+    status: &CosmosAccountCMKStatus,
+    t: Timestamp,
+) -> Option<(String, String)> {
+    status
+        .retained_key_versions
+        .iter()
+        .find(|r| r.retired_at.as_ref().is_some_and(|at| at.0 > t))
+        .map(|r| (r.key_uri.clone(), r.version.clone()))
+        .or_else(|| {
+            Some((
+                status.key_vault_key_uri.clone()?,
+                status.key_version_in_use.clone()?,
+            ))
+        })
 }
 
 /// What the create request carries; the adapter turns it into Azure's shape.
@@ -704,6 +737,9 @@ fn create_or_report_missing(
         out.status.account_id = None;
         out.status.key_version_in_use = None;
     }
+    if let Some(d) = restore_gate(out) {
+        return d;
+    }
     let ua = spec.identity.user_assigned_identity_id.clone();
     let create = CreateAccount {
         key_uri,
@@ -721,6 +757,45 @@ fn create_or_report_missing(
     );
     out.status.created_by_operator = true;
     out.acting(2, r::CREATING_ACCOUNT, msg, Action::CreateAccount(create))
+}
+
+/// Refuses a restore that is doomed: one reusing the source's user-assigned
+/// identity (the restored account carries the source's identity metadata and
+/// goes bad once the source is deleted), or one to a time whose key version is
+/// disabled.
+fn restore_gate(out: &mut Out<'_>) -> Option<Decision> {
+    let o = out.o;
+    let spec = o.spec;
+    let (Some(restore), Some(facts)) = (&spec.restore, &o.restore) else {
+        return None;
+    };
+    let source = facts.source_name.as_deref().unwrap_or("the source account");
+    if let Some(ua) = &spec.identity.user_assigned_identity_id
+        && facts
+            .source_identities
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(ua))
+    {
+        let msg = format!(
+            "the restore would use identity {ua}, which {source} also uses: the restored account carries the source's identity metadata and stops working once the source is deleted; create a new user-assigned identity for the restored account and set it in spec.identity.userAssignedIdentityId"
+        );
+        return Some(out.failed(2, r::RESTORE_REUSES_SOURCE_IDENTITY, msg));
+    }
+    if let Some((uri, version, enabled)) = &facts.key_at_time
+        && *enabled != Some(true)
+    {
+        let state = if enabled.is_some() {
+            "disabled"
+        } else {
+            "gone"
+        };
+        let at = restore.timestamp.as_deref().unwrap_or("the restore time");
+        let msg = format!(
+            "{source} used key version {version} of {uri} at {at}, and that version is {state} in Key Vault: the restored data could not be decrypted; re-enable the version (or restore to a later time) before restoring"
+        );
+        return Some(out.failed(2, r::RESTORE_KEY_VERSION_DISABLED, msg));
+    }
+    None
 }
 
 /// The next staged write of an existing account, with what it corrects.
@@ -825,6 +900,7 @@ fn retain_version(out: &mut Out<'_>, key_uri: &str, version: &str, reason: &str)
         reason: format!(
             "{reason}; kept {hours} h: max(grace period {grace} h, backup restore window {window} h)"
         ),
+        retired_at: Some(Time(o.now)),
         safe_to_disable_after: Time(safe),
         disabled: false,
         kept_because: None,

@@ -1,5 +1,6 @@
 //! Every transition of the account state machine.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::account::*;
@@ -76,6 +77,7 @@ struct World {
     recreate: Option<String>,
     peers: Vec<Peer>,
     peer_grants: Vec<Grant>,
+    restore: Option<RestoreFacts>,
 }
 
 impl World {
@@ -93,6 +95,7 @@ impl World {
             recreate: None,
             peers: Vec::new(),
             peer_grants: Vec::new(),
+            restore: None,
         }
     }
     fn decide(&self) -> Decision {
@@ -112,6 +115,7 @@ impl World {
             recreate: self.recreate.clone(),
             peers: &self.peers,
             peer_grants: &self.peer_grants,
+            restore: self.restore.clone(),
         };
         decide(&o)
     }
@@ -885,4 +889,59 @@ fn periodic_retention_counts_when_longer_than_the_grace_period() {
         d.status.retained_key_versions[0].safe_to_disable_after.0,
         t0() + SignedDuration::from_hours(48)
     );
+}
+
+#[test]
+fn a_restore_reusing_the_source_identity_or_a_disabled_version_is_refused() {
+    let mut w = World::new(IdentityType::UserAssigned);
+    w.spec.restore = Some(RestoreSource {
+        source_account_id: Some("/subscriptions/s/providers/Microsoft.DocumentDB/locations/eastus/restorableDatabaseAccounts/i".into()),
+        timestamp: Some("2026-11-01T12:00:00Z".into()),
+    });
+    w.restore = Some(RestoreFacts {
+        source_name: Some("cmk-demo-ledger".into()),
+        source_identities: vec![UA_ID.to_uppercase()],
+        key_at_time: None,
+    });
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.action),
+        ("False/RestoreReusesSourceIdentity", None)
+    );
+    w.restore = Some(RestoreFacts {
+        source_name: Some("cmk-demo-ledger".into()),
+        source_identities: vec![],
+        key_at_time: Some((KEY.into(), "v1".into(), Some(false))),
+    });
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.action),
+        ("False/RestoreKeyVersionDisabled", None)
+    );
+    w.restore.as_mut().unwrap().key_at_time = Some((KEY.into(), "v1".into(), Some(true)));
+    assert!(matches!(w.decide().action, Some(Action::CreateAccount(_))));
+}
+
+#[test]
+fn the_version_in_use_at_a_time_comes_from_the_tracked_history() {
+    let at = |h: i64| Time(t0() + SignedDuration::from_hours(h));
+    let kept = |v: &str, h: i64| RetainedKeyVersion {
+        key_uri: "https://vault.example/keys/old".into(),
+        version: v.into(),
+        reason: String::new(),
+        retired_at: Some(at(h)),
+        safe_to_disable_after: at(h + 24),
+        disabled: false,
+        kept_because: None,
+    };
+    let status = CosmosAccountCMKStatus {
+        key_vault_key_uri: Some(KEY.into()),
+        key_version_in_use: Some("v3".into()),
+        retained_key_versions: vec![kept("v1", 10), kept("v2", 20)],
+        ..Default::default()
+    };
+    let version = |h: i64| version_in_use_at(&status, at(h).0).map(|(_, v)| v);
+    assert_eq!(version(5).as_deref(), Some("v1"));
+    assert_eq!(version(15).as_deref(), Some("v2"));
+    assert_eq!(version(25).as_deref(), Some("v3"));
 }

@@ -45,3 +45,5 @@ pub const ACCOUNT_NOT_OWNED: &str = "AccountNotOwned";
 pub const ADOPTION_NEEDS_CONSENT: &str = "AdoptionNeedsConsent";
 pub const ADOPTING_ACCOUNT: &str = "AdoptingAccount";
 pub const WAITING_FOR_SYSTEM_IDENTITY: &str = "WaitingForSystemIdentity";
+pub const RESTORE_REUSES_SOURCE_IDENTITY: &str = "RestoreReusesSourceIdentity";
+pub const RESTORE_KEY_VERSION_DISABLED: &str = "RestoreKeyVersionDisabled";

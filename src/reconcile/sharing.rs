@@ -225,6 +225,7 @@ mod tests {
             key_uri: "https://kv.vault.azure.net/keys/k".into(),
             version: v.into(),
             reason: String::new(),
+            retired_at: None,
             safe_to_disable_after: t.clone(),
             disabled: false,
             kept_because: None,

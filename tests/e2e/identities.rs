@@ -247,3 +247,94 @@ async fn continuous_backup_then_restore_to_a_new_account() {
     assert_eq!(status, 200);
     assert_eq!(body["properties"]["createMode"], "Restore");
 }
+
+#[tokio::test]
+async fn a_doomed_restore_is_refused_before_it_starts() {
+    let env = Env::start("restore-guard").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example("13-account-continuous-backup.yaml", json!({}))
+        .await;
+    let ledger = env.account_reason("ledger", "Ready").await;
+    let v1 = ledger.status.unwrap().key_version_in_use.unwrap();
+    let (_, source) = env
+        .arm(
+            azure_core::Method::Get,
+            &Env::account_path("cmk-demo-ledger"),
+            None,
+        )
+        .await;
+    let instance = source["properties"]["instanceId"].as_str().unwrap();
+    let restorable = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.DocumentDB/locations/eastus/restorableDatabaseAccounts/{instance}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let when = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let restore = json!({"sourceAccountId": restorable, "timestamp": when});
+
+    // The source's own identity: the seed's last FAQ.
+    let source_identity = format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk-demo-ledger-id"
+    );
+    env.apply_example(
+        "14-account-restore.yaml",
+        json!({"spec": {"restore": restore, "identity": {"userAssignedIdentityId": source_identity}}}),
+    )
+    .await;
+    env.account_reason("ledger-restored", "RestoreReusesSourceIdentity")
+        .await;
+
+    // The key version the source used at that time is disabled after a rotation.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let key_uri = env
+        .bindings()
+        .get("orders-key")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .key_uri
+        .unwrap();
+    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
+    env.backdoor()
+        .create_key(
+            &vault_uri,
+            "cosmos-orders",
+            cmk_operator::api::KeyType::Rsa,
+            3072,
+        )
+        .await
+        .unwrap();
+    env.wait(&env.accounts(), "ledger", "v1 retired", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.retained_key_versions.iter().any(|r| r.version == v1))
+    })
+    .await;
+    env.set_key_version_enabled(&key_uri, &v1, false).await;
+    env.apply_example(
+        "14-account-restore.yaml",
+        json!({"metadata": {"name": "ledger-restored-2"}, "spec": {"accountName": "cmk-demo-ledger-restored-2", "restore": restore}}),
+    )
+    .await;
+    let refused = env
+        .account_reason("ledger-restored-2", "RestoreKeyVersionDisabled")
+        .await;
+    let msg = find(&refused.status.unwrap().conditions, "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(msg.contains(&v1), "{msg}");
+    assert_eq!(
+        env.calls("DatabaseAccounts_CreateOrUpdate"),
+        1,
+        "no restore was started: {:?}",
+        env.writes()
+    );
+
+    // Re-enabled, the restore goes ahead.
+    env.set_key_version_enabled(&key_uri, &v1, true).await;
+    env.account_reason("ledger-restored-2", "Ready").await;
+}

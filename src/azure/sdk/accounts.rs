@@ -160,6 +160,50 @@ impl SdkAzure {
         })
     }
 
+    /// The account name of a restorable source account.
+    pub(super) async fn restorable_name(
+        &self,
+        source_id: &str,
+    ) -> Result<Option<String>, AzureError> {
+        const OP: &str = "GetRestorableAccount";
+        let segments: Vec<&str> = source_id.trim_matches('/').split('/').collect();
+        let shaped = segments.len() == 8
+            && segments[0].eq_ignore_ascii_case("subscriptions")
+            && segments[6].eq_ignore_ascii_case("restorableDatabaseAccounts");
+        if !shaped {
+            return Err(AzureError::Rejected {
+                operation: OP.to_owned(),
+                status: 400,
+                code: "InvalidRestoreSource".into(),
+                message: format!("{source_id:?} is not a restorable database account id"),
+            });
+        }
+        let url = Url::parse(&format!(
+            "{}{}?api-version={}",
+            self.inner.cloud.resource_manager,
+            source_id.trim_start_matches('/'),
+            super::lro::COSMOS_API
+        ))
+        .map_err(|e| AzureError::Rejected {
+            operation: OP.to_owned(),
+            status: 400,
+            code: "InvalidRestoreSource".into(),
+            message: format!("cannot build the URL: {e}"),
+        })?;
+        self.call(OP, segments[1], CallKind::Read, async {
+            match self.inner.arm.send(Method::Get, url, None).await {
+                Ok(a) => Ok(a
+                    .body
+                    .pointer("/properties/accountName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)),
+                Err(e) if super::http::is_status(&e, 404) => Ok(None),
+                Err(e) => Err(super::http::map_error(OP, e)),
+            }
+        })
+        .await
+    }
+
     /// A write to the account sent as JSON, outside the SDK's models.
     async fn arm_write(
         &self,

@@ -261,6 +261,37 @@ impl SdkAzure {
     }
 }
 
+impl SdkAzure {
+    /// Whether one version of a key is enabled (`None`: no such version).
+    pub(super) async fn version_enabled(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> Result<Option<bool>, AzureError> {
+        const OP: &str = "GetKeyVersion";
+        let key = self.parse_key_uri(OP, key_uri)?;
+        let name = key.key_name.clone();
+        match self
+            .kv(
+                OP,
+                &key,
+                CallKind::Read,
+                Method::Get,
+                &["keys", &name, version],
+                None,
+            )
+            .await?
+        {
+            Ok(a) => Ok(Some(
+                a.body.pointer("/attributes/enabled") != Some(&Value::Bool(false)),
+            )),
+            Err(f) if is_disabled(&f) => Ok(Some(false)),
+            Err(f) if f.status == 404 => Ok(None),
+            Err(f) => Err(f.into_error(OP)),
+        }
+    }
+}
+
 fn kv_url(op: &str, vault_base: &str, path: &[&str]) -> Result<Url, AzureError> {
     let mut url = Url::parse(&format!("{vault_base}/")).map_err(|e| AzureError::Rejected {
         operation: op.to_owned(),

@@ -231,6 +231,16 @@ impl AzurePort for SdkAzure {
     ) -> Result<DisableOutcome, AzureError> {
         self.disable_version(key_uri, version).await
     }
+    async fn key_version_enabled(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> Result<Option<bool>, AzureError> {
+        self.version_enabled(key_uri, version).await
+    }
+    async fn restorable_account_name(&self, source_id: &str) -> Result<Option<String>, AzureError> {
+        self.restorable_name(source_id).await
+    }
     async fn provider_registered(&self, subscription_id: &str) -> Result<bool, AzureError> {
         self.cosmos_provider_registered(subscription_id).await
     }
