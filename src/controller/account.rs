@@ -532,9 +532,17 @@ async fn carry_out<A: WithCredential>(
             ("SettingKeyUri", format!("setting keyVaultKeyUri to {uri}"))
         }
         Step::DisableKeyVersion { key_uri, version } => {
-            let outcome = match used_in_azure(ctx, key_uri, version).await? {
-                Some(user) => DisableOutcome::Kept(format!("Azure shows account {user} using it")),
-                None => azure.disable_key_version(key_uri, version).await?,
+            let outcome = if !managed_key(ctx, obj, key_uri) {
+                DisableOutcome::Kept(
+                    "no KeyVaultBinding in this namespace names that key, and the operator only disables versions of keys a binding here manages: disable it yourself if it is no longer needed".into(),
+                )
+            } else {
+                match used_in_azure(ctx, key_uri, version).await? {
+                    Some(user) => {
+                        DisableOutcome::Kept(format!("Azure shows account {user} using it"))
+                    }
+                    None => azure.disable_key_version(key_uri, version).await?,
+                }
             };
             let now = ctx.settings.clock.now();
             disable_note(status, key_uri, version, outcome, now)
@@ -791,6 +799,22 @@ fn disable_note(
             )
         }
     }
+}
+
+/// Whether a binding in the resource's namespace names the key: a version of any
+/// other key (say, one a status edit points at) is never the operator's to disable.
+fn managed_key<A>(ctx: &Context<A>, obj: &CosmosAccountCMK, key_uri: &str) -> bool {
+    let ns = obj.namespace();
+    ctx.bindings.state().iter().any(|b| {
+        b.namespace() == ns
+            && b.status
+                .as_ref()
+                .and_then(|s| s.key_uri.as_deref())
+                .is_some_and(|k| {
+                    k.trim_end_matches('/')
+                        .eq_ignore_ascii_case(key_uri.trim_end_matches('/'))
+                })
+    })
 }
 
 /// An account in the cluster that Azure (not the status) shows using the key

@@ -940,15 +940,6 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
     out.status.key_version_in_use = in_use.clone();
     let version = in_use.unwrap_or_else(|| "unknown".to_owned());
     let in_use_uri = a.key_vault_key_uri.clone().unwrap_or_default();
-    let Some(previous) = out.status.previous_key_version.clone() else {
-        out.set(
-            ROTATION_TRACKED,
-            TRUE,
-            r::KEY_VERSION_TRACKED,
-            format!("key version {version} in use"),
-        );
-        return None;
-    };
     let may_disable = o.spec.rotation.disable_previous_version
         && o.spec.reconcile_policy == ReconcilePolicy::Manage;
     // The first version due, unused here and needed by no other resource; the
@@ -965,7 +956,7 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
         let r = &mut out.status.retained_key_versions[i];
         r.disabled = true;
         let (uri, v) = (r.key_uri.clone(), r.version.clone());
-        if v == previous {
+        if out.status.previous_key_version.as_ref() == Some(&v) {
             out.status.previous_version_disabled = true;
         }
         out.set(
@@ -979,6 +970,15 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
             version: v,
         });
     }
+    let Some(previous) = out.status.previous_key_version.clone() else {
+        out.set(
+            ROTATION_TRACKED,
+            TRUE,
+            r::KEY_VERSION_TRACKED,
+            format!("key version {version} in use"),
+        );
+        return None;
+    };
     let when = out
         .status
         .previous_version_safe_to_disable_after

@@ -945,3 +945,30 @@ fn the_version_in_use_at_a_time_comes_from_the_tracked_history() {
     assert_eq!(version(15).as_deref(), Some("v2"));
     assert_eq!(version(25).as_deref(), Some("v3"));
 }
+
+#[test]
+fn a_version_kept_at_adoption_is_disabled_without_a_rotation_here() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.rotation.disable_previous_version = true;
+    w.account = AccountState::Found(account("FirstPartyIdentity"));
+    w.status.retained_key_versions = vec![RetainedKeyVersion {
+        key_uri: "https://vault.example/keys/theirs".into(),
+        version: "o7".into(),
+        reason: "in use when the account was adopted".into(),
+        retired_at: Some(Time(t0())),
+        safe_to_disable_after: Time(t0() + SignedDuration::from_hours(24)),
+        disabled: false,
+        kept_because: None,
+    }];
+    assert_eq!(w.decide().action, None, "not before its time");
+    w.now = t0() + SignedDuration::from_hours(25);
+    assert_eq!(
+        w.decide().action,
+        Some(Action::DisableKeyVersion {
+            key_uri: "https://vault.example/keys/theirs".into(),
+            version: "o7".into()
+        })
+    );
+    w.spec.rotation.disable_previous_version = false;
+    assert_eq!(w.decide().action, None, "opt-in");
+}

@@ -320,3 +320,69 @@ async fn switching_to_system_assigned_never_grants_the_first_party() {
         env.writes()
     );
 }
+
+#[tokio::test]
+async fn an_edited_status_cannot_aim_disabling_at_someone_elses_key() {
+    let env = Env::start("status-edit-key").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"rotation": {"disablePreviousVersion": true}}}),
+    )
+    .await;
+    let a = env.account_reason("orders", "Ready").await;
+    let key_uri = a.status.unwrap().key_vault_key_uri.unwrap();
+    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
+    // Someone else's key in the same vault, with an older version.
+    let azure = env.backdoor();
+    let cmk_operator::reconcile::binding::KeyFacts::Present { version: old, .. } = azure
+        .create_key(
+            &vault_uri,
+            "someone-elses",
+            cmk_operator::api::KeyType::Rsa,
+            3072,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("key created")
+    };
+    azure
+        .create_key(
+            &vault_uri,
+            "someone-elses",
+            cmk_operator::api::KeyType::Rsa,
+            3072,
+        )
+        .await
+        .unwrap();
+    // A status edit claims that version as one this account retired long ago.
+    env.accounts()
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"retainedKeyVersions": [{
+                "keyUri": format!("{vault_uri}keys/someone-elses"),
+                "version": old,
+                "reason": "edited",
+                "safeToDisableAfter": "2020-01-01T00:00:00Z",
+            }]}})),
+        )
+        .await
+        .unwrap();
+    env.wait(&env.accounts(), "orders", "the edited version kept", |a| {
+        a.status.as_ref().is_some_and(|s| {
+            s.retained_key_versions
+                .iter()
+                .any(|r| r.version == old && r.kept_because.is_some())
+        })
+    })
+    .await;
+    assert_eq!(env.calls("KeyVault_UpdateKey"), 0, "{:?}", env.writes());
+    assert!(
+        env.event_reasons("orders")
+            .await
+            .contains(&"KeyVersionKept".to_owned())
+    );
+}
