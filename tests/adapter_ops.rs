@@ -429,6 +429,21 @@ async fn account_lifecycle_create_update_delete() {
         Some("Access to the configured customer managed key confirmed.")
     );
     assert_eq!(sim.count("DatabaseAccounts_CreateOrUpdate"), 1);
+    // The subscription-wide list (DatabaseAccounts_List) holds it too.
+    let listed = azure.accounts_in_subscription(SUB).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].id.to_ascii_lowercase(),
+        target.id().to_ascii_lowercase()
+    );
+    assert_eq!(sim.count("DatabaseAccounts_List"), 1);
+    assert!(
+        azure
+            .accounts_in_subscription("00000000-0000-0000-0000-00000000ffff")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Staged updates: system identity, then a user-assigned one (kept together),
     // then the default identity alone.

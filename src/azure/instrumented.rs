@@ -151,6 +151,16 @@ impl<A: AzurePort> AzurePort for Instrumented<A> {
         self.observe("GetAccount", self.inner.get_account(account))
             .await
     }
+    async fn accounts_in_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Vec<AccountFacts>, AzureError> {
+        self.observe(
+            "ListAccounts",
+            self.inner.accounts_in_subscription(subscription_id),
+        )
+        .await
+    }
     async fn create_account(&self, new: &NewAccount) -> Result<PendingOperation, AzureError> {
         self.observe("CreateAccount", self.inner.create_account(new))
             .await

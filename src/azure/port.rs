@@ -171,6 +171,12 @@ pub trait AzurePort: Send + Sync + 'static {
         account: &AccountRef,
     ) -> impl Future<Output = Result<Option<AccountFacts>, AzureError>> + Send;
 
+    /// Every account in a subscription (`DatabaseAccounts_List`, all pages).
+    fn accounts_in_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> impl Future<Output = Result<Vec<AccountFacts>, AzureError>> + Send;
+
     /// Starts creating the account; returns the operation to persist and poll.
     fn create_account(
         &self,

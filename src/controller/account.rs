@@ -474,7 +474,7 @@ async fn carry_out<A: WithCredential>(
             )
         }
         Step::RevokeGrant { vault_id, grant } => revoke_note(
-            azure.revoke_grant(vault_id, grant).await?,
+            revoke_unless_used(ctx, azure, vault_id, grant).await?,
             &grant.principal_id,
             vault_id,
         ),
@@ -674,7 +674,7 @@ async fn remove_grants<A: WithCredential>(
         if sharing::grant_needed(&peers, &vault_id, &grant.principal_id) {
             continue;
         }
-        let outcome = azure.revoke_grant(&vault_id, grant).await?;
+        let outcome = revoke_unless_used(ctx, azure, &vault_id, grant).await?;
         ctx.grants
             .forget(&vault_id, std::slice::from_ref(&grant.principal_id));
         let (reason, note) = revoke_note(outcome, &grant.principal_id, &vault_id);
@@ -738,6 +738,59 @@ async fn restore_facts<A: WithCredential>(
         facts.key_at_time = Some((uri, version, enabled));
     }
     Ok(facts)
+}
+
+/// Removes a grant unless Azure shows an account using that principal with a
+/// key in that vault: accounts outside this cluster (another cluster's, ones
+/// made by hand or by Terraform) are seen only there. The subscriptions read are
+/// the vault's and those of the accounts this cluster knows.
+async fn revoke_unless_used<A: WithCredential>(
+    ctx: &Context<A>,
+    azure: &A,
+    vault_id: &str,
+    grant: &Grant,
+) -> Result<RevokeOutcome, Error> {
+    let Some(vault) = azure.get_vault(vault_id).await? else {
+        return Ok(RevokeOutcome::AlreadyGone);
+    };
+    let vault_uri = vault.vault_uri.trim_end_matches('/').to_ascii_lowercase();
+    let mut subscriptions: Vec<String> = vault_id
+        .split('/')
+        .nth(2)
+        .map(str::to_ascii_lowercase)
+        .into_iter()
+        .collect();
+    for a in ctx.accounts.state() {
+        let s = a.spec.subscription_id.to_ascii_lowercase();
+        if !subscriptions.contains(&s) {
+            subscriptions.push(s);
+        }
+    }
+    let fp = &ctx.settings.first_party_principal;
+    for sub in &subscriptions {
+        for a in azure.accounts_in_subscription(sub).await? {
+            let in_vault = a
+                .key_vault_key_uri
+                .as_deref()
+                .is_some_and(|k| k.to_ascii_lowercase().starts_with(&format!("{vault_uri}/")));
+            let first_party = a
+                .default_identity
+                .as_deref()
+                .is_none_or(|d| d.eq_ignore_ascii_case("FirstPartyIdentity"));
+            let principal = if first_party {
+                Some(fp.as_str())
+            } else {
+                a.default_identity_principal.as_deref()
+            };
+            if in_vault && principal.is_some_and(|p| p.eq_ignore_ascii_case(&grant.principal_id)) {
+                return Ok(RevokeOutcome::Kept(format!(
+                    "Azure shows account {} using principal {} with a key in this vault",
+                    a.id, grant.principal_id
+                )));
+            }
+        }
+    }
+    Ok(azure.revoke_grant(vault_id, grant).await?)
 }
 
 /// The event for a grant removal.

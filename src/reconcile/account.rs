@@ -54,6 +54,9 @@ pub struct AccountFacts {
     pub customer_managed_key_status: Option<String>,
     /// The account's Azure tags (owner tags among them).
     pub tags: BTreeMap<String, String>,
+    /// Principal of the system- or user-assigned identity `defaultIdentity` names
+    /// (`None` for the first party, which the caller knows).
+    pub default_identity_principal: Option<String>,
     /// Azure reports the key revoked (disabled version, or grant removed), with the substatus.
     pub revoked: Option<AzureErrorRecord>,
 }

@@ -520,3 +520,71 @@ async fn the_examples_deleted_in_any_order_revoke_nothing_and_leak_no_grant() {
         );
     }
 }
+
+/// Another cluster's account (or one made by hand) on the same vault and
+/// principal is seen only in Azure: its grant stays when ours goes.
+#[tokio::test]
+async fn a_grant_an_account_outside_the_cluster_uses_is_never_removed() {
+    let env = Env::start("other-cluster").await;
+    let fp = env.settings.first_party_principal.clone();
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"deletionPolicy": "Delete"}}),
+    )
+    .await;
+    let a = env.account_reason("orders", "Ready").await;
+    let key_uri = a.status.unwrap().key_vault_key_uri.unwrap();
+    let vault = vault_of(&env, "orders-key").await;
+
+    let azure = env.backdoor();
+    let op = azure
+        .create_account(&cmk_operator::azure::NewAccount {
+            account: cmk_operator::azure::AccountRef {
+                subscription_id: SUB.into(),
+                resource_group: RG.into(),
+                name: "cmk-demo-elsewhere".into(),
+            },
+            kind: "GlobalDocumentDB".into(),
+            locations: vec![cmk_operator::api::Location {
+                location_name: "eastus".into(),
+                failover_priority: 0,
+                is_zone_redundant: false,
+            }],
+            capabilities: vec![],
+            key_uri,
+            default_identity: "FirstPartyIdentity".into(),
+            user_assigned_identity: None,
+            backup: Default::default(),
+            restore: None,
+            tags: [(
+                "cosmoscmk.io-cluster".to_owned(),
+                "another-cluster".to_owned(),
+            )]
+            .into(),
+        })
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if azure.poll(&op).await.unwrap()
+            != cmk_operator::reconcile::account::OperationState::InProgress
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    delete_account(&env, "orders").await;
+    assert!(
+        holds_access(&env, &vault, PermissionModel::AccessPolicy, &fp).await,
+        "{:?}",
+        env.writes()
+    );
+    assert!(!revoked(&env, "cmk-demo-elsewhere").await);
+    assert!(
+        env.event_reasons("orders")
+            .await
+            .contains(&"GrantKept".to_owned())
+    );
+}

@@ -160,6 +160,70 @@ impl SdkAzure {
         })
     }
 
+    /// Every account of a subscription, following `nextLink` (bounded).
+    pub(super) async fn list_accounts(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Vec<AccountFacts>, AzureError> {
+        const OP: &str = "ListAccounts";
+        const MAX_PAGES: usize = 100;
+        let mut next = Some(format!(
+            "{}subscriptions/{subscription_id}/providers/Microsoft.DocumentDB/databaseAccounts?api-version={}",
+            self.inner.cloud.resource_manager,
+            super::lro::COSMOS_API
+        ));
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let Some(link) = next.take() else {
+                return Ok(out);
+            };
+            let url = Url::parse(&link).map_err(|e| AzureError::Rejected {
+                operation: OP.to_owned(),
+                status: 400,
+                code: "InvalidRequest".into(),
+                message: format!("cannot build the list URL: {e}"),
+            })?;
+            // A nextLink is followed only on the resource manager's own host.
+            let arm = Url::parse(&self.inner.cloud.resource_manager).ok();
+            if arm.as_ref().and_then(Url::host_str) != url.host_str() {
+                return Err(AzureError::Rejected {
+                    operation: OP.to_owned(),
+                    status: 502,
+                    code: "UnexpectedNextLink".into(),
+                    message: "the account list's nextLink points at another host".into(),
+                });
+            }
+            let page = self
+                .call(OP, subscription_id, CallKind::Read, async {
+                    self.inner
+                        .arm
+                        .send(Method::Get, url, None)
+                        .await
+                        .map_err(|e| super::http::map_error(OP, e))
+                })
+                .await?;
+            out.extend(
+                page.body
+                    .get("value")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(facts_from_json),
+            );
+            next = page
+                .body
+                .get("nextLink")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        Err(AzureError::Rejected {
+            operation: OP.to_owned(),
+            status: 502,
+            code: "TooManyPages".into(),
+            message: format!("the account list has more than {MAX_PAGES} pages"),
+        })
+    }
+
     /// The account name of a restorable source account.
     pub(super) async fn restorable_name(
         &self,
@@ -368,6 +432,24 @@ fn identity_with(account: &Value, change: &AccountChange) -> Value {
     out
 }
 
+/// The principal of the identity `defaultIdentity` names, from the identity block.
+fn default_identity_principal(v: &Value) -> Option<String> {
+    let default = v.pointer("/properties/defaultIdentity")?.as_str()?;
+    let principal = |x: &Value| x.get("principalId")?.as_str().map(str::to_owned);
+    if default.eq_ignore_ascii_case("SystemAssignedIdentity") {
+        return principal(v.get("identity")?);
+    }
+    let (kind, id) = default.split_once('=')?;
+    if !kind.eq_ignore_ascii_case("UserAssignedIdentity") {
+        return None;
+    }
+    v.pointer("/identity/userAssignedIdentities")?
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(id))
+        .and_then(|(_, x)| principal(x))
+}
+
 /// The account's tags (string values only, as ARM keeps them).
 fn tags_of(v: &Value) -> BTreeMap<String, String> {
     v.get("tags")
@@ -410,6 +492,7 @@ pub(super) fn facts_from_json(v: &Value) -> AccountFacts {
         revoked: status.as_deref().and_then(revocation),
         customer_managed_key_status: status,
         tags: tags_of(v),
+        default_identity_principal: default_identity_principal(v),
     }
 }
 
@@ -587,6 +670,26 @@ mod tests {
         assert_eq!(revocation(azure).unwrap().sub_status, Some(4000));
         let anchor_only = "Access to your account is currently revoked ... cmk-troubleshooting-guide#azure-key-vault-resource-not-found";
         assert_eq!(revocation(anchor_only).unwrap().sub_status, Some(4003));
+    }
+
+    #[test]
+    fn the_default_identity_principal_is_read_from_the_identity_block() {
+        let ua = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u";
+        let f = |default: &str| {
+            facts_from_json(&json!({
+                "identity": {"type": "SystemAssigned,UserAssigned", "principalId": "sys",
+                    "userAssignedIdentities": {ua: {"principalId": "ua-p"}}},
+                "properties": {"defaultIdentity": default}
+            }))
+            .default_identity_principal
+        };
+        assert_eq!(f("SystemAssignedIdentity").as_deref(), Some("sys"));
+        assert_eq!(
+            f(&format!("UserAssignedIdentity={}", ua.to_uppercase())).as_deref(),
+            Some("ua-p")
+        );
+        assert_eq!(f("FirstPartyIdentity"), None);
+        assert_eq!(f("UserAssignedIdentity=/other"), None);
     }
 
     #[test]

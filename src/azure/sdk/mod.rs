@@ -277,6 +277,12 @@ impl AzurePort for SdkAzure {
     async fn get_account(&self, account: &AccountRef) -> Result<Option<AccountFacts>, AzureError> {
         self.account_facts(account).await
     }
+    async fn accounts_in_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Vec<AccountFacts>, AzureError> {
+        self.list_accounts(subscription_id).await
+    }
     async fn create_account(&self, new: &NewAccount) -> Result<PendingOperation, AzureError> {
         self.start_create(new).await
     }

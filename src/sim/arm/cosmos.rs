@@ -75,6 +75,30 @@ fn with_headers(mut resp: Response, headers: Vec<(String, String)>) -> Response 
     resp
 }
 
+/// The accounts whose (lower-case) ids start with `prefix`: a resource group's
+/// or a subscription's list.
+pub fn list(app: &Arc<App>, req: &Req, prefix: &str) -> Result<Response, ApiError> {
+    if req.method.as_str() != "GET" {
+        return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+    }
+    let mut state = app.state();
+    lro::advance(&mut state);
+    let keys: Vec<String> = state
+        .accounts
+        .keys()
+        .filter(|k| k.starts_with(prefix))
+        .cloned()
+        .collect();
+    let mut value = Vec::new();
+    for k in keys {
+        refresh_cmk(app, &mut state, &k);
+        if let Some(a) = state.accounts.get(&k) {
+            value.push(account_json(app, &state, a));
+        }
+    }
+    Ok(json_resp(StatusCode::OK, json!({"value": value})))
+}
+
 pub fn handle(
     app: &Arc<App>,
     req: &Req,
@@ -83,28 +107,11 @@ pub fn handle(
     name: Option<&str>,
     api_version: &str,
 ) -> Result<Response, ApiError> {
+    let Some(name) = name else {
+        return list(app, req, &key(sub, rg, ""));
+    };
     let mut state = app.state();
     lro::advance(&mut state);
-    let Some(name) = name else {
-        if req.method.as_str() != "GET" {
-            return Ok(crate::sim::server::method_not_allowed(Style::Arm));
-        }
-        let prefix = key(sub, rg, "");
-        let keys: Vec<String> = state
-            .accounts
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
-            .collect();
-        let mut value = Vec::new();
-        for k in keys {
-            refresh_cmk(app, &mut state, &k);
-            if let Some(a) = state.accounts.get(&k) {
-                value.push(account_json(app, &state, a));
-            }
-        }
-        return Ok(json_resp(StatusCode::OK, json!({"value": value})));
-    };
     let k = key(sub, rg, name);
     match req.method.as_str() {
         "GET" => {

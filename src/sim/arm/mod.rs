@@ -42,6 +42,10 @@ pub enum Target {
         name: Option<String>,
         extra: Vec<String>,
     },
+    /// `GET /subscriptions/{s}/providers/Microsoft.DocumentDB/databaseAccounts`.
+    SubscriptionAccounts {
+        sub: String,
+    },
     Vault {
         sub: String,
         rg: String,
@@ -109,6 +113,13 @@ pub fn classify(segs: &[String]) -> Target {
                 id: own(id),
                 results: eq(kind, "operationResults"),
             }
+        }
+        [_, sub, p, ns, ty]
+            if eq(p, "providers")
+                && eq(ns, "Microsoft.DocumentDB")
+                && eq(ty, "databaseAccounts") =>
+        {
+            Target::SubscriptionAccounts { sub: own(sub) }
         }
         [_, sub, p, ns, l, loc, r, rest @ ..]
             if eq(p, "providers")
@@ -184,6 +195,7 @@ pub fn operation_name(t: &Target, m: &Method) -> &'static str {
         }
         (Target::Restorable { .. }, _) => "RestorableDatabaseAccounts_GetByLocation",
         (Target::Accounts { name: None, .. }, _) => "DatabaseAccounts_ListByResourceGroup",
+        (Target::SubscriptionAccounts { .. }, _) => "DatabaseAccounts_List",
         (Target::Accounts { extra, .. }, _) if !extra.is_empty() => "DatabaseAccounts_Other",
         (Target::Accounts { .. }, "GET") => "DatabaseAccounts_Get",
         (Target::Accounts { .. }, "PUT") => "DatabaseAccounts_CreateOrUpdate",
@@ -256,6 +268,14 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
             } => {
                 check_api_version(req, api_versions::COSMOS, "locations/operationsStatus")?;
                 lro::status(app, req, &sub, &loc, &id, results)
+            }
+            Target::SubscriptionAccounts { sub } => {
+                check_api_version(req, api_versions::COSMOS, "databaseAccounts")?;
+                cosmos::list(
+                    app,
+                    req,
+                    &format!("/subscriptions/{sub}/").to_ascii_lowercase(),
+                )
             }
             Target::Restorable { sub, loc, instance } => {
                 check_api_version(
