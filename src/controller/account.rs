@@ -537,7 +537,7 @@ async fn carry_out<A: WithCredential>(
                     "no KeyVaultBinding in this namespace names that key, and the operator only disables versions of keys a binding here manages: disable it yourself if it is no longer needed".into(),
                 )
             } else {
-                match used_in_azure(ctx, key_uri, version).await? {
+                match used_in_azure(ctx, azure, key_uri, version).await? {
                     Some(user) => {
                         DisableOutcome::Kept(format!("Azure shows account {user} using it"))
                     }
@@ -754,20 +754,8 @@ async fn revoke_unless_used<A: WithCredential>(
         return Ok(RevokeOutcome::AlreadyGone);
     };
     let vault_uri = vault.vault_uri.trim_end_matches('/').to_ascii_lowercase();
-    let mut subscriptions: Vec<String> = vault_id
-        .split('/')
-        .nth(2)
-        .map(str::to_ascii_lowercase)
-        .into_iter()
-        .collect();
-    for a in ctx.accounts.state() {
-        let s = a.spec.subscription_id.to_ascii_lowercase();
-        if !subscriptions.contains(&s) {
-            subscriptions.push(s);
-        }
-    }
     let fp = &ctx.settings.first_party_principal;
-    for sub in &subscriptions {
+    for sub in &subscriptions_to_read(ctx, Some(vault_id)) {
         for a in azure.accounts_in_subscription(sub).await? {
             let in_vault = a
                 .key_vault_key_uri
@@ -870,10 +858,14 @@ fn managed_key<A>(ctx: &Context<A>, obj: &CosmosAccountCMK, key_uri: &str) -> bo
     })
 }
 
-/// An account in the cluster that Azure (not the status) shows using the key
-/// version, if any: every account the cache knows is read at the moment of the call.
+/// An account that Azure (not the status) shows using the key version, if any,
+/// read at the moment of the call: every account of the key's vault's
+/// subscription and of the cluster's subscriptions (so another cluster's or a
+/// hand-made account counts too), then any account of the cluster that list
+/// did not show, with its own credentials.
 async fn used_in_azure<A: WithCredential>(
     ctx: &Context<A>,
+    azure: &A,
     key_uri: &str,
     version: &str,
 ) -> Result<Option<String>, Error> {
@@ -881,9 +873,39 @@ async fn used_in_azure<A: WithCredential>(
         a.trim_end_matches('/')
             .eq_ignore_ascii_case(key_uri.trim_end_matches('/'))
     };
+    let uses = |a: &account::AccountFacts| {
+        a.key_vault_key_uri.as_deref().is_some_and(same)
+            && a.key_version_in_use
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case(version))
+    };
+    let vault = ctx
+        .bindings
+        .state()
+        .iter()
+        .find(|b| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.key_uri.as_deref())
+                .is_some_and(same)
+        })
+        .map(|b| b.spec.vault_resource_id.clone());
+    let mut seen = Vec::new();
+    for sub in subscriptions_to_read(ctx, vault.as_deref()) {
+        for a in azure.accounts_in_subscription(&sub).await? {
+            if uses(&a) {
+                return Ok(Some(a.id));
+            }
+            seen.push(a.id.to_ascii_lowercase());
+        }
+    }
     for other in ctx.accounts.state() {
-        // An account outside its namespace's allowance is never read for it.
-        if super::tenancy_gate::account_refusal(&other, ctx).is_some() {
+        let target = account_ref(&other);
+        // Already read above; and an account outside its namespace's
+        // allowance is never read for it.
+        if seen.contains(&target.id().to_ascii_lowercase())
+            || super::tenancy_gate::account_refusal(&other, ctx).is_some()
+        {
             continue;
         }
         let azure = ctx
@@ -892,14 +914,28 @@ async fn used_in_azure<A: WithCredential>(
                 other.spec.credential_ref.as_ref(),
             )
             .await?;
-        if let Some(a) = azure.get_account(&account_ref(&other)).await?
-            && a.key_vault_key_uri.as_deref().is_some_and(same)
-            && a.key_version_in_use
-                .as_deref()
-                .is_some_and(|v| v.eq_ignore_ascii_case(version))
+        if let Some(a) = azure.get_account(&target).await?
+            && uses(&a)
         {
-            return Ok(Some(other.spec.account_name.clone()));
+            return Ok(Some(a.id));
         }
     }
     Ok(None)
+}
+
+/// Subscriptions where an account using a vault's keys may live: the vault's
+/// own and every subscription of the cluster's accounts.
+fn subscriptions_to_read<A>(ctx: &Context<A>, vault_id: Option<&str>) -> Vec<String> {
+    let mut subs: Vec<String> = vault_id
+        .and_then(|v| v.split('/').nth(2))
+        .map(str::to_ascii_lowercase)
+        .into_iter()
+        .collect();
+    for a in ctx.accounts.state() {
+        let s = a.spec.subscription_id.to_ascii_lowercase();
+        if !subs.contains(&s) {
+            subs.push(s);
+        }
+    }
+    subs
 }
