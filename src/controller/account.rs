@@ -70,7 +70,7 @@ pub async fn reconcile<A: WithCredential>(
                 }
                 Finalizer::Cleanup(obj) => match tenancy_gate::released_account(&obj, &ctx).await {
                     Some(released) => Ok(released),
-                    None => cleanup(&api, &obj, &ctx).await,
+                    None => cleanup_reported(&api, &obj, &ctx).await,
                 },
             }
         })
@@ -548,6 +548,50 @@ async fn carry_out<A: WithCredential>(
             disable_note(status, key_uri, version, outcome, now)
         }
     })
+}
+
+/// Carries out the deletion policy; a failure says in the status what blocks
+/// the deletion and how to release the object.
+async fn cleanup_reported<A: WithCredential>(
+    api: &Api<CosmosAccountCMK>,
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+) -> Result<Action, Error> {
+    let result = cleanup(api, obj, ctx).await;
+    if let Err(err) = &result
+        && !matches!(err, Error::DeletionInProgress(_))
+    {
+        let old = obj.status.clone();
+        let mut status = old.clone().unwrap_or_default();
+        status.phase = Phase::Deleting;
+        let message = format!(
+            "deletion policy Delete cannot be carried out: {err}; the operator retries with backoff. To release the object without touching Azure, set spec.deletionPolicy to Retain (the account and its grants stay in Azure)"
+        );
+        let c = conditions::condition(
+            READY,
+            "False",
+            crate::reconcile::reasons::DELETION_BLOCKED,
+            message.clone(),
+            obj.metadata.generation,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+        );
+        conditions::set_condition(&mut status.conditions, c);
+        if report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status)
+            .await
+            .unwrap_or(false)
+        {
+            report::publish(
+                &ctx.recorder,
+                &obj.object_ref(&()),
+                EventType::Warning,
+                crate::reconcile::reasons::DELETION_BLOCKED,
+                "Delete",
+                &message,
+            )
+            .await;
+        }
+    }
+    result
 }
 
 /// Carries out the deletion policy; the finalizer goes once this returns Ok.

@@ -47,3 +47,4 @@ pub const ADOPTING_ACCOUNT: &str = "AdoptingAccount";
 pub const WAITING_FOR_SYSTEM_IDENTITY: &str = "WaitingForSystemIdentity";
 pub const RESTORE_REUSES_SOURCE_IDENTITY: &str = "RestoreReusesSourceIdentity";
 pub const RESTORE_KEY_VERSION_DISABLED: &str = "RestoreKeyVersionDisabled";
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";

@@ -233,3 +233,41 @@ async fn someone_elses_cmk_account_is_left_alone_until_adopted_with_consent() {
     assert_eq!(body["tags"]["cosmoscmk.io-name"], "theirs");
     assert_eq!(body["tags"]["cosmoscmk.io-namespace"], env.ns.as_str());
 }
+
+/// A deletion that cannot reach Azure (its credential Secret is gone) says what
+/// blocks it and is released by switching to Retain.
+#[tokio::test]
+async fn a_blocked_deletion_says_why_and_retain_releases_it() {
+    let env = Env::start("stuck-delete").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    let spec = json!({"spec": {"deletionPolicy": "Delete"}});
+    env.apply_example("10-account-first-party.yaml", spec).await;
+    env.account_reason("orders", "Ready").await;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"deletionPolicy": "Delete", "credentialRef": {"secretName": "gone"}}}),
+    )
+    .await;
+    env.accounts()
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    let stuck = env.account_reason("orders", "DeletionBlocked").await;
+    let msg = cmk_operator::api::conditions::find(&stuck.status.unwrap().conditions, "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(msg.contains("gone") && msg.contains("Retain"), "{msg}");
+    env.accounts()
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Retain"}})),
+        )
+        .await
+        .unwrap();
+    env.wait_gone("orders").await;
+    assert!(account_exists(&env, "cmk-demo-orders").await);
+    assert_eq!(env.calls("DatabaseAccounts_Delete"), 0);
+}
