@@ -26,6 +26,7 @@ use super::patterns;
     doc = "An Azure Cosmos DB account encrypted with a customer-managed key held in Azure Key Vault.",
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name": "Account", "type": "string", "jsonPath": ".spec.accountName"}"#,
     printcolumn = r#"{"name": "Key Version", "type": "string", "jsonPath": ".status.keyVersionInUse"}"#,
     printcolumn = r#"{"name": "Identity", "type": "string", "jsonPath": ".spec.identity.type", "priority": 1}"#,

@@ -23,6 +23,7 @@ use super::patterns;
     doc = "A Key Vault key prepared for Cosmos DB customer-managed keys (vault preflight, permission model, key).",
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name": "Key", "type": "string", "jsonPath": ".spec.key.name"}"#,
     printcolumn = r#"{"name": "Key Version", "type": "string", "jsonPath": ".status.keyVersion"}"#,
     printcolumn = r#"{"name": "Model", "type": "string", "jsonPath": ".status.permissionModel", "priority": 1}"#,

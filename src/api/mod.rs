@@ -28,10 +28,38 @@ pub fn crds_yaml() -> String {
         .map(|crd| {
             let mut value = serde_json::to_value(crd).expect("a CRD always serializes");
             reflow_descriptions(&mut value);
+            tidy_numbers(&mut value);
             let yaml = serde_yaml::to_string(&value).expect("a CRD always serializes to YAML");
             format!("---\n{yaml}")
         })
         .collect()
+}
+
+/// Integer bounds as integers (schemars writes `24.0`), and `int64` for
+/// unsigned fields: the API server knows no `uint64` format and kubectl warns
+/// on every apply of a CRD that names one.
+fn tidy_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let integer = map.get("type").and_then(|t| t.as_str()) == Some("integer");
+            for (key, v) in map.iter_mut() {
+                match (key.as_str(), &*v) {
+                    ("minimum" | "maximum", serde_json::Value::Number(n)) if integer => {
+                        if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) {
+                            // Integral bounds of i32/u64 fields fit an i64.
+                            *v = serde_json::Value::from(f as i64);
+                        }
+                    }
+                    ("format", serde_json::Value::String(f)) if f.starts_with("uint") => {
+                        *v = serde_json::Value::from("int64");
+                    }
+                    _ => tidy_numbers(v),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(tidy_numbers),
+        _ => {}
+    }
 }
 
 /// Joins the hard-wrapped lines of doc comments so `kubectl explain` can wrap
