@@ -51,6 +51,109 @@ async fn throttling_returns_retry_after_and_pauses_the_subscription() {
     assert!(start.elapsed() < Duration::from_millis(500));
 }
 
+/// `Retry-After: 18446744073709551615` panicked the operator; ten years froze a
+/// subscription. Both read as `max_retry_after`, and a pause longer than the
+/// call's timeout fails the next call at once instead of holding it.
+#[tokio::test]
+async fn absurd_retry_after_is_capped_and_never_outlasts_the_call_timeout() {
+    let sim = start().await;
+    let azure = adapter(&sim); // 5 s timeout, the default 300 s cap
+    let throttle = |retry_after_secs: u64| FaultConfig {
+        throttle: vec![ThrottleFault {
+            operation: "DatabaseAccounts_Get".into(),
+            count: 1,
+            retry_after_secs,
+        }],
+        ..Default::default()
+    };
+    sim.set_faults(throttle(u64::MAX));
+    let err = azure.get_account(&account("acct-huge")).await.unwrap_err();
+    assert_eq!(
+        (err.reason(), err.retry_after()),
+        ("AzureThrottled", Some(Duration::from_secs(300)))
+    );
+    // The subscription is paused for 300 s, more than the 5 s timeout: the next
+    // call fails at once, typed, with the wait left, and nothing goes out.
+    let start = Instant::now();
+    let err = azure.get_account(&account("acct-huge")).await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+    let wait = err.retry_after().expect("throttled");
+    assert!(
+        err.class() == ErrorClass::Retryable
+            && wait > Duration::from_secs(290)
+            && wait <= Duration::from_secs(300),
+        "{err}"
+    );
+    assert_eq!(sim.count("DatabaseAccounts_Get"), 1);
+    // Other subscriptions are not held back.
+    let start = Instant::now();
+    assert!(azure.provider_registered("other-sub").await.unwrap());
+    assert!(start.elapsed() < Duration::from_millis(500));
+
+    // Ten years with a 1 s cap: read as 1 s, waited out, then the call goes through.
+    let mut s = settings(&sim, roomy_limiter(), Duration::from_secs(5));
+    s.max_retry_after = Duration::from_secs(1);
+    let capped = SdkAzure::new(s).unwrap();
+    sim.set_faults(throttle(315_360_000));
+    let err = capped
+        .get_account(&account("acct-ten-years"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+    let start = Instant::now();
+    assert_eq!(
+        capped
+            .get_account(&account("acct-ten-years"))
+            .await
+            .unwrap(),
+        None
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+/// A reconcile waiting out one subscription's pause (here for the provider
+/// registration read, which callers share) holds back no other subscription.
+#[tokio::test]
+async fn a_throttled_subscription_holds_back_no_other() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    sim.set_faults(FaultConfig {
+        throttle: vec![ThrottleFault {
+            operation: "Providers_Get".into(),
+            count: 1,
+            retry_after_secs: 3,
+        }],
+        ..Default::default()
+    });
+    let err = azure
+        .provider_registered("throttled-sub")
+        .await
+        .unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    let waiting = {
+        let azure = azure.clone();
+        tokio::spawn(async move { azure.provider_registered("throttled-sub").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    assert!(azure.provider_registered("other-sub").await.unwrap());
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!waiting.is_finished(), "the throttled read still waits");
+    assert!(waiting.await.unwrap().unwrap());
+}
+
 #[tokio::test]
 async fn server_errors_are_retryable() {
     let sim = start().await;

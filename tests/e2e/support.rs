@@ -80,6 +80,7 @@ impl Env {
                 client_secret,
             },
             call_timeout: Duration::from_secs(10),
+            max_retry_after: cmk_operator::azure::sdk::DEFAULT_MAX_RETRY_AFTER,
             limiter: Arc::new(RateLimiter::arm_defaults()),
         })
         .expect("adapter builds")

@@ -250,7 +250,7 @@ impl SdkAzure {
             });
         let retry_after_ms = answer
             .as_ref()
-            .and_then(|ans| super::http::retry_after(&ans.headers))
+            .and_then(|ans| self.bounded_retry_after(&ans.headers))
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         PendingOperation {
             kind: kind.to_owned(),

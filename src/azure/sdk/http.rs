@@ -472,4 +472,30 @@ mod tests {
             ("ServiceUnavailable", Some(Duration::from_millis(1500)))
         );
     }
+
+    /// Hostile `Retry-After` values never panic; the adapter caps what they say.
+    #[test]
+    fn any_retry_after_is_read_without_panicking() {
+        let ra = |v: &str| retry_after(&headers(&[("retry-after", v)]));
+        assert_eq!(
+            ra("18446744073709551615"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(ra("315360000"), Some(Duration::from_secs(315_360_000)));
+        assert_eq!(ra(" 7 "), Some(Duration::from_secs(7)));
+        for garbage in ["", "-5", "1.5", "soon", "99999999999999999999999", "\u{0}"] {
+            assert_eq!(ra(garbage), None, "{garbage:?}");
+        }
+        // An HTTP date: the time until then; one in the past is no wait.
+        let in_a_minute = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
+        let d = ra(&azure_core::date::to_rfc1123(&in_a_minute)).unwrap();
+        assert!(
+            d > Duration::from_secs(55) && d <= Duration::from_secs(60),
+            "{d:?}"
+        );
+        assert_eq!(ra("Tue, 01 Jan 2002 00:00:00 GMT"), Some(Duration::ZERO));
+        assert!(ra("Fri, 31 Dec 9999 23:59:59 GMT").is_some());
+        let ms = retry_after(&headers(&[("retry-after-ms", "18446744073709551615")]));
+        assert_eq!(ms, Some(Duration::from_millis(u64::MAX)));
+    }
 }

@@ -49,7 +49,15 @@ impl SdkAzure {
         if known(&self.inner.registered) {
             return Ok(true);
         }
-        let _turn = self.inner.registration_read.lock().await;
+        let turn = self
+            .inner
+            .registration_reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
         if known(&self.inner.registered) {
             return Ok(true);
         }
