@@ -37,10 +37,18 @@ impl SdkAzure {
         &self,
         account: &AccountRef,
     ) -> Result<Option<AccountFacts>, AzureError> {
-        Ok(self
-            .account_json("GetAccount", account)
-            .await?
-            .map(|a| facts_from_json(&a.body)))
+        const OP: &str = "GetAccount";
+        let Some(a) = self.account_json(OP, account).await? else {
+            return Ok(None);
+        };
+        if !a.body.get("properties").is_some_and(Value::is_object) {
+            return Err(super::missing_in_answer(
+                OP,
+                a.status,
+                "`properties` object",
+            ));
+        }
+        Ok(Some(facts_from_json(&a.body)))
     }
 
     pub(super) async fn start_create(
@@ -143,9 +151,8 @@ impl SdkAzure {
         let client = self.inner.cosmos.database_accounts_client();
         let answer = self
             .call(OP, &a.subscription_id, CallKind::Write, async {
-                Self::sdk(
+                Self::sdk_delete(
                     OP,
-                    true,
                     client
                         .delete(&a.subscription_id, &a.resource_group, &a.name)
                         .send(),

@@ -201,7 +201,8 @@ impl SdkAzure {
         http::retry_after(headers).map(|d| d.min(self.inner.max_retry_after))
     }
 
-    /// Sends an SDK request and reads its answer; `None` on 404 when `missing_ok`.
+    /// Sends an SDK request and reads its answer (a JSON object, see
+    /// `http::read`); `None` on 404 when `missing_ok`.
     async fn sdk<R>(
         operation: &str,
         missing_ok: bool,
@@ -210,14 +211,47 @@ impl SdkAzure {
     where
         R: Into<azure_core::Response>,
     {
+        Self::sdk_answer(operation, missing_ok, false, fut).await
+    }
+
+    /// `sdk` for a DELETE: gone already is fine, and the answer may be empty.
+    async fn sdk_delete<R>(
+        operation: &str,
+        fut: impl Future<Output = azure_core::Result<R>>,
+    ) -> Result<Option<Answer>, AzureError>
+    where
+        R: Into<azure_core::Response>,
+    {
+        Self::sdk_answer(operation, true, true, fut).await
+    }
+
+    async fn sdk_answer<R>(
+        operation: &str,
+        missing_ok: bool,
+        empty_ok: bool,
+        fut: impl Future<Output = azure_core::Result<R>>,
+    ) -> Result<Option<Answer>, AzureError>
+    where
+        R: Into<azure_core::Response>,
+    {
         match fut.await {
-            Ok(r) => http::read(r.into())
+            Ok(r) => http::read(r.into(), empty_ok)
                 .await
                 .map(Some)
                 .map_err(|e| http::map_error(operation, e)),
             Err(e) if missing_ok && http::is_status(&e, 404) => Ok(None),
             Err(e) => Err(http::map_error(operation, e)),
         }
+    }
+}
+
+/// A whole JSON answer that lacks what the operator reads from it: refused,
+/// so a broken answer is never taken for "absent" or "off".
+fn missing_in_answer(operation: &str, status: u16, what: &str) -> AzureError {
+    AzureError::InvalidResponse {
+        operation: operation.to_owned(),
+        status,
+        message: format!("the body has no {what}"),
     }
 }
 

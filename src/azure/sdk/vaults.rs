@@ -32,7 +32,17 @@ impl SdkAzure {
                 .await
             })
             .await?;
-        Ok(answer.map(|a| vault_from_json(&a.body)))
+        let Some(a) = answer else { return Ok(None) };
+        // Absent flags take Azure's defaults, so a body without `properties`
+        // would read as "purge protection off": refused instead.
+        if !a.body.get("properties").is_some_and(Value::is_object) {
+            return Err(super::missing_in_answer(
+                OP,
+                a.status,
+                "`properties` object",
+            ));
+        }
+        Ok(Some(vault_from_json(&a.body)))
     }
 
     pub(super) async fn cosmos_provider_registered(
@@ -80,7 +90,8 @@ impl SdkAzure {
             .body
             .get("registrationState")
             .and_then(Value::as_str)
-            .is_some_and(|s| s.eq_ignore_ascii_case("Registered"));
+            .ok_or_else(|| super::missing_in_answer(OP, answer.status, "`registrationState`"))?
+            .eq_ignore_ascii_case("Registered");
         if registered {
             self.inner
                 .registered
