@@ -59,6 +59,11 @@ pub struct RunOptions {
     /// subscription is never paused longer.
     #[arg(long, default_value_t = 300, env = "CMK_MAX_RETRY_AFTER_SECONDS")]
     pub max_retry_after_seconds: u64,
+    /// Seconds in-flight reconciles may take to finish after SIGTERM before
+    /// they are dropped (they resume on the next start). Keep it below the
+    /// pod's terminationGracePeriodSeconds (30 by default).
+    #[arg(long, default_value_t = 10, env = "CMK_SHUTDOWN_DRAIN_SECONDS")]
+    pub shutdown_drain_seconds: u64,
     /// Reconciles running at once, per kind.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -248,6 +253,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         cluster_id: opts.cluster_id.clone(),
         clock: Clock::default(),
         tenancy,
+        shutdown_drain: Duration::from_secs(opts.shutdown_drain_seconds),
     };
     let azure = Instrumented::new(azure, metrics.clone());
     if !opts.leader_election {

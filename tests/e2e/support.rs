@@ -57,6 +57,7 @@ impl Env {
             cluster_id: "e2e".to_owned(),
             clock: Default::default(),
             tenancy: Arc::new(allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")])),
+            shutdown_drain: Duration::from_secs(10),
         };
         let mut env = Env {
             operator_client: client.clone(),
