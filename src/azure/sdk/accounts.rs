@@ -41,12 +41,14 @@ impl SdkAzure {
         let Some(a) = self.account_json(OP, account).await? else {
             return Ok(None);
         };
-        if !a.body.get("properties").is_some_and(Value::is_object) {
-            return Err(super::missing_in_answer(
-                OP,
-                a.status,
-                "`properties` object",
-            ));
+        // ARM always sends these three (`identity` with type None, `tags`
+        // empty): without them an account would read as not ours, or as
+        // having lost its identities.
+        for block in ["properties", "identity", "tags"] {
+            if !a.body.get(block).is_some_and(Value::is_object) {
+                let what = format!("`{block}` object");
+                return Err(super::missing_in_answer(OP, a.status, &what));
+            }
         }
         Ok(Some(facts_from_json(&a.body)))
     }
