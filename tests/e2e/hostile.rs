@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cmk_operator::sim::{FaultConfig, LatencyFault};
+use cmk_operator::sim::{FaultConfig, HostileAnswer, HostileFault, LatencyFault};
 use serde_json::json;
 
 use crate::common;
@@ -83,4 +83,87 @@ async fn sigterm_ends_the_process_within_the_drain_whatever_is_in_flight() {
         took >= Duration::from_secs(9) && took < Duration::from_secs(13),
         "exited {took:?} after SIGTERM"
     );
+}
+
+/// Hostile answers from every Azure read a settled account and its binding
+/// make (a garbage vault, a truncated key, a huge role-assignment list, an
+/// account read without its identities and tags): the Ready account stays
+/// Ready, nothing is written to Azure on their strength, a resource that is
+/// not Ready yet reports the transient `AzureInvalidResponse`, and both
+/// recover once the answers are whole again.
+#[tokio::test]
+async fn hostile_answers_mislead_nothing_and_everything_recovers() {
+    let env = Env::start("hostile").await;
+    env.apply_example("01-binding-rbac.yaml", json!({})).await;
+    env.apply_example("12-account-user-assigned.yaml", json!({}))
+        .await;
+    env.binding_reason("billing-key", "KeyReady").await;
+    env.account_reason("billing", "Ready").await;
+
+    let writes = env.writes();
+    let reads = env.calls("DatabaseAccounts_Get");
+    let always = |operation: &str, answer: HostileAnswer| HostileFault {
+        operation: operation.into(),
+        answer,
+        count: None,
+    };
+    env.sim.set_faults(FaultConfig {
+        hostile: vec![
+            always(
+                "DatabaseAccounts_Get",
+                HostileAnswer::Omit {
+                    fields: vec!["identity".into(), "tags".into()],
+                },
+            ),
+            always("Vaults_Get", HostileAnswer::Garbage),
+            always("KeyVault_GetKey", HostileAnswer::Truncated),
+            always("RoleAssignments_*", HostileAnswer::Huge { bytes: None }),
+        ],
+        ..Default::default()
+    });
+    // A new binding meets the same answers before it was ever Ready.
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    // Several resyncs (every 2 s) under the faults.
+    let until = tokio::time::Instant::now() + Duration::from_secs(8);
+    while tokio::time::Instant::now() < until {
+        let account = env.accounts().get("billing").await.expect("account");
+        assert_eq!(ready_reason(&account).as_deref(), Some("Ready"));
+        let binding = env.bindings().get("billing-key").await.expect("binding");
+        let reason = binding
+            .status
+            .as_ref()
+            .and_then(|s| cmk_operator::api::conditions::find(&s.conditions, "Ready"))
+            .map(|c| c.reason.clone());
+        assert_eq!(reason.as_deref(), Some("KeyReady"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        env.calls("DatabaseAccounts_Get") > reads,
+        "the account was read under the faults"
+    );
+    let fresh = env
+        .binding_reason("orders-key", "AzureInvalidResponse")
+        .await;
+    let record = fresh.status.unwrap().last_azure_error.expect("recorded");
+    assert!(
+        record
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not JSON"),
+        "{record:?}"
+    );
+    assert_eq!(
+        env.writes(),
+        writes,
+        "no hostile answer led to an Azure write"
+    );
+
+    env.sim.clear_faults();
+    env.binding_reason("orders-key", "KeyReady").await;
+    env.apply_example("10-account-first-party.yaml", json!({}))
+        .await;
+    env.account_reason("orders", "Ready").await;
+    env.account_reason("billing", "Ready").await;
 }
