@@ -54,6 +54,16 @@ pub struct RunOptions {
     /// allows 25): with many accounts the resync interval grows to stay within it.
     #[arg(long, default_value_t = 5.0, env = "CMK_RESYNC_READS_PER_SECOND")]
     pub resync_reads_per_second: f64,
+    /// The longest Azure `Retry-After` the operator honours, in seconds: a larger
+    /// one (Azure has been seen to send absurd values) is read as this, so a
+    /// subscription is never paused longer.
+    #[arg(long, default_value_t = 300, env = "CMK_MAX_RETRY_AFTER_SECONDS")]
+    pub max_retry_after_seconds: u64,
+    /// Seconds in-flight reconciles may take to finish after SIGTERM before
+    /// they are dropped (they resume on the next start). Keep it below the
+    /// pod's terminationGracePeriodSeconds (30 by default).
+    #[arg(long, default_value_t = 10, env = "CMK_SHUTDOWN_DRAIN_SECONDS")]
+    pub shutdown_drain_seconds: u64,
     /// Reconciles running at once, per kind.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -132,12 +142,20 @@ pub enum StartError {
         "--resync-reads-per-second must be a positive number of ARM reads per second (got {0}); ARM allows 25 per subscription, the default is 5"
     )]
     ResyncBudget(f64),
+    #[error(
+        "--max-retry-after-seconds must be at least 1 (got 0): with 0 every throttled call would be retried at once, hammering a throttled subscription; the default is 300"
+    )]
+    MaxRetryAfter,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     let limiter = Arc::new(RateLimiter::arm_defaults());
     let call_timeout = Duration::from_secs(30);
+    if opts.max_retry_after_seconds == 0 {
+        return Err(StartError::MaxRetryAfter);
+    }
+    let max_retry_after = Duration::from_secs(opts.max_retry_after_seconds);
     // Keeps the embedded simulator alive as long as the operator runs.
     let mut _simulator = None;
     if !(opts.resync_reads_per_second.is_finite() && opts.resync_reads_per_second > 0.0) {
@@ -161,6 +179,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
                     client_secret: defaults.operator_client_secret.clone(),
                 },
                 call_timeout,
+                max_retry_after,
                 limiter,
             };
             (
@@ -187,6 +206,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
                     client_secret,
                 },
                 call_timeout,
+                max_retry_after,
                 limiter,
             };
             let first_party = sim.config().cosmos_first_party_object_id.clone();
@@ -205,6 +225,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
                 cloud,
                 credential: CredentialSource::Environment,
                 call_timeout,
+                max_retry_after,
                 limiter,
             };
             (SdkAzure::new(settings)?, first_party)
@@ -232,6 +253,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         cluster_id: opts.cluster_id.clone(),
         clock: Clock::default(),
         tenancy,
+        shutdown_drain: Duration::from_secs(opts.shutdown_drain_seconds),
     };
     let azure = Instrumented::new(azure, metrics.clone());
     if !opts.leader_election {

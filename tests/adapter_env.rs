@@ -44,6 +44,7 @@ async fn environment_secret_federated_file_and_missing_variables() {
         cloud,
         credential: CredentialSource::Environment,
         call_timeout: Duration::from_secs(5),
+        max_retry_after: cmk_operator::azure::sdk::DEFAULT_MAX_RETRY_AFTER,
         limiter: roomy_limiter(),
     };
 

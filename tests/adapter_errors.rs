@@ -10,7 +10,11 @@ use cmk_operator::azure::{
     AccountChange, AzureError, AzurePort, AzureSettings, CmkCause, CredentialSource, ErrorClass,
     SdkAzure,
 };
-use cmk_operator::sim::{ErrorFault, FaultConfig, LatencyFault, Seed, SeedVault, ThrottleFault};
+use cmk_operator::reconcile::ownership::Owner;
+use cmk_operator::sim::{
+    ErrorFault, FaultConfig, HostileAnswer, HostileFault, LatencyFault, Seed, SeedVault,
+    ThrottleFault,
+};
 use serde_json::json;
 use sim_support::*;
 
@@ -49,6 +53,109 @@ async fn throttling_returns_retry_after_and_pauses_the_subscription() {
     let start = Instant::now();
     assert!(azure.provider_registered("other-sub").await.unwrap());
     assert!(start.elapsed() < Duration::from_millis(500));
+}
+
+/// `Retry-After: 18446744073709551615` panicked the operator; ten years froze a
+/// subscription. Both read as `max_retry_after`, and a pause longer than the
+/// call's timeout fails the next call at once instead of holding it.
+#[tokio::test]
+async fn absurd_retry_after_is_capped_and_never_outlasts_the_call_timeout() {
+    let sim = start().await;
+    let azure = adapter(&sim); // 5 s timeout, the default 300 s cap
+    let throttle = |retry_after_secs: u64| FaultConfig {
+        throttle: vec![ThrottleFault {
+            operation: "DatabaseAccounts_Get".into(),
+            count: 1,
+            retry_after_secs,
+        }],
+        ..Default::default()
+    };
+    sim.set_faults(throttle(u64::MAX));
+    let err = azure.get_account(&account("acct-huge")).await.unwrap_err();
+    assert_eq!(
+        (err.reason(), err.retry_after()),
+        ("AzureThrottled", Some(Duration::from_secs(300)))
+    );
+    // The subscription is paused for 300 s, more than the 5 s timeout: the next
+    // call fails at once, typed, with the wait left, and nothing goes out.
+    let start = Instant::now();
+    let err = azure.get_account(&account("acct-huge")).await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+    let wait = err.retry_after().expect("throttled");
+    assert!(
+        err.class() == ErrorClass::Retryable
+            && wait > Duration::from_secs(290)
+            && wait <= Duration::from_secs(300),
+        "{err}"
+    );
+    assert_eq!(sim.count("DatabaseAccounts_Get"), 1);
+    // Other subscriptions are not held back.
+    let start = Instant::now();
+    assert!(azure.provider_registered("other-sub").await.unwrap());
+    assert!(start.elapsed() < Duration::from_millis(500));
+
+    // Ten years with a 1 s cap: read as 1 s, waited out, then the call goes through.
+    let mut s = settings(&sim, roomy_limiter(), Duration::from_secs(5));
+    s.max_retry_after = Duration::from_secs(1);
+    let capped = SdkAzure::new(s).unwrap();
+    sim.set_faults(throttle(315_360_000));
+    let err = capped
+        .get_account(&account("acct-ten-years"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+    let start = Instant::now();
+    assert_eq!(
+        capped
+            .get_account(&account("acct-ten-years"))
+            .await
+            .unwrap(),
+        None
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+/// A reconcile waiting out one subscription's pause (here for the provider
+/// registration read, which callers share) holds back no other subscription.
+#[tokio::test]
+async fn a_throttled_subscription_holds_back_no_other() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    sim.set_faults(FaultConfig {
+        throttle: vec![ThrottleFault {
+            operation: "Providers_Get".into(),
+            count: 1,
+            retry_after_secs: 3,
+        }],
+        ..Default::default()
+    });
+    let err = azure
+        .provider_registered("throttled-sub")
+        .await
+        .unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    let waiting = {
+        let azure = azure.clone();
+        tokio::spawn(async move { azure.provider_registered("throttled-sub").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    assert!(azure.provider_registered("other-sub").await.unwrap());
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!waiting.is_finished(), "the throttled read still waits");
+    assert!(waiting.await.unwrap().unwrap());
 }
 
 #[tokio::test]
@@ -269,4 +376,186 @@ async fn credential_failures_are_typed_and_secret_free() {
     });
     let err = azure.get_account(&account("x")).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+}
+
+/// The next `operation` gets `answer` (once).
+fn hostile(operation: &str, answer: HostileAnswer) -> FaultConfig {
+    FaultConfig {
+        hostile: vec![HostileFault {
+            operation: operation.into(),
+            answer,
+            count: Some(1),
+        }],
+        ..Default::default()
+    }
+}
+
+fn assert_invalid(err: &AzureError, what: &str) {
+    assert!(
+        matches!(err, AzureError::InvalidResponse { status: 200, message, .. } if message.contains(what)),
+        "{err:?}"
+    );
+    assert_eq!(
+        (err.class(), err.reason()),
+        (ErrorClass::Retryable, "AzureInvalidResponse")
+    );
+}
+
+/// A garbage vault answer became `PurgeProtectionDisabled`. Every unusable
+/// body, on the SDK path (Vaults_Get) and the raw ones (Key Vault, providers),
+/// is now a typed transient error, and the next whole answer reads as before.
+#[tokio::test]
+async fn broken_answer_bodies_are_transient_errors_never_facts() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    sim.seed(&Seed {
+        vaults: vec![good_vault(&sim, "kv-hostile", &[])],
+        keys: vec![key("kv-hostile", "k")],
+        ..Default::default()
+    })
+    .unwrap();
+    // Before the first whole answer (a registered provider is remembered).
+    sim.set_faults(hostile("Providers_Get", HostileAnswer::Truncated));
+    let err = azure.provider_registered(SUB).await.unwrap_err();
+    assert_invalid(&err, "not JSON");
+    sim.set_faults(hostile(
+        "Providers_Get",
+        HostileAnswer::Omit {
+            fields: vec!["registrationState".into()],
+        },
+    ));
+    assert_invalid(
+        &azure.provider_registered(SUB).await.unwrap_err(),
+        "no `registrationState`",
+    );
+    assert!(azure.provider_registered(SUB).await.unwrap());
+
+    let vault_id = vault_id("kv-hostile");
+    for (answer, what) in [
+        (HostileAnswer::Garbage, "not JSON"),
+        (HostileAnswer::Truncated, "not JSON"),
+        (HostileAnswer::Huge { bytes: None }, "larger than 4 MiB"),
+        (
+            HostileAnswer::Omit {
+                fields: vec!["properties".into()],
+            },
+            "no `properties`",
+        ),
+    ] {
+        sim.set_faults(hostile("Vaults_Get", answer.clone()));
+        let err = azure.get_vault(&vault_id).await.unwrap_err();
+        assert_invalid(&err, what);
+        let vault = azure.get_vault(&vault_id).await.unwrap().unwrap();
+        assert!(vault.purge_protection && vault.soft_delete, "{answer:?}");
+    }
+    let vault = azure.get_vault(&vault_id).await.unwrap().unwrap();
+    for (answer, what) in [
+        (HostileAnswer::Garbage, "not JSON"),
+        (
+            HostileAnswer::Omit {
+                fields: vec!["key".into()],
+            },
+            "`key.kid`",
+        ),
+    ] {
+        sim.set_faults(hostile("KeyVault_GetKey", answer));
+        let err = azure.get_key(&vault.vault_uri, "k").await.unwrap_err();
+        assert_invalid(&err, what);
+    }
+    assert!(matches!(
+        azure.get_key(&vault.vault_uri, "k").await.unwrap(),
+        cmk_operator::reconcile::binding::KeyFacts::Present { enabled: true, .. }
+    ));
+}
+
+/// An identity or tag write is rebuilt from a fresh read; a read missing the
+/// block it replaces is refused, and nothing is written.
+#[tokio::test]
+async fn identity_and_tag_writes_refuse_a_read_without_the_block() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    let fp = first_party(&sim);
+    let key_uri = seed_vault_and_key(&sim, good_vault(&sim, "kv-ident", &[&fp]), "cmk");
+    sim.seed(&Seed {
+        identities: vec![uai("id-extra")],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut new = new_account("acct-ident", &key_uri);
+    new.tags = [("team".to_owned(), "payments".to_owned())].into();
+    let op = azure.create_account(&new).await.unwrap();
+    finish(&azure, &op).await;
+    let acct = account("acct-ident");
+    let owner = Owner {
+        cluster: "c".into(),
+        namespace: "ns".into(),
+        name: "orders".into(),
+        uid: "u".into(),
+    };
+    let writes = sim.ledger().len();
+    for (change, omit, what) in [
+        (
+            AccountChange::AddUserAssignedIdentity(identity_id("id-extra")),
+            "identity",
+            "no `identity`",
+        ),
+        (
+            AccountChange::EnableSystemIdentity,
+            "identity",
+            "no `identity`",
+        ),
+        (AccountChange::SetOwner(owner.clone()), "tags", "no `tags`"),
+    ] {
+        sim.set_faults(hostile(
+            "DatabaseAccounts_Get",
+            HostileAnswer::Omit {
+                fields: vec![omit.into()],
+            },
+        ));
+        let err = azure.update_account(&acct, &change).await.unwrap_err();
+        assert_invalid(&err, what);
+    }
+    assert_eq!(sim.ledger().len(), writes, "nothing was written");
+    // Nor is such a read taken for facts (an account not ours, without identities).
+    for omit in ["identity", "tags", "properties"] {
+        sim.set_faults(hostile(
+            "DatabaseAccounts_Get",
+            HostileAnswer::Omit {
+                fields: vec![omit.into()],
+            },
+        ));
+        let err = azure.get_account(&acct).await.unwrap_err();
+        assert_invalid(&err, &format!("no `{omit}` object"));
+    }
+    // With a whole read the tag write goes through and keeps the other tags.
+    let op = azure
+        .update_account(&acct, &AccountChange::SetOwner(owner))
+        .await
+        .unwrap();
+    finish(&azure, &op).await;
+    let facts = azure.get_account(&acct).await.unwrap().unwrap();
+    assert_eq!(facts.tags.get("team").map(String::as_str), Some("payments"));
+    assert!(facts.tags.len() > 1, "{:?}", facts.tags);
+}
+
+/// `Retry-After` as an HTTP date ten millennia away is capped; garbage reads
+/// as the 10 s default.
+#[tokio::test]
+async fn retry_after_dates_and_garbage_are_bounded() {
+    let sim = start().await;
+    for (value, want) in [
+        ("Fri, 31 Dec 9999 23:59:59 GMT", Duration::from_secs(300)),
+        ("soon", Duration::from_secs(10)),
+        ("-1", Duration::from_secs(10)),
+    ] {
+        let azure = adapter(&sim);
+        sim.set_faults(hostile(
+            "DatabaseAccounts_Get",
+            HostileAnswer::RetryAfter {
+                value: value.into(),
+            },
+        ));
+        let err = azure.get_account(&account("any")).await.unwrap_err();
+        assert_eq!(err.retry_after(), Some(want), "{value}: {err}");
+    }
 }

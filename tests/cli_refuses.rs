@@ -55,3 +55,9 @@ fn a_malformed_tenancy_policy_is_refused_naming_the_entry() {
         "{err}"
     );
 }
+
+#[test]
+fn a_zero_retry_after_cap_is_refused() {
+    let err = refused(&["--azure", "simulator", "--max-retry-after-seconds=0"]);
+    assert!(err.contains("--max-retry-after-seconds"), "{err}");
+}

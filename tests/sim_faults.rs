@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use azure_core::{Method, RetryOptions};
 use cmk_operator::sim::{
-    ErrorFault, FaultConfig, LatencyFault, LroFault, LroMode, Seed, SimConfig, Simulator,
-    ThrottleFault,
+    ErrorFault, FaultConfig, HostileAnswer, HostileFault, LatencyFault, LroFault, LroMode, Seed,
+    SimConfig, Simulator, ThrottleFault,
 };
 use serde_json::json;
 use sim_support::cosmosdb::models::DatabaseAccountCreateUpdateParameters;
@@ -413,4 +413,104 @@ async fn admin_api_over_http() {
     let body: serde_json::Value =
         serde_json::from_slice(&resp.into_body().collect().await.unwrap()).unwrap();
     assert!(body["identities"][0]["principalId"].is_string());
+}
+
+/// One GET with the operator's token: status, `Retry-After`, raw body.
+async fn raw_get(sim: &cmk_operator::sim::SimHandle, url: &str) -> (u16, Option<String>, Vec<u8>) {
+    let token = credential(sim).get_token(&[ARM_SCOPE]).await.unwrap();
+    let mut req = azure_core::Request::new(azure_core::Url::parse(url).unwrap(), Method::Get);
+    req.insert_header("authorization", format!("Bearer {}", token.token.secret()));
+    let resp = azure_core::new_http_client()
+        .execute_request(&req)
+        .await
+        .unwrap();
+    let status = u16::from(resp.status());
+    let retry_after = resp
+        .headers()
+        .get_optional_string(&azure_core::headers::HeaderName::from_static("retry-after"));
+    let body = resp.into_body().collect().await.unwrap().to_vec();
+    (status, retry_after, body)
+}
+
+/// Hostile answers on demand (`FaultConfig::hostile`, also through the admin API).
+#[tokio::test]
+async fn hostile_answers_retry_after_garbage_truncated_huge_and_missing_fields() {
+    let sim = start().await;
+    let accounts = cosmos(&sim).database_accounts_client();
+    accounts
+        .create_or_update(SUB, RG, "acct-hostile", params())
+        .await
+        .unwrap();
+    wait_account(&cosmos(&sim), RG, "acct-hostile").await;
+    let url = format!(
+        "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/acct-hostile?api-version=2024-09-01-preview",
+        sim.base_url()
+    );
+    let once = |answer: HostileAnswer| FaultConfig {
+        hostile: vec![HostileFault {
+            operation: "DatabaseAccounts_Get".into(),
+            answer,
+            count: Some(1),
+        }],
+        ..Default::default()
+    };
+    // Retry-After exactly as asked: huge, an HTTP date, garbage.
+    for value in [
+        "18446744073709551615",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "soon",
+    ] {
+        sim.set_faults(once(HostileAnswer::RetryAfter {
+            value: value.into(),
+        }));
+        let (status, retry_after, _) = raw_get(&sim, &url).await;
+        assert_eq!((status, retry_after.as_deref()), (429, Some(value)));
+    }
+    // Through the admin API as JSON: a 200 whose body is not JSON.
+    let admin = azure_core::Url::parse(&format!("{}_admin/faults", sim.base_url())).unwrap();
+    let mut put = azure_core::Request::new(admin, Method::Put);
+    put.set_body(
+        serde_json::to_vec(&json!({"hostile": [{
+            "operation": "DatabaseAccounts_Get", "count": 1, "answer": {"kind": "Garbage"}
+        }]}))
+        .unwrap(),
+    );
+    let resp = azure_core::new_http_client()
+        .execute_request(&put)
+        .await
+        .unwrap();
+    assert_eq!(u16::from(resp.status()), 200);
+    let (status, _, body) = raw_get(&sim, &url).await;
+    assert_eq!(status, 200);
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+
+    let (_, _, whole) = raw_get(&sim, &url).await;
+    let whole: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+    sim.set_faults(once(HostileAnswer::Truncated));
+    let (status, _, body) = raw_get(&sim, &url).await;
+    assert_eq!(status, 200);
+    assert!(!body.is_empty() && serde_json::from_slice::<serde_json::Value>(&body).is_err());
+
+    sim.set_faults(once(HostileAnswer::Huge { bytes: None }));
+    let (status, _, body) = raw_get(&sim, &url).await;
+    assert!(
+        status == 200 && body.len() > 5 * 1024 * 1024,
+        "{}",
+        body.len()
+    );
+    let huge: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(huge["id"], whole["id"]);
+
+    sim.set_faults(once(HostileAnswer::Omit {
+        fields: vec!["identity".into(), "tags".into()],
+    }));
+    let (_, _, body) = raw_get(&sim, &url).await;
+    let partial: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(partial.get("identity").is_none() && partial.get("tags").is_none());
+    assert_eq!(partial["properties"], whole["properties"]);
+    // Each was taken once: the next answer is whole again.
+    let (status, _, body) = raw_get(&sim, &url).await;
+    let again: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(status == 200 && again.get("identity").is_some() && again.get("tags").is_some());
+    assert!(sim.faults().hostile.is_empty());
 }

@@ -125,6 +125,16 @@ pub enum AzureError {
         cause: CmkCause,
         message: String,
     },
+    /// An answer the operator cannot use as it came (not JSON, truncated, too
+    /// large, or missing what a write would have to carry over). Transient:
+    /// the next answer is usually whole, and acting on a broken one could
+    /// mislead the operator or drop what Azure holds.
+    #[error("{operation}: Azure's answer (HTTP {status}) cannot be used: {message}")]
+    InvalidResponse {
+        operation: String,
+        status: u16,
+        message: String,
+    },
     #[error("{operation}: Azure refused the request (HTTP {status}, {code}): {message}")]
     Rejected {
         operation: String,
@@ -141,7 +151,8 @@ impl AzureError {
             Self::Throttled { .. }
             | Self::Unavailable { .. }
             | Self::Timeout { .. }
-            | Self::Transport { .. } => ErrorClass::Retryable,
+            | Self::Transport { .. }
+            | Self::InvalidResponse { .. } => ErrorClass::Retryable,
             Self::Authentication { .. } | Self::Forbidden { .. } | Self::NotFound { .. } => {
                 ErrorClass::UserFixable
             }
@@ -180,6 +191,7 @@ impl AzureError {
             Self::Forbidden { .. } => "AzureForbidden",
             Self::NotFound { .. } => "AzureResourceNotFound",
             Self::Cmk { cause, .. } => cause.reason(),
+            Self::InvalidResponse { .. } => "AzureInvalidResponse",
             Self::Rejected { .. } => "AzureRejected",
         }
     }
@@ -190,6 +202,7 @@ impl AzureError {
             Self::Throttled { .. } => Some(429),
             Self::Unavailable { status, .. }
             | Self::Cmk { status, .. }
+            | Self::InvalidResponse { status, .. }
             | Self::Rejected { status, .. } => Some(*status),
             Self::Authentication { .. } => Some(401),
             Self::Forbidden { .. } => Some(403),

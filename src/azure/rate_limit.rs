@@ -1,13 +1,19 @@
 //! A client-side token bucket per subscription and kind (read or write), so a
 //! thousand resources never cause a 429 storm of the operator's own making.
 //! ARM's documented per-subscription budgets are the defaults; a 429 from
-//! Azure additionally pauses the bucket for its `Retry-After`.
+//! Azure additionally pauses the bucket for its `Retry-After`. Buckets are
+//! independent: a paused subscription (or vault) never holds back another.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// The longest pause the limiter keeps, whatever it is asked (the adapter caps
+/// `Retry-After` lower, `--max-retry-after-seconds`); a guard against the clock
+/// overflowing, not a policy.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
 /// Read or write: ARM budgets them separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,7 +83,32 @@ impl RateLimiter {
         }
     }
 
-    /// Pauses a subscription's bucket after Azure answered 429 with `Retry-After`.
+    /// Waits until a call may go out, but never past `deadline`: when the wait
+    /// (a pause or the refill) would end after it, returns at once with the
+    /// wait still ahead, so the caller fails fast instead of sitting out a
+    /// pause its own timeout cannot cover.
+    pub async fn acquire_by(
+        &self,
+        subscription: &str,
+        kind: CallKind,
+        deadline: Instant,
+    ) -> Result<(), Duration> {
+        loop {
+            let Some(wait) = self.try_take(subscription, kind) else {
+                return Ok(());
+            };
+            if Instant::now()
+                .checked_add(wait)
+                .is_none_or(|at| at > deadline)
+            {
+                return Err(wait);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Pauses a subscription's bucket after Azure answered 429 with `Retry-After`
+    /// (at most `MAX_PAUSE`, whatever Azure said).
     pub fn pause(&self, subscription: &str, kind: CallKind, retry_after: Duration) {
         let now = Instant::now();
         let mut buckets = self
@@ -92,7 +123,8 @@ impl RateLimiter {
                 updated: now,
                 paused_until: None,
             });
-        let until = now + retry_after;
+        // Saturating: `Retry-After: 18446744073709551615` once overflowed `now + d`.
+        let until = now.checked_add(retry_after.min(MAX_PAUSE)).unwrap_or(now);
         b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
         b.tokens = 0.0;
     }
@@ -209,5 +241,68 @@ mod tests {
         let start = Instant::now();
         rl.acquire("sub", CallKind::Read).await;
         assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+
+    fn roomy() -> RateLimiter {
+        let b = Budget {
+            per_second: 100.0,
+            burst: 100.0,
+        };
+        RateLimiter::new(b, b)
+    }
+
+    /// `Retry-After: 18446744073709551615` panicked (`now + d` overflowed).
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_pause_neither_panics_nor_outlasts_the_guard() {
+        let rl = roomy();
+        rl.pause("sub", CallKind::Read, Duration::MAX);
+        rl.pause("sub", CallKind::Read, Duration::from_secs(u64::MAX));
+        let start = Instant::now();
+        rl.acquire("sub", CallKind::Read).await;
+        let took = start.elapsed();
+        assert!(
+            took >= MAX_PAUSE && took < MAX_PAUSE + Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_past_the_deadline_fails_fast_with_the_wait() {
+        let rl = roomy();
+        rl.pause("sub", CallKind::Read, Duration::from_secs(300));
+        let start = Instant::now();
+        let wait = rl
+            .acquire_by("sub", CallKind::Read, start + Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert_eq!(start.elapsed(), Duration::ZERO, "no wait at all");
+        assert_eq!(wait, Duration::from_secs(300));
+        // A pause inside the deadline is waited out.
+        rl.pause("short", CallKind::Read, Duration::from_secs(2));
+        rl.acquire_by("short", CallKind::Read, start + Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_subscription_holds_back_no_other() {
+        let rl = roomy();
+        rl.pause("throttled", CallKind::Read, Duration::from_secs(300));
+        rl.pause("throttled", CallKind::Write, Duration::from_secs(300));
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(30);
+        for other in ["other", "ANOTHER", "https://kv.vault.azure.net"] {
+            for kind in [CallKind::Read, CallKind::Write] {
+                rl.acquire_by(other, kind, deadline).await.unwrap();
+            }
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // Buckets are case-insensitive: the same subscription in capitals is paused.
+        assert!(
+            rl.acquire_by("THROTTLED", CallKind::Read, deadline)
+                .await
+                .is_err()
+        );
     }
 }

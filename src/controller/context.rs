@@ -45,6 +45,9 @@ pub struct Settings {
     /// Which namespaces may use the operator, and on which Azure scopes
     /// (empty: none may).
     pub tenancy: Arc<TenancyPolicy>,
+    /// After the shutdown signal, how long in-flight reconciles may take to
+    /// finish before they are dropped (below the pod's grace period).
+    pub shutdown_drain: Duration,
 }
 
 impl Default for Settings {
@@ -59,6 +62,7 @@ impl Default for Settings {
             cluster_id: "default".to_owned(),
             clock: Clock::default(),
             tenancy: Arc::default(),
+            shutdown_drain: Duration::from_secs(10),
         }
     }
 }

@@ -278,6 +278,8 @@ pub async fn run<A: WithCredential>(
                 .collect::<Vec<_>>()
         });
 
+    let drain = settings.shutdown_drain;
+    let drain_after = shutdown.clone();
     let ctx = Arc::new(Context::new(
         client,
         azure,
@@ -300,7 +302,23 @@ pub async fn run<A: WithCredential>(
         .graceful_shutdown_on(shutdown)
         .run(|o, c| observed(o, c, account::reconcile), error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
-    futures::future::join3(binding_feed, bindings, accounts).await;
+    // Graceful shutdown waits for in-flight reconciles, and one can be inside
+    // a slow Azure call or a Retry-After wait for tens of seconds: past
+    // `drain` they are dropped, as SIGKILL would (every step is idempotent and
+    // resumes from what Azure and the status hold), so the process ends
+    // within the pod's grace period whatever Azure does.
+    let stopped = futures::future::join3(binding_feed, bindings, accounts);
+    let overdue = async move {
+        drain_after.await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        _ = stopped => {}
+        () = overdue => tracing::warn!(
+            drain = ?drain,
+            "reconciles still running after the shutdown drain; dropping them"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Faults on demand: latency, error rates, 429 bursts, failing or stalling
-//! LROs, token endpoint outage, unreachable Key Vault.
+//! LROs, token endpoint outage, unreachable Key Vault, and hostile or broken
+//! answers (absurd `Retry-After`, garbage, truncated, huge or incomplete bodies).
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,47 @@ pub struct FaultConfig {
     /// A share of matching requests answered 429 with `Retry-After`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub random_throttle: Vec<super::arm_limits::RandomThrottle>,
+    /// Answers no well-behaved Azure gives (docs/simulator.md "Hostile answers").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostile: Vec<HostileFault>,
+}
+
+/// Matching requests get a hostile answer, `count` times (or until cleared).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HostileFault {
+    pub operation: String,
+    pub answer: HostileAnswer,
+    #[serde(default)]
+    pub count: Option<u64>,
+}
+
+/// What a hostile answer is. `RetryAfter` replaces the request's answer; the
+/// others are applied to the real (successful) answer, so the request itself
+/// takes effect.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind")]
+pub enum HostileAnswer {
+    /// 429 with exactly this `Retry-After` value: huge, an HTTP date, garbage.
+    RetryAfter { value: String },
+    /// The status kept, the body replaced by non-JSON.
+    Garbage,
+    /// The body cut in half.
+    Truncated,
+    /// The real JSON body padded to `bytes` (default 5 MiB).
+    Huge {
+        #[serde(default)]
+        bytes: Option<usize>,
+    },
+    /// The real JSON body without these top-level fields (`identity`, `tags`, ...).
+    Omit { fields: Vec<String> },
+}
+
+impl HostileAnswer {
+    /// Whether it replaces the answer before the request is handled.
+    pub fn replaces_request(&self) -> bool {
+        matches!(self, Self::RetryAfter { .. })
+    }
 }
 
 /// Adds `ms` milliseconds before answering matching operations.
@@ -106,8 +148,17 @@ fn default_code() -> String {
 /// What the fault layer decided for one request.
 pub enum Decision {
     Pass,
-    Throttle { retry_after_secs: u64 },
-    Error { status: u16, code: String },
+    Throttle {
+        retry_after_secs: u64,
+    },
+    /// 429 with this exact `Retry-After` value.
+    HostileThrottle {
+        value: String,
+    },
+    Error {
+        status: u16,
+        code: String,
+    },
 }
 
 impl FaultConfig {
@@ -173,6 +224,22 @@ impl FaultConfig {
             None => {}
         }
         Some(mode)
+    }
+
+    /// Takes a hostile answer for `operation`: one that replaces the request
+    /// (`before` true) or one applied to its answer.
+    pub fn take_hostile(&mut self, operation: &str, before: bool) -> Option<HostileAnswer> {
+        let f = self.hostile.iter_mut().find(|f| {
+            f.count != Some(0)
+                && f.answer.replaces_request() == before
+                && op_matches(&f.operation, operation)
+        })?;
+        if let Some(c) = f.count.as_mut() {
+            *c -= 1;
+        }
+        let answer = f.answer.clone();
+        self.hostile.retain(|f| f.count != Some(0));
+        Some(answer)
     }
 
     pub fn vault_unreachable(&self, vault: &str) -> bool {

@@ -27,7 +27,10 @@ use std::time::Duration;
 
 pub use config::SimConfig;
 pub use errors::SimError;
-pub use faults::{ErrorFault, FaultConfig, LatencyFault, LroFault, LroMode, ThrottleFault};
+pub use faults::{
+    ErrorFault, FaultConfig, HostileAnswer, HostileFault, LatencyFault, LroFault, LroMode,
+    ThrottleFault,
+};
 pub use metrics::{Counters, LedgerEntry};
 pub use seed::{Seed, SeedIdentity, SeedKey, SeedProvider, SeedRoleAssignment, SeedVault};
 pub use state::{AppRegistration, FederatedCredential};

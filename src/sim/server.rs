@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::config::SimConfig;
 use super::errors::{ApiError, Style};
-use super::faults::{Decision, FaultConfig};
+use super::faults::{Decision, FaultConfig, HostileAnswer};
 use super::metrics::Metrics;
 use super::state::State;
 use super::{admin, arm, auth, keyvault};
@@ -345,7 +345,14 @@ async fn handle(app: Arc<App>, vault: Option<String>, req: Request) -> Response 
         Some(wait) => Decision::Throttle {
             retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
         },
-        None => app.faults().decide(&operation, roll),
+        None => {
+            // Bound first: the guard of a `match` scrutinee lives through its arms.
+            let hostile = app.faults().take_hostile(&operation, true);
+            match hostile {
+                Some(HostileAnswer::RetryAfter { value }) => Decision::HostileThrottle { value },
+                _ => app.faults().decide(&operation, roll),
+            }
+        }
     };
     let (mut resp, caller) = match decision {
         Decision::Throttle { retry_after_secs } => {
@@ -358,6 +365,24 @@ async fn handle(app: Arc<App>, vault: Option<String>, req: Request) -> Response 
             )
             .header("Retry-After", retry_after_secs.to_string())
             .header(&format!("x-ms-ratelimit-remaining-subscription-{kind}"), "0");
+            (e.into_response(), None)
+        }
+        Decision::HostileThrottle { value } => {
+            let e = ApiError::new(
+                if style == Style::OAuth {
+                    Style::Arm
+                } else {
+                    style
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                if style == Style::KeyVault {
+                    "Throttled"
+                } else {
+                    "SubscriptionRequestsThrottled"
+                },
+                "Too many requests.",
+            )
+            .header("Retry-After", value);
             (e.into_response(), None)
         }
         Decision::Error { status, code } => {
@@ -374,7 +399,18 @@ async fn handle(app: Arc<App>, vault: Option<String>, req: Request) -> Response 
             );
             (e.into_response(), None)
         }
-        Decision::Pass => dispatch(&app, &req, route),
+        Decision::Pass => {
+            let (resp, caller) = dispatch(&app, &req, route);
+            let hostile = resp
+                .status()
+                .is_success()
+                .then(|| app.faults().take_hostile(&operation, false))
+                .flatten();
+            match hostile {
+                Some(h) => (spoil(resp, &h).await, caller),
+                None => (resp, caller),
+            }
+        }
     };
     if style == Style::Arm && resp.status() != StatusCode::TOO_MANY_REQUESTS {
         let remaining = app.quota_after(write);
@@ -401,6 +437,41 @@ async fn handle(app: Arc<App>, vault: Option<String>, req: Request) -> Response 
     app.metrics()
         .record(req.method.as_str(), &req.path, &operation, status, caller);
     resp
+}
+
+/// A successful answer made hostile (`FaultConfig::hostile`): status and
+/// headers kept, the body garbled, cut, padded or missing fields.
+async fn spoil(resp: Response, how: &HostileAnswer) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let object = || match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let out: Vec<u8> = match how {
+        HostileAnswer::Garbage => b"<html><body><h1>502 Bad Gateway</h1></body></html>".to_vec(),
+        HostileAnswer::Truncated => bytes[..bytes.len() / 2].to_vec(),
+        HostileAnswer::Huge { bytes: size } => {
+            let mut m = object();
+            m.insert(
+                "padding".into(),
+                Value::String("x".repeat(size.unwrap_or(5 * 1024 * 1024))),
+            );
+            serde_json::to_vec(&m).unwrap_or_default()
+        }
+        HostileAnswer::Omit { fields } => {
+            let mut m = object();
+            for f in fields {
+                m.remove(f);
+            }
+            serde_json::to_vec(&m).unwrap_or_default()
+        }
+        HostileAnswer::RetryAfter { .. } => bytes.to_vec(),
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(out))
 }
 
 fn dispatch(app: &Arc<App>, req: &Req, route: Route) -> (Response, Option<String>) {

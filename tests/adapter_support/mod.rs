@@ -39,6 +39,7 @@ pub fn settings(sim: &SimHandle, limiter: Arc<RateLimiter>, timeout: Duration) -
         cloud: Cloud::simulator(sim.base_url()),
         credential: client_secret(sim),
         call_timeout: timeout,
+        max_retry_after: cmk_operator::azure::sdk::DEFAULT_MAX_RETRY_AFTER,
         limiter,
     }
 }

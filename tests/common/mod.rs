@@ -27,9 +27,14 @@ pub fn repo_root() -> &'static Path {
 /// Starts the control plane once per test binary (`up` is idempotent, and
 /// serialises concurrent callers) and returns the kubeconfig path it printed
 /// as its last line. The first run may build the binaries (minutes).
+/// `CMK_TEST_KUBECONFIG` names a control plane already running (another
+/// checkout's, shared by a second worktree) and skips `up`.
 pub fn kubeconfig_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| script_output_path("tests/control-plane/up"))
+    PATH.get_or_init(|| match std::env::var_os("CMK_TEST_KUBECONFIG") {
+        Some(path) => PathBuf::from(path),
+        None => script_output_path("tests/control-plane/up"),
+    })
 }
 
 /// Runs a repository script that prints a path as its last line (the control

@@ -6,6 +6,7 @@ mod common;
 mod support;
 
 mod credentials;
+mod hostile;
 mod identities;
 mod least_privilege;
 mod lifecycle;

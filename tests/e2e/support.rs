@@ -57,6 +57,7 @@ impl Env {
             cluster_id: "e2e".to_owned(),
             clock: Default::default(),
             tenancy: Arc::new(allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")])),
+            shutdown_drain: Duration::from_secs(10),
         };
         let mut env = Env {
             operator_client: client.clone(),
@@ -80,6 +81,7 @@ impl Env {
                 client_secret,
             },
             call_timeout: Duration::from_secs(10),
+            max_retry_after: cmk_operator::azure::sdk::DEFAULT_MAX_RETRY_AFTER,
             limiter: Arc::new(RateLimiter::arm_defaults()),
         })
         .expect("adapter builds")

@@ -37,10 +37,20 @@ impl SdkAzure {
         &self,
         account: &AccountRef,
     ) -> Result<Option<AccountFacts>, AzureError> {
-        Ok(self
-            .account_json("GetAccount", account)
-            .await?
-            .map(|a| facts_from_json(&a.body)))
+        const OP: &str = "GetAccount";
+        let Some(a) = self.account_json(OP, account).await? else {
+            return Ok(None);
+        };
+        // ARM always sends these three (`identity` with type None, `tags`
+        // empty): without them an account would read as not ours, or as
+        // having lost its identities.
+        for block in ["properties", "identity", "tags"] {
+            if !a.body.get(block).is_some_and(Value::is_object) {
+                let what = format!("`{block}` object");
+                return Err(super::missing_in_answer(OP, a.status, &what));
+            }
+        }
+        Ok(Some(facts_from_json(&a.body)))
     }
 
     pub(super) async fn start_create(
@@ -85,10 +95,9 @@ impl SdkAzure {
                             message: format!("account {} does not exist", account.name),
                         }
                     })?;
-                    (
-                        op,
-                        json!({"identity": identity_with(&current.body, change)}),
-                    )
+                    let identity = identity_with(&current.body, change)
+                        .map_err(|why| unusable_read(op, current.status, &why))?;
+                    (op, json!({"identity": identity}))
                 }
                 AccountChange::SetDefaultIdentity(v) => (
                     "SetDefaultIdentity",
@@ -107,7 +116,9 @@ impl SdkAzure {
                             message: format!("account {} does not exist", account.name),
                         }
                     })?;
-                    let tags = ownership::with_owner(&tags_of(&current.body), owner);
+                    let kept = tags_to_keep(&current.body)
+                        .map_err(|why| unusable_read(OP, current.status, &why))?;
+                    let tags = ownership::with_owner(&kept, owner);
                     // Raw: the SDK's update model drops tags.
                     let answer = self
                         .arm_write(OP, account, Method::Patch, &json!({"tags": tags}))
@@ -142,9 +153,8 @@ impl SdkAzure {
         let client = self.inner.cosmos.database_accounts_client();
         let answer = self
             .call(OP, &a.subscription_id, CallKind::Write, async {
-                Self::sdk(
+                Self::sdk_delete(
                     OP,
-                    true,
                     client
                         .delete(&a.subscription_id, &a.resource_group, &a.name)
                         .send(),
@@ -314,7 +324,7 @@ impl SdkAzure {
             });
         let retry_after_ms = answer
             .as_ref()
-            .and_then(|ans| super::http::retry_after(&ans.headers))
+            .and_then(|ans| self.bounded_retry_after(&ans.headers))
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         PendingOperation {
             kind: kind.to_owned(),
@@ -395,20 +405,55 @@ pub(super) fn create_body(new: &NewAccount, key_uri: &str) -> Value {
     body
 }
 
+/// A read that cannot safely be the base of a write that replaces a block.
+fn unusable_read(op: &str, status: u16, why: &str) -> AzureError {
+    AzureError::InvalidResponse {
+        operation: op.to_owned(),
+        status,
+        message: format!("{why}; nothing was written, so nothing the account holds can be lost"),
+    }
+}
+
 /// The identity block after `change`, keeping every identity the account has.
-fn identity_with(account: &Value, change: &AccountChange) -> Value {
-    let ident = account.get("identity");
+/// ARM replaces the whole block, so a read without it (or one that does not
+/// say plainly which identities the account has) is refused: writing from it
+/// could drop identities the account still needs.
+fn identity_with(account: &Value, change: &AccountChange) -> Result<Value, String> {
+    let ident = account
+        .get("identity")
+        .ok_or("the account read has no `identity` block")?
+        .as_object()
+        .ok_or("the account read's `identity` is not an object")?;
     let kind = ident
-        .and_then(|i| i.get("type"))
+        .get("type")
         .and_then(Value::as_str)
-        .unwrap_or("None")
-        .to_ascii_lowercase();
-    let mut system = kind.contains("systemassigned");
-    let mut users: Vec<String> = ident
-        .and_then(|i| i.get("userAssignedIdentities"))
-        .and_then(Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
+        .ok_or("the account read's `identity` has no `type`")?;
+    let (mut system, mut user_type) = (false, false);
+    for part in kind.split(',').map(str::trim) {
+        match part.to_ascii_lowercase().as_str() {
+            "systemassigned" => system = true,
+            "userassigned" => user_type = true,
+            "none" => {}
+            _ => {
+                return Err(format!(
+                    "the account read's identity type {kind:?} is unknown"
+                ));
+            }
+        }
+    }
+    let mut users: Vec<String> = match ident.get("userAssignedIdentities") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(m)) => m.keys().cloned().collect(),
+        Some(_) => {
+            return Err("the account read's `userAssignedIdentities` is not an object".into());
+        }
+    };
+    if user_type == users.is_empty() {
+        return Err(format!(
+            "the account read's identity type {kind:?} and its {} user-assigned identities disagree",
+            users.len()
+        ));
+    }
     match change {
         AccountChange::EnableSystemIdentity => system = true,
         AccountChange::AddUserAssignedIdentity(id)
@@ -429,7 +474,24 @@ fn identity_with(account: &Value, change: &AccountChange) -> Value {
         let map: Map<String, Value> = users.into_iter().map(|u| (u, json!({}))).collect();
         out["userAssignedIdentities"] = Value::Object(map);
     }
-    out
+    Ok(out)
+}
+
+/// The tags a tag write must carry over (ARM replaces the whole set). A read
+/// without `tags`, or with a value that is not a string, is refused rather
+/// than written back smaller.
+fn tags_to_keep(account: &Value) -> Result<BTreeMap<String, String>, String> {
+    let tags = account
+        .get("tags")
+        .ok_or("the account read has no `tags`")?
+        .as_object()
+        .ok_or("the account read's `tags` is not an object")?;
+    tags.iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) => Ok((k.clone(), s.to_owned())),
+            None => Err(format!("the account read's tag {k:?} is not a string")),
+        })
+        .collect()
 }
 
 /// The principal of the identity `defaultIdentity` names, from the identity block.
@@ -630,7 +692,7 @@ mod tests {
     fn update_bodies_survive_the_sdk_model() {
         let current =
             json!({"identity": {"type": "UserAssigned", "userAssignedIdentities": {"/x/a": {}}}});
-        let ident = identity_with(&current, &AccountChange::EnableSystemIdentity);
+        let ident = identity_with(&current, &AccountChange::EnableSystemIdentity).unwrap();
         assert_eq!(ident["type"], "SystemAssigned,UserAssigned");
         let body = json!({"identity": ident});
         let m: models::DatabaseAccountUpdateParameters = serde_json::from_value(body).unwrap();
@@ -652,13 +714,85 @@ mod tests {
             );
         }
         let added = identity_with(
-            &json!({}),
+            &json!({"identity": {"type": "None"}}),
             &AccountChange::AddUserAssignedIdentity("/x/b".into()),
-        );
+        )
+        .unwrap();
         assert_eq!(
             added,
             json!({"type": "UserAssigned", "userAssignedIdentities": {"/x/b": {}}})
         );
+    }
+
+    /// A read that does not say plainly which identities the account has is
+    /// never the base of an identity write (ARM would drop the rest).
+    #[test]
+    fn identity_writes_refuse_reads_that_could_drop_identities() {
+        let add = AccountChange::AddUserAssignedIdentity("/x/b".into());
+        for (read, why) in [
+            (json!({}), "no `identity`"),
+            (json!(null), "no `identity`"),
+            (json!({"identity": null}), "not an object"),
+            (json!({"identity": "SystemAssigned"}), "not an object"),
+            (json!({"identity": {}}), "no `type`"),
+            (json!({"identity": {"type": 3}}), "no `type`"),
+            (json!({"identity": {"type": "Sometimes"}}), "unknown"),
+            (json!({"identity": {"type": "UserAssigned"}}), "disagree"),
+            (
+                json!({"identity": {"type": "UserAssigned", "userAssignedIdentities": {}}}),
+                "disagree",
+            ),
+            (
+                json!({"identity": {"type": "UserAssigned", "userAssignedIdentities": ["/x/a"]}}),
+                "not an object",
+            ),
+            (
+                json!({"identity": {"type": "SystemAssigned", "userAssignedIdentities": {"/x/a": {}}}}),
+                "disagree",
+            ),
+        ] {
+            for change in [&AccountChange::EnableSystemIdentity, &add] {
+                let err = identity_with(&read, change).unwrap_err();
+                assert!(err.contains(why), "{read}: {err}");
+            }
+        }
+        // Whole reads keep every identity, whatever the spelling of the type.
+        let read = json!({"identity": {"type": "SystemAssigned, UserAssigned",
+            "principalId": "p", "userAssignedIdentities": {"/x/a": {"principalId": "q"}}}});
+        let out = identity_with(&read, &add).unwrap();
+        assert_eq!(out["type"], "SystemAssigned,UserAssigned");
+        let users = out["userAssignedIdentities"].as_object().unwrap();
+        assert!(
+            users.contains_key("/x/a") && users.contains_key("/x/b"),
+            "{out}"
+        );
+        let out = identity_with(
+            &json!({"identity": {"type": "None", "userAssignedIdentities": null}}),
+            &AccountChange::EnableSystemIdentity,
+        )
+        .unwrap();
+        assert_eq!(out, json!({"type": "SystemAssigned"}));
+    }
+
+    /// The owner-tag write carries every tag over, or is refused.
+    #[test]
+    fn tag_writes_refuse_reads_that_could_drop_tags() {
+        let kept = tags_to_keep(&json!({"tags": {"team": "a", "cost": "b"}})).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert!(tags_to_keep(&json!({"tags": {}})).unwrap().is_empty());
+        for (read, why) in [
+            (json!({"id": "/x"}), "no `tags`"),
+            (json!(null), "no `tags`"),
+            (json!({"tags": null}), "not an object"),
+            (json!({"tags": ["team"]}), "not an object"),
+            (
+                json!({"tags": {"team": "a", "n": 3}}),
+                "\"n\" is not a string",
+            ),
+        ] {
+            let err = tags_to_keep(&read).unwrap_err();
+            assert!(err.contains(why), "{read}: {err}");
+        }
     }
 
     #[test]

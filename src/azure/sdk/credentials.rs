@@ -230,9 +230,12 @@ impl TokenCredential for FederatedTokenFile {
                 "workload identity token request failed",
             )
         })?;
+        // Entra tokens live about an hour; a larger `expires_in` is read as a day
+        // (an absurd one overflowed the clock and panicked).
+        let lifetime = Duration::from_secs(login.expires_in.min(24 * 3600));
         let token = AccessToken::new(
             login.access_token().clone(),
-            OffsetDateTime::now_utc() + Duration::from_secs(login.expires_in),
+            OffsetDateTime::now_utc() + lifetime,
         );
         cache.insert(key, token.clone());
         Ok(token)

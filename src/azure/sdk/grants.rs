@@ -314,12 +314,8 @@ impl SdkAzure {
                 }
                 let client = self.inner.authz.role_assignments_client();
                 self.call(OP, &id.subscription, CallKind::Write, async {
-                    Self::sdk(
-                        OP,
-                        true,
-                        client.delete_by_id(ra.trim_start_matches('/')).send(),
-                    )
-                    .await
+                    Self::sdk_delete(OP, client.delete_by_id(ra.trim_start_matches('/')).send())
+                        .await
                 })
                 .await
                 .map(|_| RevokeOutcome::Removed)

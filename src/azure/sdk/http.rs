@@ -187,7 +187,12 @@ impl Policy for CaptureFailures {
             return Ok(response);
         }
         let (status, headers, body) = response.deconstruct();
-        let body = body.collect().await.unwrap_or_default();
+        // Too large or broken: the status alone still classifies the failure.
+        let body = collect_bounded(body)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let failure = Failure::from_parts(u16::from(status), &headers, &body);
         let kind = ErrorKind::http_response(status, Some(failure.code.clone()));
         Err(azure_core::Error::full(
@@ -270,34 +275,120 @@ impl Raw {
             req.set_body(serde_json::to_vec(b)?);
         }
         let resp = self.pipeline.send(&Context::new(), &mut req).await?;
-        read(resp).await
+        read(resp, method == Method::Delete).await
+    }
+
+    /// `send` for a long-running operation's status, where a finished
+    /// operation may answer 200 without a body.
+    pub(crate) async fn poll(&self, url: Url) -> azure_core::Result<Answer> {
+        let mut req = Request::new(url, Method::Get);
+        let resp = self.pipeline.send(&Context::new(), &mut req).await?;
+        read(resp, true).await
     }
 }
 
-/// Status, headers and JSON body (`Null` when empty) of a raw response.
-pub(crate) async fn read(resp: azure_core::Response) -> azure_core::Result<Answer> {
+/// The largest answer body read. Azure's answers are kilobytes; a larger one
+/// is broken or hostile, and is not buffered whole.
+pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A successful answer whose body cannot be used (not JSON, truncated, not
+/// an object, empty where Azure always sends one, or larger than `MAX_BODY`).
+/// Names what was wrong, never the body itself (it could hold a secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BadBody {
+    pub status: u16,
+    pub what: String,
+}
+
+impl fmt::Display for BadBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.what)
+    }
+}
+
+impl std::error::Error for BadBody {}
+
+/// The body, or `None` when it is larger than `MAX_BODY` (reading stops there).
+async fn collect_bounded(
+    mut body: azure_core::ResponseBody,
+) -> azure_core::Result<Option<Vec<u8>>> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > MAX_BODY {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
+/// Status, headers and JSON object body of a successful response. The body
+/// may be empty (`Null`) only on 202/204 or when `empty_ok` (DELETE, LRO
+/// status); anything else not a JSON object is a `BadBody` error, so a
+/// garbage answer is never read as "no properties" (a vault without purge
+/// protection, a key without a version, ...).
+pub(crate) async fn read(resp: azure_core::Response, empty_ok: bool) -> azure_core::Result<Answer> {
     let (status, headers, body) = resp.deconstruct();
-    let bytes = body.collect().await?;
+    let status = u16::from(status);
+    let bad =
+        |what: String| azure_core::Error::new(ErrorKind::DataConversion, BadBody { status, what });
+    let Some(bytes) = collect_bounded(body).await? else {
+        return Err(bad(format!(
+            "the body is larger than {} MiB",
+            MAX_BODY / (1024 * 1024)
+        )));
+    };
+    let body = if bytes.is_empty() {
+        if !(empty_ok || status == 202 || status == 204) {
+            return Err(bad("the body is empty".into()));
+        }
+        Value::Null
+    } else {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(v) => {
+                let kind = match v {
+                    Value::Null => "null",
+                    Value::Bool(_) => "boolean",
+                    Value::Number(_) => "number",
+                    Value::String(_) => "string",
+                    Value::Array(_) => "array",
+                    Value::Object(_) => "object",
+                };
+                return Err(bad(format!("the body is a JSON {kind}, not an object")));
+            }
+            // serde's message gives the position only, never the content.
+            Err(e) => {
+                return Err(bad(format!(
+                    "the body ({} bytes) is not JSON, truncated or garbage: {e}",
+                    bytes.len()
+                )));
+            }
+        }
+    };
     Ok(Answer {
-        status: u16::from(status),
+        status,
         headers,
-        body: if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        },
+        body,
     })
 }
 
-/// The answer's failure, if the call failed with one.
-pub(crate) fn failure(err: &azure_core::Error) -> Option<&Failure> {
+/// The first error of type `T` in the call's error chain.
+fn find<T: std::error::Error + 'static>(err: &azure_core::Error) -> Option<&T> {
     let mut e: &(dyn std::error::Error + 'static) = err.get_ref()?;
     loop {
-        if let Some(f) = e.downcast_ref::<Failure>() {
+        if let Some(f) = e.downcast_ref::<T>() {
             return Some(f);
         }
         e = e.source()?;
     }
+}
+
+/// The answer's failure, if the call failed with one.
+pub(crate) fn failure(err: &azure_core::Error) -> Option<&Failure> {
+    find::<Failure>(err)
 }
 
 /// Whether the call failed with this HTTP status.
@@ -313,6 +404,13 @@ pub(crate) fn is_status(err: &azure_core::Error, status: u16) -> bool {
 pub(crate) fn map_error(operation: &str, err: azure_core::Error) -> AzureError {
     if let Some(f) = failure(&err) {
         return f.clone().into_error(operation);
+    }
+    if let Some(b) = find::<BadBody>(&err) {
+        return AzureError::InvalidResponse {
+            operation: operation.to_owned(),
+            status: b.status,
+            message: b.what.clone(),
+        };
     }
     if let Some(h) = err.as_http_error() {
         return AzureError::from_response(
@@ -471,5 +569,110 @@ mod tests {
             (f.code.as_str(), f.retry_after),
             ("ServiceUnavailable", Some(Duration::from_millis(1500)))
         );
+    }
+
+    fn response(status: u16, body: Vec<u8>) -> azure_core::Response {
+        let status = azure_core::StatusCode::try_from(status).unwrap();
+        azure_core::Response::new(
+            status,
+            Headers::new(),
+            Box::pin(azure_core::BytesStream::new(body)),
+        )
+    }
+
+    async fn read_err(status: u16, body: &[u8], empty_ok: bool) -> AzureError {
+        let err = match read(response(status, body.to_vec()), empty_ok).await {
+            Ok(a) => panic!(
+                "{:?} was accepted as {}",
+                String::from_utf8_lossy(body),
+                a.body
+            ),
+            Err(e) => e,
+        };
+        map_error("GetVault", err)
+    }
+
+    /// A 200 with garbage was read as JSON null: a vault without purge protection.
+    #[tokio::test]
+    async fn unusable_bodies_are_a_typed_transient_error_naming_the_problem() {
+        for (body, what) in [
+            (&b"<html>502 Bad Gateway</html>"[..], "not JSON"),
+            (
+                br#"{"properties": {"enablePurgeProtection": tr"#,
+                "not JSON",
+            ),
+            (b"null", "a JSON null, not an object"),
+            (b"[1, 2]", "a JSON array, not an object"),
+            (br#""secret-looking-text""#, "a JSON string, not an object"),
+            (b"", "empty"),
+        ] {
+            let err = read_err(200, body, false).await;
+            let AzureError::InvalidResponse {
+                operation,
+                status,
+                message,
+            } = &err
+            else {
+                panic!("{err:?}")
+            };
+            assert_eq!((operation.as_str(), *status), ("GetVault", 200));
+            assert!(message.contains(what), "{message}");
+            assert_eq!(
+                (err.class(), err.reason()),
+                (crate::azure::ErrorClass::Retryable, "AzureInvalidResponse")
+            );
+            // What Azure sent is never repeated (it could hold a secret).
+            assert!(
+                !format!("{err} {err:?}").contains("secret-looking"),
+                "{err}"
+            );
+        }
+        let huge = vec![b' '; MAX_BODY + 1];
+        let err = read_err(200, &huge, false).await;
+        assert!(err.to_string().contains("larger than 4 MiB"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn empty_bodies_pass_where_azure_sends_none() {
+        for (status, empty_ok) in [(202, false), (204, false), (200, true)] {
+            let a = read(response(status, Vec::new()), empty_ok).await.unwrap();
+            assert_eq!(a.body, Value::Null);
+        }
+        let a = read(response(200, br#"{"id": "/x"}"#.to_vec()), false)
+            .await
+            .unwrap();
+        assert_eq!(a.body["id"], "/x");
+        // Garbage stays an error where an empty body would pass.
+        let err = read_err(202, b"garbage", true).await;
+        assert!(
+            matches!(err, AzureError::InvalidResponse { status: 202, .. }),
+            "{err}"
+        );
+    }
+
+    /// Hostile `Retry-After` values never panic; the adapter caps what they say.
+    #[test]
+    fn any_retry_after_is_read_without_panicking() {
+        let ra = |v: &str| retry_after(&headers(&[("retry-after", v)]));
+        assert_eq!(
+            ra("18446744073709551615"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(ra("315360000"), Some(Duration::from_secs(315_360_000)));
+        assert_eq!(ra(" 7 "), Some(Duration::from_secs(7)));
+        for garbage in ["", "-5", "1.5", "soon", "99999999999999999999999", "\u{0}"] {
+            assert_eq!(ra(garbage), None, "{garbage:?}");
+        }
+        // An HTTP date: the time until then; one in the past is no wait.
+        let in_a_minute = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
+        let d = ra(&azure_core::date::to_rfc1123(&in_a_minute)).unwrap();
+        assert!(
+            d > Duration::from_secs(55) && d <= Duration::from_secs(60),
+            "{d:?}"
+        );
+        assert_eq!(ra("Tue, 01 Jan 2002 00:00:00 GMT"), Some(Duration::ZERO));
+        assert!(ra("Fri, 31 Dec 9999 23:59:59 GMT").is_some());
+        let ms = retry_after(&headers(&[("retry-after-ms", "18446744073709551615")]));
+        assert_eq!(ms, Some(Duration::from_millis(u64::MAX)));
     }
 }

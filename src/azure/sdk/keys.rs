@@ -70,7 +70,7 @@ impl SdkAzure {
             .kv(OP, &key, CallKind::Read, Method::Get, &["keys", name], None)
             .await?
         {
-            Ok(a) => Ok(bundle_facts(&a.body)),
+            Ok(a) => bundle_facts(OP, &a),
             Err(f) if f.status == 404 => Ok(KeyFacts::Missing),
             Err(f) if is_disabled(&f) => self.latest_disabled(&key, name).await,
             Err(f) => Err(f.into_error(OP)),
@@ -146,7 +146,7 @@ impl SdkAzure {
                     None,
                 )
                 .await?
-            && let KeyFacts::Present { key_type: t, .. } = bundle_facts(&a.body)
+            && let Ok(KeyFacts::Present { key_type: t, .. }) = bundle_facts("GetKey", &a)
         {
             key_type = t;
         }
@@ -182,7 +182,7 @@ impl SdkAzure {
             )
             .await?
         {
-            Ok(a) => Ok(bundle_facts(&a.body)),
+            Ok(a) => bundle_facts(OP, &a),
             Err(f) => Err(f.into_error(OP)),
         }
     }
@@ -320,17 +320,27 @@ fn is_disabled(f: &Failure) -> bool {
             || f.message.to_ascii_lowercase().contains("disabled key"))
 }
 
-/// A key bundle: version from `key.kid`, enabled, type.
-fn bundle_facts(b: &Value) -> KeyFacts {
+/// A key bundle: version from `key.kid`, enabled, type. A bundle without a
+/// `key.kid` version is refused (it would read as a key with no version).
+fn bundle_facts(op: &str, a: &Answer) -> Result<KeyFacts, AzureError> {
+    let b = &a.body;
     let s = |p: &str| b.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    KeyFacts::Present {
-        version: last_segment(s("/key/kid")),
+    let version = last_segment(s("/key/kid"));
+    if version.is_empty() {
+        return Err(super::missing_in_answer(
+            op,
+            a.status,
+            "`key.kid` with a version",
+        ));
+    }
+    Ok(KeyFacts::Present {
+        version,
         enabled: b
             .pointer("/attributes/enabled")
             .and_then(Value::as_bool)
             .unwrap_or(true),
         key_type: s("/key/kty").to_owned(),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! `PendingOperation` (its URL), so a restarted operator resumes polling the
 //! same operation instead of issuing the request again.
 
+use azure_core::Url;
 use azure_core::headers::{HeaderName, Headers};
-use azure_core::{Method, Url};
 use serde_json::Value;
 
 use super::SdkAzure;
@@ -41,7 +41,7 @@ impl SdkAzure {
             .to_owned();
         let answer = self
             .call(OP, &sub, CallKind::Read, async {
-                match self.inner.arm.send(Method::Get, url.clone(), None).await {
+                match self.inner.arm.poll(url.clone()).await {
                     Ok(a) => Ok(Ok(a)),
                     // A client error here is the operation's own outcome (operationResults
                     // or the resource answer with it); throttling and auth are not.

@@ -49,11 +49,17 @@ use http::{Answer, Raw};
 pub struct AzureSettings {
     pub cloud: Cloud,
     pub credential: CredentialSource,
-    /// Upper bound for one Azure call (rate-limiter wait excluded).
+    /// Upper bound for one Azure call, rate-limiter waits included.
     pub call_timeout: Duration,
+    /// The longest `Retry-After` honoured (a larger one is read as this):
+    /// Azure's answer must not freeze a subscription for days.
+    pub max_retry_after: Duration,
     /// Shared by every adapter in the process, so all credentials draw from one budget.
     pub limiter: Arc<RateLimiter>,
 }
+
+/// Default of `AzureSettings::max_retry_after` (`--max-retry-after-seconds`).
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// The Azure adapter. Cloning is cheap (one `Arc`).
 #[derive(Clone)]
@@ -64,6 +70,7 @@ pub struct SdkAzure {
 struct Inner {
     cloud: Cloud,
     call_timeout: Duration,
+    max_retry_after: Duration,
     limiter: Arc<RateLimiter>,
     cosmos: cosmosdb::Client,
     vaults: keyvault::Client,
@@ -75,9 +82,11 @@ struct Inner {
     kv: Raw,
     /// Subscriptions seen with Microsoft.DocumentDB registered (it does not go back).
     registered: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// One registration read at a time: accounts starting together wait for
-    /// the first answer instead of each asking.
-    registration_read: tokio::sync::Mutex<()>,
+    /// One registration read at a time per subscription: accounts starting
+    /// together wait for the first answer instead of each asking, and a
+    /// throttled subscription's read never holds back another's.
+    registration_reads:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl fmt::Debug for SdkAzure {
@@ -100,6 +109,7 @@ impl SdkAzure {
             cloud,
             credential,
             call_timeout,
+            max_retry_after,
             limiter,
         } = settings;
         let cred = credentials::build(&credential, &cloud.authority_host)?;
@@ -124,9 +134,10 @@ impl SdkAzure {
             arm: Raw::new(cred2(), arm_scope.clone()),
             kv: Raw::new(cred2(), scope(&cloud.key_vault_audience)),
             registered: std::sync::Mutex::default(),
-            registration_read: tokio::sync::Mutex::default(),
+            registration_reads: std::sync::Mutex::default(),
             cloud,
             call_timeout,
+            max_retry_after,
             limiter,
         };
         Ok(SdkAzure {
@@ -141,6 +152,7 @@ impl SdkAzure {
             cloud: self.inner.cloud.clone(),
             credential,
             call_timeout: self.inner.call_timeout,
+            max_retry_after: self.inner.max_retry_after,
             limiter: self.inner.limiter.clone(),
         })
     }
@@ -150,6 +162,9 @@ impl SdkAzure {
     }
 
     /// Rate limit, time bound, and 429 back-pressure around one Azure call.
+    /// The limiter's wait counts inside `call_timeout`: a pause longer than
+    /// what is left fails the call at once as `Throttled` with the wait, so
+    /// the controller requeues instead of a reconcile sleeping through it.
     async fn call<T>(
         &self,
         operation: &str,
@@ -157,21 +172,37 @@ impl SdkAzure {
         kind: CallKind,
         fut: impl Future<Output = Result<T, AzureError>>,
     ) -> Result<T, AzureError> {
-        self.inner.limiter.acquire(bucket, kind).await;
         let after = self.inner.call_timeout;
-        let result = tokio::time::timeout(after, fut).await.unwrap_or_else(|_| {
-            Err(AzureError::Timeout {
+        let start = tokio::time::Instant::now();
+        let deadline = start.checked_add(after).unwrap_or(start);
+        if let Err(wait) = self.inner.limiter.acquire_by(bucket, kind, deadline).await {
+            return Err(AzureError::Throttled {
                 operation: operation.to_owned(),
-                after,
-            })
-        });
-        if let Err(AzureError::Throttled { retry_after, .. }) = &result {
+                retry_after: wait.min(self.inner.max_retry_after),
+            });
+        }
+        let mut result = tokio::time::timeout_at(deadline, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(AzureError::Timeout {
+                    operation: operation.to_owned(),
+                    after,
+                })
+            });
+        if let Err(AzureError::Throttled { retry_after, .. }) = &mut result {
+            *retry_after = (*retry_after).min(self.inner.max_retry_after);
             self.inner.limiter.pause(bucket, kind, *retry_after);
         }
         result
     }
 
-    /// Sends an SDK request and reads its answer; `None` on 404 when `missing_ok`.
+    /// Azure's `Retry-After` on an answer, at most `max_retry_after`.
+    fn bounded_retry_after(&self, headers: &azure_core::headers::Headers) -> Option<Duration> {
+        http::retry_after(headers).map(|d| d.min(self.inner.max_retry_after))
+    }
+
+    /// Sends an SDK request and reads its answer (a JSON object, see
+    /// `http::read`); `None` on 404 when `missing_ok`.
     async fn sdk<R>(
         operation: &str,
         missing_ok: bool,
@@ -180,14 +211,47 @@ impl SdkAzure {
     where
         R: Into<azure_core::Response>,
     {
+        Self::sdk_answer(operation, missing_ok, false, fut).await
+    }
+
+    /// `sdk` for a DELETE: gone already is fine, and the answer may be empty.
+    async fn sdk_delete<R>(
+        operation: &str,
+        fut: impl Future<Output = azure_core::Result<R>>,
+    ) -> Result<Option<Answer>, AzureError>
+    where
+        R: Into<azure_core::Response>,
+    {
+        Self::sdk_answer(operation, true, true, fut).await
+    }
+
+    async fn sdk_answer<R>(
+        operation: &str,
+        missing_ok: bool,
+        empty_ok: bool,
+        fut: impl Future<Output = azure_core::Result<R>>,
+    ) -> Result<Option<Answer>, AzureError>
+    where
+        R: Into<azure_core::Response>,
+    {
         match fut.await {
-            Ok(r) => http::read(r.into())
+            Ok(r) => http::read(r.into(), empty_ok)
                 .await
                 .map(Some)
                 .map_err(|e| http::map_error(operation, e)),
             Err(e) if missing_ok && http::is_status(&e, 404) => Ok(None),
             Err(e) => Err(http::map_error(operation, e)),
         }
+    }
+}
+
+/// A whole JSON answer that lacks what the operator reads from it: refused,
+/// so a broken answer is never taken for "absent" or "off".
+fn missing_in_answer(operation: &str, status: u16, what: &str) -> AzureError {
+    AzureError::InvalidResponse {
+        operation: operation.to_owned(),
+        status,
+        message: format!("the body has no {what}"),
     }
 }
 

@@ -32,7 +32,17 @@ impl SdkAzure {
                 .await
             })
             .await?;
-        Ok(answer.map(|a| vault_from_json(&a.body)))
+        let Some(a) = answer else { return Ok(None) };
+        // Absent flags take Azure's defaults, so a body without `properties`
+        // would read as "purge protection off": refused instead.
+        if !a.body.get("properties").is_some_and(Value::is_object) {
+            return Err(super::missing_in_answer(
+                OP,
+                a.status,
+                "`properties` object",
+            ));
+        }
+        Ok(Some(vault_from_json(&a.body)))
     }
 
     pub(super) async fn cosmos_provider_registered(
@@ -49,7 +59,15 @@ impl SdkAzure {
         if known(&self.inner.registered) {
             return Ok(true);
         }
-        let _turn = self.inner.registration_read.lock().await;
+        let turn = self
+            .inner
+            .registration_reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
         if known(&self.inner.registered) {
             return Ok(true);
         }
@@ -72,7 +90,8 @@ impl SdkAzure {
             .body
             .get("registrationState")
             .and_then(Value::as_str)
-            .is_some_and(|s| s.eq_ignore_ascii_case("Registered"));
+            .ok_or_else(|| super::missing_in_answer(OP, answer.status, "`registrationState`"))?
+            .eq_ignore_ascii_case("Registered");
         if registered {
             self.inner
                 .registered
