@@ -475,13 +475,22 @@ async fn identity_and_tag_writes_refuse_a_read_without_the_block() {
     let sim = start().await;
     let azure = adapter(&sim);
     let fp = first_party(&sim);
-    let key_uri = seed_vault_and_key(&sim, good_vault(&sim, "kv-ident", &[&fp]), "cmk");
-    sim.seed(&Seed {
-        identities: vec![uai("id-extra")],
-        ..Default::default()
-    })
-    .unwrap();
+    let seeded = sim
+        .seed(&Seed {
+            identities: vec![uai("id-extra"), uai("id-in-use")],
+            ..Default::default()
+        })
+        .unwrap();
+    let in_use = seeded["identities"][1]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key_uri = seed_vault_and_key(&sim, good_vault(&sim, "kv-ident", &[&fp, &in_use]), "cmk");
+    // The account uses a user-assigned identity: a read without the identity
+    // block contradicts its defaultIdentity.
     let mut new = new_account("acct-ident", &key_uri);
+    new.user_assigned_identity = Some(identity_id("id-in-use"));
+    new.default_identity = format!("UserAssignedIdentity={}", identity_id("id-in-use"));
     new.tags = [("team".to_owned(), "payments".to_owned())].into();
     let op = azure.create_account(&new).await.unwrap();
     finish(&azure, &op).await;
@@ -525,7 +534,7 @@ async fn identity_and_tag_writes_refuse_a_read_without_the_block() {
             },
         ));
         let err = azure.get_account(&acct).await.unwrap_err();
-        assert_invalid(&err, &format!("no `{omit}` object"));
+        assert_invalid(&err, &format!("no `{omit}`"));
     }
     // With a whole read the tag write goes through and keeps the other tags.
     let op = azure

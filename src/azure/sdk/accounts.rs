@@ -41,14 +41,20 @@ impl SdkAzure {
         let Some(a) = self.account_json(OP, account).await? else {
             return Ok(None);
         };
-        // ARM always sends these three (`identity` with type None, `tags`
-        // empty): without them an account would read as not ours, or as
-        // having lost its identities.
-        for block in ["properties", "identity", "tags"] {
+        // Without `tags` the account would read as nobody's (ownership is
+        // undecidable); without `properties` there is nothing to read.
+        // `identity` may be absent for an account that has none (ARM omits
+        // optional blocks), so it is only checked where it matters: when
+        // present it must be an object, and when absent the default identity
+        // must not name one (see `identity_consistent`).
+        for block in ["properties", "tags"] {
             if !a.body.get(block).is_some_and(Value::is_object) {
                 let what = format!("`{block}` object");
                 return Err(super::missing_in_answer(OP, a.status, &what));
             }
+        }
+        if let Err(why) = identity_consistent(&a.body) {
+            return Err(unusable_read(OP, a.status, &why));
         }
         Ok(Some(facts_from_json(&a.body)))
     }
@@ -419,11 +425,14 @@ fn unusable_read(op: &str, status: u16, why: &str) -> AzureError {
 /// say plainly which identities the account has) is refused: writing from it
 /// could drop identities the account still needs.
 fn identity_with(account: &Value, change: &AccountChange) -> Result<Value, String> {
-    let ident = account
-        .get("identity")
-        .ok_or("the account read has no `identity` block")?
-        .as_object()
-        .ok_or("the account read's `identity` is not an object")?;
+    identity_consistent(account)?;
+    let none = Map::from_iter([("type".to_owned(), json!("None"))]);
+    let ident = match account.get("identity") {
+        None => &none,
+        Some(v) => v
+            .as_object()
+            .ok_or("the account read's `identity` is not an object")?,
+    };
     let kind = ident
         .get("type")
         .and_then(Value::as_str)
@@ -475,6 +484,29 @@ fn identity_with(account: &Value, change: &AccountChange) -> Result<Value, Strin
         out["userAssignedIdentities"] = Value::Object(map);
     }
     Ok(out)
+}
+
+/// An account read may lack `identity` only when it has none: a read without it
+/// whose `defaultIdentity` names a system- or user-assigned identity is
+/// contradictory, and writing from it could drop the identity the key needs.
+fn identity_consistent(account: &Value) -> Result<(), String> {
+    match account.get("identity") {
+        Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err("the account read's `identity` is not an object".into()),
+        None => {
+            let default = account
+                .pointer("/properties/defaultIdentity")
+                .and_then(Value::as_str)
+                .unwrap_or("FirstPartyIdentity");
+            if default.eq_ignore_ascii_case("FirstPartyIdentity") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the account read has no `identity` block, yet its defaultIdentity is {default}"
+                ))
+            }
+        }
+    }
 }
 
 /// The tags a tag write must carry over (ARM replaces the whole set). A read
@@ -729,9 +761,21 @@ mod tests {
     #[test]
     fn identity_writes_refuse_reads_that_could_drop_identities() {
         let add = AccountChange::AddUserAssignedIdentity("/x/b".into());
+        // No block at all is an account without identities, unless its default
+        // identity names one.
+        assert_eq!(
+            identity_with(&json!({}), &AccountChange::EnableSystemIdentity).unwrap(),
+            json!({"type": "SystemAssigned"})
+        );
         for (read, why) in [
-            (json!({}), "no `identity`"),
-            (json!(null), "no `identity`"),
+            (
+                json!({"properties": {"defaultIdentity": "UserAssignedIdentity=/x/a"}}),
+                "no `identity`",
+            ),
+            (
+                json!({"properties": {"defaultIdentity": "SystemAssignedIdentity"}}),
+                "no `identity`",
+            ),
             (json!({"identity": null}), "not an object"),
             (json!({"identity": "SystemAssigned"}), "not an object"),
             (json!({"identity": {}}), "no `type`"),
