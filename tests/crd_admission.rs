@@ -128,6 +128,35 @@ async fn invalid_resources_are_refused_with_clear_messages() {
     );
 }
 
+/// Azure allows Unicode letters in resource group names; RE2's `\w` does not.
+#[tokio::test]
+async fn a_resource_group_with_unicode_letters_is_accepted() {
+    let (client, ns) = common::test_namespace("unicode").await;
+    let mut obj = read_yaml(&repo("deploy/examples/12-account-user-assigned.yaml"));
+    let rg = "équipe-données_東京(1)";
+    common::merge_patch(
+        &mut obj,
+        &serde_json::json!({"spec": {"resourceGroup": rg, "identity": {"userAssignedIdentityId": format!(
+            "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-1"
+        )}}}),
+    );
+    api_for(&client, &ns, &obj)
+        .create(&PostParams::default(), &to_dynamic(&obj))
+        .await
+        .expect("a Unicode resource group is valid in Azure");
+    let mut binding = read_yaml(&repo("deploy/examples/00-binding-access-policy.yaml"));
+    common::merge_patch(
+        &mut binding,
+        &serde_json::json!({"spec": {"vaultResourceId": format!(
+            "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/kv-1"
+        )}}),
+    );
+    api_for(&client, &ns, &binding)
+        .create(&PostParams::default(), &to_dynamic(&binding))
+        .await
+        .expect("a vault in a Unicode resource group is valid");
+}
+
 #[tokio::test]
 async fn continuous_backup_may_be_enabled_after_creation_without_a_user_assigned_identity() {
     // The seed only demands a user-assigned identity when a continuous account is

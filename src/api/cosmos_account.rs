@@ -41,6 +41,14 @@ use super::patterns;
         .message("a restore needs a UserAssigned identity (the source account's identities are not carried over): set identity.type to UserAssigned with userAssignedIdentityId"),
     validation = Rule::new("has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)")
         .message("restore can only be set when the resource is created: it cannot be added, changed or removed later; create a new CosmosAccountCMK to restore again"),
+    validation = Rule::new("!has(self.restore) || !self.adoptExistingAccount")
+        .message("restore creates a new account, adoptExistingAccount takes over an existing one: set only one of them"),
+    validation = Rule::new("!has(self.capabilities) || self.capabilities.filter(c, c in ['EnableCassandra', 'EnableTable', 'EnableGremlin', 'EnableMongo']).size() <= 1")
+        .message("an account has one API: at most one of EnableCassandra, EnableTable, EnableGremlin and EnableMongo"),
+    validation = Rule::new("!has(self.capabilities) || self.kind == 'MongoDB' || !self.capabilities.exists(c, c == 'EnableMongo')")
+        .message("EnableMongo needs kind MongoDB"),
+    validation = Rule::new("!has(self.capabilities) || self.kind != 'MongoDB' || !self.capabilities.exists(c, c in ['EnableCassandra', 'EnableTable', 'EnableGremlin'])")
+        .message("kind MongoDB is the API for MongoDB: it cannot also have EnableCassandra, EnableTable or EnableGremlin; use kind GlobalDocumentDB for those"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CosmosAccountCMKSpec {
@@ -73,6 +81,8 @@ pub struct CosmosAccountCMKSpec {
             .message("each location may appear only once (names are compared ignoring case and spaces, so 'East US' equals 'eastus'); remove the duplicate"),
         validation = Rule::new("self.all(a, self.exists_one(b, b.failoverPriority == a.failoverPriority))")
             .message("failoverPriority values must be unique across locations; number them 0, 1, 2, ..."),
+        validation = Rule::new("self.all(l, l.failoverPriority < size(self))")
+            .message("failoverPriority values must run 0, 1, ... without gaps: Azure allows at most the number of regions minus 1"),
     )]
     pub locations: Vec<Location>,
 

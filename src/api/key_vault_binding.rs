@@ -37,6 +37,8 @@ pub struct KeyVaultBindingSpec {
     /// Azure services (public network access, or the trusted-services bypass); a vault
     /// reachable only through private endpoints cannot hold Cosmos DB keys.
     #[schemars(length(min = 1, max = 512), regex(pattern = patterns::VAULT_ID))]
+    #[x_kube(validation = Rule::new("!self.split('/')[size(self.split('/')) - 1].contains('--')")
+        .message("a Key Vault name cannot contain consecutive hyphens (Azure refuses it): fix the vault name in vaultResourceId"))]
     pub vault_resource_id: String,
 
     /// The key that encrypts the accounts bound to this vault.

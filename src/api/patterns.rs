@@ -6,8 +6,9 @@
 pub const SUBSCRIPTION_ID: &str =
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
-/// Resource group: 1-90 of letters, digits, `-_.()`, not ending in a period.
-pub const RESOURCE_GROUP: &str = r"^[-\w._()]{0,89}[-\w_()]$";
+/// Resource group: 1-90 of letters and digits (Unicode, as Azure allows), `-_.()`,
+/// not ending in a period. RE2's `\w` is ASCII-only, hence the classes.
+pub const RESOURCE_GROUP: &str = r"^[-\p{L}\p{N}_.()]{0,89}[-\p{L}\p{N}_()]$";
 
 /// Cosmos DB account name: 3-44 lowercase letters, digits and hyphens, not starting or ending with a hyphen.
 pub const ACCOUNT_NAME: &str = r"^[a-z0-9][a-z0-9-]{1,42}[a-z0-9]$";
@@ -34,14 +35,14 @@ const GUID: &str = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-
 /// ARM id of a Key Vault: `/subscriptions/{guid}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}`.
 pub const VAULT_ID: &str = concat!(
     r"^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-    r"/(?i:resourceGroups)/[-\w._()]{0,89}[-\w_()]",
+    r"/(?i:resourceGroups)/[-\p{L}\p{N}_.()]{0,89}[-\p{L}\p{N}_()]",
     r"/(?i:providers/Microsoft\.KeyVault/vaults)/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$"
 );
 
 /// ARM id of a user-assigned managed identity.
 pub const USER_ASSIGNED_IDENTITY_ID: &str = concat!(
     r"^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-    r"/(?i:resourceGroups)/[-\w._()]{0,89}[-\w_()]",
+    r"/(?i:resourceGroups)/[-\p{L}\p{N}_.()]{0,89}[-\p{L}\p{N}_()]",
     r"/(?i:providers/Microsoft\.ManagedIdentity/userAssignedIdentities)/[a-zA-Z0-9][-\w]{2,127}$"
 );
 
