@@ -373,8 +373,43 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
     if let AccountState::Found(a) = &o.account
         && let Some(err) = &a.revoked
     {
-        out.status.last_azure_error = Some(err.clone());
+        // The same revocation seen again keeps its first time: a new time on
+        // every resync would be a status write per revoked account per resync.
+        let same = o.status.last_azure_error.as_ref().is_some_and(|l| {
+            AzureErrorRecord {
+                time: l.time.clone(),
+                ..err.clone()
+            } == *l
+        });
+        if !same {
+            out.status.last_azure_error = Some(err.clone());
+        }
         out.status.customer_managed_key_status = a.customer_managed_key_status.clone();
+        // Nothing stays True that is no longer known: the binding is judged
+        // again, and whether the grant holds is exactly what is in doubt.
+        match &o.binding {
+            BindingState::Ready { key_uri, .. } => out.set(
+                VAULT_READY,
+                TRUE,
+                r::VAULT_READY,
+                format!("key {key_uri} is ready"),
+            ),
+            _ => out.set(
+                VAULT_READY,
+                FALSE,
+                r::BINDING_NOT_READY,
+                format!(
+                    "KeyVaultBinding {} is not Ready",
+                    spec.key_vault_binding_ref.name
+                ),
+            ),
+        }
+        out.set(
+            IDENTITY_GRANTED,
+            UNKNOWN,
+            r::KEY_REVOKED,
+            "Azure reports the key revoked: whether the identity's grant holds is not known",
+        );
         let msg = format!(
             "Azure reports the key revoked (substatus {}): the account only accepts deletion; re-enable the key version or restore the grant and the account recovers. The operator makes no change meanwhile",
             err.sub_status

@@ -425,6 +425,15 @@ fn revoked_account_is_reported_and_left_alone() {
             .message
             .contains("4002")
     );
+    assert_eq!(reason(&d, IDENTITY_GRANTED), "Unknown/KeyRevoked");
+    assert_eq!(reason(&d, VAULT_READY), "True/VaultReady");
+    // Seen again later, with a new time from the adapter: no status change.
+    w.status = d.status.clone();
+    w.now = t0() + SignedDuration::from_hours(1);
+    if let AccountState::Found(a) = &mut w.account {
+        a.revoked.as_mut().unwrap().time = Some("later".into());
+    }
+    assert_eq!(w.decide().status, d.status, "no status write per resync");
 }
 
 #[test]

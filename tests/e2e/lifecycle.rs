@@ -114,12 +114,25 @@ async fn revocation_is_reported_without_writes_and_recovers() {
     );
 
     let writes = env.writes().len();
+    // Settle first: the transition itself may take a write or two.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let seen = env.accounts().get("orders").await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
         env.writes().len(),
         writes,
         "no Azure write while revoked: {:?}",
         env.writes()
+    );
+    assert_eq!(
+        env.accounts()
+            .get("orders")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        seen.metadata.resource_version,
+        "no status write per resync while revoked"
     );
 
     env.enable_key_version(&key_uri, &version).await;
