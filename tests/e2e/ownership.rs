@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use cmk_operator::api::{KeyType, Location};
-use cmk_operator::azure::{AccountRef, AzurePort, NewAccount};
+use cmk_operator::api::KeyType;
+use cmk_operator::azure::AzurePort;
 use cmk_operator::reconcile::binding::KeyFacts;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
@@ -163,37 +163,12 @@ async fn someone_elses_cmk_account_is_left_alone_until_adopted_with_consent() {
         )
         .await
         .unwrap();
-    let op = azure
-        .create_account(&NewAccount {
-            account: AccountRef {
-                subscription_id: SUB.into(),
-                resource_group: RG.into(),
-                name: "cmk-demo-theirs".into(),
-            },
-            kind: "GlobalDocumentDB".into(),
-            locations: vec![Location {
-                location_name: "eastus".into(),
-                failover_priority: 0,
-                is_zone_redundant: false,
-            }],
-            capabilities: vec![],
-            key_uri: format!("{vault_uri}keys/someone-elses-key"),
-            default_identity: "FirstPartyIdentity".into(),
-            user_assigned_identity: None,
-            backup: Default::default(),
-            restore: None,
-            tags: [("team".to_owned(), "payments".to_owned())].into(),
-        })
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        if azure.poll(&op).await.unwrap()
-            != cmk_operator::reconcile::account::OperationState::InProgress
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.create_foreign_account(
+        "cmk-demo-theirs",
+        &format!("{vault_uri}keys/someone-elses-key"),
+        [("team".to_owned(), "payments".to_owned())].into(),
+    )
+    .await;
     let writes = account_writes(&env);
 
     // Naming it is not adopting it; adopting it does not consent to a key swap.

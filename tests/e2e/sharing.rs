@@ -538,42 +538,16 @@ async fn a_grant_an_account_outside_the_cluster_uses_is_never_removed() {
     let key_uri = a.status.unwrap().key_vault_key_uri.unwrap();
     let vault = vault_of(&env, "orders-key").await;
 
-    let azure = env.backdoor();
-    let op = azure
-        .create_account(&cmk_operator::azure::NewAccount {
-            account: cmk_operator::azure::AccountRef {
-                subscription_id: SUB.into(),
-                resource_group: RG.into(),
-                name: "cmk-demo-elsewhere".into(),
-            },
-            kind: "GlobalDocumentDB".into(),
-            locations: vec![cmk_operator::api::Location {
-                location_name: "eastus".into(),
-                failover_priority: 0,
-                is_zone_redundant: false,
-            }],
-            capabilities: vec![],
-            key_uri,
-            default_identity: "FirstPartyIdentity".into(),
-            user_assigned_identity: None,
-            backup: Default::default(),
-            restore: None,
-            tags: [(
-                "cosmoscmk.io-cluster".to_owned(),
-                "another-cluster".to_owned(),
-            )]
-            .into(),
-        })
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        if azure.poll(&op).await.unwrap()
-            != cmk_operator::reconcile::account::OperationState::InProgress
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.create_foreign_account(
+        "cmk-demo-elsewhere",
+        &key_uri,
+        [(
+            "cosmoscmk.io-cluster".to_owned(),
+            "another-cluster".to_owned(),
+        )]
+        .into(),
+    )
+    .await;
 
     delete_account(&env, "orders").await;
     assert!(

@@ -386,3 +386,49 @@ impl Env {
         assert_eq!(u16::from(resp.status()), 200, "key version updated");
     }
 }
+
+impl Env {
+    /// Creates a first-party CMK account outside the operator (as a person,
+    /// Terraform or another cluster would) and waits until Azure finished it.
+    pub async fn create_foreign_account(
+        &self,
+        name: &str,
+        key_uri: &str,
+        tags: std::collections::BTreeMap<String, String>,
+    ) {
+        use cmk_operator::azure::AzurePort;
+        let azure = self.backdoor();
+        let op = azure
+            .create_account(&cmk_operator::azure::NewAccount {
+                account: cmk_operator::azure::AccountRef {
+                    subscription_id: SUB.into(),
+                    resource_group: RG.into(),
+                    name: name.into(),
+                },
+                kind: "GlobalDocumentDB".into(),
+                locations: vec![cmk_operator::api::Location {
+                    location_name: "eastus".into(),
+                    failover_priority: 0,
+                    is_zone_redundant: false,
+                }],
+                capabilities: vec![],
+                key_uri: key_uri.into(),
+                default_identity: "FirstPartyIdentity".into(),
+                user_assigned_identity: None,
+                backup: Default::default(),
+                restore: None,
+                tags,
+            })
+            .await
+            .expect("foreign account accepted");
+        for _ in 0..100 {
+            if azure.poll(&op).await.expect("poll")
+                != cmk_operator::reconcile::account::OperationState::InProgress
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("foreign account {name} not created in 5 s");
+    }
+}
