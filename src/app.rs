@@ -237,6 +237,9 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| StartError::Listen(addr, e))?;
+        // The bound address, so a port 0 request shows which port it got.
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
         tokio::spawn(telemetry::serve(
             listener,
             metrics.clone(),

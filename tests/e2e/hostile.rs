@@ -23,6 +23,10 @@ impl Drop for Operator {
 }
 
 fn operator_process(env: &Env) -> Operator {
+    operator_with_logs(env, Stdio::null())
+}
+
+fn operator_with_logs(env: &Env, logs: Stdio) -> Operator {
     Operator(
         Command::new(env!("CARGO_BIN_EXE_cmk-operator"))
             .args(["--log-format", "text", "run", "--azure", "simulator"])
@@ -33,9 +37,83 @@ fn operator_process(env: &Env) -> Operator {
             .args(["--health-listen", "127.0.0.1:0"])
             .env("KUBECONFIG", common::kubeconfig_path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(logs)
             .spawn()
             .expect("the operator binary starts"),
+    )
+}
+
+/// `--health-listen 127.0.0.1:0` gets some free port: the log names it, and
+/// that is where /healthz answers.
+#[tokio::test]
+async fn the_port_bound_for_health_is_logged() {
+    use std::io::BufRead;
+    let mut env = Env::start("health-port").await;
+    env.kill_operator();
+    let mut op = operator_with_logs(&env, Stdio::piped());
+    let stderr = op.0.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("serving /healthz") {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the health listener is logged");
+    let line = strip_ansi(&line);
+    let bound = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bound="))
+        .expect("the bound address is in the line")
+        .trim_matches('"')
+        .to_owned();
+    assert!(!bound.ends_with(":0"), "{line}");
+    let (status, _) = http_get(&format!("http://{bound}/healthz")).await;
+    assert_eq!(status, 200, "{line}");
+}
+
+/// The text log colours field names; the escapes are not part of the text.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn http_get(url: &str) -> (u16, Vec<u8>) {
+    let req = azure_core::Request::new(
+        azure_core::Url::parse(url).expect("url"),
+        azure_core::Method::Get,
+    );
+    let resp = azure_core::new_http_client()
+        .execute_request(&req)
+        .await
+        .expect("http");
+    let status = u16::from(resp.status());
+    (
+        status,
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap_or_default()
+            .to_vec(),
     )
 }
 
