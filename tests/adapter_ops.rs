@@ -5,7 +5,7 @@ mod sim_support;
 
 use adapter_support::*;
 use cmk_operator::api::{
-    BackupPolicy, BackupPolicyType, ContinuousTier, KeyType, PermissionModel, RestoreSource,
+    BackupPolicy, BackupPolicyType, ContinuousTier, Grant, KeyType, PermissionModel, RestoreSource,
 };
 use cmk_operator::azure::{AccountChange, AzureError, AzurePort, DisableOutcome, RevokeOutcome};
 use cmk_operator::reconcile::account::OperationState;
@@ -297,6 +297,36 @@ async fn access_policy_grants_add_and_remove_only_their_entry() {
         .revoke_grant(&vault_id("kv-gone"), &grant)
         .await
         .unwrap();
+
+    // A person's entry (get, list) the operator adds to is marked found in
+    // place, and is never removed or narrowed; nor when a record claims it.
+    let added = azure
+        .grant(&id, PermissionModel::AccessPolicy, other)
+        .await
+        .unwrap();
+    assert!(added.entry_found, "{added:?}");
+    let claimed = Grant {
+        entry_found: false,
+        ..added.clone()
+    };
+    for g in [&added, &claimed] {
+        assert!(matches!(
+            azure.revoke_grant(&id, g).await.unwrap(),
+            RevokeOutcome::Kept(_)
+        ));
+    }
+    let entry = sim.state_json().to_string();
+    assert!(
+        entry.contains("\"list\""),
+        "the person's permissions are kept: {entry}"
+    );
+    assert_eq!(
+        azure
+            .granted_principals(&id, PermissionModel::AccessPolicy, &[other.to_owned()])
+            .await
+            .unwrap(),
+        vec![other.to_owned()]
+    );
 }
 
 #[tokio::test]

@@ -86,3 +86,10 @@ impl Phase {
         }
     }
 }
+
+/// Whether two ARM ids or key URIs name the same thing: Azure compares them
+/// case-insensitively, and a trailing `/` changes nothing.
+pub fn same_id(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}

@@ -454,10 +454,10 @@ impl Grant {
     /// Whether this record is about `principal` on `vault` (ids compare case-insensitively).
     pub fn is_for(&self, vault_id: &str, principal: &str) -> bool {
         self.principal_id.eq_ignore_ascii_case(principal)
-            && self.vault_id.as_deref().is_some_and(|v| {
-                v.trim_end_matches('/')
-                    .eq_ignore_ascii_case(vault_id.trim_end_matches('/'))
-            })
+            && self
+                .vault_id
+                .as_deref()
+                .is_some_and(|v| super::common::same_id(v, vault_id))
     }
 }
 

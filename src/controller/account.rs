@@ -23,7 +23,7 @@ use super::tenancy_gate;
 use crate::api::conditions::{self, READY};
 use crate::api::{
     CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, Grant, KeyVaultBinding,
-    PendingOperation, Phase, RECREATE_ANNOTATION, ReconcilePolicy,
+    PendingOperation, Phase, RECREATE_ANNOTATION, ReconcilePolicy, same_id,
 };
 use crate::azure::scoped::WithCredential;
 use crate::azure::{AccountChange, AccountRef, DisableOutcome, NewAccount, RevokeOutcome};
@@ -464,8 +464,7 @@ async fn carry_out<A: WithCredential>(
             model,
             principal_id,
         } => {
-            let mut made = azure.grant(vault_id, *model, principal_id).await?;
-            made.vault_id = Some(vault_id.clone());
+            let made = azure.grant(vault_id, *model, principal_id).await?;
             status.grants.retain(|g| !g.is_for(vault_id, principal_id));
             status.grants.push(made);
             (
@@ -855,7 +854,7 @@ fn disable_note(
     let entry = status
         .retained_key_versions
         .iter_mut()
-        .find(|r| r.key_uri == key_uri && r.version == version);
+        .find(|r| same_id(&r.key_uri, key_uri) && r.version == version);
     match outcome {
         DisableOutcome::Disabled | DisableOutcome::AlreadyDisabled => (
             "DisabledPreviousKeyVersion",
@@ -895,10 +894,7 @@ fn managed_key<A>(ctx: &Context<A>, obj: &CosmosAccountCMK, key_uri: &str) -> bo
             && b.status
                 .as_ref()
                 .and_then(|s| s.key_uri.as_deref())
-                .is_some_and(|k| {
-                    k.trim_end_matches('/')
-                        .eq_ignore_ascii_case(key_uri.trim_end_matches('/'))
-                })
+                .is_some_and(|k| same_id(k, key_uri))
     })
 }
 
@@ -913,10 +909,7 @@ async fn used_in_azure<A: WithCredential>(
     key_uri: &str,
     version: &str,
 ) -> Result<Option<String>, Error> {
-    let same = |a: &str| {
-        a.trim_end_matches('/')
-            .eq_ignore_ascii_case(key_uri.trim_end_matches('/'))
-    };
+    let same = |a: &str| same_id(a, key_uri);
     let uses = |a: &account::AccountFacts| {
         a.key_vault_key_uri.as_deref().is_some_and(same)
             && a.key_version_in_use

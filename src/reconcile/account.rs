@@ -18,7 +18,7 @@ use crate::api::conditions::{
 };
 use crate::api::{
     AccountIdentity, AzureErrorRecord, CosmosAccountCMKSpec, CosmosAccountCMKStatus, Grant,
-    IdentityType, PermissionModel, Phase, ReconcilePolicy, RetainedKeyVersion,
+    IdentityType, PermissionModel, Phase, ReconcilePolicy, RetainedKeyVersion, same_id,
 };
 use std::collections::BTreeMap;
 
@@ -249,11 +249,6 @@ pub fn principals_to_check(
         IdentityType::FirstParty => {}
     }
     out
-}
-
-fn same_uri(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/')
-        .eq_ignore_ascii_case(b.trim_end_matches('/'))
 }
 
 /// Builder for the decision, so each stage reads as one line per condition.
@@ -640,7 +635,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
             let want_default = default_identity_value(&spec.identity);
             let mut missing = Vec::new();
             if let Some(have) = &a.key_vault_key_uri
-                && !same_uri(have, key_uri)
+                && !same_id(have, key_uri)
                 && !consent.replace_key
             {
                 missing.push(format!(
@@ -666,7 +661,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
             // The version in use now may be needed by the account's backups after
             // the move to this resource's key.
             if let (Some(uri), Some(version)) = (&a.key_vault_key_uri, &a.key_version_in_use)
-                && !same_uri(uri, key_uri)
+                && !same_id(uri, key_uri)
             {
                 let reason = "in use when the account was adopted; its backups may need it";
                 retain_version(out, uri, version, reason);
@@ -879,7 +874,7 @@ fn staged_write(
         ));
     }
     let have = a.key_vault_key_uri.as_deref().unwrap_or("");
-    (!same_uri(have, key_uri)).then(|| {
+    (!same_id(have, key_uri)).then(|| {
         (
             Action::SetKeyUri(key_uri.to_owned()),
             format!("keyVaultKeyUri is {have:?}, want {key_uri:?}"),
@@ -928,7 +923,7 @@ fn retain_version(out: &mut Out<'_>, key_uri: &str, version: &str, reason: &str)
     let list = &mut out.status.retained_key_versions;
     if list
         .iter()
-        .any(|r| same_uri(&r.key_uri, key_uri) && r.version == version)
+        .any(|r| same_id(&r.key_uri, key_uri) && r.version == version)
     {
         return;
     }
@@ -983,7 +978,7 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
     // The first version due, unused here and needed by no other resource; the
     // controller re-checks it in Azure (latest version, accounts using it) first.
     let due = out.status.retained_key_versions.iter().position(|r| {
-        let in_use_here = same_uri(&r.key_uri, &in_use_uri) && r.version == version;
+        let in_use_here = same_id(&r.key_uri, &in_use_uri) && r.version == version;
         let too_early = o.now < r.safe_to_disable_after.0;
         !(r.disabled
             || too_early

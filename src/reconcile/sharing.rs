@@ -4,7 +4,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{CosmosAccountCMKSpec, CosmosAccountCMKStatus, IdentityType};
+use crate::api::{CosmosAccountCMKSpec, CosmosAccountCMKStatus, IdentityType, same_id};
 
 /// Another `CosmosAccountCMK`, as far as sharing is concerned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,11 +20,6 @@ pub struct Peer {
     pub versions: Vec<(String, String)>,
     /// Still live (not being deleted): only live resources keep grants alive.
     pub live: bool,
-}
-
-fn same_id(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/')
-        .eq_ignore_ascii_case(b.trim_end_matches('/'))
 }
 
 impl Peer {

@@ -210,13 +210,7 @@ impl SdkAzure {
                 });
             }
             let page = self
-                .call(OP, subscription_id, CallKind::Read, async {
-                    self.inner
-                        .arm
-                        .send(Method::Get, url, None)
-                        .await
-                        .map_err(|e| super::http::map_error(OP, e))
-                })
+                .arm_send(OP, subscription_id, CallKind::Read, Method::Get, url, None)
                 .await?;
             out.extend(
                 page.body
@@ -304,13 +298,14 @@ impl SdkAzure {
             code: "InvalidRequest".into(),
             message: format!("cannot build the account URL: {e}"),
         })?;
-        self.call(op, &a.subscription_id, CallKind::Write, async {
-            self.inner
-                .arm
-                .send(method, url, Some(body))
-                .await
-                .map_err(|e| super::http::map_error(op, e))
-        })
+        self.arm_send(
+            op,
+            &a.subscription_id,
+            CallKind::Write,
+            method,
+            url,
+            Some(body),
+        )
         .await
     }
 

@@ -222,26 +222,10 @@ impl SdkAzure {
             }
             KeyFacts::Present { .. } => {}
         }
-        match self
-            .kv(
-                "GetKeyVersion",
-                &key,
-                CallKind::Read,
-                Method::Get,
-                &["keys", &name, version],
-                None,
-            )
-            .await?
-        {
-            Ok(a) if a.body.pointer("/attributes/enabled") == Some(&Value::Bool(false)) => {
-                return Ok(DisableOutcome::AlreadyDisabled);
-            }
-            Ok(_) => {}
-            Err(f) if is_disabled(&f) => return Ok(DisableOutcome::AlreadyDisabled),
-            Err(f) if f.status == 404 => {
-                return Ok(DisableOutcome::Kept("the version does not exist".into()));
-            }
-            Err(f) => return Err(f.into_error("GetKeyVersion")),
+        match self.version_enabled(key_uri, version).await? {
+            Some(false) => return Ok(DisableOutcome::AlreadyDisabled),
+            None => return Ok(DisableOutcome::Kept("the version does not exist".into())),
+            Some(true) => {}
         }
         let body = json!({"attributes": {"enabled": false}});
         match self
@@ -259,9 +243,7 @@ impl SdkAzure {
             Err(f) => Err(f.into_error(OP)),
         }
     }
-}
 
-impl SdkAzure {
     /// Whether one version of a key is enabled (`None`: no such version).
     pub(super) async fn version_enabled(
         &self,

@@ -165,6 +165,27 @@ impl SdkAzure {
     /// The limiter's wait counts inside `call_timeout`: a pause longer than
     /// what is left fails the call at once as `Throttled` with the wait, so
     /// the controller requeues instead of a reconcile sleeping through it.
+    /// One ARM request sent as JSON outside the SDK's models, under the same
+    /// rate limiter and deadline as every other call.
+    async fn arm_send(
+        &self,
+        operation: &str,
+        subscription: &str,
+        kind: CallKind,
+        method: azure_core::Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, AzureError> {
+        self.call(operation, subscription, kind, async {
+            self.inner
+                .arm
+                .send(method, url, body)
+                .await
+                .map_err(|e| http::map_error(operation, e))
+        })
+        .await
+    }
+
     async fn call<T>(
         &self,
         operation: &str,

@@ -78,13 +78,7 @@ impl SdkAzure {
         url.query_pairs_mut()
             .append_pair("api-version", PROVIDERS_API);
         let answer = self
-            .call(OP, subscription_id, CallKind::Read, async {
-                self.inner
-                    .arm
-                    .send(Method::Get, url, None)
-                    .await
-                    .map_err(|e| super::http::map_error(OP, e))
-            })
+            .arm_send(OP, subscription_id, CallKind::Read, Method::Get, url, None)
             .await?;
         let registered = answer
             .body
