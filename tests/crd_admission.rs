@@ -90,18 +90,7 @@ async fn invalid_resources_are_refused_with_clear_messages() {
         obj["metadata"]["name"] = Value::String(format!("case-{i}"));
         let api = api_for(&client, &ns, &obj);
         let result = if case.update {
-            let created = api
-                .create(&PostParams::default(), &to_dynamic(&obj))
-                .await
-                .unwrap_or_else(|e| panic!("{}: base must be accepted: {e}", case.name));
-            let mut changed = serde_json::to_value(&created).expect("serializes");
-            common::merge_patch(&mut changed, &case.patch);
-            api.replace(
-                &format!("case-{i}"),
-                &PostParams::default(),
-                &to_dynamic(&changed),
-            )
-            .await
+            create_then_update(&api, &obj, &case.patch, &case.name).await
         } else {
             common::merge_patch(&mut obj, &case.patch);
             api.create(&PostParams::default(), &to_dynamic(&obj)).await
@@ -126,6 +115,52 @@ async fn invalid_resources_are_refused_with_clear_messages() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// Creates `obj` (which must be accepted), then replaces it with `patch` merged in.
+async fn create_then_update(
+    api: &Api<DynamicObject>,
+    obj: &Value,
+    patch: &Value,
+    case: &str,
+) -> Result<DynamicObject, kube::Error> {
+    let created = api
+        .create(&PostParams::default(), &to_dynamic(obj))
+        .await
+        .unwrap_or_else(|e| panic!("{case}: base must be accepted: {e}"));
+    let name = created.metadata.name.clone().expect("named");
+    let mut changed = serde_json::to_value(&created).expect("serializes");
+    common::merge_patch(&mut changed, patch);
+    api.replace(&name, &PostParams::default(), &to_dynamic(&changed))
+        .await
+}
+
+#[derive(Deserialize)]
+struct ValidUpdate {
+    name: String,
+    base: String,
+    patch: Value,
+}
+
+/// Every change the operator converges passes admission as an update.
+#[tokio::test]
+async fn convergeable_updates_are_accepted() {
+    let (client, ns) = common::test_namespace("updates").await;
+    let cases: Vec<ValidUpdate> = serde_yaml::from_str(
+        &std::fs::read_to_string(repo("tests/fixtures/admission/valid-updates.yaml"))
+            .expect("corpus exists"),
+    )
+    .expect("corpus parses");
+    let mut failures = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let mut obj = read_yaml(&repo("deploy/examples").join(&case.base));
+        obj["metadata"]["name"] = Value::String(format!("update-{i}"));
+        let api = api_for(&client, &ns, &obj);
+        if let Err(e) = create_then_update(&api, &obj, &case.patch, &case.name).await {
+            failures.push(format!("{}: refused: {e}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Azure allows Unicode letters in resource group names; RE2's `\w` does not.
@@ -155,27 +190,6 @@ async fn a_resource_group_with_unicode_letters_is_accepted() {
         .create(&PostParams::default(), &to_dynamic(&binding))
         .await
         .expect("a vault in a Unicode resource group is valid");
-}
-
-#[tokio::test]
-async fn continuous_backup_may_be_enabled_after_creation_without_a_user_assigned_identity() {
-    // The seed only demands a user-assigned identity when a continuous account is
-    // created; migrating an existing account later is allowed.
-    let (client, ns) = common::test_namespace("migrate").await;
-    let obj = read_yaml(&repo("deploy/examples/10-account-first-party.yaml"));
-    let api = api_for(&client, &ns, &obj);
-    let created = api
-        .create(&PostParams::default(), &to_dynamic(&obj))
-        .await
-        .expect("created");
-    let mut changed = serde_json::to_value(&created).expect("serializes");
-    common::merge_patch(
-        &mut changed,
-        &serde_json::json!({"spec": {"backupPolicy": {"type": "Continuous"}}}),
-    );
-    api.replace("orders", &PostParams::default(), &to_dynamic(&changed))
-        .await
-        .expect("switching an existing account to continuous backup is accepted");
 }
 
 #[tokio::test]

@@ -41,6 +41,12 @@ use super::patterns;
         .message("a restore needs a UserAssigned identity (the source account's identities are not carried over): set identity.type to UserAssigned with userAssignedIdentityId"),
     validation = Rule::new("has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)")
         .message("restore can only be set when the resource is created: it cannot be added, changed or removed later; create a new CosmosAccountCMK to restore again"),
+    validation = Rule::new("oldSelf.backupPolicy.type != 'Continuous' || self.backupPolicy.type == 'Continuous'")
+        .message("backupPolicy cannot go from Continuous back to Periodic: Azure's migration to continuous backup is one-way"),
+    validation = Rule::new("self.backupPolicy.type != 'Continuous' || self.identity.type != 'FirstParty'")
+        .message("Azure does not support the first-party identity on accounts with continuous backup: use identity.type SystemAssigned or UserAssigned (at creation, continuous backup needs UserAssigned)"),
+    validation = Rule::new("(has(self.capabilities) && size(self.capabilities) > 0) == (has(oldSelf.capabilities) && size(oldSelf.capabilities) > 0) && (!has(self.capabilities) || !has(oldSelf.capabilities) || self.capabilities == oldSelf.capabilities)")
+        .message("capabilities are immutable: they select the account's API and features, which the operator does not change after creation; create a new account"),
     validation = Rule::new("!has(self.restore) || !self.adoptExistingAccount")
         .message("restore creates a new account, adoptExistingAccount takes over an existing one: set only one of them"),
     validation = Rule::new("!has(self.capabilities) || self.capabilities.filter(c, c in ['EnableCassandra', 'EnableTable', 'EnableGremlin', 'EnableMongo']).size() <= 1")
@@ -72,7 +78,8 @@ pub struct CosmosAccountCMKSpec {
     pub account_name: String,
 
     /// Account regions. Required with customer-managed keys: at least one, exactly one with
-    /// failoverPriority 0 (the write region), no region twice.
+    /// failoverPriority 0 (the write region), no region twice. Changes converge one Azure
+    /// operation at a time: regions added, the failover order changed, regions removed.
     #[schemars(length(min = 1, max = 16))]
     #[x_kube(
         validation = Rule::new("self.exists_one(l, l.failoverPriority == 0)")
@@ -83,6 +90,8 @@ pub struct CosmosAccountCMKSpec {
             .message("failoverPriority values must be unique across locations; number them 0, 1, 2, ..."),
         validation = Rule::new("self.all(l, l.failoverPriority < size(self))")
             .message("failoverPriority values must run 0, 1, ... without gaps: Azure allows at most the number of regions minus 1"),
+        validation = Rule::new("self.all(l, oldSelf.all(o, o.locationName.lowerAscii().replace(' ', '') != l.locationName.lowerAscii().replace(' ', '') || o.isZoneRedundant == l.isZoneRedundant))")
+            .message("isZoneRedundant of an existing region cannot change (Azure sets it when the region is added): remove the region, wait for Ready, then add it back with the new setting"),
     )]
     pub locations: Vec<Location>,
 
@@ -93,6 +102,7 @@ pub struct CosmosAccountCMKSpec {
     pub kind: AccountKind,
 
     /// Account capabilities, e.g. `EnableCassandra`, `EnableTable`, `EnableGremlin`, `EnableServerless`.
+    /// Immutable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(min = 1, max = 64), regex(pattern = patterns::CAPABILITY)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
@@ -105,7 +115,8 @@ pub struct CosmosAccountCMKSpec {
     #[serde(default)]
     pub identity: AccountIdentity,
 
-    /// Backup policy. Continuous backup with CMK needs a UserAssigned identity at creation.
+    /// Backup policy. Continuous backup with CMK needs a UserAssigned identity at creation;
+    /// Periodic -> Continuous later is a one-way migration (SystemAssigned or UserAssigned).
     #[serde(default)]
     pub backup_policy: BackupPolicy,
 
@@ -415,6 +426,12 @@ pub struct CosmosAccountCMKStatus {
     /// decided by the account's owner tags in Azure).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub created_by_operator: bool,
+    /// Regions this resource created the account with or added to it (compared
+    /// ignoring case and spaces). Only these are ever removed: a region the
+    /// account had when adopted, or one added outside the operator, is reported
+    /// instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_regions: Vec<String>,
     /// The value of the `cosmoscmk.io/recreate-account` annotation last acted on, so
     /// one annotation value re-creates a missing account once.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -58,6 +58,8 @@ pub struct KeyVaultBindingSpec {
 /// The key in the vault.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.name != oldSelf.name || (self.type == oldSelf.type && self.size == oldSelf.size)")
+    .message("a key's type and size cannot change in Key Vault: to use another type or size, name a new key in key.name as well (the bound accounts move to it)"))]
 pub struct KeySpec {
     /// Key name in the vault (1-127 letters, digits and hyphens). Changing it rotates every
     /// account bound to this binding to the new key.

@@ -58,6 +58,12 @@ pub enum AccountChange {
     SetKeyUri(String),
     /// Writes the owner's tags, keeping every other tag the account has.
     SetOwner(Owner),
+    /// The regions the account is to have (one added or removed), in priority order.
+    SetLocations(Vec<Location>),
+    /// Every region with its new failover priority (`failoverPriorityChange`).
+    ChangeFailoverPriorities(Vec<Location>),
+    /// A new backup policy (migration to continuous, tier, interval, retention).
+    SetBackupPolicy(BackupPolicy),
 }
 
 /// What removing a grant did. The grant is re-read from Azure first, and only

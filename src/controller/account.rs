@@ -530,6 +530,33 @@ async fn carry_out<A: WithCredential>(
             status.pending_operation = Some(change(AccountChange::SetKeyUri(uri.clone())).await?);
             ("SettingKeyUri", format!("setting keyVaultKeyUri to {uri}"))
         }
+        Step::SetLocations(locations) => {
+            status.pending_operation =
+                Some(change(AccountChange::SetLocations(locations.clone())).await?);
+            (
+                "UpdatingRegions",
+                format!(
+                    "setting the account's regions to [{}] (one region added or removed)",
+                    regions(locations)
+                ),
+            )
+        }
+        Step::ChangeFailoverPriorities(locations) => {
+            status.pending_operation =
+                Some(change(AccountChange::ChangeFailoverPriorities(locations.clone())).await?);
+            (
+                "ChangingFailoverPriorities",
+                format!("changing the failover order to [{}]", regions(locations)),
+            )
+        }
+        Step::SetBackupPolicy(policy) => {
+            status.pending_operation =
+                Some(change(AccountChange::SetBackupPolicy(policy.clone())).await?);
+            (
+                "UpdatingBackupPolicy",
+                format!("setting the backup policy to {}", backup_words(policy)),
+            )
+        }
         Step::DisableKeyVersion { key_uri, version } => {
             let outcome = if !managed_key(ctx, obj, key_uri) {
                 DisableOutcome::Kept(
@@ -547,6 +574,31 @@ async fn carry_out<A: WithCredential>(
             disable_note(status, key_uri, version, outcome, now)
         }
     })
+}
+
+/// Regions in failover order, for an event.
+fn regions(locations: &[crate::api::Location]) -> String {
+    let mut l: Vec<_> = locations.iter().collect();
+    l.sort_by_key(|l| l.failover_priority);
+    l.iter()
+        .map(|l| format!("{} ({})", l.location_name, l.failover_priority))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A backup policy in words, for an event.
+fn backup_words(b: &crate::api::BackupPolicy) -> String {
+    match (b.type_, b.continuous_tier) {
+        (crate::api::BackupPolicyType::Continuous, Some(t)) => format!("Continuous ({t:?})"),
+        (crate::api::BackupPolicyType::Continuous, None) => "Continuous".to_owned(),
+        (crate::api::BackupPolicyType::Periodic, _) => format!(
+            "Periodic every {} min, kept {} h",
+            b.periodic_interval_minutes
+                .unwrap_or(crate::api::DEFAULT_PERIODIC_INTERVAL_MINUTES),
+            b.periodic_retention_hours
+                .unwrap_or(crate::api::DEFAULT_PERIODIC_RETENTION_HOURS)
+        ),
+    }
 }
 
 /// Carries out the deletion policy; a failure says in the status what blocks

@@ -97,11 +97,15 @@ pub async fn publish(
         end -= 1;
     }
     let note = note[..end].to_owned();
+    // kube-runtime folds events by (type, reason, action, object): the note is
+    // not part of the key, so three grants to three principals would show as
+    // one event with the first principal. A digest of the note in the action
+    // keeps distinct events distinct; the same note still counts up.
     let event = Event {
         type_,
         reason: reason.to_owned(),
+        action: format!("{action}/{:08x}", fnv1a(&note)),
         note: Some(note),
-        action: action.to_owned(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, reference).await {
@@ -109,20 +113,57 @@ pub async fn publish(
     }
 }
 
+/// 32-bit FNV-1a: a short, stable digest (not a security boundary).
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The parts of a status a failed reconcile records.
+pub struct FailureParts<'a> {
+    pub conditions: &'a mut Vec<Condition>,
+    pub last_azure_error: &'a mut Option<AzureErrorRecord>,
+    pub phase: &'a mut Phase,
+    pub observed_generation: &'a mut Option<i64>,
+}
+
 /// Statuses that can record a failed reconcile.
 pub trait FailureStatus: Default + Clone + Serialize + PartialEq {
-    fn failure_parts(&mut self) -> (&mut Vec<Condition>, &mut Option<AzureErrorRecord>);
+    fn failure_parts(&mut self) -> FailureParts<'_>;
+    /// Condition types besides Ready, each present after any reconcile.
+    fn stages() -> &'static [&'static str] {
+        &[]
+    }
 }
 
 impl FailureStatus for KeyVaultBindingStatus {
-    fn failure_parts(&mut self) -> (&mut Vec<Condition>, &mut Option<AzureErrorRecord>) {
-        (&mut self.conditions, &mut self.last_azure_error)
+    fn failure_parts(&mut self) -> FailureParts<'_> {
+        FailureParts {
+            conditions: &mut self.conditions,
+            last_azure_error: &mut self.last_azure_error,
+            phase: &mut self.phase,
+            observed_generation: &mut self.observed_generation,
+        }
     }
 }
 
 impl FailureStatus for CosmosAccountCMKStatus {
-    fn failure_parts(&mut self) -> (&mut Vec<Condition>, &mut Option<AzureErrorRecord>) {
-        (&mut self.conditions, &mut self.last_azure_error)
+    fn failure_parts(&mut self) -> FailureParts<'_> {
+        FailureParts {
+            conditions: &mut self.conditions,
+            last_azure_error: &mut self.last_azure_error,
+            phase: &mut self.phase,
+            observed_generation: &mut self.observed_generation,
+        }
+    }
+    fn stages() -> &'static [&'static str] {
+        &[
+            conditions::VAULT_READY,
+            conditions::IDENTITY_GRANTED,
+            conditions::ACCOUNT_CREATED,
+            conditions::ROTATION_TRACKED,
+        ]
     }
 }
 
@@ -162,7 +203,12 @@ pub async fn failure<K, S>(
         _ => return,
     };
     let mut status = old.cloned().unwrap_or_default();
-    let (conditions, last) = status.failure_parts();
+    let FailureParts {
+        conditions,
+        last_azure_error: last,
+        phase,
+        observed_generation,
+    } = status.failure_parts();
     // A transient failure (throttling, 5xx, a timeout) says nothing about a
     // resource that is Ready: flipping it would make every restart under ARM's
     // read limits look like an outage. Metrics and logs still count it.
@@ -183,6 +229,33 @@ pub async fn failure<K, S>(
     }
     let generation = obj.meta().generation;
     let message = format!("{err}; retrying with backoff");
+    // Every failure leaves a phase, the generation it judged, and every
+    // condition present (a stage never evaluated is Unknown, not missing):
+    // GitOps health checks read these.
+    *phase = if transient {
+        match *phase {
+            Phase::Pending | Phase::Ready => Phase::Waiting,
+            p => p,
+        }
+    } else {
+        Phase::Failed
+    };
+    *observed_generation = generation;
+    for stage in S::stages() {
+        if conditions::find(conditions, stage).is_none() {
+            conditions::set_condition(
+                conditions,
+                conditions::condition(
+                    stage,
+                    conditions::UNKNOWN,
+                    reason,
+                    "not evaluated: the reconcile stopped at an error",
+                    generation,
+                    Time(now),
+                ),
+            );
+        }
+    }
     conditions::set_condition(
         conditions,
         conditions::condition(READY, "False", reason, message, generation, Time(now)),

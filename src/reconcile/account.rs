@@ -3,8 +3,9 @@
 //!
 //! Pure: what the controller observed (the resource, its binding, Azure's
 //! answers) goes in; the status to hold and at most one Azure action come out.
-//! Writes are staged one per reconcile (identity, then default identity, then
-//! key URI) because Azure rejects CMK changes bundled with other changes.
+//! Writes are staged one per reconcile (identity, default identity, key URI,
+//! backup policy, then regions one at a time) because Azure rejects CMK and
+//! region changes bundled with other changes.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -12,13 +13,15 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::ownership::{self, Owner, Ownership};
 use super::reasons as r;
 use super::sharing::{self, Peer};
+use super::spec_drift::{self, BackupFacts, Difference, Fix, Reported};
 use crate::api::conditions::{
     self, ACCOUNT_CREATED, FALSE, IDENTITY_GRANTED, READY, ROTATION_TRACKED, TRUE, UNKNOWN,
     VAULT_READY,
 };
 use crate::api::{
-    AccountIdentity, AzureErrorRecord, CosmosAccountCMKSpec, CosmosAccountCMKStatus, Grant,
-    IdentityType, PermissionModel, Phase, ReconcilePolicy, RetainedKeyVersion, same_id,
+    AccountIdentity, AzureErrorRecord, BackupPolicy, CosmosAccountCMKSpec, CosmosAccountCMKStatus,
+    Grant, IdentityType, Location, PermissionModel, Phase, ReconcilePolicy, RetainedKeyVersion,
+    same_id,
 };
 use std::collections::BTreeMap;
 
@@ -59,6 +62,25 @@ pub struct AccountFacts {
     pub default_identity_principal: Option<String>,
     /// Azure reports the key revoked (disabled version, or grant removed), with the substatus.
     pub revoked: Option<AzureErrorRecord>,
+    /// The account's kind, when Azure reports it.
+    pub kind: Option<String>,
+    /// The account's capability names, when Azure reports them.
+    pub capabilities: Option<Vec<String>>,
+    /// The backup policy, when Azure reports it.
+    pub backup: Option<BackupFacts>,
+    /// The account's regions (empty when Azure did not report them).
+    pub locations: Vec<Location>,
+}
+
+impl AccountFacts {
+    fn reported(&self) -> Reported<'_> {
+        Reported {
+            kind: self.kind.as_deref(),
+            capabilities: self.capabilities.as_deref(),
+            backup: self.backup.as_ref(),
+            locations: &self.locations,
+        }
+    }
 }
 
 /// Whether the account exists.
@@ -169,6 +191,12 @@ pub enum Action {
     AddUserAssignedIdentity(String),
     SetDefaultIdentity(String),
     SetKeyUri(String),
+    /// Adds or removes one region (the list Azure is to hold, in priority order).
+    SetLocations(Vec<Location>),
+    /// Azure's `failoverPriorityChange`: every region with its new priority.
+    ChangeFailoverPriorities(Vec<Location>),
+    /// Migrates to continuous backup, or changes the tier, interval or retention.
+    SetBackupPolicy(BackupPolicy),
     DisableKeyVersion {
         key_uri: String,
         version: String,
@@ -255,6 +283,9 @@ pub fn principals_to_check(
 struct Out<'a> {
     o: &'a Observed<'a>,
     status: CosmosAccountCMKStatus,
+    /// Observe-only: what an earlier stage found missing (reported with the
+    /// account's differences instead of stopping there).
+    gaps: Vec<String>,
 }
 
 impl Out<'_> {
@@ -325,7 +356,11 @@ impl Out<'_> {
 pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
     let mut status = o.status.clone();
     status.observed_generation = o.generation;
-    let mut out = Out { o, status };
+    let mut out = Out {
+        o,
+        status,
+        gaps: Vec::new(),
+    };
     let spec = o.spec;
     let manage = spec.reconcile_policy == ReconcilePolicy::Manage;
 
@@ -542,15 +577,45 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
         }
     }
 
-    // Staged writes, one per reconcile: identity, default identity, key URI.
-    let staged = staged_write(a, spec, &want_default, &key_uri, principal.is_empty());
-    if let Some((action, what)) = staged {
-        if !manage {
-            let msg = format!("drift: {what}; observe-only policy reports it and changes nothing");
-            return out.failed(2, r::DRIFT_DETECTED, msg);
-        }
-        let msg = format!("updating the account: {what}");
-        return out.acting(2, r::UPDATING_ACCOUNT, msg, action);
+    // Azure is migrating the backup to continuous: other updates wait for it.
+    if a.backup.as_ref().is_some_and(|b| b.migrating) {
+        let msg = format!(
+            "Azure is migrating account {}'s backup to continuous; the operator waits for it to finish",
+            spec.account_name
+        );
+        return out.blocked(
+            2,
+            Phase::Provisioning,
+            r::MIGRATING_TO_CONTINUOUS_BACKUP,
+            msg,
+            None,
+            Requeue::Soon,
+        );
+    }
+
+    // Every difference between the spec and the account: corrected one write
+    // at a time (identity, default identity, key, backup, regions), or, when
+    // Azure refuses one, none written and all named.
+    let mut diffs = cmk_differences(a, spec, &want_default, &key_uri, principal.is_empty());
+    // Accounts created before regions were recorded: the regions the spec names
+    // now are the ones this resource made.
+    if out.status.managed_regions.is_empty() && out.status.created_by_operator {
+        out.status.managed_regions = a
+            .locations
+            .iter()
+            .filter(|l| {
+                spec.locations.iter().any(|w| {
+                    spec_drift::region_key(&w.location_name)
+                        == spec_drift::region_key(&l.location_name)
+                })
+            })
+            .map(|l| spec_drift::region_key(&l.location_name))
+            .collect();
+    }
+    let managed = out.status.managed_regions.clone();
+    diffs.extend(spec_drift::differences(a.reported(), spec, &managed));
+    if let Some(d) = converge(&mut out, &diffs, manage) {
+        return d;
     }
 
     out.set(
@@ -703,10 +768,18 @@ fn grant_stage(
             "an access policy"
         };
         if !manage {
+            // Reported, and the account is still read and compared.
             let msg = format!(
                 "principal {principal} holds no Get/WrapKey/UnwrapKey grant ({model_name}); observe-only policy: grant it yourself"
             );
-            return Some(out.waiting(1, r::WAITING_FOR_IDENTITY_GRANT, msg));
+            out.set(
+                IDENTITY_GRANTED,
+                FALSE,
+                r::WAITING_FOR_IDENTITY_GRANT,
+                msg.clone(),
+            );
+            out.gaps.push(msg);
+            return None;
         }
         let msg =
             format!("granting principal {principal} Get/WrapKey/UnwrapKey through {model_name}");
@@ -789,6 +862,11 @@ fn create_or_report_missing(
         spec.account_name, create.key_uri
     );
     out.status.created_by_operator = true;
+    out.status.managed_regions = spec
+        .locations
+        .iter()
+        .map(|l| spec_drift::region_key(&l.location_name))
+        .collect();
     out.acting(2, r::CREATING_ACCOUNT, msg, Action::CreateAccount(create))
 }
 
@@ -831,55 +909,142 @@ fn restore_gate(out: &mut Out<'_>) -> Option<Decision> {
     None
 }
 
-/// The next staged write of an existing account, with what it corrects.
-fn staged_write(
+/// Differences in the key and the identity, in the order they are written.
+/// Until the identity the key needs exists (and is granted), only enabling it
+/// is a change; the rest are listed for reporting.
+fn cmk_differences(
     a: &AccountFacts,
     spec: &CosmosAccountCMKSpec,
     want_default: &str,
     key_uri: &str,
     identity_missing: bool,
-) -> Option<(Action, String)> {
-    let identity = match spec.identity.type_ {
+) -> Vec<Difference> {
+    let change = |what: String, action: Action| Difference {
+        what,
+        fix: Fix::Change(action, r::UPDATING_ACCOUNT),
+    };
+    let mut out = Vec::new();
+    match spec.identity.type_ {
         IdentityType::UserAssigned => {
             let id = spec
                 .identity
                 .user_assigned_identity_id
                 .clone()
                 .unwrap_or_default();
-            (!a.user_assigned_ids
+            if !a
+                .user_assigned_ids
                 .iter()
-                .any(|x| x.eq_ignore_ascii_case(&id)))
-            .then(|| {
-                (
-                    Action::AddUserAssignedIdentity(id.clone()),
+                .any(|x| x.eq_ignore_ascii_case(&id))
+            {
+                out.push(change(
                     format!("identity {id} is not on the account"),
-                )
-            })
+                    Action::AddUserAssignedIdentity(id.clone()),
+                ));
+            }
         }
-        IdentityType::SystemAssigned if a.system_principal_id.is_none() => Some((
-            Action::EnableSystemIdentity,
+        IdentityType::SystemAssigned if a.system_principal_id.is_none() => out.push(change(
             "the account has no system-assigned identity yet".to_owned(),
+            Action::EnableSystemIdentity,
         )),
-        _ => None,
-    };
+        _ => {}
+    }
     // Nothing but enabling the identity happens before its grant.
-    if identity.is_some() || identity_missing {
-        return identity;
+    if identity_missing && out.is_empty() {
+        return out;
     }
     let have = a.default_identity.as_deref().unwrap_or("");
     if !have.eq_ignore_ascii_case(want_default) {
-        return Some((
+        out.push(change(
+            format!("defaultIdentity is {have:?}, the spec wants {want_default:?}"),
             Action::SetDefaultIdentity(want_default.to_owned()),
-            format!("defaultIdentity is {have:?}, want {want_default:?}"),
         ));
     }
-    let have = a.key_vault_key_uri.as_deref().unwrap_or("");
-    (!same_id(have, key_uri)).then(|| {
-        (
+    match a.key_vault_key_uri.as_deref().filter(|k| !k.is_empty()) {
+        None => out.push(change(
+            format!("the account has no customer-managed key; the spec wants {key_uri}"),
             Action::SetKeyUri(key_uri.to_owned()),
-            format!("keyVaultKeyUri is {have:?}, want {key_uri:?}"),
+        )),
+        Some(have) if !same_id(have, key_uri) => out.push(change(
+            format!("keyVaultKeyUri is {have}, the spec wants {key_uri}"),
+            Action::SetKeyUri(key_uri.to_owned()),
+        )),
+        Some(_) => {}
+    }
+    out
+}
+
+/// Settles the differences: observe-only reports them all; otherwise one Azure
+/// refuses stops every write (all such named, with Azure's rule), else the first
+/// change is made. `None` when the account matches the spec.
+fn converge(out: &mut Out<'_>, diffs: &[Difference], manage: bool) -> Option<Decision> {
+    if diffs.is_empty() && out.gaps.is_empty() {
+        return None;
+    }
+    let spec = out.o.spec;
+    if !manage {
+        let all: Vec<String> = out
+            .gaps
+            .iter()
+            .cloned()
+            .chain(diffs.iter().map(|d| match &d.fix {
+                Fix::Change(..) => d.what.clone(),
+                Fix::Refused(rule) => format!("{} ({rule})", d.what),
+            }))
+            .collect();
+        let msg = format!(
+            "account {} differs from the spec in {} way(s): {}; the observe-only policy reports and changes nothing",
+            spec.account_name,
+            all.len(),
+            all.join("; ")
+        );
+        return Some(out.failed(2, r::DRIFT_DETECTED, msg));
+    }
+    let refused: Vec<String> = diffs
+        .iter()
+        .filter_map(|d| match &d.fix {
+            Fix::Refused(rule) => Some(format!("{}: {rule}", d.what)),
+            Fix::Change(..) => None,
+        })
+        .collect();
+    if !refused.is_empty() {
+        let msg = format!(
+            "account {} cannot be made to match the spec: {}. The operator writes nothing to the account until the spec (or the account) is fixed",
+            spec.account_name,
+            refused.join("; ")
+        );
+        return Some(out.failed(2, r::CHANGE_REFUSED, msg));
+    }
+    let (d, action, reason) = diffs.iter().find_map(|d| match &d.fix {
+        Fix::Change(action, reason) => Some((d, action.clone(), *reason)),
+        Fix::Refused(_) => None,
+    })?;
+    if let Action::SetLocations(next) = &action
+        && let AccountState::Found(a) = &out.o.account
+    {
+        record_regions(&mut out.status.managed_regions, &a.locations, next);
+    }
+    let left = diffs.len() - 1;
+    let msg = if left == 0 {
+        format!("updating the account: {}", d.what)
+    } else {
+        format!(
+            "updating the account: {} ({left} more change(s) after this one, one at a time as Azure requires)",
+            d.what
         )
-    })
+    };
+    Some(out.acting(2, reason, msg, action))
+}
+
+/// Keeps `status.managedRegions` in step with a region change: the region
+/// added is recorded, the one removed forgotten.
+fn record_regions(managed: &mut Vec<String>, have: &[Location], next: &[Location]) {
+    let key = |l: &Location| spec_drift::region_key(&l.location_name);
+    for l in next {
+        if !have.iter().any(|h| key(h) == key(l)) && !managed.contains(&key(l)) {
+            managed.push(key(l));
+        }
+    }
+    managed.retain(|m| next.iter().any(|l| key(l) == *m) || !have.iter().any(|h| key(h) == *m));
 }
 
 /// With `removeFirstPartyGrant`, the first party's grant goes once the account

@@ -7,6 +7,7 @@ use super::account::*;
 use super::ownership::Owner;
 use super::reasons as r;
 use super::sharing::Peer;
+use super::spec_drift;
 use crate::api::conditions::{
     self, ACCOUNT_CREATED, IDENTITY_GRANTED, READY, ROTATION_TRACKED, VAULT_READY,
 };
@@ -980,4 +981,126 @@ fn a_version_kept_at_adoption_is_disabled_without_a_rotation_here() {
     );
     w.spec.rotation.disable_previous_version = false;
     assert_eq!(w.decide().action, None, "opt-in");
+}
+
+fn message(d: &Decision, type_: &str) -> String {
+    conditions::find(&d.status.conditions, type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn observe_only_reports_every_difference_not_just_the_first() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.reconcile_policy = ReconcilePolicy::ObserveOnly;
+    w.granted.clear();
+    let mut a = account("SystemAssignedIdentity");
+    a.key_vault_key_uri = None;
+    a.locations = vec![Location {
+        location_name: "West Europe".into(),
+        failover_priority: 0,
+        is_zone_redundant: false,
+    }];
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(d.action, None);
+    assert_eq!(reason(&d, READY), "False/DriftDetected");
+    let msg = message(&d, READY);
+    for part in [
+        "holds no Get/WrapKey/UnwrapKey grant",
+        "defaultIdentity is",
+        "has no customer-managed key",
+        "region",
+    ] {
+        assert!(msg.contains(part), "{part:?} missing from {msg}");
+    }
+    assert!(!msg.contains("keyVaultKeyUri is \"\""), "{msg}");
+    assert_eq!(
+        reason(&d, IDENTITY_GRANTED),
+        "False/WaitingForIdentityGrant"
+    );
+    assert!(
+        d.status.account_id.is_some() && d.status.default_identity.is_some(),
+        "the account is still reported"
+    );
+}
+
+#[test]
+fn a_refused_difference_stops_every_write_even_the_key() {
+    // Adopting a continuous account without CMK, with the first-party identity:
+    // enabling CMK would be irreversible and Azure does not support it.
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.adopt_existing_account = true;
+    let mut a = account("FirstPartyIdentity");
+    a.key_vault_key_uri = None;
+    a.backup = Some(spec_drift::BackupFacts {
+        type_: BackupPolicyType::Continuous,
+        continuous_tier: None,
+        periodic_interval_minutes: None,
+        periodic_retention_hours: None,
+        migrating: false,
+    });
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(d.action, None);
+    assert_eq!(reason(&d, READY), "False/ChangeRefused");
+    assert_eq!(d.status.phase, Phase::Failed);
+    assert!(message(&d, READY).contains("first-party"));
+}
+
+#[test]
+fn a_backup_migration_in_progress_is_waited_for() {
+    let mut w = World::new(IdentityType::UserAssigned);
+    let mut a = account(&format!("UserAssignedIdentity={UA_ID}"));
+    a.user_assigned_ids = vec![UA_ID.to_owned()];
+    a.backup = Some(spec_drift::BackupFacts {
+        type_: BackupPolicyType::Periodic,
+        continuous_tier: None,
+        periodic_interval_minutes: Some(240),
+        periodic_retention_hours: Some(8),
+        migrating: true,
+    });
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(d.action, None);
+    assert_eq!(d.requeue, Requeue::Soon);
+    assert_eq!(reason(&d, READY), "False/MigratingToContinuousBackup");
+    assert_eq!(d.status.phase, Phase::Provisioning);
+}
+
+#[test]
+fn a_region_change_is_one_action_with_the_remaining_count() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.locations = vec![
+        Location {
+            location_name: "eastus".into(),
+            failover_priority: 0,
+            is_zone_redundant: false,
+        },
+        Location {
+            location_name: "westus".into(),
+            failover_priority: 1,
+            is_zone_redundant: false,
+        },
+        Location {
+            location_name: "northeurope".into(),
+            failover_priority: 2,
+            is_zone_redundant: false,
+        },
+    ];
+    let mut a = account("FirstPartyIdentity");
+    a.locations = vec![Location {
+        location_name: "East US".into(),
+        failover_priority: 0,
+        is_zone_redundant: false,
+    }];
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert!(matches!(d.action, Some(Action::SetLocations(ref l)) if l.len() == 2));
+    assert_eq!(reason(&d, ACCOUNT_CREATED), "False/AddingRegion");
+    assert!(
+        message(&d, READY).contains("1 more change"),
+        "{}",
+        message(&d, READY)
+    );
 }

@@ -6,8 +6,11 @@ pub mod binding;
 pub mod ownership;
 pub mod reasons;
 pub mod sharing;
+pub mod spec_drift;
 
 #[cfg(test)]
 mod account_tests;
 #[cfg(test)]
 mod binding_tests;
+#[cfg(test)]
+mod spec_drift_tests;

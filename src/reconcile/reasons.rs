@@ -48,3 +48,10 @@ pub const WAITING_FOR_SYSTEM_IDENTITY: &str = "WaitingForSystemIdentity";
 pub const RESTORE_REUSES_SOURCE_IDENTITY: &str = "RestoreReusesSourceIdentity";
 pub const RESTORE_KEY_VERSION_DISABLED: &str = "RestoreKeyVersionDisabled";
 pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+// Converging the rest of the spec (regions, backup policy).
+pub const ADDING_REGION: &str = "AddingRegion";
+pub const REMOVING_REGION: &str = "RemovingRegion";
+pub const CHANGING_FAILOVER_PRIORITIES: &str = "ChangingFailoverPriorities";
+pub const UPDATING_BACKUP_POLICY: &str = "UpdatingBackupPolicy";
+pub const MIGRATING_TO_CONTINUOUS_BACKUP: &str = "MigratingToContinuousBackup";
+pub const CHANGE_REFUSED: &str = "ChangeRefused";

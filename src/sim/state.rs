@@ -269,6 +269,9 @@ pub struct Account {
     pub cmk: CmkRuntime,
     #[serde(default)]
     pub pending_op: Option<String>,
+    /// A migration to continuous backup, once asked for.
+    #[serde(default)]
+    pub migration: Option<crate::sim::arm::account_changes::Migration>,
 }
 
 impl Account {

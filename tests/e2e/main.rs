@@ -14,4 +14,5 @@ mod ownership;
 mod preflight;
 mod replicas;
 mod sharing;
+mod spec_fields;
 mod tenancy;

@@ -8,13 +8,14 @@ use serde_json::{Map, Value, json};
 use super::http::Answer;
 use super::{SdkAzure, cosmosdb};
 use crate::api::AzureErrorRecord;
-use crate::api::{BackupPolicyType, PendingOperation};
+use crate::api::{BackupPolicy, BackupPolicyType, ContinuousTier, Location, PendingOperation};
 use crate::azure::errors::AzureError;
 use crate::azure::key_uri::KeyUri;
 use crate::azure::port::{AccountChange, AccountRef, NewAccount};
 use crate::azure::rate_limit::CallKind;
 use crate::reconcile::account::AccountFacts;
 use crate::reconcile::ownership;
+use crate::reconcile::spec_drift::BackupFacts;
 use std::collections::BTreeMap;
 
 impl SdkAzure {
@@ -113,6 +114,26 @@ impl SdkAzure {
                     "SetKeyUri",
                     json!({"properties": {"keyVaultKeyUri": self.versionless("SetKeyUri", uri)?}}),
                 ),
+                AccountChange::SetLocations(locations) => (
+                    "SetLocations",
+                    json!({"properties": {"locations": locations_body(locations)}}),
+                ),
+                AccountChange::SetBackupPolicy(policy) => (
+                    "SetBackupPolicy",
+                    json!({"properties": {"backupPolicy": backup_body(policy)}}),
+                ),
+                AccountChange::ChangeFailoverPriorities(locations) => {
+                    const OP: &str = "ChangeFailoverPriorities";
+                    // Its own operation (ARM refuses a write-region change in an update).
+                    let body = json!({"failoverPolicies": locations.iter().map(|l| json!({
+                        "locationName": l.location_name,
+                        "failoverPriority": l.failover_priority,
+                    })).collect::<Vec<_>>()});
+                    let answer = self
+                        .arm_request(OP, account, "/failoverPriorityChange", Method::Post, &body)
+                        .await?;
+                    return Ok(self.pending(OP, account, Some(answer)));
+                }
                 AccountChange::SetOwner(owner) => {
                     const OP: &str = "SetOwner";
                     // ARM replaces the whole tag set: carry every other tag over, read now.
@@ -286,8 +307,21 @@ impl SdkAzure {
         method: Method,
         body: &Value,
     ) -> Result<Answer, AzureError> {
+        self.arm_request(op, a, "", method, body).await
+    }
+
+    /// A write to the account, or to one of its actions (`suffix`, e.g.
+    /// `/failoverPriorityChange`), sent as JSON outside the SDK's models.
+    async fn arm_request(
+        &self,
+        op: &str,
+        a: &AccountRef,
+        suffix: &str,
+        method: Method,
+        body: &Value,
+    ) -> Result<Answer, AzureError> {
         let url = Url::parse(&format!(
-            "{}{}?api-version={}",
+            "{}{}{suffix}?api-version={}",
             self.inner.cloud.resource_manager,
             a.id().trim_start_matches('/'),
             super::lro::COSMOS_API
@@ -360,30 +394,18 @@ pub(super) fn create_body(new: &NewAccount, key_uri: &str) -> Value {
         .unwrap_or_default();
     let mut props = json!({
         "databaseAccountOfferType": "Standard",
-        "locations": new.locations.iter().map(|l| json!({
-            "locationName": l.location_name,
-            "failoverPriority": l.failover_priority,
-            "isZoneRedundant": l.is_zone_redundant,
-        })).collect::<Vec<_>>(),
+        "locations": locations_body(&new.locations),
         "capabilities": new.capabilities.iter().map(|c| json!({"name": c})).collect::<Vec<_>>(),
         "keyVaultKeyUri": key_uri,
         "defaultIdentity": new.default_identity,
     });
-    if new.backup.type_ == BackupPolicyType::Continuous {
-        let mut b = json!({"type": "Continuous"});
-        if let Some(tier) = new.backup.continuous_tier {
-            b["continuousModeProperties"] = json!({"tier": format!("{tier:?}")});
-        }
-        props["backupPolicy"] = b;
-    } else if new.backup.periodic_interval_minutes.is_some()
-        || new.backup.periodic_retention_hours.is_some()
+    // Periodic with Azure's defaults needs no policy in the request.
+    let b = &new.backup;
+    if b.type_ == BackupPolicyType::Continuous
+        || b.periodic_interval_minutes.is_some()
+        || b.periodic_retention_hours.is_some()
     {
-        props["backupPolicy"] = json!({"type": "Periodic", "periodicModeProperties": {
-            "backupIntervalInMinutes": new.backup.periodic_interval_minutes
-                .unwrap_or(crate::api::DEFAULT_PERIODIC_INTERVAL_MINUTES),
-            "backupRetentionIntervalInHours": new.backup.periodic_retention_hours
-                .unwrap_or(crate::api::DEFAULT_PERIODIC_RETENTION_HOURS),
-        }});
+        props["backupPolicy"] = backup_body(b);
     }
     if let Some(r) = &new.restore {
         props["createMode"] = json!("Restore");
@@ -404,6 +426,107 @@ pub(super) fn create_body(new: &NewAccount, key_uri: &str) -> Value {
             json!({"type": "UserAssigned", "userAssignedIdentities": {id.as_str(): {}}});
     }
     body
+}
+
+/// Regions in Azure's shape.
+fn locations_body(locations: &[Location]) -> Value {
+    json!(
+        locations
+            .iter()
+            .map(|l| json!({
+                "locationName": l.location_name,
+                "failoverPriority": l.failover_priority,
+                "isZoneRedundant": l.is_zone_redundant,
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
+fn tier_name(tier: ContinuousTier) -> &'static str {
+    match tier {
+        ContinuousTier::Continuous7Days => "Continuous7Days",
+        ContinuousTier::Continuous30Days => "Continuous30Days",
+    }
+}
+
+/// A backup policy in Azure's shape; unset periodic values get Azure's defaults.
+fn backup_body(b: &BackupPolicy) -> Value {
+    match b.type_ {
+        BackupPolicyType::Continuous => {
+            let mut v = json!({"type": "Continuous"});
+            if let Some(tier) = b.continuous_tier {
+                v["continuousModeProperties"] = json!({"tier": tier_name(tier)});
+            }
+            v
+        }
+        BackupPolicyType::Periodic => json!({"type": "Periodic", "periodicModeProperties": {
+            "backupIntervalInMinutes": b.periodic_interval_minutes
+                .unwrap_or(crate::api::DEFAULT_PERIODIC_INTERVAL_MINUTES),
+            "backupRetentionIntervalInHours": b.periodic_retention_hours
+                .unwrap_or(crate::api::DEFAULT_PERIODIC_RETENTION_HOURS),
+        }}),
+    }
+}
+
+/// The backup policy Azure reports; `None` without a recognisable `type`.
+fn backup_of(p: &Value) -> Option<BackupFacts> {
+    let b = p.get("backupPolicy")?;
+    let type_ = match b.get("type").and_then(Value::as_str)? {
+        t if t.eq_ignore_ascii_case("Continuous") => BackupPolicyType::Continuous,
+        t if t.eq_ignore_ascii_case("Periodic") => BackupPolicyType::Periodic,
+        _ => return None,
+    };
+    let int = |ptr: &str| {
+        b.pointer(ptr)
+            .and_then(Value::as_i64)
+            .and_then(|v| i32::try_from(v).ok())
+    };
+    let continuous_tier = match b
+        .pointer("/continuousModeProperties/tier")
+        .and_then(Value::as_str)
+    {
+        Some(t) if t.eq_ignore_ascii_case("Continuous7Days") => {
+            Some(ContinuousTier::Continuous7Days)
+        }
+        Some(t) if t.eq_ignore_ascii_case("Continuous30Days") => {
+            Some(ContinuousTier::Continuous30Days)
+        }
+        _ => None,
+    };
+    Some(BackupFacts {
+        type_,
+        continuous_tier,
+        periodic_interval_minutes: int("/periodicModeProperties/backupIntervalInMinutes"),
+        periodic_retention_hours: int("/periodicModeProperties/backupRetentionIntervalInHours"),
+        migrating: b
+            .pointer("/migrationState/status")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("InProgress")),
+    })
+}
+
+/// The regions Azure reports (`locations`); entries without a name are skipped.
+fn locations_of(p: &Value) -> Vec<Location> {
+    p.get("locations")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|l| {
+                    Some(Location {
+                        location_name: l.get("locationName")?.as_str()?.to_owned(),
+                        failover_priority: l
+                            .get("failoverPriority")
+                            .and_then(Value::as_i64)
+                            .and_then(|v| i32::try_from(v).ok())?,
+                        is_zone_redundant: l
+                            .get("isZoneRedundant")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A read that cannot safely be the base of a write that replaces a block.
@@ -582,6 +705,14 @@ pub(super) fn facts_from_json(v: &Value) -> AccountFacts {
         customer_managed_key_status: status,
         tags: tags_of(v),
         default_identity_principal: default_identity_principal(v),
+        kind: s(v.get("kind")),
+        capabilities: p.get("capabilities").and_then(Value::as_array).map(|list| {
+            list.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        }),
+        backup: backup_of(p),
+        locations: locations_of(p),
     }
 }
 
@@ -873,5 +1004,71 @@ mod tests {
         }));
         assert_eq!(f.key_version_in_use.as_deref(), Some("0123"));
         assert_eq!(f.system_principal_id.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn facts_read_regions_backup_and_the_migration() {
+        let f = facts_from_json(&json!({
+            "id": "/x", "kind": "GlobalDocumentDB",
+            "properties": {
+                "locations": [
+                    {"locationName": "West US", "failoverPriority": 1, "isZoneRedundant": true},
+                    {"locationName": "East US", "failoverPriority": 0},
+                    {"failoverPriority": 2}
+                ],
+                "capabilities": [{"name": "EnableCassandra"}],
+                "backupPolicy": {"type": "Periodic",
+                    "periodicModeProperties": {"backupIntervalInMinutes": 60, "backupRetentionIntervalInHours": 48},
+                    "migrationState": {"status": "InProgress", "targetType": "Continuous"}}
+            }
+        }));
+        assert_eq!(f.locations.len(), 2, "an entry without a name is skipped");
+        assert!(
+            f.locations
+                .iter()
+                .any(|l| l.location_name == "West US" && l.is_zone_redundant)
+        );
+        assert_eq!(f.capabilities, Some(vec!["EnableCassandra".to_owned()]));
+        let b = f.backup.expect("backup");
+        assert!(b.migrating);
+        assert_eq!(
+            (b.periodic_interval_minutes, b.periodic_retention_hours),
+            (Some(60), Some(48))
+        );
+        let bare = facts_from_json(&json!({"id": "/x", "properties": {}}));
+        assert_eq!(
+            (bare.backup, bare.capabilities, bare.kind),
+            (None, None, None)
+        );
+        assert!(
+            bare.locations.is_empty(),
+            "absent, never read as \"no regions\""
+        );
+    }
+
+    #[test]
+    fn region_and_backup_bodies_survive_the_sdk_model() {
+        let locations = vec![Location {
+            location_name: "eastus".into(),
+            failover_priority: 0,
+            is_zone_redundant: true,
+        }];
+        let continuous = BackupPolicy {
+            type_: BackupPolicyType::Continuous,
+            continuous_tier: Some(ContinuousTier::Continuous7Days),
+            ..Default::default()
+        };
+        for body in [
+            json!({"properties": {"locations": locations_body(&locations)}}),
+            json!({"properties": {"backupPolicy": backup_body(&continuous)}}),
+            json!({"properties": {"backupPolicy": backup_body(&BackupPolicy::default())}}),
+        ] {
+            let params: cosmosdb::models::DatabaseAccountUpdateParameters =
+                crate::azure::sdk::model("t", body.clone()).expect("the SDK model takes it");
+            let sent = serde_json::to_value(&params).unwrap();
+            for (k, v) in body["properties"].as_object().unwrap() {
+                assert_eq!(&sent["properties"][k], v, "{k} goes out as built");
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::account_changes;
 use super::lro::{self, normalize_location};
 use crate::sim::cmk_rules::{self, STATUS_OK};
 use crate::sim::errors::{ApiError, Style};
@@ -395,6 +396,7 @@ fn create(
         key_version_in_use: None,
         cmk: Default::default(),
         pending_op: None,
+        migration: None,
     };
     state.accounts.insert(k.clone(), acct);
     let op = lro::start(app, state, OpKind::Create, &k, sub, location);
@@ -477,6 +479,52 @@ fn restore_checks(
     Ok(())
 }
 
+/// `POST .../databaseAccounts/{name}/failoverPriorityChange`: a long-running
+/// operation that reorders the regions (the write region among them).
+pub fn failover_priority_change(
+    app: &Arc<App>,
+    req: &Req,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    api_version: &str,
+) -> Result<Response, ApiError> {
+    let body = req.json(Style::Arm)?;
+    let mut state = app.state();
+    lro::advance(&mut state);
+    let k = key(sub, rg, name);
+    refresh_cmk(app, &mut state, &k);
+    let cur = state
+        .accounts
+        .get(&k)
+        .cloned()
+        .ok_or_else(|| super::not_found(TYPE, name, rg))?;
+    if cur.pending_op.is_some() || account_changes::migrating(&cur) {
+        return Err(account_changes::busy(&cur.name));
+    }
+    if let Some(sub) = cur.cmk.revoked {
+        return Err(revoked_error(&cur.name, sub));
+    }
+    let locations = account_changes::failover_priority_change(&cur, &body)?;
+    let op = lro::start(
+        app,
+        &mut state,
+        OpKind::Update,
+        &k,
+        &cur.subscription_id,
+        &cur.location,
+    );
+    if let Some(a) = state.accounts.get_mut(&k) {
+        if let Some(p) = a.properties.as_object_mut() {
+            p.insert("locations".into(), locations);
+        }
+        a.provisioning_state = "Updating".into();
+        a.pending_op = Some(op.clone());
+    }
+    let headers = lro::headers(app, &state, &op, api_version);
+    Ok(with_headers(StatusCode::ACCEPTED.into_response(), headers))
+}
+
 fn revoked_error(name: &str, sub: u32) -> ApiError {
     ApiError::arm(
         StatusCode::FORBIDDEN,
@@ -507,15 +555,8 @@ fn update(
         .get(k)
         .cloned()
         .ok_or_else(|| super::not_found(TYPE, k, ""))?;
-    if cur.pending_op.is_some() {
-        return Err(ApiError::arm(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailed",
-            format!(
-                "There is already an operation in progress which requires exclusive lock on this service {}. Please retry the operation after sometime.",
-                cur.name
-            ),
-        ));
+    if cur.pending_op.is_some() || account_changes::migrating(&cur) {
+        return Err(account_changes::busy(&cur.name));
     }
     let patch = body
         .get("properties")
@@ -561,6 +602,36 @@ fn update(
     }
     let key_changed = changed.iter().any(|c| c == "keyVaultKeyUri");
     let di_changed = changed.iter().any(|c| c == "defaultIdentity");
+    let others = |skip: &str| -> Vec<String> {
+        changed
+            .iter()
+            .filter(|c| c.as_str() != skip)
+            .cloned()
+            .chain(identity_changed.then(|| "identity".to_owned()))
+            .collect()
+    };
+    if let Some(locations) = patch
+        .get("locations")
+        .filter(|_| changed.iter().any(|c| c == "locations"))
+    {
+        account_changes::check_locations(&cur, locations, &others("locations"))?;
+    }
+    let migration = match patch.get("backupPolicy") {
+        Some(b) if changed.iter().any(|c| c == "backupPolicy") => {
+            let di = patch
+                .get("defaultIdentity")
+                .and_then(Value::as_str)
+                .unwrap_or(cur.default_identity());
+            account_changes::check_backup(
+                &cur,
+                b,
+                di,
+                &others("backupPolicy"),
+                2 * app.lro_duration_ms(),
+            )?
+        }
+        _ => None,
+    };
 
     if let Some(sub) = cur.cmk.revoked {
         let only_di = !identity_changed && changed.iter().all(|c| c == "defaultIdentity");
@@ -642,6 +713,12 @@ fn update(
     }
     if let Some(t) = body.get("tags") {
         next.tags = t.clone();
+    }
+    if di_changed {
+        account_changes::check_default_identity(&next, &default_identity)?;
+    }
+    if migration.is_some() {
+        next.migration = migration;
     }
     if (di_changed && !identity_changed) || key_changed {
         let principal = cmk_rules::principal_for(app, state, &next.identity, &default_identity)?;
@@ -814,7 +891,10 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
             json!({"type": "Periodic", "periodicModeProperties": {"backupIntervalInMinutes": 240, "backupRetentionIntervalInHours": 8, "backupStorageRedundancy": "Geo"}})
         }
     };
-    p.insert("backupPolicy".into(), backup);
+    p.insert(
+        "backupPolicy".into(),
+        account_changes::reported_backup(a, backup),
+    );
     let key_gen = json!({"generationTime": a.created_at});
     p.insert("keysMetadata".into(), json!({"primaryMasterKey": key_gen, "secondaryMasterKey": key_gen, "primaryReadonlyMasterKey": key_gen, "secondaryReadonlyMasterKey": key_gen}));
     json!({

@@ -1,5 +1,6 @@
 //! Azure Resource Manager: routing, authentication and api-version checks.
 
+pub mod account_changes;
 pub mod api_versions;
 pub mod cosmos;
 pub mod identities;
@@ -196,6 +197,11 @@ pub fn operation_name(t: &Target, m: &Method) -> &'static str {
         (Target::Restorable { .. }, _) => "RestorableDatabaseAccounts_GetByLocation",
         (Target::Accounts { name: None, .. }, _) => "DatabaseAccounts_ListByResourceGroup",
         (Target::SubscriptionAccounts { .. }, _) => "DatabaseAccounts_List",
+        (Target::Accounts { extra, .. }, "POST")
+            if extra.len() == 1 && extra[0].eq_ignore_ascii_case("failoverPriorityChange") =>
+        {
+            "DatabaseAccounts_FailoverPriorityChange"
+        }
         (Target::Accounts { extra, .. }, _) if !extra.is_empty() => "DatabaseAccounts_Other",
         (Target::Accounts { .. }, "GET") => "DatabaseAccounts_Get",
         (Target::Accounts { .. }, "PUT") => "DatabaseAccounts_CreateOrUpdate",
@@ -292,6 +298,12 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
                 extra,
             } => {
                 let v = check_api_version(req, api_versions::COSMOS, "databaseAccounts")?;
+                if let (Some(name), [action]) = (&name, extra.as_slice())
+                    && action.eq_ignore_ascii_case("failoverPriorityChange")
+                    && req.method.as_str() == "POST"
+                {
+                    return cosmos::failover_priority_change(app, req, &sub, &rg, name, &v);
+                }
                 if !extra.is_empty() {
                     return Err(ApiError::arm(
                         StatusCode::NOT_FOUND,
