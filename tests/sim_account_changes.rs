@@ -107,6 +107,19 @@ async fn regions_change_one_at_a_time_and_the_write_region_only_by_failover() {
     let two = json!({"locations": [loc("westus", 0, false), loc("eastus", 1, false), loc("northeurope", 2, false)]});
     refused(patch(&sim, "regions", two).await, "Only one region");
 
+    // A region Azure does not have: refused as on creation.
+    let (status, e) = patch(
+        &sim,
+        "regions",
+        json!({"locations": [loc("westus", 0, false), loc("moonbase1", 1, false)]}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("LocationNotAvailableForResourceType")),
+        "{e}"
+    );
+
     // Locations with another property: refused.
     let mixed = json!({"locations": [loc("westus", 0, false), loc("eastus", 1, false)], "enableFreeTier": true});
     refused(patch(&sim, "regions", mixed).await, "cannot be combined");

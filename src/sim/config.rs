@@ -28,6 +28,9 @@ pub struct SimConfig {
     /// Time after access to the key returns before a revoked account recovers
     /// (about an hour in Azure).
     pub revocation_recovery: Duration,
+    /// Accounts per page of the subscription-wide account list
+    /// (`DatabaseAccounts_List`); further pages are reached by `nextLink`.
+    pub list_page_size: usize,
 }
 
 impl Default for SimConfig {
@@ -44,17 +47,22 @@ impl Default for SimConfig {
             operator_object_id: "0e7c5b1a-0000-4000-8000-0000000000a1".into(),
             providers_registered_by_default: true,
             revocation_recovery: Duration::from_secs(60),
+            // Large: the Cosmos DB spec declares this list unpaged
+            // (`x-ms-pageable.nextLinkName: null`), so stock clients read one page.
+            list_page_size: 1000,
         }
     }
 }
 
 impl SimConfig {
-    /// Ephemeral port, millisecond LROs, immediate recovery.
+    /// Ephemeral port, millisecond LROs, immediate recovery, and account
+    /// lists paged by two (the operator's adapter follows `nextLink`).
     pub fn for_tests() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             lro_duration: Duration::from_millis(60),
             revocation_recovery: Duration::ZERO,
+            list_page_size: 2,
             ..Self::default()
         }
     }

@@ -252,6 +252,14 @@ fn route(segs: &[String], vault: Option<&str>) -> Route {
         [first, ..] if first.eq_ignore_ascii_case("subscriptions") => {
             Route::Arm(arm::classify(segs))
         }
+        // CheckNameExists, the one tenant-level ARM call modelled.
+        [p, ns, ty, _]
+            if p.eq_ignore_ascii_case("providers")
+                && ns.eq_ignore_ascii_case("Microsoft.DocumentDB")
+                && ty.eq_ignore_ascii_case("databaseAccountNames") =>
+        {
+            Route::Arm(arm::classify(segs))
+        }
         _ => Route::NotFound,
     }
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::account_changes;
+use super::account_rules;
 use super::lro::{self, normalize_location};
 use crate::sim::cmk_rules::{self, STATUS_OK};
 use crate::sim::errors::{ApiError, Style};
@@ -37,31 +38,7 @@ fn key(sub: &str, rg: &str, name: &str) -> String {
 }
 
 pub fn display_location(loc: &str) -> String {
-    let n = normalize_location(loc);
-    let known = [
-        ("westus", "West US"),
-        ("westus2", "West US 2"),
-        ("westus3", "West US 3"),
-        ("eastus", "East US"),
-        ("eastus2", "East US 2"),
-        ("centralus", "Central US"),
-        ("southcentralus", "South Central US"),
-        ("northcentralus", "North Central US"),
-        ("westeurope", "West Europe"),
-        ("northeurope", "North Europe"),
-        ("uksouth", "UK South"),
-        ("francecentral", "France Central"),
-        ("germanywestcentral", "Germany West Central"),
-        ("swedencentral", "Sweden Central"),
-        ("japaneast", "Japan East"),
-        ("australiaeast", "Australia East"),
-        ("centraluseuap", "Central US EUAP"),
-    ];
-    known
-        .iter()
-        .find(|(k, _)| *k == n)
-        .map(|(_, v)| (*v).to_owned())
-        .unwrap_or_else(|| loc.to_owned())
+    super::regions::display(loc)
 }
 
 fn with_headers(mut resp: Response, headers: Vec<(String, String)>) -> Response {
@@ -77,27 +54,100 @@ fn with_headers(mut resp: Response, headers: Vec<(String, String)>) -> Response 
 }
 
 /// The accounts whose (lower-case) ids start with `prefix`: a resource group's
-/// or a subscription's list.
+/// list, one page.
 pub fn list(app: &Arc<App>, req: &Req, prefix: &str) -> Result<Response, ApiError> {
     if req.method.as_str() != "GET" {
         return Ok(crate::sim::server::method_not_allowed(Style::Arm));
     }
+    let (value, _) = list_page(app, prefix, None, usize::MAX);
+    Ok(json_resp(StatusCode::OK, json!({"value": value})))
+}
+
+/// Up to `size` accounts under `prefix` whose keys sort after `after`, and
+/// the key of the last one when more follow.
+fn list_page(
+    app: &App,
+    prefix: &str,
+    after: Option<&str>,
+    size: usize,
+) -> (Vec<Value>, Option<String>) {
     let mut state = app.state();
     lro::advance(&mut state);
     let keys: Vec<String> = state
         .accounts
         .keys()
-        .filter(|k| k.starts_with(prefix))
+        .filter(|k| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
         .cloned()
         .collect();
+    let more = keys.len() > size;
     let mut value = Vec::new();
-    for k in keys {
+    let mut last = None;
+    for k in keys.into_iter().take(size) {
         refresh_cmk(app, &mut state, &k);
         if let Some(a) = state.accounts.get(&k) {
             value.push(account_json(app, &state, a));
         }
+        last = Some(k);
     }
-    Ok(json_resp(StatusCode::OK, json!({"value": value})))
+    (value, last.filter(|_| more))
+}
+
+/// `GET /subscriptions/{s}/providers/Microsoft.DocumentDB/databaseAccounts`:
+/// pages of `list_page_size` accounts, each but the last with a `nextLink`
+/// carrying an opaque `$skipToken` (ARM's paging contract: the client follows
+/// `nextLink` as given until a page has none).
+pub fn list_subscription(
+    app: &Arc<App>,
+    req: &Req,
+    sub: &str,
+    api_version: &str,
+) -> Result<Response, ApiError> {
+    if req.method.as_str() != "GET" {
+        return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+    }
+    let after =
+        match req.q("$skipToken") {
+            None => None,
+            Some(t) => Some(skip_token_decode(t).ok_or_else(|| {
+                ApiError::bad_request(format!("The skip token '{t}' is invalid."))
+            })?),
+        };
+    let prefix = format!("/subscriptions/{sub}/").to_ascii_lowercase();
+    let size = app.config.list_page_size.max(1);
+    let (value, last) = list_page(app, &prefix, after.as_deref(), size);
+    let mut body = json!({"value": value});
+    if let Some(last) = last {
+        body["nextLink"] = json!(format!(
+            "{}subscriptions/{sub}/providers/Microsoft.DocumentDB/databaseAccounts?api-version={api_version}&$skipToken={}",
+            app.base_url,
+            skip_token_encode(&last)
+        ));
+    }
+    Ok(json_resp(StatusCode::OK, body))
+}
+
+fn skip_token_encode(key: &str) -> String {
+    key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn skip_token_decode(token: &str) -> Option<String> {
+    if !token.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// `HEAD /providers/Microsoft.DocumentDB/databaseAccountNames/{name}`.
+pub fn name_exists(app: &Arc<App>, req: &Req, name: &str) -> Result<Response, ApiError> {
+    if req.method.as_str() != "HEAD" {
+        return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+    }
+    let state = app.state();
+    Ok(account_rules::name_exists_status(&state, name).into_response())
 }
 
 pub fn handle(
@@ -279,6 +329,8 @@ fn create(
             "The subscription is not registered to use namespace 'Microsoft.DocumentDB'. See https://aka.ms/rps-not-found for how to register subscriptions.",
         ));
     }
+    super::regions::check(location, TYPE)?;
+    account_rules::name_free(state, &key(sub, rg, name), name)?;
     let props_in = body
         .get("properties")
         .filter(|p| p.is_object())
@@ -292,6 +344,9 @@ fn create(
         .get("keyVaultKeyUri")
         .and_then(Value::as_str)
         .is_some_and(|s| !s.is_empty());
+    if let Some(uri) = props.get("keyVaultKeyUri").and_then(Value::as_str) {
+        account_rules::versionless_key_uri(uri)?;
+    }
     if props
         .get("databaseAccountOfferType")
         .and_then(Value::as_str)
@@ -322,6 +377,7 @@ fn create(
             "Every entry of 'locations' needs a 'locationName'.",
         ));
     }
+    account_rules::locations_known(location, &locations)?;
     let zero = locations
         .iter()
         .filter(|l| {
@@ -615,6 +671,8 @@ fn update(
         .filter(|_| changed.iter().any(|c| c == "locations"))
     {
         account_changes::check_locations(&cur, locations, &others("locations"))?;
+        let list = locations.as_array().cloned().unwrap_or_default();
+        account_rules::locations_known(&cur.location, &list)?;
     }
     let migration = match patch.get("backupPolicy") {
         Some(b) if changed.iter().any(|c| c == "backupPolicy") => {
@@ -644,6 +702,7 @@ fn update(
             .get("keyVaultKeyUri")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        account_rules::versionless_key_uri(new_uri)?;
         if new_uri.is_empty() && cur.key_uri().is_some() {
             return Err(ApiError::bad_request(
                 "Customer-managed keys cannot be disabled on an account once enabled.",

@@ -1,11 +1,13 @@
 //! Azure Resource Manager: routing, authentication and api-version checks.
 
 pub mod account_changes;
+pub mod account_rules;
 pub mod api_versions;
 pub mod cosmos;
 pub mod identities;
 pub mod lro;
 pub mod providers;
+pub mod regions;
 pub mod role_assignments;
 pub mod vaults;
 
@@ -46,6 +48,10 @@ pub enum Target {
     /// `GET /subscriptions/{s}/providers/Microsoft.DocumentDB/databaseAccounts`.
     SubscriptionAccounts {
         sub: String,
+    },
+    /// `HEAD /providers/Microsoft.DocumentDB/databaseAccountNames/{name}`.
+    AccountNameExists {
+        name: String,
     },
     Vault {
         sub: String,
@@ -92,6 +98,13 @@ pub fn classify(segs: &[String]) -> Target {
     }
     let own = |x: &str| x.to_owned();
     match s.as_slice() {
+        [p, ns, ty, name]
+            if eq(p, "providers")
+                && eq(ns, "Microsoft.DocumentDB")
+                && eq(ty, "databaseAccountNames") =>
+        {
+            Target::AccountNameExists { name: own(name) }
+        }
         [_, sub, p, ns] if eq(p, "providers") => Target::Provider {
             sub: own(sub),
             ns: own(ns),
@@ -197,6 +210,7 @@ pub fn operation_name(t: &Target, m: &Method) -> &'static str {
         (Target::Restorable { .. }, _) => "RestorableDatabaseAccounts_GetByLocation",
         (Target::Accounts { name: None, .. }, _) => "DatabaseAccounts_ListByResourceGroup",
         (Target::SubscriptionAccounts { .. }, _) => "DatabaseAccounts_List",
+        (Target::AccountNameExists { .. }, _) => "DatabaseAccounts_CheckNameExists",
         (Target::Accounts { extra, .. }, "POST")
             if extra.len() == 1 && extra[0].eq_ignore_ascii_case("failoverPriorityChange") =>
         {
@@ -231,26 +245,64 @@ pub fn operation_name(t: &Target, m: &Method) -> &'static str {
     }
 }
 
-fn check_api_version(req: &Req, allowed: &[&str], type_name: &str) -> Result<String, ApiError> {
-    let v = req.q("api-version").ok_or_else(|| {
+/// The api-version of an ARM request, or Azure's refusal. `location` is the
+/// request's location for tracked types (None for global types).
+fn check_api_version(
+    req: &Req,
+    allowed: &[&str],
+    type_name: &str,
+    location: Option<&str>,
+) -> Result<String, ApiError> {
+    let v = required_api_version(req)?;
+    if allowed.contains(&v) {
+        Ok(v.to_owned())
+    } else {
+        Err(api_versions::refuse_arm(v, allowed, type_name, location))
+    }
+}
+
+fn required_api_version(req: &Req) -> Result<&str, ApiError> {
+    req.q("api-version").ok_or_else(|| {
         ApiError::arm(
             StatusCode::BAD_REQUEST,
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.",
         )
-    })?;
-    if allowed.contains(&v) {
-        Ok(v.to_owned())
-    } else {
-        Err(ApiError::arm(
-            StatusCode::BAD_REQUEST,
-            "NoRegisteredProviderFound",
-            format!(
-                "No registered resource provider found for location 'global' and API version '{v}' for type '{type_name}'. The supported api-versions are '{}'.",
-                allowed.join(", ")
-            ),
-        ))
+    })
+}
+
+/// The location ARM names in `NoRegisteredProviderFound` for a tracked
+/// resource: the body's `location`, else the stored resource's, else "global".
+fn tracked_location(app: &App, req: &Req) -> String {
+    if let Some(loc) = serde_json::from_slice::<serde_json::Value>(&req.body)
+        .ok()
+        .and_then(|b| {
+            b.get("location")
+                .and_then(|l| l.as_str())
+                .map(str::to_owned)
+        })
+        .filter(|l| !l.is_empty())
+    {
+        return loc;
     }
+    let id = format!(
+        "/{}",
+        req.segs
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("/")
+    )
+    .to_ascii_lowercase();
+    let state = app.state();
+    state
+        .accounts
+        .get(&id)
+        .map(|a| a.location.clone())
+        .or_else(|| state.vaults.get(&id).map(|v| v.location.clone()))
+        .or_else(|| state.identities.get(&id).map(|i| i.location.clone()))
+        .unwrap_or_else(|| "global".to_owned())
 }
 
 pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<String>) {
@@ -262,9 +314,16 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
     let result = (|| -> Result<Response, ApiError> {
         match target {
             Target::Provider { sub, ns, register } => {
-                let v = check_api_version(req, api_versions::PROVIDERS, "providers")?;
-                let _ = v;
+                // Microsoft.Resources' own endpoint: its own refusal.
+                let v = required_api_version(req)?;
+                if !api_versions::PROVIDERS.contains(&v) {
+                    return Err(api_versions::refuse_resources(v, api_versions::PROVIDERS));
+                }
                 providers::handle(app, req, &sub, &ns, register)
+            }
+            Target::AccountNameExists { name } => {
+                check_api_version(req, api_versions::COSMOS, "databaseAccountNames", None)?;
+                cosmos::name_exists(app, req, &name)
             }
             Target::OperationStatus {
                 sub,
@@ -272,22 +331,24 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
                 id,
                 results,
             } => {
-                check_api_version(req, api_versions::COSMOS, "locations/operationsStatus")?;
+                check_api_version(
+                    req,
+                    api_versions::COSMOS,
+                    "locations/operationsStatus",
+                    None,
+                )?;
                 lro::status(app, req, &sub, &loc, &id, results)
             }
             Target::SubscriptionAccounts { sub } => {
-                check_api_version(req, api_versions::COSMOS, "databaseAccounts")?;
-                cosmos::list(
-                    app,
-                    req,
-                    &format!("/subscriptions/{sub}/").to_ascii_lowercase(),
-                )
+                let v = check_api_version(req, api_versions::COSMOS, "databaseAccounts", None)?;
+                cosmos::list_subscription(app, req, &sub, &v)
             }
             Target::Restorable { sub, loc, instance } => {
                 check_api_version(
                     req,
                     api_versions::COSMOS,
                     "locations/restorableDatabaseAccounts",
+                    None,
                 )?;
                 cosmos::restorable(app, req, &sub, &loc, instance.as_deref())
             }
@@ -297,7 +358,13 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
                 name,
                 extra,
             } => {
-                let v = check_api_version(req, api_versions::COSMOS, "databaseAccounts")?;
+                let loc = name.as_ref().map(|_| tracked_location(app, req));
+                let v = check_api_version(
+                    req,
+                    api_versions::COSMOS,
+                    "databaseAccounts",
+                    loc.as_deref(),
+                )?;
                 if let (Some(name), [action]) = (&name, extra.as_slice())
                     && action.eq_ignore_ascii_case("failoverPriorityChange")
                     && req.method.as_str() == "POST"
@@ -319,7 +386,8 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
                 name,
                 extra,
             } => {
-                check_api_version(req, api_versions::KEYVAULT_MGMT, "vaults")?;
+                let loc = tracked_location(app, req);
+                check_api_version(req, api_versions::KEYVAULT_MGMT, "vaults", Some(&loc))?;
                 vaults::handle(app, req, &sub, &rg, &name, &extra)
             }
             Target::FederatedCredential { sub, rg, name, fic } => {
@@ -327,19 +395,22 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
                     req,
                     api_versions::MANAGED_IDENTITY,
                     "userAssignedIdentities/federatedIdentityCredentials",
+                    None,
                 )?;
                 identities::handle_federated(app, req, &sub, &rg, &name, fic.as_deref())
             }
             Target::Identity { sub, rg, name } => {
+                let loc = tracked_location(app, req);
                 check_api_version(
                     req,
                     api_versions::MANAGED_IDENTITY,
                     "userAssignedIdentities",
+                    Some(&loc),
                 )?;
                 identities::handle(app, req, &sub, &rg, &name)
             }
             Target::RoleAssignment { scope, name } => {
-                check_api_version(req, api_versions::ROLE_ASSIGNMENTS, "roleAssignments")?;
+                check_api_version(req, api_versions::ROLE_ASSIGNMENTS, "roleAssignments", None)?;
                 role_assignments::handle(app, req, &scope, name.as_deref(), &claims)
             }
             Target::Unknown { ns } => Err(match ns {

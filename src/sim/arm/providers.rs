@@ -59,7 +59,8 @@ pub fn handle(
     }
     let reg = registration_state(app, &state, sub, ns);
     let types = if ns.eq_ignore_ascii_case("Microsoft.DocumentDB") {
-        json!([{"resourceType": "databaseAccounts", "locations": [], "apiVersions": super::api_versions::COSMOS}])
+        let locations: Vec<&str> = super::regions::REGIONS.iter().map(|r| r.1).collect();
+        json!([{"resourceType": "databaseAccounts", "locations": locations, "apiVersions": super::api_versions::COSMOS}])
     } else {
         json!([])
     };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::arm::api_versions::KEYVAULT_DATA;
+use super::arm::api_versions::{KEYVAULT_DATA, refuse_keyvault};
 use super::auth::{self, VAULT_AUDIENCE};
 use super::cmk_rules::permitted;
 use super::errors::ApiError;
@@ -85,13 +85,7 @@ pub fn handle(
             )
         })?;
         if !KEYVAULT_DATA.contains(&v) {
-            return Err(ApiError::kv(
-                StatusCode::BAD_REQUEST,
-                "BadParameter",
-                format!(
-                    "The specified version ({v}) is not recognized. Consider using the latest supported version (7.6)."
-                ),
-            ));
+            return Err(refuse_keyvault(v));
         }
         if op == "KeyVault_Unknown" {
             return Err(ApiError::kv(
