@@ -18,6 +18,9 @@ pub struct LedgerEntry {
     pub status: u16,
     /// Object id of the caller, when a valid token was presented.
     pub caller: Option<String>,
+    /// The request's `api-version`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -30,12 +33,12 @@ pub struct Metrics {
 impl Metrics {
     pub fn record(
         &mut self,
-        method: &str,
-        path: &str,
+        req: &super::server::Req,
         operation: &str,
         status: u16,
         caller: Option<String>,
     ) {
+        let (method, path) = (req.method.as_str(), req.path.as_str());
         *self
             .counters
             .entry(operation.to_owned())
@@ -52,6 +55,7 @@ impl Metrics {
                 operation: operation.to_owned(),
                 status,
                 caller,
+                api_version: req.q("api-version").map(str::to_owned),
             });
         }
     }

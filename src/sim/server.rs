@@ -442,8 +442,7 @@ async fn handle(app: Arc<App>, vault: Option<String>, req: Request) -> Response 
             .insert("x-ms-correlation-request-id", corr);
     }
     let status = resp.status().as_u16();
-    app.metrics()
-        .record(req.method.as_str(), &req.path, &operation, status, caller);
+    app.metrics().record(&req, &operation, status, caller);
     resp
 }
 

@@ -247,6 +247,18 @@ async fn every_spec_field_converges_or_is_refused() {
 
     let a = env.accounts().get(NAME).await.expect("get");
     assert_eq!(a.spec.backup_policy.type_, BackupPolicyType::Continuous);
+
+    // Every Cosmos DB write went out with the GA api-version, never a preview.
+    let cosmos: Vec<_> = env
+        .sim
+        .ledger()
+        .into_iter()
+        .filter(|l| l.operation.starts_with("DatabaseAccounts_"))
+        .collect();
+    assert!(cosmos.len() > 5);
+    for l in cosmos {
+        assert_eq!(l.api_version.as_deref(), Some("2025-10-15"), "{l:?}");
+    }
 }
 
 #[tokio::test]

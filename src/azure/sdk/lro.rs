@@ -14,8 +14,14 @@ use crate::azure::errors::AzureError;
 use crate::azure::rate_limit::CallKind;
 use crate::reconcile::account::OperationState;
 
-/// The api-version the cosmos package sends (used for resource-URL polling).
-pub(super) const COSMOS_API: &str = "2024-09-01-preview";
+/// The Cosmos DB api-version every call sends: the latest GA one. The 0.21
+/// crate only has preview packages (its newest sends `2024-09-01-preview`);
+/// its request builders keep an `api-version` already on the client's
+/// endpoint, so the client is built with this one (see `SdkAzure::new`). The
+/// preview package's models are a superset of what the operator reads and
+/// writes in the GA shape (checked by `tests/adapter_ops.rs` against the
+/// simulator, which serves the GA shape).
+pub(super) const COSMOS_API: &str = "2025-10-15";
 
 const ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
 const LOCATION: HeaderName = HeaderName::from_static("location");

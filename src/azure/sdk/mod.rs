@@ -98,6 +98,14 @@ impl fmt::Debug for SdkAzure {
     }
 }
 
+/// The endpoint with an `api-version` the generated request builders keep
+/// (they add their package's own only when the URL has none).
+fn with_api_version(endpoint: &Url, version: &str) -> Url {
+    let mut url = endpoint.clone();
+    url.query_pairs_mut().append_pair("api-version", version);
+    url
+}
+
 fn scope(audience: &str) -> String {
     format!("{}/.default", audience.trim_end_matches('/'))
 }
@@ -127,7 +135,12 @@ impl SdkAzure {
         let opts = http::client_options;
         let cred2 = || -> Arc<dyn TokenCredential> { cred.clone() };
         let inner = Inner {
-            cosmos: cosmosdb::Client::new(endpoint.clone(), cred2(), own(&scopes), opts()),
+            cosmos: cosmosdb::Client::new(
+                with_api_version(&endpoint, lro::COSMOS_API),
+                cred2(),
+                own(&scopes),
+                opts(),
+            ),
             vaults: keyvault::Client::new(endpoint.clone(), cred2(), own(&scopes), opts()),
             authz: authz::Client::new(endpoint.clone(), cred2(), own(&scopes), opts()),
             msi: msi::Client::new(endpoint, cred2(), own(&scopes), opts()),
