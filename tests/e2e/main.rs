@@ -6,6 +6,7 @@ mod common;
 mod support;
 
 mod credentials;
+mod events;
 mod hostile;
 mod identities;
 mod least_privilege;
