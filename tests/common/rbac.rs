@@ -66,25 +66,7 @@ pub async fn install_operator_identity(namespace: &str) -> OperatorIdentity {
     let yaml = render_rbac(namespace, &[]);
     apply(&yaml).unwrap_or_else(|e| panic!("chart RBAC must install in {namespace}: {e}"));
     let sa = fullname(namespace);
-
-    let admin = client().await;
-    let sas: Api<ServiceAccount> = Api::namespaced(admin, namespace);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let issued: TokenRequest = sas
-        .create_subresource("token", &sa, &PostParams::default(), &request)
-        .await
-        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{sa}: {e}"));
-    let token = issued
-        .status
-        .and_then(|s| s.token)
-        .expect("TokenRequest returns a token");
-
+    let token = issue_token(namespace, &sa).await;
     let kubeconfig = write_token_kubeconfig(namespace, &sa, &token);
     let config = Config::from_custom_kubeconfig(
         Kubeconfig::read_from(&kubeconfig).expect("token kubeconfig readable"),
@@ -104,6 +86,26 @@ pub async fn install_operator_identity(namespace: &str) -> OperatorIdentity {
     }
 }
 
+/// A token of the ServiceAccount `namespace/sa` (valid for an hour), from the TokenRequest API.
+pub async fn issue_token(namespace: &str, sa: &str) -> String {
+    let sas: Api<ServiceAccount> = Api::namespaced(client().await, namespace);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let issued: TokenRequest = sas
+        .create_subresource("token", sa, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{sa}: {e}"));
+    issued
+        .status
+        .and_then(|s| s.token)
+        .expect("TokenRequest returns a token")
+}
+
 /// A client with exactly the chart's permissions, for an operator whose release
 /// namespace is `namespace` (installs the chart's ServiceAccount and RBAC there).
 pub async fn operator_client(namespace: &str) -> kube::Client {
@@ -112,7 +114,7 @@ pub async fn operator_client(namespace: &str) -> kube::Client {
 
 /// Writes a kubeconfig for the same API server as the admin one, with the
 /// token as the only credential.
-fn write_token_kubeconfig(namespace: &str, sa: &str, token: &str) -> PathBuf {
+pub fn write_token_kubeconfig(namespace: &str, sa: &str, token: &str) -> PathBuf {
     let admin = Kubeconfig::read_from(kubeconfig_path()).expect("admin kubeconfig");
     let cluster = admin
         .clusters
