@@ -61,9 +61,35 @@ pub fn render_rbac(namespace: &str, extra: &[&str]) -> String {
 }
 
 /// Installs the chart's ServiceAccount and RBAC into `namespace` (which must
-/// exist), and returns the ServiceAccount's identity.
+/// exist), with the default values (a tenancy policy that lists no
+/// namespace, so no Secret may be read), and returns the ServiceAccount's identity.
 pub async fn install_operator_identity(namespace: &str) -> OperatorIdentity {
-    let yaml = render_rbac(namespace, &[]);
+    install_operator_identity_allowing(namespace, &[]).await
+}
+
+/// The chart's values for a tenancy policy that lists `namespaces` (`"*"`
+/// for every namespace), as helm arguments.
+pub fn tenancy_values(namespaces: &[&str]) -> [String; 2] {
+    let entries: Vec<_> = namespaces
+        .iter()
+        .map(|n| serde_json::json!({ "namespace": n }))
+        .collect();
+    [
+        "--set-json".to_owned(),
+        format!("tenancy.namespaces={}", serde_json::Value::from(entries)),
+    ]
+}
+
+/// Like [`install_operator_identity`], with the chart's tenancy policy
+/// listing `tenancy` (existing namespaces, or `"*"`): the chart then lets the
+/// ServiceAccount read Secrets (spec.credentialRef) there. Waits until those
+/// reads are authorized too.
+pub async fn install_operator_identity_allowing(
+    namespace: &str,
+    tenancy: &[&str],
+) -> OperatorIdentity {
+    let values = tenancy_values(tenancy);
+    let yaml = render_rbac(namespace, &[values[0].as_str(), values[1].as_str()]);
     apply(&yaml).unwrap_or_else(|e| panic!("chart RBAC must install in {namespace}: {e}"));
     let sa = fullname(namespace);
     let token = issue_token(namespace, &sa).await;
@@ -75,7 +101,12 @@ pub async fn install_operator_identity(namespace: &str) -> OperatorIdentity {
     .await
     .expect("token kubeconfig valid");
     let client = kube::Client::try_from(config).expect("client builds");
-    wait_until_authorized(&client, namespace).await;
+    // "*": Secrets may be read everywhere, the release namespace included.
+    let secrets_in: Vec<&str> = tenancy
+        .iter()
+        .map(|n| if *n == "*" { namespace } else { n })
+        .collect();
+    wait_until_authorized(&client, namespace, &sa, &secrets_in).await;
     OperatorIdentity {
         namespace: namespace.to_owned(),
         lease_name: sa.clone(),
@@ -148,18 +179,30 @@ pub fn write_token_kubeconfig(namespace: &str, sa: &str, token: &str) -> PathBuf
 }
 
 /// RBAC objects reach the authorizer through an informer: wait until the
-/// token's permissions (Role and ClusterRole) are in effect.
-async fn wait_until_authorized(client: &kube::Client, namespace: &str) {
+/// token's permissions (Roles and ClusterRole) are in effect: its own Lease,
+/// the custom resources, and Secrets by name in `secrets_in`.
+async fn wait_until_authorized(
+    client: &kube::Client,
+    namespace: &str,
+    lease: &str,
+    secrets_in: &[&str],
+) {
     use cmk_operator::api::KeyVaultBinding;
     use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Secret;
     use kube::api::ListParams;
     let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let bindings: Api<KeyVaultBinding> = Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let probe = async {
-            leases.get_opt("rbac-probe").await?;
+            leases.get_opt(lease).await?;
             bindings.list(&ListParams::default().limit(1)).await?;
+            for ns in secrets_in {
+                Api::<Secret>::namespaced(client.clone(), ns)
+                    .get_opt("rbac-probe")
+                    .await?;
+            }
             Ok::<_, kube::Error>(())
         };
         match probe.await {
