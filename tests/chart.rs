@@ -1214,3 +1214,42 @@ fn extra_objects_are_rendered_with_tpl() {
     assert_eq!(text["metadata"]["namespace"], "team-ns");
     assert_eq!(text["data"]["replicas"], "3");
 }
+
+/// The container arguments the chart and the kustomize base render, parsed by
+/// the real binary's CLI: a flag renamed in one and not the other fails here.
+/// `--help` last makes clap parse (and check) every argument before it, then
+/// exit 0 without starting anything.
+#[test]
+fn the_rendered_container_arguments_parse_with_the_real_cli() {
+    let defaults = render("cmk", "cmk-system", &[]);
+    let options = all_options("team-a");
+    let everything = render("cmk", "cmk-system", &strs(&options));
+    let kustomize =
+        std::fs::read_to_string(common::repo_root().join("deploy/kustomize/base/operator.yaml"))
+            .expect("kustomize base");
+    for (what, yaml) in [
+        ("chart defaults", defaults),
+        ("chart with every option", everything),
+        ("kustomize base", kustomize),
+    ] {
+        let docs = docs(&yaml);
+        let deployment = find(&docs, "Deployment");
+        let container = &deployment[0]["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<String> = container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("string argument").to_owned())
+            .collect();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cmk-operator"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("the binary runs");
+        assert!(
+            out.status.success(),
+            "{what}: the CLI refuses {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -594,9 +594,8 @@ fn the_image_runs_under_runc_as_nonroot_with_a_read_only_root() {
         "the image prints the CRDs this source generates"
     );
 
-    // The image's own command (`run`) outside a cluster: it starts (the
-    // embedded simulator on the container's loopback, nothing written to the
-    // read-only root), finds no cluster configuration and says so.
+    // The image's own command (`run`) without settings: it manages real Azure
+    // (never a fake one by default), so it stops at once naming what it lacks.
     let default = run_in_container(
         &image.config["config"]["Cmd"]
             .as_array()
@@ -605,11 +604,13 @@ fn the_image_runs_under_runc_as_nonroot_with_a_read_only_root() {
             .map(|v| v.as_str().expect("string"))
             .collect::<Vec<_>>(),
     );
-    assert!(!default.status.success(), "run without a cluster fails");
+    assert!(!default.status.success(), "run without settings fails");
     let stderr = String::from_utf8_lossy(&default.stderr);
     assert!(
-        stderr.contains("embedded simulator started") && stderr.contains("KUBECONFIG"),
-        "run starts and says what it lacks: {stderr}"
+        stderr.contains("manages real Azure")
+            && stderr.contains("AZURE_TENANT_ID")
+            && !stderr.contains("simulator started"),
+        "run says what it lacks, and never starts a fake Azure: {stderr}"
     );
 }
 
