@@ -114,10 +114,25 @@ impl SdkAzure {
                     "SetKeyUri",
                     json!({"properties": {"keyVaultKeyUri": self.versionless("SetKeyUri", uri)?}}),
                 ),
-                AccountChange::SetLocations(locations) => (
-                    "SetLocations",
-                    json!({"properties": {"locations": locations_body(locations)}}),
-                ),
+                AccountChange::SetLocations(locations) => {
+                    const OP: &str = "SetLocations";
+                    // ARM replaces the region list: re-read it now, and write only
+                    // when it differs from the new list by the one region meant, so
+                    // a region added meanwhile by someone else is never dropped.
+                    let current = self.account_json(OP, account).await?.ok_or_else(|| {
+                        AzureError::NotFound {
+                            operation: OP.to_owned(),
+                            message: format!("account {} does not exist", account.name),
+                        }
+                    })?;
+                    let have = locations_of(&current.body["properties"]);
+                    one_region_apart(&have, locations)
+                        .map_err(|why| unusable_read(OP, current.status, &why))?;
+                    (
+                        OP,
+                        json!({"properties": {"locations": locations_body(locations)}}),
+                    )
+                }
                 AccountChange::SetBackupPolicy(policy) => (
                     "SetBackupPolicy",
                     json!({"properties": {"backupPolicy": backup_body(policy)}}),
@@ -527,6 +542,25 @@ fn locations_of(p: &Value) -> Vec<Location> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether `next` differs from the regions Azure holds now by exactly one
+/// region added or removed (a read without regions never qualifies).
+fn one_region_apart(have: &[Location], next: &[Location]) -> Result<(), String> {
+    use crate::reconcile::spec_drift::region_key;
+    let keys = |l: &[Location]| -> std::collections::BTreeSet<String> {
+        l.iter().map(|l| region_key(&l.location_name)).collect()
+    };
+    let (have_keys, next_keys) = (keys(have), keys(next));
+    let changed = have_keys.symmetric_difference(&next_keys).count();
+    if have.is_empty() || changed != 1 {
+        return Err(format!(
+            "the account's regions are now [{}], not one region apart from [{}]: they changed since they were read",
+            have_keys.into_iter().collect::<Vec<_>>().join(", "),
+            next_keys.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// A read that cannot safely be the base of a write that replaces a block.
@@ -1070,5 +1104,30 @@ mod tests {
                 assert_eq!(&sent["properties"][k], v, "{k} goes out as built");
             }
         }
+    }
+
+    #[test]
+    fn a_region_write_goes_only_one_region_apart_from_what_azure_holds_now() {
+        let l = |n: &str| Location {
+            location_name: n.into(),
+            failover_priority: 0,
+            is_zone_redundant: false,
+        };
+        let (east, west, north) = (l("East US"), l("westus"), l("North Europe"));
+        assert!(
+            one_region_apart(std::slice::from_ref(&east), &[l("eastus"), west.clone()]).is_ok()
+        );
+        assert!(
+            one_region_apart(&[east.clone(), west.clone()], std::slice::from_ref(&east)).is_ok()
+        );
+        // Someone added North Europe after the decision: the write would drop it.
+        let added_meanwhile = [east.clone(), north.clone()];
+        assert!(one_region_apart(&added_meanwhile, &[east.clone(), west]).is_err());
+        // Removing one region from what Azure holds now is still one apart.
+        assert!(one_region_apart(&added_meanwhile, std::slice::from_ref(&east)).is_ok());
+        assert!(
+            one_region_apart(&[], &[east]).is_err(),
+            "a read without regions"
+        );
     }
 }
