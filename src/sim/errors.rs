@@ -26,6 +26,8 @@ pub enum SimError {
     },
     #[error("invalid seed: {0}")]
     Seed(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(std::io::Error),
 }
 
 /// Which service's error body an [`ApiError`] uses.
