@@ -175,25 +175,11 @@ pub fn handle(
         }
         "PUT" => {
             let body = req.json(Style::Arm)?;
+            let links = Links::new(req, api_version);
             if state.accounts.contains_key(&k) {
-                update(
-                    app,
-                    Links::new(req, api_version),
-                    &mut state,
-                    &k,
-                    &body,
-                    true,
-                )
+                update(app, links, &mut state, &k, &body, true)
             } else {
-                create(
-                    app,
-                    Links::new(req, api_version),
-                    &mut state,
-                    sub,
-                    rg,
-                    name,
-                    &body,
-                )
+                create(app, links, &mut state, sub, rg, name, &body)
             }
         }
         "PATCH" => {
