@@ -49,10 +49,8 @@ async fn throttling_returns_retry_after_and_pauses_the_subscription() {
     );
     assert_eq!(sim.count_status("DatabaseAccounts_Get", 429), 1);
     assert_eq!(sim.count_status("DatabaseAccounts_Get", 404), 1);
-    // Other subscriptions are not held back.
-    let start = Instant::now();
-    assert!(azure.provider_registered("other-sub").await.unwrap());
-    assert!(start.elapsed() < Duration::from_millis(500));
+    // Other subscriptions not being held back is proven without a clock in
+    // `absurd_retry_after_is_capped_and_never_outlasts_the_call_timeout`.
 }
 
 /// `Retry-After: 18446744073709551615` panicked the operator; ten years froze a
@@ -78,13 +76,7 @@ async fn absurd_retry_after_is_capped_and_never_outlasts_the_call_timeout() {
     );
     // The subscription is paused for 300 s, more than the 5 s timeout: the next
     // call fails at once, typed, with the wait left, and nothing goes out.
-    let start = Instant::now();
     let err = azure.get_account(&account("acct-huge")).await.unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        start.elapsed()
-    );
     let wait = err.retry_after().expect("throttled");
     assert!(
         err.class() == ErrorClass::Retryable
@@ -92,11 +84,14 @@ async fn absurd_retry_after_is_capped_and_never_outlasts_the_call_timeout() {
             && wait <= Duration::from_secs(300),
         "{err}"
     );
-    assert_eq!(sim.count("DatabaseAccounts_Get"), 1);
-    // Other subscriptions are not held back.
-    let start = Instant::now();
+    assert_eq!(
+        sim.count("DatabaseAccounts_Get"),
+        1,
+        "the paused call never went out"
+    );
+    // Other subscriptions are not held back: were they, this call would fail
+    // at once like the one above (a 300 s pause outlasts the 5 s timeout).
     assert!(azure.provider_registered("other-sub").await.unwrap());
-    assert!(start.elapsed() < Duration::from_millis(500));
 
     // Ten years with a 1 s cap: read as 1 s, waited out, then the call goes through.
     let mut s = settings(&sim, roomy_limiter(), Duration::from_secs(5));
@@ -116,11 +111,10 @@ async fn absurd_retry_after_is_capped_and_never_outlasts_the_call_timeout() {
             .unwrap(),
         None
     );
+    // Waited out (a lower bound, which load cannot break); not frozen, or the
+    // call would have failed at once as paused beyond its timeout.
     let took = start.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(900), "{took:?}");
 }
 
 /// A reconcile waiting out one subscription's pause (here for the provider

@@ -299,6 +299,40 @@ mod tests {
         );
     }
 
+    /// Each substatus pinned to the reason the README documents for it (from
+    /// the seed's troubleshooting table): a swap of two codes fails here.
+    #[test]
+    fn each_substatus_maps_to_its_documented_reason() {
+        let documented = [
+            (4000, "AadCredentialsFailed"),
+            (4001, "AadUnavailable"),
+            (4002, "KeyAccessDenied"),
+            (4003, "KeyNotFound"),
+            (4004, "KeyVaultUnavailable"),
+            (4005, "KeyWrapUnwrapFailed"),
+            (4006, "InvalidKeyUri"),
+            (4009, "KeyVaultDnsNotResolved"),
+            (4012, "KeyRotationInProgress"),
+            (3, "AccountWriteForbidden"),
+        ];
+        for (code, reason) in documented {
+            assert_eq!(
+                CmkCause::from_sub_status(code).map(|c| c.reason()),
+                Some(reason),
+                "substatus {code}"
+            );
+        }
+        let readme = include_str!("../../README.md");
+        for (code, reason) in documented {
+            let shown = if code == 3 {
+                format!("`{reason}` (403/3)")
+            } else {
+                format!("`{reason}` ({code})")
+            };
+            assert!(readme.contains(&shown), "README documents {shown}");
+        }
+    }
+
     #[test]
     fn every_substatus_maps_to_a_distinct_reason() {
         let codes = [4000, 4001, 4002, 4003, 4004, 4005, 4006, 4009, 4012, 3];

@@ -6,10 +6,12 @@ mod common;
 mod support;
 
 mod credentials;
+mod events;
 mod hostile;
 mod identities;
 mod least_privilege;
 mod lifecycle;
+mod operability;
 mod ownership;
 mod preflight;
 mod replicas;
