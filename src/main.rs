@@ -49,9 +49,10 @@ enum Command {
         /// Load state from this file at start and save it there on shutdown.
         #[arg(long)]
         state_file: Option<PathBuf>,
-        /// Write the simulator's CA certificate (PEM) here, for clients to trust.
-        #[arg(long, default_value = "cmk-simulator-ca.pem")]
-        ca_file: PathBuf,
+        /// Write the simulator's CA certificate (PEM) here, for clients to trust
+        /// (without it, the certificate is printed after the start-up lines).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 

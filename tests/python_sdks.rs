@@ -1,9 +1,15 @@
 //! Microsoft's Python SDKs, pinned (`tests/python/requirements.txt`) and at
-//! their default settings, drive a first slice of the seed's procedure
-//! against the simulator: a real `ClientSecretCredential` (MSAL, with its
-//! OpenID discovery), the vault read through ARM, a key created on
-//! `<vault>.vault.azure.net` through Key Vault's challenge, a CMK account
-//! created (long-running operation polled as the SDK polls) and read back.
+//! their default settings, drive the seed's procedure against the simulator
+//! (`tests/python/seed_slice.py`, then `seed_more.py`): a real
+//! `ClientSecretCredential` (MSAL, with its OpenID discovery), the vault read
+//! through ARM, a key created on `<vault>.vault.azure.net` through Key
+//! Vault's challenge, a CMK account created (long-running operation polled as
+//! the SDK polls) and read back; then the provider, an RBAC vault with role
+//! assignments, key rotate and disable, a user-assigned identity and an
+//! account on it (continuous backup), the system-assigned two-step, lists, a
+//! key URI swap, Azure's refusals (versioned key URI, an account name taken
+//! in another resource group, an unknown region, the first-party identity
+//! with continuous backup, a disabled key version's GET), and a delete.
 //!
 //! The only changes to the client are those of docs/simulator.md's recipe:
 //! a hosts file bind-mounted over /etc/hosts in a private mount namespace
@@ -95,6 +101,28 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The steps a script printed (one JSON object a line), each `ok`.
+fn steps_of(out: &std::process::Output, script: &str) -> Vec<Value> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    let steps: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for s in &steps {
+        assert_eq!(s["ok"], true, "{script}: {s}");
+    }
+    steps
+}
+
+fn step<'a>(steps: &'a [Value], name: &str) -> &'a Value {
+    steps
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {steps:?}"))
+}
+
 /// Runs `script` with the SDKs' Python inside the recipe: a private mount
 /// namespace whose /etc/hosts maps `names` to `ip`, and `ca` as trust store.
 fn in_recipe(
@@ -132,7 +160,7 @@ fn in_recipe(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_sdks_run_the_first_seed_steps_unchanged_but_for_hosts_and_trust() {
+async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() {
     assert!(
         is_root(),
         "this test needs root: it binds port 443 and bind-mounts /etc/hosts in a private mount namespace"
@@ -159,7 +187,7 @@ async fn python_sdks_run_the_first_seed_steps_unchanged_but_for_hosts_and_trust(
     })
     .unwrap();
 
-    let (client_id, secret, _) = sim.operator_credentials();
+    let (client_id, secret, operator) = sim.operator_credentials();
     let env = [
         ("AZURE_TENANT_ID", sim.tenant_id().to_owned()),
         ("AZURE_CLIENT_ID", client_id),
@@ -168,47 +196,38 @@ async fn python_sdks_run_the_first_seed_steps_unchanged_but_for_hosts_and_trust(
         ("SEED_RESOURCE_GROUP", RG.to_owned()),
         ("SEED_VAULT", "kv-py".to_owned()),
         ("SEED_ACCOUNT", "acct-py".to_owned()),
+        ("SEED_RBAC_VAULT", "kv-pyrbac".to_owned()),
+        ("SEED_OPERATOR_OBJECT_ID", operator),
+        ("SEED_FIRST_PARTY_OBJECT_ID", fp.clone()),
     ];
-    let script = repo().join("tests/python/seed_slice.py");
     let names = [
         "management.azure.com",
         "login.microsoftonline.com",
         "kv-py.vault.azure.net",
+        "kv-pyrbac.vault.azure.net",
     ];
-    let out =
-        tokio::task::spawn_blocking(move || in_recipe(&python, &script, ip, &names, &ca, &env))
-            .await
-            .expect("python ran");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the seed slice failed:\n{stdout}\n{stderr}"
-    );
-    let steps: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let step = |name: &str| -> &Value {
-        steps
-            .iter()
-            .find(|s| s["step"] == name)
-            .unwrap_or_else(|| panic!("no step {name}: {stdout}"))
+    let run_script = |script: &'static str| {
+        let (python, ca, env) = (python.clone(), ca.clone(), env.clone());
+        let path = repo().join("tests/python").join(script);
+        tokio::task::spawn_blocking(move || in_recipe(&python, &path, ip, &names, &ca, &env))
     };
-    for s in &steps {
-        assert_eq!(s["ok"], true, "{s}");
-    }
+
+    let out = run_script("seed_slice.py").await.expect("python ran");
+    let steps = steps_of(&out, "seed_slice.py");
     assert_eq!(
-        step("get_vault")["vault_uri"],
+        step(&steps, "get_vault")["vault_uri"],
         "https://kv-py.vault.azure.net/"
     );
-    let kid = step("create_key")["kid"].as_str().unwrap();
+    let kid = step(&steps, "create_key")["kid"].as_str().unwrap();
     assert!(
         kid.starts_with("https://kv-py.vault.azure.net/keys/cmk/"),
         "{kid}"
     );
-    assert_eq!(step("create_account")["provisioning_state"], "Succeeded");
-    let acct = step("get_account");
+    assert_eq!(
+        step(&steps, "create_account")["provisioning_state"],
+        "Succeeded"
+    );
+    let acct = step(&steps, "get_account");
     assert_eq!(
         (
             acct["provisioning_state"].as_str(),
@@ -220,11 +239,75 @@ async fn python_sdks_run_the_first_seed_steps_unchanged_but_for_hosts_and_trust(
         )
     );
 
+    let out = run_script("seed_more.py").await.expect("python ran");
+    let steps = steps_of(&out, "seed_more.py");
+    assert_eq!(step(&steps, "provider")["registration_state"], "Registered");
+    assert_eq!(
+        step(&steps, "create_rbac_vault")["vault_uri"],
+        "https://kv-pyrbac.vault.azure.net/"
+    );
+    assert_eq!(step(&steps, "list_grants")["count"], 2);
+    let rotated = step(&steps, "rotate_and_disable");
+    assert_eq!(
+        (
+            rotated["old_enabled"].as_bool(),
+            rotated["versions"].as_u64()
+        ),
+        (Some(false), Some(2))
+    );
+    // Key Vault's answer for a disabled version (keys.json: 403 KeyDisabled).
+    let disabled = step(&steps, "disabled_key_version_get_refused");
+    assert_eq!(
+        (disabled["status"].as_u64(), disabled["code"].as_str()),
+        (Some(403), Some("Forbidden")),
+        "{disabled}"
+    );
+    assert_eq!(
+        step(&steps, "account_on_user_assigned_identity")["provisioning_state"],
+        "Succeeded"
+    );
+    assert_eq!(
+        step(&steps, "system_assigned_two_step")["default_identity"],
+        "SystemAssignedIdentity"
+    );
+    assert_eq!(
+        step(&steps, "list_accounts")["in_subscription"],
+        serde_json::json!(["acct-py", "acct-py-sys", "acct-py-uai"])
+    );
+    assert_eq!(
+        step(&steps, "key_uri_swap")["key_vault_key_uri"],
+        "https://kv-pyrbac.vault.azure.net/keys/cmk"
+    );
+    let refused = step(&steps, "versioned_key_uri_refused");
+    assert_eq!(
+        (refused["status"].as_u64(), refused["code"].as_str()),
+        (Some(400), Some("BadRequest"))
+    );
+    for (name, code) in [
+        ("global_account_name_refused", "BadRequest"),
+        (
+            "unknown_region_refused",
+            "LocationNotAvailableForResourceType",
+        ),
+        ("first_party_with_continuous_backup_refused", "BadRequest"),
+    ] {
+        let r = step(&steps, name);
+        assert_eq!(
+            (r["status"].as_u64(), r["code"].as_str()),
+            (Some(400), Some(code)),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        step(&steps, "delete_account")["left"],
+        serde_json::json!(["acct-py", "acct-py-sys"])
+    );
+
     // What the simulator saw: MSAL's discovery, Key Vault's challenge (an
     // unauthenticated first request, 401), and the SDKs' own api-versions.
     assert!(sim.count_status("OpenIdConfiguration", 200) >= 1);
-    assert_eq!(sim.count_status("KeyVault_CreateKey", 401), 1);
-    assert_eq!(sim.count_status("KeyVault_CreateKey", 200), 1);
+    assert!(sim.count_status("KeyVault_CreateKey", 401) >= 1);
+    assert_eq!(sim.count_status("KeyVault_CreateKey", 200), 2);
     let ledger = sim.ledger();
     let put = ledger
         .iter()

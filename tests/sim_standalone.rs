@@ -68,3 +68,39 @@ async fn simulate_prints_base_url_and_saves_state_on_sigterm() {
     assert!(saved.contains("standalone"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without `--ca-file` nothing is written (a read-only root file system, as
+/// in the image, must not stop it): the CA is printed after the start-up lines.
+#[test]
+fn simulate_without_a_ca_file_prints_the_ca() {
+    let dir = std::env::temp_dir().join(format!("sim-standalone-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cmk-operator"))
+        .args(["simulate", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let lines: Vec<String> = reader
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| l != "-----END CERTIFICATE-----")
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines[1].contains("CA certificate: printed below"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "-----BEGIN CERTIFICATE-----"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,6 +28,11 @@ pub enum SimError {
     Seed(String),
     #[error("cannot set up TLS: {0}")]
     Tls(std::io::Error),
+    #[error("cannot write the CA certificate to {path}: {source}")]
+    CaFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Which service's error body an [`ApiError`] uses.

@@ -98,7 +98,7 @@ impl Simulator {
             tls::Tls::new(state.ca.as_ref(), local.ip()).map_err(SimError::Tls)?;
         state.ca = Some(saved_ca);
         if let Some(path) = &config.ca_file {
-            std::fs::write(path, &tls.ca_pem).map_err(|source| SimError::StateIo {
+            std::fs::write(path, &tls.ca_pem).map_err(|source| SimError::CaFile {
                 path: path.display().to_string(),
                 source,
             })?;
@@ -288,16 +288,17 @@ impl Drop for SimHandle {
     }
 }
 
-/// Runs the simulator on `listen` until SIGTERM or Ctrl-C, its CA written to `ca_file`.
+/// Runs the simulator on `listen` until SIGTERM or Ctrl-C, its CA written to
+/// `ca_file` (or printed after the start-up lines without one).
 pub async fn run_standalone(
     listen: SocketAddr,
     state_file: Option<PathBuf>,
-    ca_file: PathBuf,
+    ca_file: Option<PathBuf>,
 ) -> Result<(), SimError> {
     use std::io::Write;
     let mut config = SimConfig {
         listen,
-        ca_file: Some(ca_file.clone()),
+        ca_file: ca_file.clone(),
         ..SimConfig::default()
     };
     // Demo knobs without new CLI flags: how long LROs and revocation recovery take.
@@ -318,10 +319,12 @@ pub async fn run_standalone(
         "cosmos-cmk-operator Azure simulator listening on {}",
         handle.base_url()
     );
+    let ca = ca_file
+        .as_ref()
+        .map_or_else(|| "printed below".to_owned(), |p| p.display().to_string());
     let _ = writeln!(
         out,
-        "  CA certificate: {}  (trust it; resolve Azure's host names to {}: docs/simulator.md)",
-        ca_file.display(),
+        "  CA certificate: {ca}  (trust it; resolve Azure's host names to {}: docs/simulator.md)",
         handle.addr().ip()
     );
     let _ = writeln!(
@@ -329,6 +332,9 @@ pub async fn run_standalone(
         "  tenant {}  operator client id {id}  (secret: see docs/simulator.md)",
         handle.tenant_id()
     );
+    if ca_file.is_none() {
+        let _ = write!(out, "{}", handle.ca_pem());
+    }
     let _ = out.flush();
     let _ = signal.await;
     handle.shutdown().await
