@@ -2,63 +2,31 @@
 settings (after seed_slice.py, against the same world): provider, vault
 create, access policy and RBAC grants, key rotate and disable, a
 user-assigned identity, an account on it, list, key URI swap, delete, and a
-refusal. Same rules as seed_slice.py: nothing here names the simulator; one
-JSON object per step; the first failure ends the run, naming its step.
+refusals. Same rules as seed_slice.py (seed_common.py): nothing here names
+the simulator; one JSON object per step; the first failure ends the run.
 Bodies given as dicts use the REST (camelCase) names: the current
 azure-mgmt-* packages send a dict body as it is.
 """
 
-import json
 import os
-import sys
-import traceback
 import uuid
 
-from azure.core.exceptions import HttpResponseError
-from azure.identity import ClientSecretCredential
 from azure.keyvault.keys import KeyClient
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.cosmosdb import CosmosDBManagementClient
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from seed_common import ACCOUNT, RG, SUB, TENANT, VAULT, cred, refused, step
 
-TENANT = os.environ["AZURE_TENANT_ID"]
-CLIENT = os.environ["AZURE_CLIENT_ID"]
-SECRET = os.environ["AZURE_CLIENT_SECRET"]
-SUB = os.environ["SEED_SUBSCRIPTION"]
-RG = os.environ["SEED_RESOURCE_GROUP"]
-VAULT = os.environ["SEED_VAULT"]
-ACCOUNT = os.environ["SEED_ACCOUNT"]
 RBAC_VAULT = os.environ["SEED_RBAC_VAULT"]
 OPERATOR = os.environ["SEED_OPERATOR_OBJECT_ID"]
 # Azure Cosmos DB's first-party principal in this tenant, and the built-in
-# "Key Vault Crypto Service Encryption User" role.
+# roles "Key Vault Crypto Service Encryption User" and "Key Vault Administrator".
 FIRST_PARTY = os.environ["SEED_FIRST_PARTY_OBJECT_ID"]
 CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
 KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
 
-
-def step(name, fn):
-    try:
-        out = fn()
-    except Exception as e:  # noqa: BLE001 - report any failure with its step
-        print(json.dumps({"step": name, "ok": False, "error": f"{type(e).__name__}: {e}"}))
-        traceback.print_exc()
-        sys.exit(1)
-    print(json.dumps({"step": name, "ok": True, **(out or {})}), flush=True)
-    return out
-
-
-def refused(fn):
-    try:
-        fn()
-    except HttpResponseError as e:
-        return {"status": e.status_code, "code": e.error.code if e.error else None, "message": e.message}
-    raise AssertionError("Azure refuses this, and it was accepted")
-
-
-cred = ClientSecretCredential(TENANT, CLIENT, SECRET)
 resources = ResourceManagementClient(cred, SUB)
 kv_mgmt = KeyVaultManagementClient(cred, SUB)
 authz = AuthorizationManagementClient(cred, SUB)
@@ -168,8 +136,9 @@ def identity():
 uai = step("user_assigned_identity", identity)
 
 
-def policy_for_identity():
-    out = kv_mgmt.vaults.update_access_policy(
+def add_cmk_policy(principal):
+    """Get, WrapKey and UnwrapKey on the access-policy vault for `principal`."""
+    return kv_mgmt.vaults.update_access_policy(
         RG,
         VAULT,
         "add",
@@ -178,13 +147,17 @@ def policy_for_identity():
                 "accessPolicies": [
                     {
                         "tenantId": TENANT,
-                        "objectId": uai["principal_id"],
+                        "objectId": principal,
                         "permissions": {"keys": ["get", "wrapKey", "unwrapKey"]},
                     }
                 ]
             }
         },
     )
+
+
+def policy_for_identity():
+    out = add_cmk_policy(uai["principal_id"])
     return {"policies": len(out.properties.access_policies)}
 
 
@@ -233,22 +206,7 @@ def system_assigned_two_step():
         },
     ).result()
     principal = a.identity.principal_id
-    kv_mgmt.vaults.update_access_policy(
-        RG,
-        VAULT,
-        "add",
-        {
-            "properties": {
-                "accessPolicies": [
-                    {
-                        "tenantId": TENANT,
-                        "objectId": principal,
-                        "permissions": {"keys": ["get", "wrapKey", "unwrapKey"]},
-                    }
-                ]
-            }
-        },
-    )
+    add_cmk_policy(principal)
     b = cosmos.database_accounts.begin_update(
         RG, "acct-py-sys", {"properties": {"defaultIdentity": "SystemAssignedIdentity"}}
     ).result()
@@ -289,29 +247,6 @@ def swap_key():
 step("key_uri_swap", swap_key)
 
 
-def versioned_uri_refused():
-    key = keys.get_key("cmk")
-    try:
-        cosmos.database_accounts.begin_create_or_update(
-            RG,
-            "acct-py-versioned",
-            {
-                "location": "westus",
-                "properties": {
-                    "databaseAccountOfferType": "Standard",
-                    "locations": [{"locationName": "westus", "failoverPriority": 0}],
-                    "keyVaultKeyUri": key.id,
-                },
-            },
-        ).result()
-    except HttpResponseError as e:
-        return {"status": e.status_code, "code": e.error.code if e.error else None, "message": e.message}
-    raise AssertionError("a versioned key URI was accepted")
-
-
-step("versioned_key_uri_refused", versioned_uri_refused)
-
-
 def plain_account(rg, name, location="westus", **props):
     return cosmos.database_accounts.begin_create_or_update(
         rg,
@@ -327,6 +262,12 @@ def plain_account(rg, name, location="westus", **props):
     ).result()
 
 
+step(
+    "versioned_key_uri_refused",
+    lambda: refused(
+        lambda: plain_account(RG, "acct-py-versioned", keyVaultKeyUri=keys.get_key("cmk").id)
+    ),
+)
 step(
     "global_account_name_refused",
     lambda: refused(lambda: plain_account(RG + "-other", ACCOUNT)),

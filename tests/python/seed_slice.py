@@ -9,37 +9,10 @@ simulator. Prints one JSON object per step; exits non-zero on the first
 failure, naming the step.
 """
 
-import json
-import os
-import sys
-import traceback
-
-from azure.identity import ClientSecretCredential
 from azure.keyvault.keys import KeyClient
 from azure.mgmt.cosmosdb import CosmosDBManagementClient
 from azure.mgmt.keyvault import KeyVaultManagementClient
-
-TENANT = os.environ["AZURE_TENANT_ID"]
-CLIENT = os.environ["AZURE_CLIENT_ID"]
-SECRET = os.environ["AZURE_CLIENT_SECRET"]
-SUB = os.environ["SEED_SUBSCRIPTION"]
-RG = os.environ["SEED_RESOURCE_GROUP"]
-VAULT = os.environ["SEED_VAULT"]
-ACCOUNT = os.environ["SEED_ACCOUNT"]
-
-
-def step(name, fn):
-    try:
-        out = fn()
-    except Exception as e:  # noqa: BLE001 - report any failure with its step
-        print(json.dumps({"step": name, "ok": False, "error": f"{type(e).__name__}: {e}"}))
-        traceback.print_exc()
-        sys.exit(1)
-    print(json.dumps({"step": name, "ok": True, **(out or {})}), flush=True)
-    return out
-
-
-cred = ClientSecretCredential(TENANT, CLIENT, SECRET)
+from seed_common import ACCOUNT, RG, SUB, VAULT, cred, step
 
 
 def token():
