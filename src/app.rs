@@ -81,11 +81,15 @@ pub struct RunOptions {
     /// Milliseconds a simulated long-running operation takes.
     #[arg(long, default_value_t = 3000)]
     pub simulator_lro_ms: u64,
-    /// With --azure simulator: use the simulator already running at this base URL
-    /// (`cmk-operator simulate`, or a benchmark's) instead of embedding one. It must
-    /// use the default tenant and operator credentials (docs/simulator.md).
+    /// With --azure simulator: use the simulator already running at this address
+    /// (`https://127.0.0.1:8443/`, as `cmk-operator simulate` prints it) instead of
+    /// embedding one: Azure's host names are resolved to it. It must use the
+    /// default tenant and operator credentials (docs/simulator.md).
     #[arg(long, env = "CMK_SIMULATOR_URL")]
     pub simulator_url: Option<String>,
+    /// With --simulator-url: the simulator's CA certificate (PEM; `simulate --ca-file`).
+    #[arg(long, env = "CMK_SIMULATOR_CA_FILE")]
+    pub simulator_ca_file: Option<std::path::PathBuf>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080", env = "CMK_HEALTH_LISTEN")]
     pub health_listen: std::net::SocketAddr,
@@ -138,6 +142,10 @@ pub enum StartError {
         "--simulator-url (or CMK_SIMULATOR_URL) only applies with --azure simulator; with --azure azure the operator talks to real Azure: drop it, or use --azure simulator"
     )]
     SimulatorUrlWithAzure,
+    #[error(
+        "--simulator-url {0:?}: {1} (give the address `cmk-operator simulate` printed, e.g. https://127.0.0.1:8443/, and its --simulator-ca-file)"
+    )]
+    SimulatorUrl(String, String),
     #[error("cannot read the tenancy policy {0} (--tenancy-config): {1}")]
     TenancyRead(std::path::PathBuf, std::io::Error),
     #[error("the tenancy policy {0} (--tenancy-config) is refused: {1}")]
@@ -169,14 +177,10 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     let (azure, first_party) = match (opts.azure, &opts.simulator_url) {
         (Backend::Simulator, Some(url)) => {
             let defaults = SimConfig::default();
-            let base = if url.ends_with('/') {
-                url.clone()
-            } else {
-                format!("{url}/")
-            };
-            tracing::warn!(base_url = %base, "using an external Azure simulator");
+            let cloud = external_simulator(url, opts.simulator_ca_file.as_deref()).await?;
+            tracing::warn!(simulator = %url, "using an external Azure simulator");
             let settings = AzureSettings {
-                cloud: Cloud::simulator(&base),
+                cloud,
                 credential: CredentialSource::ClientSecret {
                     tenant_id: defaults.tenant_id.clone(),
                     client_id: defaults.operator_client_id.clone(),
@@ -203,7 +207,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
             let sim = crate::embedded::start(config).await?;
             let (client_id, client_secret, _) = sim.operator_credentials();
             let settings = AzureSettings {
-                cloud: Cloud::simulator(sim.base_url()),
+                cloud: sim.cloud(),
                 credential: CredentialSource::ClientSecret {
                     tenant_id: sim.tenant_id().to_owned(),
                     client_id,
@@ -214,7 +218,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
                 limiter,
             };
             let first_party = sim.config().cosmos_first_party_object_id.clone();
-            tracing::info!(base_url = sim.base_url(), "embedded simulator started");
+            tracing::info!(address = %sim.addr(), "embedded simulator started");
             _simulator = Some(sim);
             (SdkAzure::new(settings)?, first_party)
         }
@@ -315,6 +319,30 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The public cloud resolved to the simulator at `url`, trusting its CA file.
+async fn external_simulator(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Cloud, StartError> {
+    let bad = |why: String| StartError::SimulatorUrl(url.to_owned(), why);
+    let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    if parsed.scheme() != "https" {
+        return Err(bad("the simulator serves https only".into()));
+    }
+    let host = parsed.host_str().ok_or_else(|| bad("no host".into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = parsed.port().unwrap_or(443);
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("the host has no address".into()))?;
+    let ca_file = ca_file.ok_or_else(|| bad("--simulator-ca-file is missing".into()))?;
+    let ca_pem = std::fs::read_to_string(ca_file)
+        .map_err(|e| bad(format!("cannot read {}: {e}", ca_file.display())))?;
+    Ok(Cloud::simulator(addr, &ca_pem))
 }
 
 /// The object id of the first-party principal, once every setting real Azure

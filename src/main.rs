@@ -49,6 +49,10 @@ enum Command {
         /// Load state from this file at start and save it there on shutdown.
         #[arg(long)]
         state_file: Option<PathBuf>,
+        /// Write the simulator's CA certificate (PEM) here, for clients to trust
+        /// (without it, the certificate is printed after the start-up lines).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -81,9 +85,13 @@ async fn main() -> ExitCode {
             init_logging(cli.log_format);
             cmk_operator::app::run(opts).await.map_err(Into::into)
         }
-        Command::Simulate { listen, state_file } => {
+        Command::Simulate {
+            listen,
+            state_file,
+            ca_file,
+        } => {
             init_logging(cli.log_format);
-            cmk_operator::sim::run_standalone(listen, state_file)
+            cmk_operator::sim::run_standalone(listen, state_file, ca_file)
                 .await
                 .map_err(Into::into)
         }

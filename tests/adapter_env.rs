@@ -9,7 +9,6 @@ use std::time::Duration;
 use adapter_support::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cmk_operator::azure::cloud::Cloud;
 use cmk_operator::azure::{AzureError, AzurePort, AzureSettings, CredentialSource, SdkAzure};
 use cmk_operator::sim::{FederatedCredential, Seed, SeedIdentity};
 use serde_json::json;
@@ -37,9 +36,10 @@ fn set(pairs: &[(&str, &str)]) {
 #[tokio::test]
 async fn environment_secret_federated_file_and_missing_variables() {
     let sim = start().await;
-    // The cloud's own authority host is unreachable: only AZURE_AUTHORITY_HOST works.
-    let mut cloud = Cloud::simulator(sim.base_url());
-    cloud.authority_host = "http://127.0.0.1:9/".into();
+    // The cloud's own authority host is another cloud's login (whose Entra
+    // knows no public-cloud resource): only AZURE_AUTHORITY_HOST works.
+    let mut cloud = sim.cloud();
+    cloud.authority_host = "https://login.microsoftonline.us/".into();
     let settings = AzureSettings {
         cloud,
         credential: CredentialSource::Environment,
@@ -53,7 +53,7 @@ async fn environment_secret_federated_file_and_missing_variables() {
         ("AZURE_TENANT_ID", sim.tenant_id()),
         ("AZURE_CLIENT_ID", &client_id),
         ("AZURE_CLIENT_SECRET", &secret),
-        ("AZURE_AUTHORITY_HOST", sim.base_url()),
+        ("AZURE_AUTHORITY_HOST", &sim.authority_host()),
     ]);
     let azure = SdkAzure::new(settings.clone()).unwrap();
     assert!(azure.provider_registered(SUB).await.unwrap());
@@ -88,7 +88,7 @@ async fn environment_secret_federated_file_and_missing_variables() {
         ("AZURE_TENANT_ID", sim.tenant_id()),
         ("AZURE_CLIENT_ID", &wi_client),
         ("AZURE_FEDERATED_TOKEN_FILE", file.to_str().unwrap()),
-        ("AZURE_AUTHORITY_HOST", sim.base_url()),
+        ("AZURE_AUTHORITY_HOST", &sim.authority_host()),
     ]);
     let azure = SdkAzure::new(settings.clone()).unwrap();
     assert!(azure.provider_registered(SUB).await.unwrap());

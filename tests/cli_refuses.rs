@@ -89,6 +89,33 @@ fn a_simulator_url_with_real_azure_is_refused() {
 }
 
 #[test]
+fn an_external_simulator_needs_https_and_its_ca_file() {
+    let err = refused(&[
+        "--azure",
+        "simulator",
+        "--simulator-url",
+        "http://127.0.0.1:1",
+    ]);
+    assert!(err.contains("https only"), "{err}");
+    let err = refused(&[
+        "--azure",
+        "simulator",
+        "--simulator-url",
+        "https://127.0.0.1:1",
+    ]);
+    assert!(err.contains("--simulator-ca-file is missing"), "{err}");
+    let err = refused(&[
+        "--azure",
+        "simulator",
+        "--simulator-url",
+        "https://127.0.0.1:1",
+        "--simulator-ca-file",
+        "/nonexistent/ca.pem",
+    ]);
+    assert!(err.contains("cannot read /nonexistent/ca.pem"), "{err}");
+}
+
+#[test]
 fn a_resync_budget_that_is_not_positive_is_refused() {
     for bad in ["0", "-1", "NaN"] {
         let flag = format!("--resync-reads-per-second={bad}");

@@ -27,6 +27,7 @@ async fn call(
     body: Option<Value>,
 ) -> (u16, Value) {
     send(
+        sim,
         &credential(sim),
         ARM_SCOPE,
         method,

@@ -36,10 +36,10 @@ async fn client_secret_tokens_and_errors() {
         "{left}"
     );
 
-    let base = Url::parse(sim.base_url()).unwrap();
+    let base = Url::parse(&sim.authority_host()).unwrap();
     let (id, _, _) = sim.operator_credentials();
     let wrong = ClientSecretCredential::new(
-        azure_core::new_http_client(),
+        sim.http_client(),
         base.clone(),
         sim.tenant_id().into(),
         id.clone(),
@@ -48,7 +48,7 @@ async fn client_secret_tokens_and_errors() {
     assert!(wrong.get_token(&[ARM_SCOPE]).await.is_err());
     assert_eq!(sim.count_status("Token", 401), 1);
     let unknown = ClientSecretCredential::new(
-        azure_core::new_http_client(),
+        sim.http_client(),
         base.clone(),
         sim.tenant_id().into(),
         "unknown-client".into(),
@@ -61,7 +61,7 @@ async fn client_secret_tokens_and_errors() {
             .is_err()
     );
     let other_tenant = ClientSecretCredential::new(
-        azure_core::new_http_client(),
+        sim.http_client(),
         base,
         "other-tenant".into(),
         id,
@@ -95,9 +95,9 @@ async fn workload_identity_federated_assertion() {
         .as_str()
         .unwrap()
         .to_owned();
-    let base = Url::parse(sim.base_url()).unwrap();
+    let base = Url::parse(&sim.authority_host()).unwrap();
     let wi: Arc<dyn TokenCredential> = Arc::new(WorkloadIdentityCredential::new(
-        azure_core::new_http_client(),
+        sim.http_client(),
         base.clone(),
         sim.tenant_id().into(),
         client_id.clone(),
@@ -118,8 +118,7 @@ async fn workload_identity_federated_assertion() {
         ..Default::default()
     })
     .unwrap();
-    let kc = azure_security_keyvault::KeyClient::new(&sim.vault_uri("kv-wi").unwrap(), wi.clone())
-        .unwrap();
+    let kc = KeyReader::new(&sim, &sim.vault_uri("kv-wi").unwrap(), wi.clone());
     let err = kc.get("k").await.unwrap_err();
     let (status, _, msg) = http_err(&err);
     assert_eq!(status, 403);
@@ -132,7 +131,7 @@ async fn workload_identity_federated_assertion() {
     kc.get("k").await.unwrap();
 
     let wrong_sub = WorkloadIdentityCredential::new(
-        azure_core::new_http_client(),
+        sim.http_client(),
         base.clone(),
         sim.tenant_id().into(),
         client_id.clone(),
@@ -143,7 +142,7 @@ async fn workload_identity_federated_assertion() {
     );
     assert!(wrong_sub.get_token(&[ARM_SCOPE]).await.is_err());
     let wrong_aud = WorkloadIdentityCredential::new(
-        azure_core::new_http_client(),
+        sim.http_client(),
         base,
         sim.tenant_id().into(),
         client_id,
@@ -197,10 +196,10 @@ async fn missing_expired_and_wrong_audience_tokens_get_401_challenges() {
         ..Default::default()
     })
     .unwrap();
-    let http = azure_core::new_http_client();
+    let http = sim.http_client();
     let arm_url = format!(
         "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/a?api-version=2025-10-15",
-        sim.base_url()
+        sim.arm_endpoint()
     );
     let resp = http
         .execute_request(&Request::new(Url::parse(&arm_url).unwrap(), Method::Get))
@@ -232,7 +231,7 @@ async fn missing_expired_and_wrong_audience_tokens_get_401_challenges() {
         challenge,
         format!(
             "Bearer authorization=\"{}{}\", resource=\"https://vault.azure.net\"",
-            sim.base_url(),
+            sim.authority_host(),
             sim.tenant_id()
         )
     );
@@ -240,14 +239,13 @@ async fn missing_expired_and_wrong_audience_tokens_get_401_challenges() {
         serde_json::from_slice(&resp.into_body().collect().await.unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "Unauthorized");
 
-    // ARM token on Key Vault through the SDK's KeyClient.
+    // ARM token on Key Vault, read as the SDK's KeyClient reads.
     let arm_tok = Arc::new(StaticToken(sim.issue_token(
         &oid,
         "https://management.azure.com",
         600,
     )));
-    let kc = azure_security_keyvault::KeyClient::new(&sim.vault_uri("kv-auth").unwrap(), arm_tok)
-        .unwrap();
+    let kc = KeyReader::new(&sim, &sim.vault_uri("kv-auth").unwrap(), arm_tok);
     let err = kc.get("k").await.unwrap_err();
     assert_eq!(
         http_err(&err),
@@ -256,7 +254,7 @@ async fn missing_expired_and_wrong_audience_tokens_get_401_challenges() {
     // The discovery document points at the token endpoint.
     let disc = format!(
         "{}{}/v2.0/.well-known/openid-configuration",
-        sim.base_url(),
+        sim.authority_host(),
         sim.tenant_id()
     );
     let resp = http
@@ -286,9 +284,9 @@ async fn federated_identity_credentials_through_azure_mgmt_msi() {
         .as_str()
         .unwrap()
         .to_owned();
-    let base = Url::parse(sim.base_url()).unwrap();
+    let base = Url::parse(&sim.authority_host()).unwrap();
     let wi = WorkloadIdentityCredential::new(
-        azure_core::new_http_client(),
+        sim.http_client(),
         base,
         sim.tenant_id().into(),
         client_id,
@@ -319,9 +317,9 @@ async fn federated_identity_credentials_through_azure_mgmt_msi() {
     let cred = credential(&sim);
     let url = format!(
         "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/wi-arm/federatedIdentityCredentials/ficResourceName?api-version=2024-11-30",
-        sim.base_url()
+        sim.arm_endpoint()
     );
-    let (_, raw) = send(&cred, ARM_SCOPE, Method::Get, &url, None).await;
+    let (_, raw) = send(&sim, &cred, ARM_SCOPE, Method::Get, &url, None).await;
     assert_shape(&raw, &fixture("federated_identity_credential.json"), "fic");
     // A bad issuer is refused; deleting the credential stops new tokens.
     let bad: msi_sdk::models::FederatedIdentityCredential = serde_json::from_value(json!({

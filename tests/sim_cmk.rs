@@ -89,9 +89,9 @@ async fn happy_path_reports_cmk_fields_and_follows_rotation() {
     let cred = credential(&sim);
     let url = format!(
         "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/acct-cmk?api-version=2025-10-15",
-        sim.base_url()
+        sim.arm_endpoint()
     );
-    let (_, raw) = send(&cred, ARM_SCOPE, Method::Get, &url, None).await;
+    let (_, raw) = send(&sim, &cred, ARM_SCOPE, Method::Get, &url, None).await;
     assert_shape(
         &raw,
         &fixture("database_account_cmk.json")
@@ -109,6 +109,7 @@ async fn happy_path_reports_cmk_fields_and_follows_rotation() {
     // Rotate the key (new version): the versionless URI follows it.
     let kv_scope = kv_scope(&sim, "kv-good");
     let (status, rotated) = send(
+        &sim,
         &cred,
         &kv_scope,
         Method::Post,
@@ -124,7 +125,7 @@ async fn happy_path_reports_cmk_fields_and_follows_rotation() {
         .next()
         .unwrap()
         .to_owned();
-    let (_, raw) = send(&cred, ARM_SCOPE, Method::Get, &url, None).await;
+    let (_, raw) = send(&sim, &cred, ARM_SCOPE, Method::Get, &url, None).await;
     assert_eq!(raw["properties"]["keyVaultKeyUriVersion"], v2.as_str());
     assert_ne!(v1, v2);
 }
@@ -242,6 +243,7 @@ async fn missing_or_disabled_key_and_missing_locations() {
     let cred = credential(&sim);
     let scope = kv_scope(&sim, "kv-keys");
     let (_, k) = send(
+        &sim,
         &cred,
         &scope,
         Method::Get,
@@ -251,6 +253,7 @@ async fn missing_or_disabled_key_and_missing_locations() {
     .await;
     let kid = k["key"]["kid"].as_str().unwrap().to_owned();
     let (status, _) = send(
+        &sim,
         &cred,
         &scope,
         Method::Patch,
@@ -387,6 +390,7 @@ async fn disabling_the_version_in_use_revokes_until_only_delete_or_identity_upda
     let cred = credential(&sim);
     let scope = kv_scope(&sim, "kv-rev");
     let (_, k) = send(
+        &sim,
         &cred,
         &scope,
         Method::Get,
@@ -396,6 +400,7 @@ async fn disabling_the_version_in_use_revokes_until_only_delete_or_identity_upda
     .await;
     let kid = k["key"]["kid"].as_str().unwrap().to_owned();
     send(
+        &sim,
         &cred,
         &scope,
         Method::Patch,
@@ -428,6 +433,7 @@ async fn disabling_the_version_in_use_revokes_until_only_delete_or_identity_upda
 
     // Re-enable: access returns (recovery is immediate in test config).
     send(
+        &sim,
         &cred,
         &scope,
         Method::Patch,

@@ -33,7 +33,7 @@ async fn create_polls_lro_then_get_list_patch_delete() {
     let client = cosmos(&sim);
     let accounts = client.database_accounts_client();
 
-    // send(): the raw first answer carries the LRO headers.
+    // send(&sim, ): the raw first answer carries the LRO headers.
     let resp = accounts
         .create_or_update(SUB, RG, "acct-one", create_params(json!({})))
         .send()
@@ -62,7 +62,7 @@ async fn create_polls_lro_then_get_list_patch_delete() {
     let cred = credential(&sim);
     let mut seen = Vec::new();
     for _ in 0..100 {
-        let (status, op) = send(&cred, ARM_SCOPE, Method::Get, &async_op, None).await;
+        let (status, op) = send(&sim, &cred, ARM_SCOPE, Method::Get, &async_op, None).await;
         assert_eq!(status, 200);
         let s = op["status"].as_str().unwrap().to_owned();
         if seen.last() != Some(&s) {
@@ -82,7 +82,7 @@ async fn create_polls_lro_then_get_list_patch_delete() {
         seen.iter().any(|s| s == "Enqueued" || s == "Dequeued"),
         "{seen:?}"
     );
-    let (status, _) = send(&cred, ARM_SCOPE, Method::Get, &location, None).await;
+    let (status, _) = send(&sim, &cred, ARM_SCOPE, Method::Get, &location, None).await;
     assert_eq!(status, 200);
 
     let got = accounts.get(SUB, RG, "acct-one").await.unwrap();
@@ -237,9 +237,10 @@ async fn bad_requests_get_arm_errors() {
     let cred = credential(&sim);
     let url = format!(
         "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/acct-z",
-        sim.base_url()
+        sim.arm_endpoint()
     );
     let (status, body) = send(
+        &sim,
         &cred,
         ARM_SCOPE,
         Method::Get,
@@ -251,12 +252,13 @@ async fn bad_requests_get_arm_errors() {
         (status, body["error"]["code"].as_str()),
         (400, Some("NoRegisteredProviderFound"))
     );
-    let (status, body) = send(&cred, ARM_SCOPE, Method::Get, &url, None).await;
+    let (status, body) = send(&sim, &cred, ARM_SCOPE, Method::Get, &url, None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("MissingApiVersionParameter"))
     );
     let (status, body) = send(
+        &sim,
         &cred,
         ARM_SCOPE,
         Method::Put,
@@ -299,9 +301,10 @@ async fn provider_registration_gates_creation() {
     let cred = credential(&sim);
     let url = format!(
         "{}subscriptions/{SUB}/providers/Microsoft.DocumentDB",
-        sim.base_url()
+        sim.arm_endpoint()
     );
     let (status, body) = send(
+        &sim,
         &cred,
         ARM_SCOPE,
         Method::Post,
@@ -315,6 +318,7 @@ async fn provider_registration_gates_creation() {
     );
     tokio::time::sleep(sim.config().lro_duration * 2).await;
     let (_, body) = send(
+        &sim,
         &cred,
         ARM_SCOPE,
         Method::Get,

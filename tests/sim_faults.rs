@@ -210,7 +210,7 @@ async fn lro_that_fails_or_stalls() {
         Some("Failed")
     );
     let cred = credential(&sim);
-    let (_, op) = send(&cred, ARM_SCOPE, Method::Get, &status_url, None).await;
+    let (_, op) = send(&sim, &cred, ARM_SCOPE, Method::Get, &status_url, None).await;
     assert_eq!(op["status"], "Failed");
     assert!(op["error"]["code"].is_string());
 
@@ -232,7 +232,7 @@ async fn lro_that_fails_or_stalls() {
         .get_optional_string(&azure_core::headers::AZURE_ASYNCOPERATION)
         .unwrap();
     tokio::time::sleep(sim.config().lro_duration * 3).await;
-    let (_, op) = send(&cred, ARM_SCOPE, Method::Get, &status_url, None).await;
+    let (_, op) = send(&sim, &cred, ARM_SCOPE, Method::Get, &status_url, None).await;
     assert_eq!(op["status"], "Dequeued");
     let acct = accounts.get(SUB, RG, "acct-stall").await.unwrap();
     assert_eq!(
@@ -282,6 +282,7 @@ async fn key_vault_unreachable_for_clients_and_for_cosmos() {
     });
     let cred = credential(&sim);
     let (status, body) = send(
+        &sim,
         &cred,
         &kv_scope(&sim, "kv-down"),
         Method::Get,
@@ -371,7 +372,7 @@ async fn state_survives_save_and_load() {
 #[tokio::test]
 async fn admin_api_over_http() {
     let sim = start().await;
-    let http = azure_core::new_http_client();
+    let http = sim.http_client();
     let put = |path: &str, body: serde_json::Value| {
         let mut r = azure_core::Request::new(
             azure_core::Url::parse(&format!("{}_admin/{path}", sim.base_url())).unwrap(),
@@ -420,10 +421,7 @@ async fn raw_get(sim: &cmk_operator::sim::SimHandle, url: &str) -> (u16, Option<
     let token = credential(sim).get_token(&[ARM_SCOPE]).await.unwrap();
     let mut req = azure_core::Request::new(azure_core::Url::parse(url).unwrap(), Method::Get);
     req.insert_header("authorization", format!("Bearer {}", token.token.secret()));
-    let resp = azure_core::new_http_client()
-        .execute_request(&req)
-        .await
-        .unwrap();
+    let resp = sim.http_client().execute_request(&req).await.unwrap();
     let status = u16::from(resp.status());
     let retry_after = resp
         .headers()
@@ -444,7 +442,7 @@ async fn hostile_answers_retry_after_garbage_truncated_huge_and_missing_fields()
     wait_account(&cosmos(&sim), RG, "acct-hostile").await;
     let url = format!(
         "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/acct-hostile?api-version=2024-09-01-preview",
-        sim.base_url()
+        sim.arm_endpoint()
     );
     let once = |answer: HostileAnswer| FaultConfig {
         hostile: vec![HostileFault {
@@ -475,10 +473,7 @@ async fn hostile_answers_retry_after_garbage_truncated_huge_and_missing_fields()
         }]}))
         .unwrap(),
     );
-    let resp = azure_core::new_http_client()
-        .execute_request(&put)
-        .await
-        .unwrap();
+    let resp = sim.http_client().execute_request(&put).await.unwrap();
     assert_eq!(u16::from(resp.status()), 200);
     let (status, _, body) = raw_get(&sim, &url).await;
     assert_eq!(status, 200);

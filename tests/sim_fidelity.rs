@@ -17,7 +17,7 @@ const OTHER_SUB: &str = "00000000-0000-0000-0000-0000000000bb";
 fn account_url(sim: &SimHandle, sub: &str, rg: &str, name: &str) -> String {
     format!(
         "{}subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DocumentDB/databaseAccounts/{name}",
-        sim.base_url()
+        sim.arm_endpoint()
     )
 }
 
@@ -47,6 +47,7 @@ async fn put_account(
 ) -> (u16, Value) {
     let cred = credential(sim);
     send(
+        sim,
         &cred,
         ARM_SCOPE,
         Method::Put,
@@ -67,14 +68,14 @@ async fn put_plain(sim: &SimHandle, sub: &str, rg: &str, name: &str) -> (u16, Va
 
 /// GET through azure_core with an ARM token.
 async fn get(sim: &SimHandle, url: &str) -> (u16, Value) {
-    send(&credential(sim), ARM_SCOPE, Method::Get, url, None).await
+    send(sim, &credential(sim), ARM_SCOPE, Method::Get, url, None).await
 }
 
 /// An account list URL under `scope` (`subscriptions/{s}[/resourceGroups/{rg}]`).
 fn list_url(sim: &SimHandle, scope: &str, query: &str) -> String {
     format!(
         "{}{scope}/providers/Microsoft.DocumentDB/databaseAccounts?{query}",
-        sim.base_url()
+        sim.arm_endpoint()
     )
 }
 
@@ -111,6 +112,7 @@ async fn versioned_key_uri_is_refused_on_create_and_on_update() {
     // The key's `kid` as Key Vault returns it: the versioned URI a user copies.
     let cred = credential(&sim);
     let (status, key) = send(
+        &sim,
         &cred,
         &kv_scope(&sim, "kv-ver"),
         Method::Get,
@@ -162,6 +164,7 @@ async fn versioned_key_uri_is_refused_on_create_and_on_update() {
     assert_eq!(status, 200, "{b}");
     wait_succeeded(&sim, "acct-ver").await;
     let (status, b) = send(
+        &sim,
         &cred,
         ARM_SCOPE,
         Method::Patch,
@@ -190,12 +193,28 @@ async fn account_names_are_global_dns_names() {
     let exists = |name: &str| {
         format!(
             "{}providers/Microsoft.DocumentDB/databaseAccountNames/{name}?api-version=2025-10-15",
-            sim.base_url()
+            sim.arm_endpoint()
         )
     };
-    let (status, _) = send(&cred, ARM_SCOPE, Method::Head, &exists("shared-name"), None).await;
+    let (status, _) = send(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Head,
+        &exists("shared-name"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = send(&cred, ARM_SCOPE, Method::Head, &exists("free-name"), None).await;
+    let (status, _) = send(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Head,
+        &exists("free-name"),
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
     assert_eq!(sim.count("DatabaseAccounts_CheckNameExists"), 2);
 
@@ -497,7 +516,7 @@ async fn api_versions_azure_serves_and_refuses() {
     .await;
     assert_eq!(status, 200, "{b}");
     let cred = credential(&sim);
-    let base = sim.base_url().to_owned();
+    let base = sim.arm_endpoint();
     let acct = account_url(&sim, SUB, RG, "acct-api");
     let vault = format!(
         "{base}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-api"
@@ -521,6 +540,7 @@ async fn api_versions_azure_serves_and_refuses() {
         assert_eq!(status, 200, "{url} {v}: {b}");
     }
     let (status, b) = send(
+        &sim,
         &cred,
         &kv_scope(&sim, "kv-api"),
         Method::Get,
@@ -566,6 +586,7 @@ async fn api_versions_azure_serves_and_refuses() {
     );
     // Key Vault's data plane: BadParameter in its own error shape.
     let (status, b) = send(
+        &sim,
         &cred,
         &kv_scope(&sim, "kv-api"),
         Method::Get,

@@ -5,11 +5,12 @@
 
 mod sim_support;
 
-use azure_core::Method;
-use azure_security_keyvault::prelude::{
-    CryptographParamtersEncryption, EncryptionAlgorithm, KeyVaultKey, RsaEncryptionParameters,
-    UnwrapKeyParameters,
-};
+use std::sync::Arc;
+
+use azure_core::auth::TokenCredential;
+use azure_core::{Method, Url};
+use azure_identity::ClientSecretCredential;
+use azure_security_keyvault::prelude::KeyVaultKey;
 use cmk_operator::sim::Seed;
 use serde_json::json;
 use sim_support::*;
@@ -29,6 +30,7 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
     // Create (KeyVault_CreateKey) with the 7.6 example body.
     let create = json!({"kty": "RSA", "key_size": 3072, "key_ops": ["wrapKey", "unwrapKey"], "attributes": {}, "tags": {"purpose": "cmk"}});
     let (status, created) = send(
+        &sim,
         &cred,
         &scope,
         Method::Post,
@@ -45,6 +47,7 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
 
     // Bad size: Key Vault's BadParameter.
     let (status, err) = send(
+        &sim,
         &cred,
         &scope,
         Method::Post,
@@ -62,7 +65,7 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
     let latest = kc.get("cmk").await.unwrap();
     assert_eq!(latest.key.id.as_deref(), Some(kid1.as_str()));
     let v1 = kid1.rsplit('/').next().unwrap().to_owned();
-    let by_version = kc.get("cmk").version(v1.clone()).await.unwrap();
+    let by_version = kc.get_version("cmk", &v1).await.unwrap();
     assert_eq!(by_version.properties.attributes.enabled, Some(true));
     assert_eq!(
         by_version.properties.attributes.recovery_level.as_deref(),
@@ -71,6 +74,7 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
 
     // Wrap (azure_core) then unwrap through the SDK.
     let (status, wrapped) = send(
+        &sim,
         &cred,
         &scope,
         Method::Post,
@@ -81,23 +85,22 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
     )
     .await;
     assert_eq!(status, 200);
-    let ct = wrapped["value"].as_str().unwrap().as_bytes().to_vec();
-    let params = UnwrapKeyParameters {
-        decrypt_parameters_encryption: CryptographParamtersEncryption::Rsa(
-            RsaEncryptionParameters::new(EncryptionAlgorithm::RsaOaep256).unwrap(),
-        ),
-        ciphertext: ct,
-    };
-    let plain = kc
-        .unwrap_key("cmk", params)
-        .version(v1.clone())
-        .await
-        .unwrap();
-    assert_eq!(plain.key_id, kid1);
-    assert!(!plain.result.is_empty());
+    let (status, plain) = send(
+        &sim,
+        &cred,
+        &scope,
+        Method::Post,
+        &format!("{kid1}/unwrapkey?api-version=7.6"),
+        Some(json!({"alg": "RSA-OAEP-256", "value": wrapped["value"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(plain["kid"].as_str(), Some(kid1.as_str()));
+    assert!(!plain["value"].as_str().unwrap_or_default().is_empty());
 
     // Rotate: a new version; versions lists both.
     let (_, rotated) = send(
+        &sim,
         &cred,
         &scope,
         Method::Post,
@@ -108,6 +111,7 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
     let kid2 = rotated["key"]["kid"].as_str().unwrap().to_owned();
     assert_ne!(kid1, kid2);
     let (_, versions) = send(
+        &sim,
         &cred,
         &scope,
         Method::Get,
@@ -120,6 +124,7 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
 
     // Disable the first version (UpdateKey); getting it is then forbidden.
     let (status, upd) = send(
+        &sim,
         &cred,
         &scope,
         Method::Patch,
@@ -131,12 +136,13 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
         (status, upd["attributes"]["enabled"].as_bool()),
         (200, Some(false))
     );
-    let err = kc.get("cmk").version(v1).await.unwrap_err();
+    let err = kc.get_version("cmk", &v1).await.unwrap_err();
     let (status, code, _) = http_err(&err);
     assert_eq!((status, code.as_str()), (403, "Forbidden"));
 
     // Rotation policy: default, then the 7.5 example body.
     let (_, default_policy) = send(
+        &sim,
         &cred,
         &scope,
         Method::Get,
@@ -156,6 +162,7 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
         "attributes": {"expiryTime": "P2Y"}
     });
     let (status, stored) = send(
+        &sim,
         &cred,
         &scope,
         Method::Put,
@@ -170,18 +177,56 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
     let err = kc.get("absent").await.unwrap_err();
     assert_eq!(http_err(&err).1, "KeyNotFound");
 
-    // Path-style alias serves the same vault; its kids use the path form.
-    let path_uri = sim.vault_path_uri("kv-life");
+    // Kids name the host the client used: here with an explicit port, and
+    // under the China cloud's vault suffix with its own token.
+    let port = sim.addr().port();
+    let named = format!("https://kv-life.vault.azure.net:{port}/");
     let (status, got) = send(
+        &sim,
         &cred,
         &scope,
         Method::Get,
-        &format!("{path_uri}keys/cmk?api-version=7.6"),
+        &format!("{named}keys/cmk?api-version=7.6"),
         None,
     )
     .await;
     assert_eq!(status, 200);
-    assert!(got["key"]["kid"].as_str().unwrap().starts_with(&path_uri));
+    assert!(
+        got["key"]["kid"].as_str().unwrap().starts_with(&named),
+        "{got}"
+    );
+    let (id, secret, _) = sim.operator_credentials();
+    let china: Arc<dyn TokenCredential> = Arc::new(ClientSecretCredential::new(
+        sim.http_client(),
+        Url::parse("https://login.chinacloudapi.cn/").unwrap(),
+        sim.tenant_id().to_owned(),
+        id,
+        secret,
+    ));
+    let in_china = "https://kv-life.vault.azure.cn/keys/cmk?api-version=7.6";
+    let (status, got) = send(
+        &sim,
+        &china,
+        "https://vault.azure.cn/.default",
+        Method::Get,
+        in_china,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        got["key"]["kid"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://kv-life.vault.azure.cn/keys/cmk/"),
+        "{got}"
+    );
+    // A public-cloud token is for another audience there.
+    let (status, got) = send(&sim, &cred, &scope, Method::Get, in_china, None).await;
+    assert_eq!(
+        (status, got["error"]["code"].as_str()),
+        (401, Some("Unauthorized"))
+    );
 }
 
 #[tokio::test]
@@ -228,6 +273,7 @@ async fn permissions_follow_the_active_model() {
     let cred = credential(&sim);
     let scope = kv_scope(&sim, "kv-rb");
     let (status, body) = send(
+        &sim,
         &cred,
         &scope,
         Method::Get,
@@ -294,10 +340,11 @@ async fn permissions_follow_the_active_model() {
     let cred = credential(&sim);
     let ra_url = format!(
         "{}{}/providers/Microsoft.Authorization/roleAssignments",
-        sim.base_url(),
+        sim.arm_endpoint(),
         vault_id("kv-rb").trim_start_matches('/')
     );
     let (_, raw) = send(
+        &sim,
         &cred,
         ARM_SCOPE,
         Method::Get,
@@ -307,6 +354,7 @@ async fn permissions_follow_the_active_model() {
     .await;
     assert_shape(&raw, &fixture("role_assignment.json"), "roleAssignment");
     let (_, list) = send(
+        &sim,
         &cred,
         ARM_SCOPE,
         Method::Get,
@@ -351,16 +399,16 @@ async fn vaults_and_identities_through_management_sdks() {
             .vault_uri
             .as_deref()
             .unwrap()
-            .starts_with("http://127.0.0.1:")
+            .eq("https://kv-mgmt.vault.azure.net/")
     );
     let got = kv.vaults_client().get(RG, "kv-mgmt", SUB).await.unwrap();
     assert_eq!(got.properties.enable_rbac_authorization, Some(true));
     let cred = credential(&sim);
     let url = format!(
         "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-mgmt?api-version=2024-11-01",
-        sim.base_url()
+        sim.arm_endpoint()
     );
-    let (_, raw) = send(&cred, ARM_SCOPE, Method::Get, &url, None).await;
+    let (_, raw) = send(&sim, &cred, ARM_SCOPE, Method::Get, &url, None).await;
     assert_shape(&raw, &fixture("vault.json"), "vault");
     // Purge protection cannot be turned off.
     let off: keyvault::models::VaultCreateOrUpdateParameters = serde_json::from_value(json!({
@@ -405,9 +453,9 @@ async fn vaults_and_identities_through_management_sdks() {
     );
     let url = format!(
         "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-one?api-version=2024-11-30",
-        sim.base_url()
+        sim.arm_endpoint()
     );
-    let (_, raw) = send(&cred, ARM_SCOPE, Method::Get, &url, None).await;
+    let (_, raw) = send(&sim, &cred, ARM_SCOPE, Method::Get, &url, None).await;
     assert_shape(&raw, &fixture("user_assigned_identity.json"), "identity");
     let err = msi(&sim)
         .user_assigned_identities_client()

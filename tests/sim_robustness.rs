@@ -21,7 +21,7 @@ async fn malformed_requests_get_error_bodies() {
     let (_, _, oid) = sim.operator_credentials();
     let arm = sim.issue_token(&oid, "https://management.azure.com", 600);
     let kv = sim.issue_token(&oid, "https://vault.azure.net", 600);
-    let base = sim.base_url().to_owned();
+    let base = sim.arm_endpoint();
     let vault = sim.vault_uri("kv-rob").unwrap();
     let acct = format!(
         "{base}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/acct-rob"
@@ -61,7 +61,7 @@ async fn malformed_requests_get_error_bodies() {
         Method::Post,
         Method::Delete,
     ];
-    let http = azure_core::new_http_client();
+    let http = sim.http_client();
     for path in &paths {
         for m in &methods {
             for body in bodies {
@@ -100,11 +100,12 @@ async fn malformed_requests_get_error_bodies() {
         "{base}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-rob/accessPolicies/add?api-version=2024-11-01"
     );
     let weird = serde_json::json!({"properties": {"accessPolicies": [{"tenantId": "t", "objectId": "o", "permissions": "all"}, 5]}});
-    let (status, body) = send(&cred, ARM_SCOPE, Method::Put, &ap, Some(weird)).await;
+    let (status, body) = send(&sim, &cred, ARM_SCOPE, Method::Put, &ap, Some(weird)).await;
     assert_eq!(status, 400, "{body}");
     let rp = format!("{vault}keys/k/rotationpolicy?api-version=7.6");
     let kv_scope = kv_scope(&sim, "kv-rob");
     let (status, _) = send(
+        &sim,
         &cred,
         &kv_scope,
         Method::Put,

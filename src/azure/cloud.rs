@@ -1,9 +1,12 @@
 //! Azure clouds: where ARM, Entra ID and Key Vault live, and who the Cosmos DB
-//! first-party principal is, for each sovereign cloud and for the simulator.
+//! first-party principal is, for each sovereign cloud. The simulator is the
+//! public cloud with its host names resolved to the simulator's address and
+//! the simulator's CA trusted: every check runs as against Azure.
 
 use std::fmt;
+use std::net::SocketAddr;
 
-/// The named clouds plus a custom endpoint set (the simulator, or Azure Stack).
+/// The named clouds; the simulator is one of them redirected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cloud {
     pub name: String,
@@ -19,6 +22,8 @@ pub struct Cloud {
     pub vault_hosts: VaultHosts,
     /// Application (client) id of the Azure Cosmos DB first-party service principal.
     pub cosmos_first_party_app_id: String,
+    /// Where this cloud's host names lead, when not to Azure (the simulator).
+    pub redirect: Option<Redirect>,
 }
 
 /// How vault URIs are formed.
@@ -26,9 +31,23 @@ pub struct Cloud {
 pub enum VaultHosts {
     /// `https://{vault}.{suffix}/`, e.g. `vault.azure.net`.
     DnsSuffix(String),
-    /// The simulator: plain http on a loopback address, one port per vault
-    /// (`http://127.0.0.1:{port}/`), or path-based (`http://127.0.0.1:{port}/keyvault/{vault}/`).
-    Loopback,
+}
+
+/// The transport of a simulated cloud: its host names (ARM, login, every
+/// vault) resolve to `addr`, and `ca_pem` is the one trusted root. URLs,
+/// key URI checks, token audiences and the https requirement are the cloud's own.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub addr: SocketAddr,
+    pub ca_pem: String,
+}
+
+impl fmt::Debug for Redirect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redirect")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The first-party application id the seed gives for every Azure region except Government.
@@ -71,19 +90,32 @@ impl Cloud {
         )
     }
 
-    /// The local simulator at `base` (e.g. `http://127.0.0.1:8443/`): ARM and the token
-    /// endpoint share its listener, vaults are loopback listeners of their own.
-    pub fn simulator(base: &str) -> Self {
-        let base = format!("{}/", base.trim_end_matches('/'));
+    /// The local simulator listening on `addr` with CA `ca_pem`: the public
+    /// cloud, its host names resolved to `addr`.
+    pub fn simulator(addr: SocketAddr, ca_pem: &str) -> Self {
         Cloud {
             name: "Simulator".into(),
-            resource_manager: base.clone(),
-            authority_host: base,
-            arm_audience: "https://management.azure.com".into(),
-            key_vault_audience: "https://vault.azure.net".into(),
-            vault_hosts: VaultHosts::Loopback,
-            cosmos_first_party_app_id: COSMOS_APP_ID_PUBLIC.into(),
+            redirect: Some(Redirect {
+                addr,
+                ca_pem: ca_pem.to_owned(),
+            }),
+            ..Self::public()
         }
+    }
+
+    /// Host names of this cloud's ARM and Entra endpoints, and its vaults' DNS suffix.
+    pub fn hosts(&self) -> (Vec<String>, &str) {
+        let host = |u: &str| {
+            url::Url::parse(u)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        };
+        let names = [&self.resource_manager, &self.authority_host]
+            .into_iter()
+            .filter_map(|u| host(u))
+            .collect();
+        let VaultHosts::DnsSuffix(suffix) = &self.vault_hosts;
+        (names, suffix)
     }
 
     fn named(name: &str, arm: &str, login: &str, vault_suffix: &str, app_id: &str) -> Self {
@@ -95,6 +127,7 @@ impl Cloud {
             key_vault_audience: format!("https://{}", vault_suffix),
             vault_hosts: VaultHosts::DnsSuffix(vault_suffix.into()),
             cosmos_first_party_app_id: app_id.into(),
+            redirect: None,
         }
     }
 
@@ -143,14 +176,29 @@ mod tests {
     }
 
     #[test]
-    fn simulator_base_is_normalised() {
+    fn the_simulator_is_the_public_cloud_redirected() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let sim = Cloud::simulator(addr, "PEM");
         assert_eq!(
-            Cloud::simulator("http://127.0.0.1:1/").resource_manager,
-            "http://127.0.0.1:1/"
+            Cloud {
+                name: "AzurePublicCloud".into(),
+                redirect: None,
+                ..sim.clone()
+            },
+            Cloud::public()
         );
+        assert_eq!(sim.redirect.as_ref().map(|r| r.addr), Some(addr));
+        assert!(!format!("{sim:?}").contains("PEM"));
+        let (names, suffix) = sim.hosts();
         assert_eq!(
-            Cloud::simulator("http://127.0.0.1:1").authority_host,
-            "http://127.0.0.1:1/"
+            (names, suffix),
+            (
+                vec![
+                    "management.azure.com".to_owned(),
+                    "login.microsoftonline.com".to_owned()
+                ],
+                "vault.azure.net"
+            )
         );
     }
 }

@@ -53,8 +53,6 @@ pub enum KeyUriError {
     VersionNotAllowed(String),
     #[error("key URI {0:?} has unexpected path segments after the version")]
     ExtraSegments(String),
-    #[error("key URI {0:?} points at a loopback vault, which only the local simulator serves")]
-    LoopbackOutsideSimulator(String),
 }
 
 impl KeyUri {
@@ -68,6 +66,7 @@ impl KeyUri {
         if scheme != "https" && scheme != "http" {
             return Err(KeyUriError::NotAUrl(e()));
         }
+        let VaultHosts::DnsSuffix(suffix) = hosts;
         if rest.contains(['?', '#', '@']) || rest.chars().any(char::is_whitespace) {
             return Err(KeyUriError::TrailingJunk(e()));
         }
@@ -88,53 +87,27 @@ impl KeyUri {
             segments.pop();
         }
 
-        let vault_base = match hosts {
-            VaultHosts::DnsSuffix(suffix) => {
-                if is_loopback(&host) {
-                    return Err(KeyUriError::LoopbackOutsideSimulator(e()));
-                }
-                if scheme != "https" {
-                    return Err(KeyUriError::NotHttps(e()));
-                }
-                let vault = host
-                    .strip_suffix(suffix.as_str())
-                    .and_then(|v| v.strip_suffix('.'))
-                    .filter(|v| !v.contains('.'))
-                    .ok_or_else(|| KeyUriError::WrongHost {
-                        uri: e(),
-                        host: host.clone(),
-                        suffix: suffix.clone(),
-                    })?;
-                check_vault_name(uri, vault)?;
-                if port.is_some_and(|p| p != 443) {
-                    return Err(KeyUriError::WrongHost {
-                        uri: e(),
-                        host: authority.to_owned(),
-                        suffix: suffix.clone(),
-                    });
-                }
-                format!("https://{host}")
-            }
-            VaultHosts::Loopback => {
-                if !is_loopback(&host) {
-                    return Err(KeyUriError::WrongHost {
-                        uri: e(),
-                        host,
-                        suffix: "loopback (simulator)".into(),
-                    });
-                }
-                let authority = port.map_or_else(|| host.clone(), |p| format!("{host}:{p}"));
-                // Path-based form: /keyvault/{vault}/keys/...
-                if segments.first() == Some(&"keyvault") && segments.len() >= 2 {
-                    let vault = segments[1].to_ascii_lowercase();
-                    check_vault_name(uri, &vault)?;
-                    segments.drain(..2);
-                    format!("{scheme}://{authority}/keyvault/{vault}")
-                } else {
-                    format!("{scheme}://{authority}")
-                }
-            }
-        };
+        if scheme != "https" {
+            return Err(KeyUriError::NotHttps(e()));
+        }
+        let vault = host
+            .strip_suffix(suffix.as_str())
+            .and_then(|v| v.strip_suffix('.'))
+            .filter(|v| !v.contains('.'))
+            .ok_or_else(|| KeyUriError::WrongHost {
+                uri: e(),
+                host: host.clone(),
+                suffix: suffix.clone(),
+            })?;
+        check_vault_name(uri, vault)?;
+        if port.is_some_and(|p| p != 443) {
+            return Err(KeyUriError::WrongHost {
+                uri: e(),
+                host: authority.to_owned(),
+                suffix: suffix.clone(),
+            });
+        }
+        let vault_base = format!("https://{host}");
 
         match segments.as_slice() {
             ["keys"] | [] => Err(KeyUriError::MissingKeyName(e())),
@@ -199,10 +172,6 @@ impl fmt::Display for KeyUri {
             None => f.write_str(&self.versionless()),
         }
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
 fn check_vault_name(uri: &str, name: &str) -> Result<(), KeyUriError> {

@@ -1,4 +1,4 @@
-//! The key-URI table: valid and invalid identifiers for each cloud and the simulator.
+//! The key-URI table: valid and invalid identifiers for each cloud (the simulator is the public cloud).
 
 use super::cloud::{Cloud, VaultHosts};
 use super::key_uri::{KeyUri, KeyUriError};
@@ -15,7 +15,8 @@ type Expected = Result<(&'static str, Option<&'static str>), &'static str>;
 fn table() -> Vec<(String, VaultHosts, Expected)> {
     let gov = Cloud::us_government().vault_hosts;
     let cn = Cloud::china().vault_hosts;
-    let sim = VaultHosts::Loopback;
+    // The simulator is the public cloud redirected: the same rules.
+    let sim = Cloud::simulator(([127, 0, 0, 1], 8443).into(), "").vault_hosts;
     let ok = |u: &'static str| Ok((u, None));
     vec![
         // valid, public cloud
@@ -73,26 +74,31 @@ fn table() -> Vec<(String, VaultHosts, Expected)> {
             cn.clone(),
             ok("https://cnvault.vault.azure.cn/keys/k"),
         ),
-        // valid, simulator
+        // the simulator: Azure's form only
+        (
+            format!("https://myvault.vault.azure.net/keys/k/{V}"),
+            sim.clone(),
+            Ok(("https://myvault.vault.azure.net/keys/k", Some(V))),
+        ),
         (
             "http://127.0.0.1:40123/keys/k".into(),
             sim.clone(),
-            ok("http://127.0.0.1:40123/keys/k"),
+            Err("NotHttps"),
         ),
         (
-            format!("http://127.0.0.1:40123/keys/k/{V}"),
+            "https://127.0.0.1:8443/keyvault/myvault/keys/k".into(),
             sim.clone(),
-            Ok(("http://127.0.0.1:40123/keys/k", Some(V))),
+            Err("WrongHost"),
         ),
         (
-            "http://127.0.0.1:8443/keyvault/myvault/keys/k".into(),
+            "https://localhost/keys/k".into(),
             sim.clone(),
-            ok("http://127.0.0.1:8443/keyvault/myvault/keys/k"),
+            Err("WrongHost"),
         ),
         (
-            "http://localhost:8443/keys/k".into(),
+            "https://myvault.vault.azure.net:8443/keys/k".into(),
             sim.clone(),
-            ok("http://localhost:8443/keys/k"),
+            Err("WrongHost"),
         ),
         // invalid
         (
@@ -144,7 +150,7 @@ fn table() -> Vec<(String, VaultHosts, Expected)> {
         (
             "https://myvault.vault.azure.net/keys/k".into(),
             sim,
-            Err("WrongHost"),
+            ok("https://myvault.vault.azure.net/keys/k"),
         ),
         (
             "https://ab.vault.azure.net/keys/k".into(),
@@ -229,7 +235,7 @@ fn table() -> Vec<(String, VaultHosts, Expected)> {
         (
             "https://127.0.0.1:8443/keys/k".into(),
             public(),
-            Err("LoopbackOutsideSimulator"),
+            Err("WrongHost"),
         ),
         (
             "https://myvault.vault.azure.net:abc/keys/k".into(),
@@ -251,7 +257,6 @@ fn kind(e: &KeyUriError) -> &'static str {
         KeyUriError::BadVersion { .. } => "BadVersion",
         KeyUriError::VersionNotAllowed(_) => "VersionNotAllowed",
         KeyUriError::ExtraSegments(_) => "ExtraSegments",
-        KeyUriError::LoopbackOutsideSimulator(_) => "LoopbackOutsideSimulator",
     }
 }
 
@@ -301,7 +306,7 @@ fn versionless_form_is_required_where_asked() {
 fn parsing_never_panics_on_arbitrary_input() {
     // A cheap deterministic fuzz: every prefix and byte-flip of a valid URI.
     let base = format!("https://myvault.vault.azure.net/keys/mykey/{V}");
-    let hosts = [public(), VaultHosts::Loopback];
+    let hosts = [public(), Cloud::china().vault_hosts];
     for i in 0..base.len() {
         for h in &hosts {
             let _ = KeyUri::parse(&base[..i], h);

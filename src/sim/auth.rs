@@ -12,11 +12,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::errors::{ApiError, Style};
+use super::hosts::{CloudHosts, Origin};
 use super::server::App;
 use super::state::new_guid;
 
-pub const ARM_AUDIENCE: &str = "https://management.azure.com";
-pub const VAULT_AUDIENCE: &str = "https://vault.azure.net";
+/// The public cloud's audiences. `authenticate` takes them as the kind of
+/// token a route needs and checks for the request's cloud's own.
+pub const ARM_AUDIENCE: &str = super::hosts::PUBLIC.arm_audiences[0];
+pub const VAULT_AUDIENCE: &str = super::hosts::PUBLIC.vault_audience;
 const ASSERTION_AUDIENCE: &str = "api://AzureADTokenExchange";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -56,25 +59,20 @@ fn verify(key: u64, token: &str) -> Option<Claims> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Maps an OAuth scope to the audience it names, or `None` for an unknown resource.
-pub fn audience_for_scope(app: &App, scope: &str) -> Option<&'static str> {
+/// Maps an OAuth scope to the audience it names in `cloud` (each cloud's Entra
+/// knows only its own resources), or `None` for an unknown resource.
+pub fn audience_for_scope(cloud: &CloudHosts, scope: &str) -> Option<&'static str> {
     let resource = scope
         .trim()
         .trim_end_matches("/.default")
         .trim_end_matches('/')
         .to_ascii_lowercase();
-    let own = app.base_url.trim_end_matches('/').to_ascii_lowercase();
-    match resource.as_str() {
-        "https://management.azure.com" | "https://management.core.windows.net" => {
-            Some(ARM_AUDIENCE)
-        }
-        // The 0.21 management clients default their scope to `{endpoint}/.default`.
-        r if r == own => Some(ARM_AUDIENCE),
-        "https://vault.azure.net" => Some(VAULT_AUDIENCE),
-        // The 0.21 Key Vault client derives its scope from the vault URL's host
-        // minus its first label: `http://127.0.0.1:P/` gives `http://0.0.1`.
-        r if app.kv_loopback_scopes.iter().any(|s| s == r) => Some(VAULT_AUDIENCE),
-        _ => None,
+    if cloud.arm_audiences.contains(&resource.as_str()) {
+        Some(cloud.arm_audience())
+    } else if resource == cloud.vault_audience {
+        Some(cloud.vault_audience)
+    } else {
+        None
     }
 }
 
@@ -89,7 +87,12 @@ fn oauth_err(status: StatusCode, error: &str, aadsts: &str, description: String)
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token` (client credentials; secret or federated assertion).
-pub fn token(app: &App, tenant: &str, body: &[u8]) -> Result<(Value, String), ApiError> {
+pub fn token(
+    app: &App,
+    origin: &Origin,
+    tenant: &str,
+    body: &[u8],
+) -> Result<(Value, String), ApiError> {
     if app.faults_snapshot().token_outage {
         return Err(oauth_err(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -125,7 +128,7 @@ pub fn token(app: &App, tenant: &str, body: &[u8]) -> Result<(Value, String), Ap
     let client_id = field("client_id").unwrap_or_default().to_owned();
     let scope = field("scope").unwrap_or_default();
     let first_scope = scope.split_whitespace().next().unwrap_or_default();
-    let aud = audience_for_scope(app, first_scope).ok_or_else(|| {
+    let aud = audience_for_scope(origin.cloud, first_scope).ok_or_else(|| {
         oauth_err(
             StatusCode::BAD_REQUEST,
             "invalid_resource",
@@ -303,17 +306,25 @@ fn check_assertion(
     Ok(())
 }
 
-/// Checks the bearer token of a request for `audience`; answers Azure's 401 otherwise.
-pub fn authenticate(app: &App, headers: &HeaderMap, audience: &str) -> Result<Claims, ApiError> {
-    let style = if audience == VAULT_AUDIENCE {
-        Style::KeyVault
+/// Checks the bearer token of a request for `audience` ([`ARM_AUDIENCE`] or
+/// [`VAULT_AUDIENCE`], read as that service's audience in the request's
+/// cloud); answers Azure's 401 otherwise, its challenge naming the authority
+/// and resource of that cloud with the client's port.
+pub fn authenticate(
+    app: &App,
+    origin: &Origin,
+    headers: &HeaderMap,
+    audience: &str,
+) -> Result<Claims, ApiError> {
+    let (style, audience) = if audience == VAULT_AUDIENCE {
+        (Style::KeyVault, origin.cloud.vault_audience)
     } else {
-        Style::Arm
+        (Style::Arm, origin.cloud.arm_audience())
     };
-    let authority = format!("{}{}", app.base_url, app.config.tenant_id);
+    let authority = format!("{}{}", origin.login_base(), app.config.tenant_id);
     let challenge = |desc: &str| {
         if style == Style::KeyVault {
-            format!("Bearer authorization=\"{authority}\", resource=\"{VAULT_AUDIENCE}\"")
+            format!("Bearer authorization=\"{authority}\", resource=\"{audience}\"")
         } else {
             format!(
                 "Bearer authorization_uri=\"{authority}\", error=\"invalid_token\", error_description=\"{desc}\""
@@ -375,12 +386,12 @@ pub fn authenticate(app: &App, headers: &HeaderMap, audience: &str) -> Result<Cl
         return Err(fail(
             "InvalidAuthenticationTokenAudience",
             &format!(
-                "AKV10022: Invalid audience. Expected {VAULT_AUDIENCE}, found: {}.",
+                "AKV10022: Invalid audience. Expected {audience}, found: {}.",
                 claims.aud
             ),
             &format!(
-                "The access token has been obtained for wrong audience or resource '{}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.azure.com/'.",
-                claims.aud
+                "The access token has been obtained for wrong audience or resource '{}'. It should exactly match with one of the allowed audiences '{}/','{}/'.",
+                claims.aud, origin.cloud.arm_audiences[1], origin.cloud.arm_audiences[0]
             ),
         ));
     }
@@ -388,8 +399,8 @@ pub fn authenticate(app: &App, headers: &HeaderMap, audience: &str) -> Result<Cl
 }
 
 /// OpenID discovery document (azure_identity 0.21 never asks for it; MSAL-based tools do).
-pub fn openid_configuration(app: &App, tenant: &str) -> Value {
-    let issuer_base = format!("{}{tenant}", app.base_url);
+pub fn openid_configuration(origin: &Origin, tenant: &str) -> Value {
+    let issuer_base = format!("{}{tenant}", origin.login_base());
     json!({
         "token_endpoint": format!("{issuer_base}/oauth2/v2.0/token"),
         "authorization_endpoint": format!("{issuer_base}/oauth2/v2.0/authorize"),

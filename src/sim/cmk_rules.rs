@@ -87,24 +87,13 @@ pub struct KeyRef {
     pub version: Option<String>,
 }
 
-/// Parses the key-URI forms this simulator serves: host style on the vault's
-/// own loopback port, path style `{base}/keyvault/{vault}/keys/...`, and
-/// Azure's `https://{vault}.vault.azure.net/keys/...` mapped by vault name.
-pub fn parse_key_uri(app: &App, state: &State, uri: &str) -> Option<KeyRef> {
+/// Parses a key URI as Cosmos DB takes it: `https://{vault}.{Key Vault DNS
+/// suffix}/keys/{key}[/{version}]` of any cloud (the port is ignored).
+pub fn parse_key_uri(uri: &str) -> Option<KeyRef> {
     let url = url::Url::parse(uri).ok()?;
+    let vault = super::hosts::vault_of_url(&url)?;
     let segs: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
-    let host = url.host_str()?.to_ascii_lowercase();
-    let (vault, rest) = if let Some(name) = host.strip_suffix(".vault.azure.net") {
-        (name.to_owned(), &segs[..])
-    } else if segs.first() == Some(&"keyvault") && segs.len() >= 2 {
-        (segs[1].to_ascii_lowercase(), &segs[2..])
-    } else {
-        let port = url.port()?;
-        let v = state.vaults.values().find(|v| v.port == Some(port))?;
-        let _ = app;
-        (v.name.to_ascii_lowercase(), &segs[..])
-    };
-    match rest {
+    match segs.as_slice() {
         ["keys", key] => Some(KeyRef {
             vault,
             key: (*key).to_owned(),
@@ -183,14 +172,13 @@ pub struct Resolved {
 /// reachable, soft delete and purge protection, network open to trusted Azure
 /// services, Get/WrapKey/UnwrapKey granted, key present and enabled.
 pub fn check_access(
-    app: &App,
     state: &State,
     faults: &FaultConfig,
     key_uri: &str,
     principal: &str,
 ) -> Result<Resolved, ApiError> {
-    let kref = parse_key_uri(app, state, key_uri).ok_or_else(|| {
-        cmk_err(StatusCode::BAD_REQUEST, "BadRequest", Some(4006), format!("The Key Vault key URI '{key_uri}' is invalid. Expected 'https://<vault>.vault.azure.net/keys/<key>[/<version>]' (or a simulator vault URI)."))
+    let kref = parse_key_uri(key_uri).ok_or_else(|| {
+        cmk_err(StatusCode::BAD_REQUEST, "BadRequest", Some(4006), format!("The Key Vault key URI '{key_uri}' is invalid. Expected 'https://<vault>.vault.azure.net/keys/<key>[/<version>]'."))
     })?;
     let vault = state.vault_by_name(&kref.vault).ok_or_else(|| {
         cmk_err(

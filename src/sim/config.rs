@@ -1,14 +1,19 @@
 //! Simulator configuration: identities of the simulated tenant and timings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything a simulator instance needs to start. `Default` suits demos
 /// (LRO of a few seconds); [`SimConfig::for_tests`] suits fast tests.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Address of the main listener (ARM, token endpoint, admin, path-based Key Vault).
+    /// Address of the HTTPS listener that serves every host name (ARM, login,
+    /// every vault) and the admin API. Clients reach it by resolving Azure's
+    /// host names to it (docs/simulator.md).
     pub listen: SocketAddr,
+    /// Where to write the simulator's CA certificate (PEM) for clients to trust.
+    pub ca_file: Option<PathBuf>,
     /// The simulated Entra ID tenant.
     pub tenant_id: String,
     /// How long a Cosmos DB long-running operation takes before it succeeds.
@@ -37,6 +42,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            ca_file: None,
             tenant_id: "72f988bf-0000-4000-8000-00000000a001".into(),
             lro_duration: Duration::from_secs(5),
             token_lifetime: Duration::from_secs(3599),

@@ -26,6 +26,13 @@ pub enum SimError {
     },
     #[error("invalid seed: {0}")]
     Seed(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("cannot write the CA certificate to {path}: {source}")]
+    CaFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Which service's error body an [`ApiError`] uses.

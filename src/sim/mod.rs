@@ -1,9 +1,11 @@
 //! Local Azure simulator (ARM, Key Vault data plane, Entra token endpoint).
 //!
-//! One HTTP listener serves the token endpoint, ARM and the admin API; each
-//! vault also gets its own loopback listener so its URI is host-style (see
-//! `docs/simulator.md`). Start it in-process with [`Simulator::start`] or as
-//! `cmk-operator simulate`.
+//! One HTTPS listener, with a certificate authority generated at start,
+//! serves Azure's own host names (`management.azure.com`,
+//! `login.microsoftonline.com`, `{vault}.vault.azure.net`, and the sovereign
+//! clouds' equivalents) routed by `Host`, plus the admin API: clients resolve
+//! those names to the listener and trust the CA (see `docs/simulator.md`).
+//! Start it in-process with [`Simulator::start`] or as `cmk-operator simulate`.
 
 pub mod admin;
 pub mod arm;
@@ -13,12 +15,14 @@ pub mod cmk_rules;
 pub mod config;
 pub mod errors;
 pub mod faults;
+pub mod hosts;
 pub mod keyvault;
 pub mod metrics;
 pub mod persist;
 pub mod seed;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,9 +46,11 @@ use tokio::sync::watch;
 /// Starts simulators.
 pub struct Simulator;
 
-/// A running simulator. Dropping it stops the listeners.
+/// A running simulator. Dropping it stops the listener.
 pub struct SimHandle {
     app: Arc<App>,
+    addr: SocketAddr,
+    ca_pem: String,
     shutdown: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     state_file: Option<PathBuf>,
@@ -88,23 +94,20 @@ impl Simulator {
             addr: config.listen,
             source,
         })?;
-        let base_url = format!("http://{local}/");
-        let (tx, rx) = watch::channel(false);
-        let vaults: Vec<(String, Option<u16>)> = state
-            .vaults
-            .values()
-            .map(|v| (v.name.clone(), v.port))
-            .collect();
-        let app = Arc::new(App::new(config, base_url, local.ip(), state, rx.clone()));
-        // Vault listeners come back on their saved ports when free.
-        for (name, port) in vaults {
-            let got = app.ensure_vault_listener(&name, port);
-            let mut st = app.state();
-            if let Some(v) = st.vaults.values_mut().find(|v| v.name == name) {
-                v.port = got;
-            }
+        let (tls, saved_ca) =
+            tls::Tls::new(state.ca.as_ref(), local.ip()).map_err(SimError::Tls)?;
+        state.ca = Some(saved_ca);
+        if let Some(path) = &config.ca_file {
+            std::fs::write(path, &tls.ca_pem).map_err(|source| SimError::CaFile {
+                path: path.display().to_string(),
+                source,
+            })?;
         }
+        let base_url = format!("https://{local}/");
+        let (tx, rx) = watch::channel(false);
+        let app = Arc::new(App::new(config, base_url, state, rx.clone()));
         let router = server::router(app.clone());
+        let listener = tls.listener(listener);
         let mut rx2 = rx;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router)
@@ -115,6 +118,8 @@ impl Simulator {
         });
         Ok(SimHandle {
             app,
+            addr: local,
+            ca_pem: tls.ca_pem,
             shutdown: tx,
             task: Some(task),
             state_file,
@@ -123,9 +128,38 @@ impl Simulator {
 }
 
 impl SimHandle {
-    /// `http://127.0.0.1:PORT/` — ARM endpoint and Entra authority host at once.
+    /// `https://127.0.0.1:PORT/`: the listener's own address, which serves
+    /// only the admin API (`_admin/...`). Azure's APIs are under Azure's host
+    /// names resolved to [`SimHandle::addr`]: see [`SimHandle::arm_endpoint`].
     pub fn base_url(&self) -> &str {
         &self.app.base_url
+    }
+    /// The listener's address: where clients resolve Azure's host names to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// The CA certificate (PEM) that signs the simulator's server certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+    /// `https://management.azure.com/`.
+    pub fn arm_endpoint(&self) -> String {
+        hosts::Origin::default().arm_base()
+    }
+    /// `https://login.microsoftonline.com/`.
+    pub fn authority_host(&self) -> String {
+        hosts::Origin::default().login_base()
+    }
+    /// The operator's view of this simulator: the public cloud's host names
+    /// resolved to [`SimHandle::addr`], and the simulator's CA trusted.
+    pub fn cloud(&self) -> crate::azure::cloud::Cloud {
+        crate::azure::cloud::Cloud::simulator(self.addr, &self.ca_pem)
+    }
+    /// An HTTP client that resolves Azure's host names (every cloud's) to the
+    /// simulator and trusts only its CA.
+    pub fn http_client(&self) -> std::sync::Arc<dyn azure_core::HttpClient> {
+        crate::azure::sdk::http_client_for(&self.cloud())
+            .expect("the simulator's own CA and address make a client")
     }
     pub fn tenant_id(&self) -> &str {
         &self.app.config.tenant_id
@@ -145,15 +179,11 @@ impl SimHandle {
     pub fn seed(&self, seed: &Seed) -> Result<serde_json::Value, SimError> {
         seed::apply(&self.app, seed).map_err(|e| SimError::Seed(e.message))
     }
-    /// The vault's data-plane URI (`http://IP:PORT/`), if the vault exists.
+    /// The vault's URI (`https://{vault}.vault.azure.net/`), if the vault exists.
     pub fn vault_uri(&self, vault_name: &str) -> Option<String> {
         let st = self.app.state();
         st.vault_by_name(vault_name)
-            .map(|v| self.app.vault_uri(&v.name, v.port))
-    }
-    /// The path-style alias `{base}keyvault/{vault}/`.
-    pub fn vault_path_uri(&self, vault_name: &str) -> String {
-        self.app.vault_uri(vault_name, None)
+            .map(|v| hosts::Origin::default().vault_uri(&v.name))
     }
     pub fn set_faults(&self, faults: FaultConfig) {
         *self.app.faults() = faults;
@@ -236,7 +266,6 @@ impl SimHandle {
             persist::save(&self.app, &p)?;
         }
         let _ = self.shutdown.send(true);
-        self.app.stop_vault_listeners();
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
@@ -253,21 +282,23 @@ impl Drop for SimHandle {
             tracing::warn!(error = %e, "simulator state not saved");
         }
         let _ = self.shutdown.send(true);
-        self.app.stop_vault_listeners();
         if let Some(t) = self.task.take() {
             t.abort();
         }
     }
 }
 
-/// Runs the simulator on `listen` until SIGTERM or Ctrl-C.
+/// Runs the simulator on `listen` until SIGTERM or Ctrl-C, its CA written to
+/// `ca_file` (or printed after the start-up lines without one).
 pub async fn run_standalone(
     listen: SocketAddr,
     state_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
 ) -> Result<(), SimError> {
     use std::io::Write;
     let mut config = SimConfig {
         listen,
+        ca_file: ca_file.clone(),
         ..SimConfig::default()
     };
     // Demo knobs without new CLI flags: how long LROs and revocation recovery take.
@@ -288,11 +319,22 @@ pub async fn run_standalone(
         "cosmos-cmk-operator Azure simulator listening on {}",
         handle.base_url()
     );
+    let ca = ca_file
+        .as_ref()
+        .map_or_else(|| "printed below".to_owned(), |p| p.display().to_string());
+    let _ = writeln!(
+        out,
+        "  CA certificate: {ca}  (trust it; resolve Azure's host names to {}: docs/simulator.md)",
+        handle.addr().ip()
+    );
     let _ = writeln!(
         out,
         "  tenant {}  operator client id {id}  (secret: see docs/simulator.md)",
         handle.tenant_id()
     );
+    if ca_file.is_none() {
+        let _ = write!(out, "{}", handle.ca_pem());
+    }
     let _ = out.flush();
     let _ = signal.await;
     handle.shutdown().await

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::arm::role_assignments::put_assignment;
 use super::arm::vaults::put_vault;
 use super::errors::ApiError;
+use super::hosts::Origin;
 use super::keyvault::keys::create_version;
 use super::server::App;
 use super::state::{
@@ -138,7 +139,7 @@ pub fn apply(app: &Arc<App>, seed: &Seed) -> Result<Value, ApiError> {
         )?;
         push(
             &mut out["vaults"],
-            json!({"id": vault.id(), "vaultUri": app.vault_uri(&vault.name, vault.port)}),
+            json!({"id": vault.id(), "vaultUri": Origin::default().vault_uri(&vault.name)}),
         );
     }
     for k in &seed.keys {
@@ -154,14 +155,14 @@ pub fn apply(app: &Arc<App>, seed: &Seed) -> Result<Value, ApiError> {
             let (key, kv) = create_version(&mut state, &vault, &k.name, &body)?;
             kid = format!(
                 "{}keys/{}/{}",
-                app.vault_uri(&vault.name, vault.port),
+                Origin::default().vault_uri(&vault.name),
                 key.name,
                 kv.version
             );
         }
         push(
             &mut out["keys"],
-            json!({"kid": kid, "versionlessUri": format!("{}keys/{}", app.vault_uri(&vault.name, vault.port), k.name)}),
+            json!({"kid": kid, "versionlessUri": format!("{}keys/{}", Origin::default().vault_uri(&vault.name), k.name)}),
         );
     }
     for r in &seed.role_assignments {

@@ -1,8 +1,6 @@
-//! The HTTP front: one main listener plus one loopback listener per vault,
-//! request parsing, fault injection, counting, and routing.
+//! The HTTPS front: one listener for every host name (ARM, login, every
+//! vault), request parsing, fault injection, counting, and routing by `Host`.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
@@ -16,6 +14,7 @@ use tokio::sync::watch;
 use super::config::SimConfig;
 use super::errors::{ApiError, Style};
 use super::faults::{Decision, FaultConfig, HostileAnswer};
+use super::hosts::{Origin, Service};
 use super::metrics::Metrics;
 use super::state::State;
 use super::{admin, arm, auth, keyvault};
@@ -27,18 +26,14 @@ const WRITES_PER_HOUR: u64 = 1200;
 /// Shared simulator internals. Locks are never held across an `.await`.
 pub struct App {
     pub config: SimConfig,
+    /// `https://{listen address}/`: the admin API's address.
     pub base_url: String,
-    pub listen_ip: IpAddr,
-    /// Scopes the 0.21 Key Vault client derives from loopback vault URLs.
-    pub kv_loopback_scopes: Vec<String>,
     state: Mutex<State>,
     faults: Mutex<FaultConfig>,
     pub metrics: Mutex<Metrics>,
     quota: Mutex<(i64, u64, u64)>,
     rng: Mutex<u64>,
-    vault_tasks: Mutex<BTreeMap<String, (u16, tokio::task::JoinHandle<()>)>>,
     pub shutdown: watch::Receiver<bool>,
-    runtime: tokio::runtime::Handle,
     /// Run-time override of `config.lro_duration` (ms).
     pub lro_ms: Mutex<i64>,
     /// Levels of the ARM token buckets (`FaultConfig::arm_rate_limit`).
@@ -54,33 +49,19 @@ impl App {
     pub fn new(
         config: SimConfig,
         base_url: String,
-        listen_ip: IpAddr,
         state: State,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let ip = listen_ip.to_string();
-        let derived = ip
-            .split_once('.')
-            .map(|(_, rest)| rest.to_owned())
-            .unwrap_or(ip.clone());
         let lro_ms = config.lro_duration.as_millis() as i64;
         let seed = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
         Self {
             base_url,
-            listen_ip,
-            kv_loopback_scopes: vec![
-                format!("http://{derived}"),
-                "http://localhost".into(),
-                format!("http://{ip}"),
-            ],
             state: Mutex::new(state),
             faults: Mutex::new(FaultConfig::default()),
             metrics: Mutex::new(Metrics::default()),
             quota: Mutex::new((0, 0, 0)),
             rng: Mutex::new(seed),
-            vault_tasks: Mutex::new(BTreeMap::new()),
             shutdown,
-            runtime: tokio::runtime::Handle::current(),
             lro_ms: Mutex::new(lro_ms),
             arm_buckets: Mutex::default(),
             config,
@@ -127,62 +108,12 @@ impl App {
             READS_PER_HOUR.saturating_sub(q.1)
         }
     }
-
-    /// The vault's data-plane base URI (`http://IP:PORT/`), starting its listener if needed.
-    pub fn ensure_vault_listener(
-        self: &Arc<Self>,
-        vault_name: &str,
-        wanted_port: Option<u16>,
-    ) -> Option<u16> {
-        let key = vault_name.to_ascii_lowercase();
-        let mut tasks = lock(&self.vault_tasks);
-        if let Some((port, _)) = tasks.get(&key) {
-            return Some(*port);
-        }
-        let bind = |port: u16| std::net::TcpListener::bind(SocketAddr::new(self.listen_ip, port));
-        let std_listener = wanted_port
-            .and_then(|p| bind(p).ok())
-            .or_else(|| bind(0).ok())?;
-        std_listener.set_nonblocking(true).ok()?;
-        let port = std_listener.local_addr().ok()?.port();
-        let _rt = self.runtime.enter();
-        let listener = tokio::net::TcpListener::from_std(std_listener).ok()?;
-        let router = Router::new()
-            .fallback(vault_entry)
-            .with_state((self.clone(), key.clone()));
-        let mut rx = self.shutdown.clone();
-        // The runtime handle: seeding from sync code outside the runtime still works.
-        let handle = self.runtime.spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|v| *v).await;
-                })
-                .await;
-        });
-        tasks.insert(key, (port, handle));
-        Some(port)
-    }
-
-    pub fn vault_uri(&self, vault_name: &str, port: Option<u16>) -> String {
-        match port {
-            Some(p) => format!("http://{}:{p}/", self.listen_ip),
-            None => format!(
-                "{}keyvault/{}/",
-                self.base_url,
-                vault_name.to_ascii_lowercase()
-            ),
-        }
-    }
-
-    pub fn stop_vault_listeners(&self) {
-        for (_, (_, h)) in std::mem::take(&mut *lock(&self.vault_tasks)) {
-            h.abort();
-        }
-    }
 }
 
 /// A parsed request.
 pub struct Req {
+    /// The cloud, service and port the client named in `Host`.
+    pub origin: Origin,
     pub method: Method,
     pub path: String,
     pub segs: Vec<String>,
@@ -222,44 +153,50 @@ impl Req {
 /// Where a request goes, and the operation name it is counted under.
 pub enum Route {
     Admin,
-    Token { tenant: String },
-    Discovery { tenant: String },
-    KeyVault { vault: String, rest: Vec<String> },
+    Token {
+        tenant: String,
+    },
+    Discovery {
+        tenant: String,
+    },
+    KeyVault {
+        vault: String,
+        rest: Vec<String>,
+    },
     Arm(arm::Target),
     NotFound,
+    /// A host that is none of Azure's (the listen address): only `_admin`.
+    UnknownHost,
 }
 
-fn route(segs: &[String], vault: Option<&str>) -> Route {
-    if let Some(v) = vault {
+fn route(origin: &Origin, segs: &[String]) -> Route {
+    if let Service::Vault(v) = &origin.service {
         return Route::KeyVault {
-            vault: v.to_owned(),
+            vault: v.clone(),
             rest: segs.to_vec(),
         };
     }
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    match s.as_slice() {
-        ["_admin", ..] => Route::Admin,
-        ["keyvault", v, rest @ ..] => Route::KeyVault {
-            vault: (*v).to_owned(),
-            rest: rest.iter().map(|x| (*x).to_owned()).collect(),
-        },
-        [t, "oauth2", "v2.0", "token"] => Route::Token {
+    match (&origin.service, s.as_slice()) {
+        (_, ["_admin", ..]) => Route::Admin,
+        (Service::Login, [t, "oauth2", "v2.0", "token"]) => Route::Token {
             tenant: (*t).to_owned(),
         },
-        [t, "v2.0", ".well-known", "openid-configuration"] => Route::Discovery {
+        (Service::Login, [t, "v2.0", ".well-known", "openid-configuration"]) => Route::Discovery {
             tenant: (*t).to_owned(),
         },
-        [first, ..] if first.eq_ignore_ascii_case("subscriptions") => {
+        (Service::Arm, [first, ..]) if first.eq_ignore_ascii_case("subscriptions") => {
             Route::Arm(arm::classify(segs))
         }
         // CheckNameExists, the one tenant-level ARM call modelled.
-        [p, ns, ty, _]
+        (Service::Arm, [p, ns, ty, _])
             if p.eq_ignore_ascii_case("providers")
                 && ns.eq_ignore_ascii_case("Microsoft.DocumentDB")
                 && ty.eq_ignore_ascii_case("databaseAccountNames") =>
         {
             Route::Arm(arm::classify(segs))
         }
+        (Service::Other, _) => Route::UnknownHost,
         _ => Route::NotFound,
     }
 }
@@ -271,7 +208,7 @@ fn operation_name(route: &Route, method: &Method) -> String {
         Route::Discovery { .. } => "OpenIdConfiguration".into(),
         Route::KeyVault { rest, .. } => keyvault::operation_name(rest, method).into(),
         Route::Arm(t) => arm::operation_name(t, method).into(),
-        Route::NotFound => "Unknown".into(),
+        Route::NotFound | Route::UnknownHost => "Unknown".into(),
     }
 }
 
@@ -284,6 +221,7 @@ async fn parse(req: Request) -> Result<Req, ApiError> {
             "The request content is too large.",
         )
     })?;
+    let origin = Origin::of(&parts.headers, &parts.uri);
     let path = parts.uri.path().to_owned();
     let segs = path
         .split('/')
@@ -294,6 +232,7 @@ async fn parse(req: Request) -> Result<Req, ApiError> {
         .into_owned()
         .collect();
     Ok(Req {
+        origin,
         method: parts.method,
         path,
         segs,
@@ -311,19 +250,15 @@ fn percent_decode(s: &str) -> String {
 }
 
 pub async fn main_entry(AxState(app): AxState<Arc<App>>, req: Request) -> Response {
-    handle(app, None, req).await
+    handle(app, req).await
 }
 
-async fn vault_entry(AxState((app, vault)): AxState<(Arc<App>, String)>, req: Request) -> Response {
-    handle(app, Some(vault), req).await
-}
-
-async fn handle(app: Arc<App>, vault: Option<String>, req: Request) -> Response {
+async fn handle(app: Arc<App>, req: Request) -> Response {
     let req = match parse(req).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let route = route(&req.segs, vault.as_deref());
+    let route = route(&req.origin, &req.segs);
     if matches!(route, Route::Admin) {
         return admin::handle(&app, &req).await;
     }
@@ -487,18 +422,33 @@ fn dispatch(app: &Arc<App>, req: &Req, route: Route) -> (Response, Option<String
             if req.method != Method::POST {
                 return (method_not_allowed(Style::OAuth), None);
             }
-            match auth::token(app, &tenant, &req.body) {
+            match auth::token(app, &req.origin, &tenant, &req.body) {
                 Ok((body, oid)) => (axum::Json(body).into_response(), Some(oid)),
                 Err(e) => (e.into_response(), None),
             }
         }
         Route::Discovery { tenant } => (
-            axum::Json(auth::openid_configuration(app, &tenant)).into_response(),
+            axum::Json(auth::openid_configuration(&req.origin, &tenant)).into_response(),
             None,
         ),
         Route::KeyVault { vault, rest } => keyvault::handle(app, req, &vault, &rest),
         Route::Arm(target) => arm::handle(app, req, target),
         Route::Admin => (StatusCode::NOT_FOUND.into_response(), None),
+        Route::UnknownHost => (
+            ApiError::arm(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!(
+                    "No route for '{}' on this host: the simulator serves Azure's host names ({}, {}, <vault>.{} and the sovereign clouds' equivalents) resolved to its address; the address itself serves only /_admin.",
+                    req.path,
+                    super::hosts::PUBLIC.arm_host,
+                    super::hosts::PUBLIC.login_host,
+                    super::hosts::PUBLIC.vault_suffix
+                ),
+            )
+            .into_response(),
+            None,
+        ),
         Route::NotFound => (
             ApiError::arm(
                 StatusCode::NOT_FOUND,

@@ -70,9 +70,6 @@ pub struct Vault {
     pub tags: Value,
     /// ARM `properties` as last written (without `vaultUri`, which is computed).
     pub properties: Value,
-    /// Loopback port of this vault's own data-plane listener (host-style vault URI).
-    #[serde(default)]
-    pub port: Option<u16>,
     pub created_at: String,
 }
 
@@ -368,6 +365,10 @@ pub struct State {
     pub operations: BTreeMap<String, Operation>,
     /// "{subscription}/{namespace}" lower-cased -> registration
     pub providers: BTreeMap<String, ProviderRegistration>,
+    /// The TLS certificate authority (kept so a client's trusted CA file
+    /// stays valid across restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<super::tls::SavedCa>,
 }
 
 impl State {

@@ -1,12 +1,11 @@
 //! Shared helpers for the adapter tests: the real `SdkAzure` pointed at the
-//! in-process simulator over HTTP.
+//! in-process simulator over HTTPS under Azure's host names.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cmk_operator::api::{BackupPolicy, Location, PendingOperation};
-use cmk_operator::azure::cloud::Cloud;
 use cmk_operator::azure::rate_limit::{Budget, RateLimiter};
 use cmk_operator::azure::{
     AccountRef, AzurePort, AzureSettings, CredentialSource, NewAccount, SdkAzure,
@@ -36,7 +35,7 @@ pub fn client_secret(sim: &SimHandle) -> CredentialSource {
 
 pub fn settings(sim: &SimHandle, limiter: Arc<RateLimiter>, timeout: Duration) -> AzureSettings {
     AzureSettings {
-        cloud: Cloud::simulator(sim.base_url()),
+        cloud: sim.cloud(),
         credential: client_secret(sim),
         call_timeout: timeout,
         max_retry_after: cmk_operator::azure::sdk::DEFAULT_MAX_RETRY_AFTER,
@@ -104,9 +103,6 @@ pub async fn set_key_version_enabled(sim: &SimHandle, key_uri: &str, version: &s
     req.set_body(
         serde_json::to_vec(&serde_json::json!({"attributes": {"enabled": enabled}})).expect("json"),
     );
-    let resp = azure_core::new_http_client()
-        .execute_request(&req)
-        .await
-        .expect("http");
+    let resp = sim.http_client().execute_request(&req).await.expect("http");
     assert_eq!(u16::from(resp.status()), 200, "key version updated");
 }

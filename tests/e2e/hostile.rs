@@ -31,6 +31,8 @@ fn operator_with_logs(env: &Env, logs: Stdio) -> Operator {
         Command::new(env!("CARGO_BIN_EXE_cmk-operator"))
             .args(["--log-format", "text", "run", "--azure", "simulator"])
             .args(["--simulator-url", env.sim.base_url()])
+            .arg("--simulator-ca-file")
+            .arg(simulator_ca_file(&env.sim, &env.ns))
             .args(["--namespace", &env.ns, "--leader-election", "false"])
             .arg("--tenancy-config")
             .arg(tenancy_config_file(&env.ns))

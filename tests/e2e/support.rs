@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cmk_operator::api::{CosmosAccountCMK, KeyVaultBinding};
-use cmk_operator::azure::cloud::Cloud;
 use cmk_operator::azure::rate_limit::RateLimiter;
 use cmk_operator::azure::sdk::{AzureSettings, CredentialSource, SdkAzure};
 use cmk_operator::controller::{self, Settings};
@@ -74,7 +73,7 @@ impl Env {
     fn azure(&self) -> SdkAzure {
         let (client_id, client_secret, _) = self.sim.operator_credentials();
         SdkAzure::new(AzureSettings {
-            cloud: Cloud::simulator(self.sim.base_url()),
+            cloud: self.sim.cloud(),
             credential: CredentialSource::ClientSecret {
                 tenant_id: self.sim.tenant_id().to_owned(),
                 client_id,
@@ -267,6 +266,13 @@ pub fn allow_namespace(ns: &str, scopes: &[&str]) -> TenancyPolicy {
 
 /// A tenancy policy file (for `cmk-operator run --tenancy-config`) that lets
 /// `ns` act with the operator's identity on the example subscription.
+/// The simulator's CA certificate in a file, for an operator process to trust.
+pub fn simulator_ca_file(sim: &SimHandle, ns: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("cmk-simulator-ca-{ns}.pem"));
+    std::fs::write(&path, sim.ca_pem()).expect("CA file written");
+    path
+}
+
 pub fn tenancy_config_file(ns: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("cmk-tenancy-{ns}.yaml"));
     let yaml = format!(
@@ -320,7 +326,7 @@ impl Env {
             .issue_token(&operator, "https://management.azure.com", 3600);
         let url = azure_core::Url::parse(&format!(
             "{}{}",
-            self.sim.base_url(),
+            self.sim.arm_endpoint(),
             path.trim_start_matches('/')
         ))
         .expect("url");
@@ -330,7 +336,9 @@ impl Env {
             req.insert_header("content-type", "application/json");
             req.set_body(serde_json::to_vec(&b).expect("json"));
         }
-        let resp = azure_core::new_http_client()
+        let resp = self
+            .sim
+            .http_client()
             .execute_request(&req)
             .await
             .expect("http");
@@ -390,7 +398,9 @@ impl Env {
             serde_json::to_vec(&serde_json::json!({"attributes": {"enabled": enabled}}))
                 .expect("json"),
         );
-        let resp = azure_core::new_http_client()
+        let resp = self
+            .sim
+            .http_client()
             .execute_request(&req)
             .await
             .expect("http");

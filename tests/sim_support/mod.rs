@@ -1,11 +1,14 @@
 //! Shared helpers for the simulator tests: start a simulator, build the real
-//! Azure SDK (0.21 line) clients against it, compare shapes with fixtures.
+//! Azure SDK (0.21 line) clients against it (over HTTPS, Azure's host names
+//! resolved to the simulator, its CA trusted), compare shapes with fixtures.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
 use azure_core::auth::{AccessToken, Secret, TokenCredential};
-use azure_core::{Method, Request, RetryOptions, Url};
+use azure_core::{
+    ClientOptions, Context, Method, Pipeline, Request, RetryOptions, TransportOptions, Url,
+};
 use azure_identity::ClientSecretCredential;
 use cmk_operator::sim::{Seed, SeedIdentity, SeedKey, SeedVault, SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};
@@ -28,12 +31,13 @@ pub async fn start() -> SimHandle {
         .expect("simulator starts")
 }
 
-/// A client-secret credential pointed at the simulator's token endpoint.
+/// A client-secret credential pointed at the simulator's token endpoint
+/// (`https://login.microsoftonline.com/`).
 pub fn credential(sim: &SimHandle) -> Arc<dyn TokenCredential> {
     let (id, secret, _) = sim.operator_credentials();
     Arc::new(ClientSecretCredential::new(
-        azure_core::new_http_client(),
-        Url::parse(sim.base_url()).unwrap(),
+        sim.http_client(),
+        Url::parse(&sim.authority_host()).unwrap(),
         sim.tenant_id().to_owned(),
         id,
         secret,
@@ -57,8 +61,14 @@ impl TokenCredential for StaticToken {
     }
 }
 
+/// `https://management.azure.com/`.
 pub fn endpoint(sim: &SimHandle) -> Url {
-    Url::parse(sim.base_url()).unwrap()
+    Url::parse(&sim.arm_endpoint()).unwrap()
+}
+
+/// The simulator's transport for an SDK client builder.
+pub fn transport(sim: &SimHandle) -> TransportOptions {
+    TransportOptions::new(sim.http_client())
 }
 
 pub fn cosmos_with(
@@ -68,6 +78,7 @@ pub fn cosmos_with(
 ) -> cosmosdb::Client {
     cosmosdb::Client::builder(cred)
         .endpoint(endpoint(sim))
+        .transport(transport(sim))
         .scopes(&[ARM_SCOPE])
         .retry(retry)
         .build()
@@ -81,6 +92,7 @@ pub fn cosmos(sim: &SimHandle) -> cosmosdb::Client {
 pub fn keyvault_mgmt(sim: &SimHandle) -> keyvault::Client {
     keyvault::Client::builder(credential(sim))
         .endpoint(endpoint(sim))
+        .transport(transport(sim))
         .scopes(&[ARM_SCOPE])
         .retry(RetryOptions::none())
         .build()
@@ -90,6 +102,7 @@ pub fn keyvault_mgmt(sim: &SimHandle) -> keyvault::Client {
 pub fn authorization(sim: &SimHandle) -> authz::Client {
     authz::Client::builder(credential(sim))
         .endpoint(endpoint(sim))
+        .transport(transport(sim))
         .scopes(&[ARM_SCOPE])
         .retry(RetryOptions::none())
         .build()
@@ -99,22 +112,91 @@ pub fn authorization(sim: &SimHandle) -> authz::Client {
 pub fn msi(sim: &SimHandle) -> msi_sdk::Client {
     msi_sdk::Client::builder(credential(sim))
         .endpoint(endpoint(sim))
+        .transport(transport(sim))
         .scopes(&[ARM_SCOPE])
         .retry(RetryOptions::none())
         .build()
         .unwrap()
 }
 
-/// The 0.21 Key Vault client for a vault (host-style loopback URI).
-pub fn key_client(sim: &SimHandle, vault: &str) -> azure_security_keyvault::KeyClient {
-    let uri = sim.vault_uri(vault).expect("vault exists");
-    azure_security_keyvault::KeyClient::new(&uri, credential(sim)).unwrap()
+/// Key reads as the 0.21 `KeyClient` sends them (`GET keys/{name}/{version}`
+/// at its api-version, answer read as its `KeyVaultKey`), over the
+/// simulator's transport: the 0.21 `KeyClient` cannot be given one (it always
+/// builds azure_core's default client, which trusts only public CAs).
+pub struct KeyReader {
+    pipeline: Pipeline,
+    vault: Url,
 }
 
-/// Sends one request through azure_core's own HTTP client with a bearer token
+impl KeyReader {
+    pub fn new(sim: &SimHandle, vault_uri: &str, cred: Arc<dyn TokenCredential>) -> Self {
+        let auth = Arc::new(Bearer {
+            cred,
+            scope: "https://vault.azure.net/.default".into(),
+        }) as Arc<dyn azure_core::Policy>;
+        let options = ClientOptions::new(transport(sim)).retry(RetryOptions::none());
+        KeyReader {
+            pipeline: Pipeline::new(None, None, options, Vec::new(), vec![auth]),
+            vault: Url::parse(vault_uri).unwrap(),
+        }
+    }
+
+    pub async fn get(
+        &self,
+        name: &str,
+    ) -> azure_core::Result<azure_security_keyvault::prelude::KeyVaultKey> {
+        self.get_version(name, "").await
+    }
+
+    pub async fn get_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> azure_core::Result<azure_security_keyvault::prelude::KeyVaultKey> {
+        let mut url = self.vault.clone();
+        url.set_path(&format!("keys/{name}/{version}"));
+        url.query_pairs_mut()
+            .append_pair("api-version", azure_security_keyvault::API_VERSION);
+        let mut req = Request::new(url, Method::Get);
+        self.pipeline
+            .send(&Context::new(), &mut req)
+            .await?
+            .json()
+            .await
+    }
+}
+
+#[derive(Debug)]
+struct Bearer {
+    cred: Arc<dyn TokenCredential>,
+    scope: String,
+}
+
+#[async_trait::async_trait]
+impl azure_core::Policy for Bearer {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn azure_core::Policy>],
+    ) -> azure_core::PolicyResult {
+        let token = self.cred.get_token(&[&self.scope]).await?;
+        request.insert_header("authorization", format!("Bearer {}", token.token.secret()));
+        next[0].send(ctx, request, &next[1..]).await
+    }
+}
+
+/// Key reads for a vault with the operator's credential.
+pub fn key_client(sim: &SimHandle, vault: &str) -> KeyReader {
+    let uri = sim.vault_uri(vault).expect("vault exists");
+    KeyReader::new(sim, &uri, credential(sim))
+}
+
+/// Sends one request through the simulator's HTTP client with a bearer token
 /// from `cred` — for the key operations the 0.21 Key Vault crate lacks
 /// (create, versions, update, rotate, rotation policy) and LRO status polling.
 pub async fn send(
+    sim: &SimHandle,
     cred: &Arc<dyn TokenCredential>,
     scope: &str,
     method: Method,
@@ -128,10 +210,7 @@ pub async fn send(
         req.insert_header("content-type", "application/json");
         req.set_body(serde_json::to_vec(&b).unwrap());
     }
-    let resp = azure_core::new_http_client()
-        .execute_request(&req)
-        .await
-        .expect("http");
+    let resp = sim.http_client().execute_request(&req).await.expect("http");
     let status = u16::from(resp.status());
     let bytes = resp.into_body().collect().await.unwrap_or_default();
     (
@@ -140,12 +219,10 @@ pub async fn send(
     )
 }
 
-/// The scope the 0.21 Key Vault client derives for a loopback vault URI.
-pub fn kv_scope(sim: &SimHandle, vault: &str) -> String {
-    let uri = Url::parse(&sim.vault_uri(vault).unwrap()).unwrap();
-    let host = uri.host_str().unwrap();
-    let rest = host.split_once('.').map(|(_, r)| r).unwrap_or(host);
-    format!("{}://{rest}/.default", uri.scheme())
+/// The Key Vault scope (what the 0.21 Key Vault client derives from
+/// `https://{vault}.vault.azure.net/`).
+pub fn kv_scope(_sim: &SimHandle, _vault: &str) -> String {
+    "https://vault.azure.net/.default".into()
 }
 
 pub fn identity_id(name: &str) -> String {

@@ -129,6 +129,7 @@ fn credential_error(message: String) -> AzureError {
 pub(crate) fn build(
     source: &CredentialSource,
     authority_host: &str,
+    http: Arc<dyn azure_core::HttpClient>,
 ) -> Result<Arc<dyn TokenCredential>, AzureError> {
     let (source, authority_override) = source.resolve_with(|k| std::env::var(k).ok())?;
     let authority = authority_override.as_deref().unwrap_or(authority_host);
@@ -137,7 +138,6 @@ pub(crate) fn build(
             "the authority host {authority:?} is not a URL: {e}"
         ))
     })?;
-    let http = super::http::shared_http_client();
     Ok(match source {
         CredentialSource::ClientSecret {
             tenant_id,

@@ -4,6 +4,7 @@
 //! the inner error code), and the mapping of SDK errors to `AzureError`.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use azure_core::{
 };
 use serde_json::Value;
 
+use crate::azure::cloud::{Cloud, Redirect};
 use crate::azure::errors::AzureError;
 
 const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
@@ -24,19 +26,103 @@ const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-afte
 const SUB_STATUS: HeaderName = HeaderName::from_static("x-ms-substatus");
 
 /// One HTTP client (and connection pool) for every adapter in the process.
-pub(crate) fn shared_http_client() -> Arc<dyn HttpClient> {
+fn shared_http_client() -> Arc<dyn HttpClient> {
     static CLIENT: OnceLock<Arc<dyn HttpClient>> = OnceLock::new();
     CLIENT.get_or_init(azure_core::new_http_client).clone()
 }
 
-/// Client options for every SDK client: shared transport, no SDK retries, and
-/// the failure-capturing policy.
-pub(crate) fn client_options() -> ClientOptions {
-    ClientOptions::new(TransportOptions::new(shared_http_client()))
+/// The HTTP client for `cloud`: the shared one for Azure; for a redirected
+/// cloud (the simulator), one that resolves the cloud's host names (ARM,
+/// Entra, every `{vault}.{suffix}`) to its address, refuses every other name,
+/// and trusts its CA alone. URLs, TLS server-name checks and token audiences
+/// stay the cloud's own.
+pub fn http_client_for(cloud: &Cloud) -> Result<Arc<dyn HttpClient>, AzureError> {
+    let Some(Redirect { addr, ca_pem }) = &cloud.redirect else {
+        return Ok(shared_http_client());
+    };
+    let refuse = |what: &str, e: &dyn fmt::Display| AzureError::Rejected {
+        operation: "Configure".into(),
+        status: 400,
+        code: "InvalidTransport".into(),
+        message: format!("the {} of cloud {}: {e}", what, cloud.name),
+    };
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
+        .map_err(|e| refuse("CA certificate", &e))?;
+    // The cloud's own names, and every named cloud's (the simulator serves
+    // them all, and AZURE_AUTHORITY_HOST may name another cloud's login host).
+    let mut resolver = CloudResolver {
+        addr: *addr,
+        names: Vec::new(),
+        vault_suffixes: Vec::new(),
+    };
+    for c in [
+        cloud.clone(),
+        Cloud::public(),
+        Cloud::us_government(),
+        Cloud::china(),
+    ] {
+        let (names, suffix) = c.hosts();
+        resolver.names.extend(names);
+        resolver.vault_suffixes.push(suffix.to_ascii_lowercase());
+    }
+    let client = reqwest::ClientBuilder::new()
+        // As azure_core builds its own (a hyper pooling issue it works around).
+        .pool_max_idle_per_host(0)
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .https_only(true)
+        .dns_resolver(Arc::new(resolver))
+        .build()
+        .map_err(|e| refuse("HTTP client", &e))?;
+    Ok(Arc::new(client))
+}
+
+/// Name resolution for a redirected cloud: Azure's host names to one address.
+struct CloudResolver {
+    addr: SocketAddr,
+    /// ARM and Entra hosts.
+    names: Vec<String>,
+    /// Key Vault DNS suffixes: `{vault}.{suffix}` is a vault host.
+    vault_suffixes: Vec<String>,
+}
+
+impl CloudResolver {
+    fn serves(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.names.contains(&host)
+            || self.vault_suffixes.iter().any(|suffix| {
+                host.strip_suffix(suffix.as_str())
+                    .and_then(|v| v.strip_suffix('.'))
+                    .is_some_and(|v| !v.is_empty() && !v.contains('.'))
+            })
+    }
+}
+
+impl reqwest::dns::Resolve for CloudResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let result: Result<reqwest::dns::Addrs, Box<dyn std::error::Error + Send + Sync>> =
+            if self.serves(name.as_str()) {
+                Ok(Box::new(std::iter::once(self.addr)))
+            } else {
+                Err(format!(
+                    "{} is not a host name of this cloud (resolved to the simulator at {})",
+                    name.as_str(),
+                    self.addr
+                )
+                .into())
+            };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// Client options for every SDK client: `http` as transport, no SDK retries,
+/// and the failure-capturing policy.
+pub(crate) fn client_options(http: &Arc<dyn HttpClient>) -> ClientOptions {
+    ClientOptions::new(TransportOptions::new(http.clone()))
         .retry(RetryOptions::none())
-        .per_retry_policies(vec![Arc::new(CaptureFailures {
-            http: shared_http_client(),
-        }) as Arc<dyn Policy>])
+        .per_retry_policies(vec![
+            Arc::new(CaptureFailures { http: http.clone() }) as Arc<dyn Policy>
+        ])
 }
 
 /// A non-success answer, with everything `AzureError::from_response` needs.
@@ -250,13 +336,17 @@ pub(crate) struct Answer {
 }
 
 impl Raw {
-    pub(crate) fn new(credential: Arc<dyn TokenCredential>, scope: String) -> Self {
+    pub(crate) fn new(
+        http: &Arc<dyn HttpClient>,
+        credential: Arc<dyn TokenCredential>,
+        scope: String,
+    ) -> Self {
         let bearer = Arc::new(Bearer { credential, scope }) as Arc<dyn Policy>;
         Raw {
             pipeline: Pipeline::new(
                 option_env!("CARGO_PKG_NAME"),
                 option_env!("CARGO_PKG_VERSION"),
-                client_options(),
+                client_options(http),
                 Vec::new(),
                 vec![bearer],
             ),
@@ -648,6 +738,35 @@ mod tests {
             matches!(err, AzureError::InvalidResponse { status: 202, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_redirected_cloud_resolves_its_own_host_names_only() {
+        let r = CloudResolver {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            names: vec![
+                "management.azure.com".into(),
+                "login.microsoftonline.com".into(),
+            ],
+            vault_suffixes: vec!["vault.azure.net".into()],
+        };
+        for ok in [
+            "management.azure.com",
+            "Login.MicrosoftOnline.com.",
+            "kv-1.vault.azure.net",
+        ] {
+            assert!(r.serves(ok), "{ok}");
+        }
+        for no in [
+            "vault.azure.net",
+            "a.b.vault.azure.net",
+            "kv.vault.azure.cn",
+            "example.com",
+            "127.0.0.1",
+            "management.azure.com.evil.example",
+        ] {
+            assert!(!r.serves(no), "{no}");
+        }
     }
 
     /// Hostile `Retry-After` values never panic; the adapter caps what they say.

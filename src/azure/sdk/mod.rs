@@ -32,6 +32,7 @@ use azure_mgmt_keyvault::package_preview_2022_02 as keyvault;
 use azure_mgmt_msi::package_2023_01_31 as msi;
 
 pub use credentials::CredentialSource;
+pub use http::http_client_for;
 
 use super::cloud::Cloud;
 use super::errors::AzureError;
@@ -120,7 +121,8 @@ impl SdkAzure {
             max_retry_after,
             limiter,
         } = settings;
-        let cred = credentials::build(&credential, &cloud.authority_host)?;
+        let http = http::http_client_for(&cloud)?;
+        let cred = credentials::build(&credential, &cloud.authority_host, http.clone())?;
         let endpoint = Url::parse(&cloud.resource_manager).map_err(|e| AzureError::Rejected {
             operation: "Configure".into(),
             status: 400,
@@ -132,7 +134,7 @@ impl SdkAzure {
         })?;
         let arm_scope = scope(&cloud.arm_audience);
         let scopes = [arm_scope.as_str()];
-        let opts = http::client_options;
+        let opts = || http::client_options(&http);
         let cred2 = || -> Arc<dyn TokenCredential> { cred.clone() };
         let inner = Inner {
             cosmos: cosmosdb::Client::new(
@@ -144,8 +146,8 @@ impl SdkAzure {
             vaults: keyvault::Client::new(endpoint.clone(), cred2(), own(&scopes), opts()),
             authz: authz::Client::new(endpoint.clone(), cred2(), own(&scopes), opts()),
             msi: msi::Client::new(endpoint, cred2(), own(&scopes), opts()),
-            arm: Raw::new(cred2(), arm_scope.clone()),
-            kv: Raw::new(cred2(), scope(&cloud.key_vault_audience)),
+            arm: Raw::new(&http, cred2(), arm_scope.clone()),
+            kv: Raw::new(&http, cred2(), scope(&cloud.key_vault_audience)),
             registered: std::sync::Mutex::default(),
             registration_reads: std::sync::Mutex::default(),
             cloud,

@@ -97,7 +97,7 @@ pub async fn set_key_enabled(
     req.set_body(serde_json::to_vec(
         &json!({"attributes": {"enabled": enabled}}),
     )?);
-    let resp = azure_core::new_http_client().execute_request(&req).await?;
+    let resp = sim.http_client().execute_request(&req).await?;
     let status = u16::from(resp.status());
     if status != 200 {
         return Err(format!("key update answered {status}").into());

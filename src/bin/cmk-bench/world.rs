@@ -36,6 +36,8 @@ pub struct World {
     pub replicas: Vec<Child>,
     /// The operator's tenancy policy: this namespace, on the simulated world's group.
     pub tenancy: PathBuf,
+    /// The simulator's CA certificate, for the operator to trust.
+    pub ca_file: PathBuf,
 }
 
 impl World {
@@ -86,8 +88,12 @@ impl World {
         )
         .await?;
 
+        let dir = repo_root().join("target/bench");
+        std::fs::create_dir_all(&dir)?;
+        let ca_file = dir.join(format!("{ns}-simulator-ca.pem"));
         let sim = cmk_operator::embedded::start(SimConfig {
             listen: "127.0.0.1:0".parse()?,
+            ca_file: Some(ca_file.clone()),
             lro_duration: Duration::from_millis(common.lro_ms),
             revocation_recovery: Duration::ZERO,
             ..SimConfig::default()
@@ -100,8 +106,6 @@ impl World {
                 .and_then(|p| p.parent().map(|d| d.join("cmk-operator")))
                 .unwrap_or_else(|| repo_root().join("target/release/cmk-operator"))
         });
-        let dir = repo_root().join("target/bench");
-        std::fs::create_dir_all(&dir)?;
         let log = dir.join(format!("{ns}-operator.log"));
         let tenancy = dir.join(format!("{ns}-tenancy.yaml"));
         std::fs::write(
@@ -128,6 +132,7 @@ impl World {
             starts: 0,
             replicas: Vec::new(),
             tenancy,
+            ca_file,
         })
     }
 
@@ -159,6 +164,8 @@ impl World {
         let child = Command::new(&self.operator_bin)
             .args(["run", "--azure", "simulator", "--simulator-url"])
             .arg(self.sim.base_url())
+            .arg("--simulator-ca-file")
+            .arg(&self.ca_file)
             .args(["--namespace", &self.ns])
             .arg("--tenancy-config")
             .arg(&self.tenancy)

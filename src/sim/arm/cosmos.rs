@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::account_changes;
 use super::account_rules;
-use super::lro::{self, normalize_location};
+use super::lro::{self, Links, normalize_location};
 use crate::sim::cmk_rules::{self, STATUS_OK};
 use crate::sim::errors::{ApiError, Style};
 use crate::sim::server::{App, Req, json_resp};
@@ -119,7 +119,7 @@ pub fn list_subscription(
     if let Some(last) = last {
         body["nextLink"] = json!(format!(
             "{}subscriptions/{sub}/providers/Microsoft.DocumentDB/databaseAccounts?api-version={api_version}&$skipToken={}",
-            app.base_url,
+            req.origin.arm_base(),
             skip_token_encode(&last)
         ));
     }
@@ -175,10 +175,11 @@ pub fn handle(
         }
         "PUT" => {
             let body = req.json(Style::Arm)?;
+            let links = Links::new(req, api_version);
             if state.accounts.contains_key(&k) {
-                update(app, &mut state, &k, &body, true, api_version)
+                update(app, links, &mut state, &k, &body, true)
             } else {
-                create(app, &mut state, sub, rg, name, &body, api_version)
+                create(app, links, &mut state, sub, rg, name, &body)
             }
         }
         "PATCH" => {
@@ -186,7 +187,14 @@ pub fn handle(
             if !state.accounts.contains_key(&k) {
                 return Err(super::not_found(TYPE, name, rg));
             }
-            update(app, &mut state, &k, &body, false, api_version)
+            update(
+                app,
+                Links::new(req, api_version),
+                &mut state,
+                &k,
+                &body,
+                false,
+            )
         }
         "DELETE" => {
             let Some(a) = state.accounts.get(&k).cloned() else {
@@ -203,7 +211,7 @@ pub fn handle(
                     op
                 }
             };
-            let headers = lro::headers(app, &state, &op, api_version);
+            let headers = lro::headers(Links::new(req, api_version), &state, &op);
             Ok(with_headers(StatusCode::ACCEPTED.into_response(), headers))
         }
         _ => Ok(crate::sim::server::method_not_allowed(Style::Arm)),
@@ -292,12 +300,12 @@ fn strip_read_only(props: &Value) -> Map<String, Value> {
 
 fn create(
     app: &App,
+    links: Links<'_>,
     state: &mut State,
     sub: &str,
     rg: &str,
     name: &str,
     body: &Value,
-    api_version: &str,
 ) -> Result<Response, ApiError> {
     if !body.is_object() {
         return Err(ApiError::arm(
@@ -462,7 +470,7 @@ fn create(
                 .unwrap_or_default()
                 .to_owned();
             let faults = app.faults_snapshot();
-            cmk_rules::check_access(app, state, &faults, &uri, &principal)?;
+            cmk_rules::check_access(state, &faults, &uri, &principal)?;
         }
     }
     let k = key(sub, rg, name);
@@ -490,7 +498,7 @@ fn create(
     if let Some(a) = state.accounts.get_mut(&k) {
         a.pending_op = Some(op.clone());
     }
-    lro_answer(app, state, &k, &op, api_version)
+    lro_answer(app, links, state, &k, &op)
 }
 
 /// Checks a restore request; returns the source account's key and its
@@ -610,7 +618,7 @@ pub fn failover_priority_change(
         a.provisioning_state = "Updating".into();
         a.pending_op = Some(op.clone());
     }
-    let headers = lro::headers(app, &state, &op, api_version);
+    let headers = lro::headers(Links::new(req, api_version), &state, &op);
     Ok(with_headers(StatusCode::ACCEPTED.into_response(), headers))
 }
 
@@ -625,11 +633,11 @@ fn revoked_error(name: &str, sub: u32) -> ApiError {
 
 fn update(
     app: &App,
+    links: Links<'_>,
     state: &mut State,
     k: &str,
     body: &Value,
     is_put: bool,
-    api_version: &str,
 ) -> Result<Response, ApiError> {
     if !body.is_object() {
         return Err(ApiError::arm(
@@ -816,7 +824,7 @@ fn update(
         let principal = cmk_rules::principal_for(app, state, &next.identity, &default_identity)?;
         if let Some(uri) = next.key_uri() {
             let faults = app.faults_snapshot();
-            cmk_rules::check_access(app, state, &faults, uri, &principal)?;
+            cmk_rules::check_access(state, &faults, uri, &principal)?;
             if next.cmk.revoked.is_some() {
                 next.cmk.access_back_ms.get_or_insert(now_ms());
             }
@@ -833,7 +841,7 @@ fn update(
     );
     next.pending_op = Some(op.clone());
     state.accounts.insert(k.to_owned(), next);
-    lro_answer(app, state, k, &op, api_version)
+    lro_answer(app, links, state, k, &op)
 }
 
 /// Re-evaluates key access: follows new versions of a versionless key, and
@@ -848,7 +856,7 @@ pub fn refresh_cmk(app: &App, state: &mut State, k: &str) {
     let faults = app.faults_snapshot();
     let result = bound_to_deleted_source(state, &a)
         .and_then(|()| cmk_rules::principal_for(app, state, &a.identity, a.default_identity()))
-        .and_then(|p| cmk_rules::check_access(app, state, &faults, &uri, &p));
+        .and_then(|p| cmk_rules::check_access(state, &faults, &uri, &p));
     let recovery = app.config.revocation_recovery.as_millis() as i64;
     let Some(acct) = state.accounts.get_mut(k) else {
         return;
@@ -1081,10 +1089,10 @@ pub fn restorable(
 /// (CMK state refreshed) with the long-running operation's headers.
 fn lro_answer(
     app: &App,
+    links: Links<'_>,
     state: &mut State,
     k: &str,
     op: &str,
-    api_version: &str,
 ) -> Result<Response, ApiError> {
     refresh_cmk(app, state, k);
     let a = state.accounts.get(k).ok_or_else(|| {
@@ -1097,6 +1105,6 @@ fn lro_answer(
     let body = account_json(app, state, a);
     Ok(with_headers(
         json_resp(StatusCode::OK, body),
-        lro::headers(app, state, op, api_version),
+        lro::headers(links, state, op),
     ))
 }

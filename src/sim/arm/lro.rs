@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::sim::errors::ApiError;
 use crate::sim::faults::LroMode;
+use crate::sim::hosts::Origin;
 use crate::sim::server::{App, Req, json_resp};
 use crate::sim::state::{OpKind, OpOutcome, Operation, State, new_guid, now_ms};
 
@@ -52,10 +53,13 @@ pub fn normalize_location(loc: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn status_url(app: &App, op: &Operation, api_version: &str, kind: &str) -> String {
+fn status_url(origin: &Origin, op: &Operation, api_version: &str, kind: &str) -> String {
     format!(
         "{}subscriptions/{}/providers/Microsoft.DocumentDB/locations/{}/{kind}/{}?api-version={api_version}",
-        app.base_url, op.subscription_id, op.location, op.id
+        origin.arm_base(),
+        op.subscription_id,
+        op.location,
+        op.id
     )
 }
 
@@ -65,8 +69,29 @@ pub fn poll_hint_ms(duration_ms: i64) -> i64 {
     (duration_ms / 4).max(1)
 }
 
+/// What an operation's status URLs are made of: the ARM host (and port) the
+/// client used, and the api-version it asked for.
+#[derive(Clone, Copy)]
+pub struct Links<'a> {
+    pub origin: &'a Origin,
+    pub api_version: &'a str,
+}
+
+impl<'a> Links<'a> {
+    pub fn new(req: &'a Req, api_version: &'a str) -> Self {
+        Links {
+            origin: &req.origin,
+            api_version,
+        }
+    }
+}
+
 /// `Azure-AsyncOperation`, `Location` and retry hints for an operation.
-pub fn headers(app: &App, state: &State, op_id: &str, api_version: &str) -> Vec<(String, String)> {
+pub fn headers(links: Links<'_>, state: &State, op_id: &str) -> Vec<(String, String)> {
+    let Links {
+        origin,
+        api_version,
+    } = links;
     let Some(op) = state.operations.get(op_id) else {
         return Vec::new();
     };
@@ -74,11 +99,11 @@ pub fn headers(app: &App, state: &State, op_id: &str, api_version: &str) -> Vec<
     vec![
         (
             "Azure-AsyncOperation".into(),
-            status_url(app, op, api_version, "operationsStatus"),
+            status_url(origin, op, api_version, "operationsStatus"),
         ),
         (
             "Location".into(),
-            status_url(app, op, api_version, "operationResults"),
+            status_url(origin, op, api_version, "operationResults"),
         ),
         ("Retry-After".into(), ((ms + 999) / 1000).to_string()),
         // azure_core 0.21 honours retry-after-ms first: keeps SDK polling fast in tests.
@@ -171,7 +196,7 @@ pub fn status(
         return Ok(match (&op.outcome, phase) {
             (_, "Enqueued" | "Dequeued") => {
                 let mut resp = StatusCode::ACCEPTED.into_response();
-                for (k, v) in headers(app, &state, id, &api_version) {
+                for (k, v) in headers(Links::new(req, &api_version), &state, id) {
                     if k != "Azure-AsyncOperation"
                         && let (Ok(n), Ok(v)) = (
                             axum::http::HeaderName::from_bytes(k.as_bytes()),

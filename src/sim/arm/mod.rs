@@ -306,7 +306,7 @@ fn tracked_location(app: &App, req: &Req) -> String {
 }
 
 pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<String>) {
-    let claims = match auth::authenticate(app, &req.headers, ARM_AUDIENCE) {
+    let claims = match auth::authenticate(app, &req.origin, &req.headers, ARM_AUDIENCE) {
         Ok(c) => c,
         Err(e) => return (e.into_response(), None),
     };

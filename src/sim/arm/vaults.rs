@@ -7,6 +7,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use crate::sim::errors::{ApiError, Style};
+use crate::sim::hosts::Origin;
 use crate::sim::server::{App, Req, json_resp};
 use crate::sim::state::{State, Vault, now_rfc3339};
 
@@ -17,9 +18,11 @@ fn key(sub: &str, rg: &str, name: &str) -> String {
         .to_ascii_lowercase()
 }
 
-pub fn vault_json(app: &App, v: &Vault) -> Value {
+/// The vault as ARM answers it; `vaultUri` names the vault host of the
+/// cloud (and port) the client reached ARM through.
+pub fn vault_json(origin: &Origin, v: &Vault) -> Value {
     let mut p = v.properties.as_object().cloned().unwrap_or_default();
-    p.insert("vaultUri".into(), json!(app.vault_uri(&v.name, v.port)));
+    p.insert("vaultUri".into(), json!(origin.vault_uri(&v.name)));
     p.entry("accessPolicies").or_insert(json!([]));
     p.entry("enableSoftDelete").or_insert(json!(true));
     p.entry("softDeleteRetentionInDays").or_insert(json!(90));
@@ -37,7 +40,7 @@ pub fn vault_json(app: &App, v: &Vault) -> Value {
     })
 }
 
-/// Creates or updates a vault from ARM-shaped properties; starts its data-plane listener.
+/// Creates or updates a vault from ARM-shaped properties.
 #[allow(clippy::too_many_arguments)] // mirrors the ARM PUT fields one to one
 pub fn put_vault(
     app: &Arc<App>,
@@ -98,8 +101,6 @@ pub fn put_vault(
             ));
         }
     }
-    let port_hint = existing.as_ref().and_then(|v| v.port);
-    let port = app.ensure_vault_listener(name, port_hint);
     let vault = Vault {
         subscription_id: sub.to_owned(),
         resource_group: rg.to_owned(),
@@ -110,7 +111,6 @@ pub fn put_vault(
         location: location.to_owned(),
         tags,
         properties: Value::Object(merged),
-        port,
         created_at: existing
             .as_ref()
             .map(|v| v.created_at.clone())
@@ -134,7 +134,7 @@ pub fn handle(
         ("GET", []) => {
             let state = app.state();
             let v = state.vaults.get(&k).ok_or_else(not_found)?;
-            Ok(json_resp(StatusCode::OK, vault_json(app, v)))
+            Ok(json_resp(StatusCode::OK, vault_json(&req.origin, v)))
         }
         ("PUT", []) => {
             let body = req.json(Style::Arm)?;
@@ -160,7 +160,7 @@ pub fn handle(
             // Key Vault answers 200 for creates too; a 201 makes the 0.21 SDK
             // poller re-send the PUT after its default 30 s.
             let (v, _created) = put_vault(app, &mut state, sub, rg, name, location, tags, &props)?;
-            Ok(json_resp(StatusCode::OK, vault_json(app, &v)))
+            Ok(json_resp(StatusCode::OK, vault_json(&req.origin, &v)))
         }
         ("PUT", [ap, kind]) if ap.eq_ignore_ascii_case("accessPolicies") => {
             let body = req.json(Style::Arm)?;

@@ -70,7 +70,7 @@ pub fn handle(
     vault_name: &str,
     rest: &[String],
 ) -> (Response, Option<String>) {
-    let claims = match auth::authenticate(app, &req.headers, VAULT_AUDIENCE) {
+    let claims = match auth::authenticate(app, &req.origin, &req.headers, VAULT_AUDIENCE) {
         Ok(c) => c,
         Err(e) => return (e.into_response(), None),
     };
@@ -147,12 +147,8 @@ pub fn handle(
                 .inner("AccessDenied")
             });
         }
-        // kid uses the form the client addressed the vault with.
-        let base = if req.segs.first().map(String::as_str) == Some("keyvault") {
-            app.vault_uri(&vault.name, None)
-        } else {
-            app.vault_uri(&vault.name, vault.port)
-        };
+        // kid uses the host (cloud, port) the client addressed the vault with.
+        let base = req.origin.vault_uri(&vault.name);
         keys::handle(&mut state, req, &vault, &base, op, rest)
     })();
     (result.unwrap_or_else(IntoResponse::into_response), caller)
