@@ -31,6 +31,20 @@
   apiserver_port=443 etcd_port=2379 etcd_peer_port=2380
 }
 
+# The machine's own values of the kernel settings kubelet changes on start,
+# saved by the first test cluster up on this machine (any checkout) and put
+# back by the last one down; /run empties at boot, as the settings reset.
+# shellcheck disable=SC2034 # used by up and down
+sysctl_saved=/run/cmk-test-cluster.sysctl
+other_kubelets() { # pids of any checkout's test-cluster kubelet
+  local p argv0
+  for p in /proc/[0-9]*; do
+    IFS= read -r -d '' argv0 2>/dev/null <"$p/cmdline" || continue
+    [[ $argv0 == */target/cluster/bin/kubelet ]] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
 # Serialises up and down of this checkout's cluster. A caller that already
 # holds the lock (up calling down) sets CMK_CLUSTER_LOCKED.
 cluster_lock() {
