@@ -2,13 +2,15 @@
 //! containerd and runc beside its own API server, controller-manager and
 //! scheduler, in a network namespace of its own. These tests prove what a
 //! chart install needs from it: the Node turns Ready, the controller-manager
-//! creates default ServiceAccounts, the scheduler places a Pod, and a
-//! hostNetwork Pod locked down the way the chart's is (non-root, read-only
-//! root, no capabilities, seccomp RuntimeDefault) runs to completion and
-//! reads a projected ServiceAccount token that the API server accepts.
+//! creates default ServiceAccounts, the scheduler places Pods, a Pod locked
+//! down the way the chart's is (non-root, read-only root, no capabilities,
+//! seccomp RuntimeDefault) runs and reads a projected ServiceAccount token
+//! that the API server accepts, and a two-replica Deployment rolls out on Pod
+//! IPs, Ready through HTTP probes, and rolls out again when changed.
 //!
 //! No skipping: a machine without what `tests/cluster/up` needs (root, Go,
-//! containerd, runc, iproute2, mmdebstrap) fails here, with `up`'s message.
+//! containerd, runc, CNI plugins, iproute2, mmdebstrap) fails here, with
+//! `up`'s message.
 
 mod common;
 
@@ -16,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
-use kube::api::{Api, LogParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
 const NODE: &str = "cmk-node";
@@ -55,6 +58,62 @@ where
         assert!(start.elapsed() < limit, "{what} not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A client for the cluster, once its Node is Ready.
+async fn cluster() -> kube::Client {
+    let client = client(kubeconfig_path()).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually(Duration::from_secs(120), "node Ready", || async {
+        nodes.get_opt(NODE).await.ok().flatten().filter(node_ready)
+    })
+    .await;
+    client
+}
+
+/// A fresh namespace `{prefix}-{pid}-{millis}`, once the controller-manager
+/// has made its default ServiceAccount (with the ServiceAccount admission
+/// plugin on, no Pod is admitted before).
+async fn namespace(client: &kube::Client, prefix: &str) -> String {
+    let ns = format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis()
+            % 100_000
+    );
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("namespace created");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    eventually(
+        Duration::from_secs(60),
+        "default ServiceAccount",
+        || async { accounts.get_opt("default").await.ok().flatten() },
+    )
+    .await;
+    ns
+}
+
+/// Deletes a test's namespace (the controller-manager empties it), so a
+/// long-lived cluster does not gather Pods from earlier runs.
+async fn delete_namespace(client: &kube::Client, ns: &str) {
+    Api::<Namespace>::all(client.clone())
+        .delete(ns, &Default::default())
+        .await
+        .expect("namespace deleted");
 }
 
 fn node_ready(node: &Node) -> bool {
@@ -121,45 +180,8 @@ fn field<'a>(logs: &'a str, key: &str) -> &'a str {
 
 #[tokio::test]
 async fn a_locked_down_host_network_pod_runs_on_the_node_and_reads_its_projected_token() {
-    let client = client(kubeconfig_path()).await;
-
-    let nodes: Api<Node> = Api::all(client.clone());
-    eventually(Duration::from_secs(120), "node Ready", || async {
-        nodes.get_opt(NODE).await.ok().flatten().filter(node_ready)
-    })
-    .await;
-
-    let ns = format!(
-        "pod-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis()
-            % 100_000
-    );
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some(ns.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("namespace created");
-    // The controller-manager's serviceaccount controller makes it; with the
-    // ServiceAccount admission plugin on, no Pod is admitted before.
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    eventually(
-        Duration::from_secs(60),
-        "default ServiceAccount",
-        || async { accounts.get_opt("default").await.ok().flatten() },
-    )
-    .await;
+    let client = cluster().await;
+    let ns = namespace(&client, "pod").await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let started = Instant::now();
@@ -269,6 +291,168 @@ async fn a_locked_down_host_network_pod_runs_on_the_node_and_reads_its_projected
         Some(&vec!["reader".to_owned()]),
         "bound to the Pod: {extra:?}"
     );
+    delete_namespace(&client, &ns).await;
+}
+
+/// Two replicas of a web server on the same port, each in a network of its
+/// own, Ready only once its readiness probe (through the Pod's IP) finds the
+/// file it writes after reaching the API server at the in-cluster address
+/// (KUBERNETES_SERVICE_HOST, no kube-proxy). Then a template change rolls
+/// out. Everything the chart's Deployment needs from the node.
+#[tokio::test]
+async fn a_deployment_of_two_replicas_rolls_out_on_pod_ips_ready_through_probes() {
+    let client = cluster().await;
+    let ns = namespace(&client, "deploy").await;
+    let script = r#"b=/bin/busybox
+$b mkdir -p /tmp/www
+if echo | $b nc -w 3 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" >/dev/null; then echo "$REVISION" >/tmp/www/ready; fi
+exec $b httpd -f -p 8080 -h /tmp/www"#;
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    // httpd as PID 1 ignores SIGTERM; do not wait 30 s for it.
+                    "terminationGracePeriodSeconds": 1,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"}
+                    },
+                    "containers": [{
+                        "name": "web",
+                        "image": "cmk.local/busybox:1",
+                        "imagePullPolicy": "Never",
+                        "command": ["/bin/busybox", "sh", "-c", script],
+                        "env": [{"name": "REVISION", "value": "1"}],
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
+                        "livenessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5},
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]}
+                        },
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
+                    }],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}]
+                }
+            }
+        }
+    }))
+    .expect("Deployment is valid");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("Deployment created");
+
+    let rolled_out = |generation: i64| {
+        let deployments = deployments.clone();
+        async move {
+            let d = deployments.get("web").await.ok()?;
+            let s = d.status?;
+            (s.observed_generation == Some(generation)
+                && s.updated_replicas == Some(2)
+                && s.ready_replicas == Some(2)
+                && s.available_replicas == Some(2)
+                && s.replicas == Some(2))
+            .then_some(())
+        }
+    };
+    let started = Instant::now();
+    eventually(Duration::from_secs(120), "2 replicas available", || {
+        rolled_out(1)
+    })
+    .await;
+    eprintln!("Deployment available in {:?}", started.elapsed());
+
+    let ready_pods = |revision: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            let ready: Vec<Pod> = list
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| {
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.containers[0].env.as_ref())
+                        .is_some_and(|env| {
+                            env.iter().any(|e| {
+                                e.name == "REVISION" && e.value.as_deref() == Some(revision)
+                            })
+                        })
+                })
+                .collect();
+            (ready.len() == 2).then_some(ready)
+        }
+    };
+    let first = eventually(Duration::from_secs(30), "2 Pods of revision 1", || {
+        ready_pods("1")
+    })
+    .await;
+    let ips: Vec<String> = first
+        .iter()
+        .map(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .expect("Pod IP")
+        })
+        .collect();
+    assert_ne!(ips[0], ips[1], "each replica has its own address: {ips:?}");
+    for ip in &ips {
+        assert!(
+            ip.starts_with("10.214.0."),
+            "a Pod address from the bridge inside the node's namespace, not the node's: {ips:?}"
+        );
+    }
+
+    // A changed template rolls out: new Pods, Ready through the same probes.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                serde_json::json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": "web", "env": [{"name": "REVISION", "value": "2"}]}
+                ]}}}}),
+            ),
+        )
+        .await
+        .expect("template patched");
+    let started = Instant::now();
+    eventually(Duration::from_secs(120), "revision 2 rolled out", || {
+        rolled_out(2)
+    })
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "only Pods of revision 2 left",
+        || async {
+            let all = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            let second = ready_pods("2").await?;
+            (all.items.len() == 2).then_some(second)
+        },
+    )
+    .await;
+    eprintln!("revision 2 rolled out in {:?}", started.elapsed());
+    delete_namespace(&client, &ns).await;
 }
 
 #[test]

@@ -27,6 +27,8 @@
   node=cmk-node                       # node name; resolves through /etc/hosts in the netns
   node_ip=10.213.0.2                  # on an interface inside the netns only
   service_ip=10.0.0.1                 # the kubernetes Service, also on that interface
+  pod_cidr=10.214.0.0/24 pod_gateway=10.214.0.1 # Pods, on a bridge inside the netns
+  cni_bin=/usr/lib/cni                # Debian's containernetworking-plugins
   # Inside the namespace nothing else listens, so the ports are fixed.
   apiserver_port=443 etcd_port=2379 etcd_peer_port=2380
 }
