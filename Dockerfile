@@ -19,4 +19,8 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/cmk-operator /usr/local/bin/cmk-operator
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/cmk-operator"]
+# `run` manages real Azure: its settings come from the environment
+# (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET or
+# AZURE_FEDERATED_TOKEN_FILE, CMK_FIRST_PARTY_PRINCIPAL_ID), and without them it
+# exits at once naming each missing one. It never falls back to the simulator.
 CMD ["run"]

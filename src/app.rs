@@ -1,6 +1,6 @@
-//! `cmk-operator run`: builds the Azure backend (the embedded simulator by
-//! default, or real Azure), the Kubernetes client, and runs the controllers
-//! until SIGTERM or Ctrl-C.
+//! `cmk-operator run`: builds the Azure backend (real Azure by default, or
+//! the embedded simulator when asked for), the Kubernetes client, checks the
+//! installed CRDs, and runs the controllers until SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,23 +17,24 @@ use crate::controller::clock::Clock;
 use crate::controller::{self, Settings};
 use crate::leader::{self, LeaseSettings};
 use crate::sim::SimConfig;
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::{self, Metrics, Readiness};
 use crate::tenancy::TenancyPolicy;
 
 /// Which Azure the operator talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
-    /// The embedded local simulator, seeded with the world `deploy/examples/` expects.
-    Simulator,
     /// Real Azure, with credentials from the environment (workload identity or a client secret).
     Azure,
+    /// The embedded local simulator, seeded with the world `deploy/examples/` expects
+    /// (demos and tests; never a default).
+    Simulator,
 }
 
 /// Options of `cmk-operator run`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunOptions {
-    /// Azure backend.
-    #[arg(long, value_enum, default_value = "simulator", env = "CMK_AZURE")]
+    /// Azure backend: real Azure unless `--azure simulator` asks for the embedded simulator.
+    #[arg(long, value_enum, default_value = "azure", env = "CMK_AZURE")]
     pub azure: Backend,
     /// Azure cloud: AzurePublicCloud, AzureUSGovernment or AzureChinaCloud.
     #[arg(long, default_value = "AzurePublicCloud", env = "AZURE_CLOUD")]
@@ -117,15 +118,18 @@ pub enum StartError {
     )]
     UnknownCloud(String),
     #[error(
-        "--first-party-principal-id is required with --azure azure: it is the object id of the Azure Cosmos DB service principal in your tenant; find it with `az ad sp show --id {0} --query id -o tsv`"
+        "cmk-operator run manages real Azure (the default; `--azure simulator` runs the embedded simulator instead), and settings it needs are missing: {}",
+        .0.join("; ")
     )]
-    FirstPartyPrincipalMissing(String),
+    AzureSettingsMissing(Vec<String>),
     #[error("cannot start the embedded simulator: {0}")]
     Simulator(#[from] crate::sim::SimError),
     #[error("Azure credentials: {0}")]
     Azure(#[from] crate::azure::AzureError),
     #[error("Kubernetes client: {0} (set KUBECONFIG, or run in a cluster)")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Crd(#[from] crate::crd_check::CrdError),
     #[error("cannot serve health and metrics on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
     #[error("lost the leader lease; exiting so a fresh process can stand by")]
@@ -218,9 +222,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         (Backend::Azure, None) => {
             let cloud = Cloud::by_name(&opts.cloud)
                 .ok_or_else(|| StartError::UnknownCloud(opts.cloud.clone()))?;
-            let first_party = opts.first_party_principal_id.clone().ok_or_else(|| {
-                StartError::FirstPartyPrincipalMissing(cloud.cosmos_first_party_app_id.clone())
-            })?;
+            let first_party = real_azure_settings(&opts, &cloud)?;
             let settings = AzureSettings {
                 cloud,
                 credential: CredentialSource::Environment,
@@ -232,6 +234,12 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         }
     };
     let client = kube::Client::try_default().await?;
+    crate::crd_check::verify(
+        &client,
+        &crate::api::crds(),
+        crate::crd_check::PUBLICATION_LAG,
+    )
+    .await?;
     let metrics = Arc::new(Metrics::default());
     for addr in std::iter::once(opts.health_listen).chain(opts.metrics_listen) {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -260,7 +268,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     };
     let azure = Instrumented::new(azure, metrics.clone());
     if !opts.leader_election {
-        metrics.set_ready(true);
+        metrics.set_leader(true);
         controller::run(client, azure, settings, metrics, shutdown_signal()).await;
         return Ok(());
     }
@@ -274,12 +282,14 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         retry_period: Duration::from_secs(2),
     };
     let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
-    // A standby replica is ready: it serves health and waits for the lease.
-    metrics.set_ready(true);
+    // Not ready until the lease has answered: a standby is ready (it has
+    // nothing to sync), the leader once its caches hold their first list.
+    let standby = || metrics.set_readiness(Readiness::Standby);
     tokio::select! {
-        () = leader::acquire(&leases, &lease) => {}
+        () = leader::acquire_or_stand_by(&leases, &lease, standby) => {}
         () = shutdown_signal() => return Ok(()),
     }
+    metrics.set_leader(true);
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     let (hold_api, hold_lease) = (leases.clone(), lease.clone());
     let holder = tokio::spawn(async move {
@@ -294,7 +304,8 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
             _ = lost_rx => lost_flag.store(true, std::sync::atomic::Ordering::SeqCst),
         }
     };
-    controller::run(client, azure, settings, metrics, stop).await;
+    controller::run(client, azure, settings, metrics.clone(), stop).await;
+    metrics.set_leader(false);
     holder.abort();
     if lost.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(StartError::LostLease);
@@ -304,6 +315,33 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The object id of the first-party principal, once every setting real Azure
+/// needs is there; otherwise all that are missing, named at once.
+fn real_azure_settings(opts: &RunOptions, cloud: &Cloud) -> Result<String, StartError> {
+    let mut missing = Vec::new();
+    let first_party = opts
+        .first_party_principal_id
+        .clone()
+        .filter(|id| !id.trim().is_empty());
+    if first_party.is_none() {
+        missing.push(format!(
+            "--first-party-principal-id (or CMK_FIRST_PARTY_PRINCIPAL_ID), the object id of the Azure Cosmos DB service principal in your tenant: `az ad sp show --id {} --query id -o tsv`",
+            cloud.cosmos_first_party_app_id
+        ));
+    }
+    match CredentialSource::Environment.resolve_with(|k| std::env::var(k).ok()) {
+        Ok(_) => {}
+        Err(crate::azure::AzureError::Authentication { message, .. }) => {
+            missing.push(format!("Azure credentials: {message}"));
+        }
+        Err(e) => missing.push(e.to_string()),
+    }
+    match first_party {
+        Some(id) if missing.is_empty() => Ok(id),
+        _ => Err(StartError::AzureSettingsMissing(missing)),
+    }
 }
 
 /// The tenancy policy of `--tenancy-config`, or the empty one (nothing allowed).

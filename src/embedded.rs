@@ -1,6 +1,6 @@
-//! The embedded default: an in-process Azure simulator seeded with the world
-//! that `deploy/examples/` expects, so a newcomer can run the operator with no
-//! Azure subscription.
+//! The embedded simulator of `cmk-operator run --azure simulator`: an
+//! in-process Azure seeded with the world that `deploy/examples/` expects, so
+//! a newcomer can run the operator with no Azure subscription.
 
 use serde_json::json;
 

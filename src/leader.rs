@@ -112,13 +112,19 @@ pub async fn release(api: &Api<Lease>, s: &LeaseSettings) -> Result<(), kube::Er
 
 /// Waits until this replica leads. Errors are retried (the API server may be restarting).
 pub async fn acquire(api: &Api<Lease>, s: &LeaseSettings) {
+    acquire_or_stand_by(api, s, || {}).await;
+}
+
+/// `acquire`, calling `standing_by` after each answer that another replica
+/// holds the lease (so the caller knows leadership is settled, not unknown).
+pub async fn acquire_or_stand_by(api: &Api<Lease>, s: &LeaseSettings, standing_by: impl Fn()) {
     loop {
         match try_lead(api, s).await {
             Ok(true) => {
                 tracing::info!(lease = %s.name, identity = %s.identity, "became leader");
                 return;
             }
-            Ok(false) => {}
+            Ok(false) => standing_by(),
             Err(e) => tracing::warn!(error = %e, "leader election: cannot read or write the lease"),
         }
         tokio::time::sleep(s.retry_period).await;

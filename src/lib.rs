@@ -2,12 +2,14 @@
 //! customer-managed keys held in Azure Key Vault.
 //!
 //! Layers (see README): `api` holds the custom resource types, `sim` the
-//! local Azure simulator that is also the embedded default backend.
+//! local Azure simulator (embedded by `run --azure simulator` for demos and
+//! tests; real Azure is the default).
 
 pub mod api;
 pub mod app;
 pub mod azure;
 pub mod controller;
+pub mod crd_check;
 pub mod embedded;
 pub mod leader;
 pub mod reconcile;

@@ -37,7 +37,7 @@ enum LogFormat {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Run the operator (the embedded Azure simulator unless --azure azure).
+    /// Run the operator against real Azure (`--azure simulator`: the embedded simulator).
     Run(cmk_operator::app::RunOptions),
     /// Print the CustomResourceDefinitions of both kinds as YAML (what `crds/` holds).
     Crd,

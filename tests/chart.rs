@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use cmk_operator::tenancy::{Request, TenancyPolicy};
 use common::helm::{
-    apply_chart_crds, chart_dir, docs, dry_run_server, find, helm, render, try_render,
+    CHART_CRDS, apply_chart_crds, chart_dir, docs, dry_run_server, find, helm, helm_kube, render,
+    try_render,
 };
 use serde_json::Value;
 
@@ -30,35 +31,252 @@ fn all_options(ns: &str) -> Vec<String> {
         "replicaCount=3",
         "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         "priorityClassName=system-cluster-critical",
+        "networkPolicy.enabled=true",
     ]
     .iter()
     .flat_map(|v| ["--set".to_owned(), v.to_string()])
+    .chain([
+        "--set-json".to_owned(),
+        format!(r#"tenancy.namespaces=[{{"namespace":"{ns}"}}]"#),
+        "--set-json".to_owned(),
+        format!("extraObjects={EXTRA_OBJECTS}"),
+    ])
     .collect()
 }
+
+/// extraObjects of both forms (a map, a string of YAML), using tpl.
+const EXTRA_OBJECTS: &str = r#"[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"{{ include \"cmk.fullname\" . }}-extra"},"data":{"cluster":"{{ .Values.operator.clusterId }}"}},"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra-text\n  namespace: {{ .Release.Namespace }}\ndata:\n  replicas: '{{ .Values.replicaCount }}'\n"]"#;
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// The generated CRDs, as documents.
+fn generated_crds() -> Vec<Value> {
+    docs(
+        &std::fs::read_to_string(common::repo_root().join("crds/cosmoscmk.io.yaml"))
+            .expect("crds/cosmoscmk.io.yaml"),
+    )
+}
+
+/// The rendered CRDs with the chart's labels and the keep annotation taken
+/// off (checked first: the labels are the chart's, the annotation is there
+/// exactly when `keep`).
+fn without_chart_metadata(rendered: &[Value], keep: bool) -> Vec<Value> {
+    find(rendered, "CustomResourceDefinition")
+        .into_iter()
+        .map(|crd| {
+            let mut crd = crd.clone();
+            let meta = crd["metadata"].as_object_mut().expect("metadata");
+            let labels = meta.remove("labels").expect("the chart labels its CRDs");
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{labels}");
+            assert_eq!(labels["app.kubernetes.io/instance"], "cmk", "{labels}");
+            assert_eq!(labels["app.kubernetes.io/part-of"], "cosmos-cmk-operator");
+            match meta.remove("annotations") {
+                Some(a) if keep => {
+                    assert_eq!(a, serde_json::json!({"helm.sh/resource-policy": "keep"}))
+                }
+                None if !keep => {}
+                other => panic!("crds.keep={keep}, annotations {other:?}"),
+            }
+            crd
+        })
+        .collect()
+}
+
 #[test]
-fn chart_crds_are_a_copy_of_the_generated_crds() {
+fn chart_crds_are_the_generated_crds() {
+    // One source: the chart's file is the generator's output, byte for byte.
     let generated = std::fs::read_to_string(common::repo_root().join("crds/cosmoscmk.io.yaml"))
         .expect("crds/cosmoscmk.io.yaml");
-    let in_chart = std::fs::read_to_string(chart_dir().join("crds/cosmoscmk.io.yaml"))
-        .expect("charts/cosmos-cmk-operator/crds/cosmoscmk.io.yaml");
+    let in_chart = std::fs::read_to_string(chart_dir().join(CHART_CRDS))
+        .unwrap_or_else(|e| panic!("charts/cosmos-cmk-operator/{CHART_CRDS}: {e}"));
     assert!(
         generated == in_chart,
-        "the chart's CRDs drifted from crds/; copy them again:\n    cp crds/cosmoscmk.io.yaml charts/cosmos-cmk-operator/crds/"
+        "the chart's CRDs drifted from crds/; copy them again:\n    cp crds/cosmoscmk.io.yaml charts/cosmos-cmk-operator/{CHART_CRDS}"
     );
-    let files: Vec<_> = std::fs::read_dir(chart_dir().join("crds"))
-        .expect("chart crds dir")
+    let files: Vec<_> = std::fs::read_dir(chart_dir().join("files/crds"))
+        .expect("chart files/crds dir")
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(
         files.len(),
         1,
-        "only the generated CRD file belongs in the chart's crds/: {files:?}"
+        "only the generated CRD file belongs in the chart's files/crds/: {files:?}"
     );
+    assert!(
+        !chart_dir().join("crds").exists(),
+        "no crds/ directory: Helm installs it once and never upgrades it; the CRDs are templates"
+    );
+
+    // What renders is exactly those CRDs, labelled, kept on uninstall by default.
+    let expected = generated_crds();
+    assert_eq!(expected.len(), 2);
+    let default = docs(&render("cmk", "cmk-system", &[]));
+    assert_eq!(without_chart_metadata(&default, true), expected);
+    let not_kept = docs(&render("cmk", "cmk-system", &["--set", "crds.keep=false"]));
+    assert_eq!(without_chart_metadata(&not_kept, false), expected);
+    let none = docs(&render(
+        "cmk",
+        "cmk-system",
+        &["--set", "crds.enabled=false"],
+    ));
+    assert!(find(&none, "CustomResourceDefinition").is_empty());
+}
+
+/// A CRD of a group of the test's own (`widgets.<group>`), version `v1`
+/// with `spec.size`, plus `spec.color` and a printer column when `v2`.
+fn widget_crd(group: &str, v2: bool) -> String {
+    let (color, columns) = if v2 {
+        (
+            "\n              color:\n                type: string",
+            "\n    additionalPrinterColumns:\n    - jsonPath: .spec.color\n      name: Color\n      type: string",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  names:\n    kind: Widget\n    listKind: WidgetList\n    plural: widgets\n    singular: widget\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true{columns}\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size:\n                type: integer{color}\n"
+    )
+}
+
+/// A copy of the chart whose CRD file holds `crd` instead of the operator's
+/// (a real install must not take over the CRDs every other test uses).
+fn chart_with_crd(ns: &str, crd: &str) -> String {
+    let chart = common::helm::chart_copy(ns);
+    std::fs::write(chart.join(CHART_CRDS), crd).expect("test CRD written");
+    chart.to_str().expect("utf-8").to_owned()
+}
+
+fn get_crd(name: &str) -> Option<Value> {
+    let out = common::helm::kubectl_stdin(&["get", "crd", name, "-o", "json"], "");
+    match out {
+        Ok(json) => Some(serde_json::from_str(&json).expect("CRD json")),
+        Err(e) if e.contains("NotFound") => None,
+        Err(e) => panic!("kubectl get crd {name}: {e}"),
+    }
+}
+
+/// A real `helm install`, `upgrade` and `uninstall` of the chart (CRDs
+/// included) against the local control plane, in `ns`.
+fn helm_release(verb: &str, release: &str, ns: &str, chart: Option<&str>, extra: &[&str]) {
+    let mut args = vec![verb, release];
+    args.extend(chart);
+    args.extend(["--namespace", ns]);
+    args.extend_from_slice(extra);
+    helm_kube(&args).unwrap_or_else(|e| panic!("helm {args:?} failed:\n{e}"));
+}
+
+fn release_values(ns: &str) -> Vec<String> {
+    // Cluster-scoped names (ClusterRole, binding) of the test's own.
+    vec!["--set".into(), format!("fullnameOverride=cmk-{ns}")]
+}
+
+#[tokio::test]
+async fn helm_upgrade_updates_the_crds_and_uninstall_keeps_them() {
+    let (_client, ns) = common::test_namespace("chart-crd-up").await;
+    let group = format!("{ns}.chart-test.cosmoscmk.io");
+    let crd = format!("widgets.{group}");
+    let values = release_values(&ns);
+
+    let chart = chart_with_crd(&ns, &widget_crd(&group, false));
+    helm_release("install", "crd-up", &ns, Some(&chart), &strs(&values));
+    let installed = get_crd(&crd).expect("helm install created the CRD");
+    assert_eq!(
+        installed["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "crds.keep is on by default"
+    );
+    assert_eq!(
+        installed["metadata"]["annotations"]["meta.helm.sh/release-name"],
+        "crd-up"
+    );
+    let schema = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties";
+    assert!(installed.pointer(&format!("{schema}/color")).is_none());
+
+    // The chart's CRD file changes; `helm upgrade` changes the CRD in the cluster.
+    let chart = chart_with_crd(&ns, &widget_crd(&group, true));
+    helm_release("upgrade", "crd-up", &ns, Some(&chart), &strs(&values));
+    let upgraded = get_crd(&crd).expect("the CRD is still there");
+    assert_eq!(
+        upgraded.pointer(&format!("{schema}/color/type")),
+        Some(&Value::from("string")),
+        "helm upgrade updated the CRD's schema: {upgraded}"
+    );
+    assert_eq!(
+        upgraded["spec"]["versions"][0]["additionalPrinterColumns"][0]["name"],
+        "Color"
+    );
+
+    // Uninstalling leaves the CRD (and so every resource of its kinds).
+    helm_release("uninstall", "crd-up", &ns, None, &[]);
+    assert!(
+        get_crd(&crd).is_some(),
+        "helm.sh/resource-policy: keep leaves the CRD on uninstall"
+    );
+    let role = common::helm::kubectl_stdin(&["get", "clusterrole", &format!("cmk-{ns}")], "");
+    assert!(
+        role.is_err_and(|e| e.contains("NotFound")),
+        "the rest of the release is gone"
+    );
+    common::kubectl(&["delete", "crd", &crd, "--wait=false"]);
+}
+
+#[tokio::test]
+async fn crds_from_the_old_crds_directory_are_taken_over_and_keep_false_deletes_them() {
+    let (_client, ns) = common::test_namespace("chart-crd-own").await;
+    let group = format!("{ns}.chart-test.cosmoscmk.io");
+    let crd = format!("widgets.{group}");
+    let text = widget_crd(&group, false);
+    // As an earlier chart (CRDs in crds/) or `kubectl apply` left it: no Helm metadata.
+    common::helm::apply(&text).expect("CRD applied without Helm");
+    let chart = chart_with_crd(&ns, &text);
+    let mut values = release_values(&ns);
+    values.extend(["--set".into(), "crds.keep=false".into()]);
+
+    let refused = helm_kube(
+        &[
+            &[
+                "install",
+                "crd-own",
+                chart.as_str(),
+                "--namespace",
+                ns.as_str(),
+            ],
+            strs(&values).as_slice(),
+        ]
+        .concat(),
+    );
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("invalid ownership metadata")),
+        "Helm does not silently take over a CRD it did not install: {refused:?}"
+    );
+    // The documented migration: --take-ownership.
+    let taking = [strs(&values).as_slice(), &["--take-ownership"]].concat();
+    helm_release("install", "crd-own", &ns, Some(&chart), &taking);
+    let owned = get_crd(&crd).expect("the CRD is there");
+    assert_eq!(
+        owned["metadata"]["annotations"]["meta.helm.sh/release-name"],
+        "crd-own"
+    );
+    assert!(
+        owned["metadata"]["annotations"]
+            .get("helm.sh/resource-policy")
+            .is_none(),
+        "crds.keep=false: no keep annotation"
+    );
+
+    // Without keep, uninstalling deletes the CRD (and every resource of its kinds).
+    helm_release("uninstall", "crd-own", &ns, None, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get_crd(&crd).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "crds.keep=false: the CRD went with the release"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -81,14 +299,10 @@ fn helm_lint_strict_is_clean() {
 #[tokio::test]
 async fn rendered_chart_passes_a_server_side_dry_run() {
     let (_client, ns) = common::test_namespace("chart-dry").await;
-    // CRDs first, from the chart itself, as `helm install` does.
+    // The CRDs exist (the rendered ones are dry-run too, as updates).
     apply_chart_crds();
     for extra in [vec![], all_options(&ns)] {
-        let yaml = render(
-            "cmk",
-            &ns,
-            &[&["--include-crds"], strs(&extra).as_slice()].concat(),
-        );
+        let yaml = render("cmk", &ns, &strs(&extra));
         let rendered = docs(&yaml);
         let applied = dry_run_server(&yaml)
             .unwrap_or_else(|e| panic!("dry run with {extra:?} rejected:\n{e}"));
@@ -112,6 +326,21 @@ async fn rendered_chart_passes_a_server_side_dry_run() {
                 kinds.contains(kind),
                 "{kind} rendered with {extra:?}: {kinds:?}"
             );
+        }
+        if !extra.is_empty() {
+            // The NetworkPolicy, the credentials Role and the extraObjects
+            // are accepted by the API server too.
+            for name in [
+                "networkpolicy.networking.k8s.io/cmk-cosmos-cmk-operator",
+                "role.rbac.authorization.k8s.io/cmk-cosmos-cmk-operator-credentials",
+                "configmap/cmk-cosmos-cmk-operator-extra",
+                "configmap/cmk-extra-text",
+            ] {
+                assert!(
+                    applied.iter().any(|a| a == name),
+                    "{name} accepted: {applied:?}"
+                );
+            }
         }
     }
 }
@@ -213,6 +442,24 @@ fn bad_values_fail_at_template_time() {
             ],
             "additional properties 'scope'",
         ),
+        (&["--set-string", "crds.enabled=yes"], "/crds/enabled"),
+        (
+            &["--set", "crds.keeep=true"],
+            "additional properties 'keeep'",
+        ),
+        (
+            &["--set-string", "networkPolicy.enabled=on"],
+            "/networkPolicy/enabled",
+        ),
+        (
+            &["--set-json", r#"networkPolicy.egress="all""#],
+            "/networkPolicy/egress",
+        ),
+        (
+            &["--set-json", r#"networkPolicy.ingress.from={"a":1}"#],
+            "/networkPolicy/ingress/from",
+        ),
+        (&["--set-json", "extraObjects=[1]"], "/extraObjects/0"),
         // Cross-field rules the template enforces.
         (
             &["--set", "health.port=9090"],
@@ -278,13 +525,24 @@ fn workload_identity_annotates_the_service_account_and_labels_the_pod() {
     assert!(env.iter().all(|e| e["name"] != "AZURE_CLIENT_SECRET"));
 }
 
-/// (apiGroup, resource, verb) triples of a rules list; panics on resourceNames
-/// or nonResourceURLs, which the chart does not use.
-fn triples(rules: &Value) -> BTreeSet<(String, String, String)> {
+/// What a rules list grants: (apiGroup, resource, verb, resourceName), the
+/// name "" when any name; panics on nonResourceURLs and wildcards, which the
+/// chart does not use.
+type Grant = (String, String, String, String);
+
+fn grants(rules: &Value) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
     for rule in rules.as_array().expect("rules") {
-        assert!(rule.get("resourceNames").is_none(), "{rule}");
         assert!(rule.get("nonResourceURLs").is_none(), "{rule}");
+        let names: Vec<&str> = match rule.get("resourceNames") {
+            Some(n) => n
+                .as_array()
+                .expect("resourceNames")
+                .iter()
+                .map(|n| n.as_str().unwrap())
+                .collect(),
+            None => vec![""],
+        };
         for g in rule["apiGroups"].as_array().expect("apiGroups") {
             for r in rule["resources"].as_array().expect("resources") {
                 for v in rule["verbs"].as_array().expect("verbs") {
@@ -294,7 +552,9 @@ fn triples(rules: &Value) -> BTreeSet<(String, String, String)> {
                         v.as_str().unwrap(),
                     );
                     assert!(g != "*" && r != "*" && v != "*", "wildcard in {rule}");
-                    out.insert((g.to_owned(), r.to_owned(), v.to_owned()));
+                    for n in &names {
+                        out.insert((g.to_owned(), r.to_owned(), v.to_owned(), n.to_string()));
+                    }
                 }
             }
         }
@@ -302,16 +562,44 @@ fn triples(rules: &Value) -> BTreeSet<(String, String, String)> {
     out
 }
 
-fn expand(spec: &[(&str, &[&str], &[&str])]) -> BTreeSet<(String, String, String)> {
+/// Grants on any name.
+fn expand(spec: &[(&str, &[&str], &[&str])]) -> BTreeSet<Grant> {
+    spec.iter()
+        .flat_map(|(g, rs, vs)| named(g, rs, vs, ""))
+        .collect()
+}
+
+/// Grants on one name ("": any).
+fn named(group: &str, resources: &[&str], verbs: &[&str], name: &str) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
-    for (g, rs, vs) in spec {
-        for r in *rs {
-            for v in *vs {
-                out.insert((g.to_string(), r.to_string(), v.to_string()));
-            }
+    for r in resources {
+        for v in verbs {
+            out.insert((
+                group.to_owned(),
+                r.to_string(),
+                v.to_string(),
+                name.to_owned(),
+            ));
         }
     }
     out
+}
+
+/// The operator's cluster-wide grants, without any Secret.
+fn cluster_grants() -> BTreeSet<Grant> {
+    expand(&[
+        (
+            "cosmoscmk.io",
+            &["keyvaultbindings", "cosmosaccountcmks"],
+            &["get", "list", "watch", "patch", "update"],
+        ),
+        (
+            "cosmoscmk.io",
+            &["keyvaultbindings/status", "cosmosaccountcmks/status"],
+            &["get", "patch", "update"],
+        ),
+        ("events.k8s.io", &["events"], &["create", "patch"]),
+    ])
 }
 
 #[test]
@@ -321,34 +609,50 @@ fn rbac_is_exactly_least_privilege() {
     let cluster_roles = find(&rendered, "ClusterRole");
     assert_eq!(cluster_roles.len(), 1);
     assert_eq!(
-        triples(&cluster_roles[0]["rules"]),
-        expand(&[
-            (
-                "cosmoscmk.io",
-                &["keyvaultbindings", "cosmosaccountcmks"],
-                &["get", "list", "watch", "patch", "update"],
-            ),
-            (
-                "cosmoscmk.io",
-                &["keyvaultbindings/status", "cosmosaccountcmks/status"],
-                &["get", "patch", "update"],
-            ),
-            ("events.k8s.io", &["events"], &["create", "patch"]),
-            ("", &["secrets"], &["get"]),
-        ]),
-        "ClusterRole rules"
+        grants(&cluster_roles[0]["rules"]),
+        cluster_grants(),
+        "ClusterRole rules: no Secret, since the default tenancy policy allows no namespace"
     );
     let roles = find(&rendered, "Role");
     assert_eq!(roles.len(), 1);
     assert_eq!(roles[0]["metadata"]["namespace"], ns);
+    // The Lease the operator is told to use (--lease-name), and only it; a
+    // create cannot be limited by name in Kubernetes RBAC.
+    let args =
+        &find(&rendered, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    let lease = args
+        .as_array()
+        .unwrap()
+        .windows(2)
+        .find(|w| w[0] == "--lease-name")
+        .map(|w| w[1].as_str().unwrap().to_owned())
+        .expect("--lease-name");
+    assert_eq!(lease, "cmk-cosmos-cmk-operator");
+    let mut lease_grants = named(
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "update"],
+        &lease,
+    );
+    lease_grants.extend(named("coordination.k8s.io", &["leases"], &["create"], ""));
     assert_eq!(
-        triples(&roles[0]["rules"]),
-        expand(&[(
-            "coordination.k8s.io",
-            &["leases"],
-            &["get", "create", "update"]
-        )]),
+        grants(&roles[0]["rules"]),
+        lease_grants,
         "leader-election Role rules"
+    );
+    let custom = docs(&render(
+        "cmk",
+        ns,
+        &["--set", "operator.leaseName=my-lease"],
+    ));
+    assert!(
+        grants(&find(&custom, "Role")[0]["rules"]).contains(&(
+            "coordination.k8s.io".into(),
+            "leases".into(),
+            "update".into(),
+            "my-lease".into()
+        )),
+        "operator.leaseName names the Lease in the Role too"
     );
 
     let sa = find(&rendered, "ServiceAccount")[0]["metadata"]["name"].clone();
@@ -698,4 +1002,254 @@ fn notes_explain_the_next_steps() {
         out.contains("tenancy.namespaces is empty, so NO namespace may use the operator"),
         "{out}"
     );
+    let out = helm(&[
+        "install",
+        "cmk",
+        chart.to_str().unwrap(),
+        "--dry-run=client",
+        "--namespace",
+        "cmk-system",
+        "--set-json",
+        r#"tenancy.namespaces=[{"namespace":"team-a"},{"namespace":"team-b"}]"#,
+    ])
+    .expect("helm install --dry-run=client renders NOTES");
+    assert!(
+        out.contains("Secrets (spec.credentialRef) are readable by name in: team-a, team-b."),
+        "{out}"
+    );
+}
+
+/// The namespaces in which the rendered RBAC lets the ServiceAccount read
+/// Secrets (by name only), and whether the ClusterRole does.
+fn secret_reads(extra: &[&str]) -> (BTreeSet<String>, bool) {
+    let rendered = docs(&render("cmk", "cmk-system", extra));
+    let secret_get = named("", &["secrets"], &["get"], "");
+    let cluster = grants(&find(&rendered, "ClusterRole")[0]["rules"]);
+    let cluster_wide = cluster.is_superset(&secret_get);
+    assert_eq!(
+        cluster
+            .difference(&secret_get)
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        cluster_grants(),
+        "{extra:?}"
+    );
+    let mut namespaces = BTreeSet::new();
+    for role in find(&rendered, "Role") {
+        let name = role["metadata"]["name"].as_str().unwrap();
+        if name.ends_with("-leader-election") {
+            continue;
+        }
+        assert_eq!(name, "cmk-cosmos-cmk-operator-credentials");
+        assert_eq!(grants(&role["rules"]), secret_get, "{extra:?}: {role}");
+        let ns = role["metadata"]["namespace"].as_str().unwrap().to_owned();
+        let binding = find(&rendered, "RoleBinding")
+            .into_iter()
+            .find(|b| b["metadata"]["namespace"] == ns.as_str() && b["roleRef"]["name"] == name)
+            .unwrap_or_else(|| panic!("{extra:?}: a RoleBinding for the Role in {ns}"));
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(
+            binding["subjects"],
+            serde_json::json!([{"kind": "ServiceAccount", "name": "cmk-cosmos-cmk-operator", "namespace": "cmk-system"}])
+        );
+        assert!(namespaces.insert(ns), "{extra:?}: one Role per namespace");
+    }
+    (namespaces, cluster_wide)
+}
+
+#[test]
+fn secret_reads_are_limited_to_the_namespaces_the_tenancy_policy_allows() {
+    let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
+    let tenancy = |list: &str| format!("tenancy.namespaces={list}");
+    let listed =
+        tenancy(r#"[{"namespace":"team-a"},{"namespace":"team-b","operatorIdentity":true}]"#);
+    let wildcard = tenancy(r#"[{"namespace":"team-a"},{"namespace":"*"}]"#);
+    let cases: &[(&[&str], BTreeSet<String>, bool)] = &[
+        (&[], set(&[]), false),
+        (&["--set-json", &listed], set(&["team-a", "team-b"]), false),
+        // The documented fallback: "*" lets every namespace use the
+        // operator, so Secrets are read by name everywhere.
+        (&["--set-json", &wildcard], set(&[]), true),
+        // Watching one namespace: Secrets there only, if the policy allows it.
+        (
+            &[
+                "--set-json",
+                &listed,
+                "--set",
+                "operator.watchNamespace=team-b",
+            ],
+            set(&["team-b"]),
+            false,
+        ),
+        (
+            &[
+                "--set-json",
+                &listed,
+                "--set",
+                "operator.watchNamespace=team-c",
+            ],
+            set(&[]),
+            false,
+        ),
+        (
+            &[
+                "--set-json",
+                &wildcard,
+                "--set",
+                "operator.watchNamespace=team-c",
+            ],
+            set(&["team-c"]),
+            false,
+        ),
+    ];
+    for (extra, namespaces, cluster_wide) in cases {
+        assert_eq!(
+            secret_reads(extra),
+            (namespaces.clone(), *cluster_wide),
+            "{extra:?}"
+        );
+    }
+}
+
+#[test]
+fn network_policy_is_off_by_default_and_admits_only_what_the_operator_needs() {
+    let default = docs(&render("cmk", "cmk-system", &[]));
+    assert!(
+        find(&default, "NetworkPolicy").is_empty(),
+        "off by default, as in cert-manager"
+    );
+
+    let on = docs(&render(
+        "cmk",
+        "cmk-system",
+        &[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "metrics.port=9100",
+        ],
+    ));
+    let np = find(&on, "NetworkPolicy");
+    assert_eq!(np.len(), 1);
+    let spec = &np[0]["spec"];
+    assert_eq!(
+        spec["podSelector"]["matchLabels"],
+        find(&on, "Deployment")[0]["spec"]["selector"]["matchLabels"],
+        "it selects the operator's pods"
+    );
+    assert_eq!(
+        spec["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    // Ingress: the health and metrics ports only, from anywhere by default.
+    assert_eq!(
+        spec["ingress"],
+        serde_json::json!([{"ports": [
+            {"port": 8080, "protocol": "TCP"},
+            {"port": 9100, "protocol": "TCP"},
+        ]}])
+    );
+    // Egress: DNS, and 443/6443 (API server, Azure ARM, login, Key Vault).
+    assert_eq!(
+        spec["egress"],
+        serde_json::json!([
+            {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]},
+        ])
+    );
+
+    // Both lists can be narrowed; an empty egress list denies all egress.
+    let narrowed = docs(&render(
+        "cmk",
+        "cmk-system",
+        &[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set-json",
+            r#"networkPolicy.ingress.from=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]"#,
+            "--set-json",
+            "networkPolicy.egress=[]",
+        ],
+    ));
+    let spec = &find(&narrowed, "NetworkPolicy")[0]["spec"];
+    assert_eq!(
+        spec["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(spec["egress"], serde_json::json!([]));
+}
+
+#[test]
+fn extra_objects_are_rendered_with_tpl() {
+    assert!(
+        find(&docs(&render("cmk", "cmk-system", &[])), "ConfigMap").len() == 1,
+        "only the tenancy ConfigMap by default"
+    );
+    let rendered = docs(&render(
+        "cmk",
+        "team-ns",
+        &[
+            "--set",
+            "operator.clusterId=blue",
+            "--set",
+            "replicaCount=3",
+            "--set-json",
+            &format!("extraObjects={EXTRA_OBJECTS}"),
+        ],
+    ));
+    let cm = |name: &str| {
+        find(&rendered, "ConfigMap")
+            .into_iter()
+            .find(|c| c["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("ConfigMap {name} rendered"))
+            .clone()
+    };
+    // A map: its strings go through tpl (helpers and values).
+    assert_eq!(
+        cm("cmk-cosmos-cmk-operator-extra")["data"]["cluster"],
+        "blue"
+    );
+    // A string of YAML, the same.
+    let text = cm("cmk-extra-text");
+    assert_eq!(text["metadata"]["namespace"], "team-ns");
+    assert_eq!(text["data"]["replicas"], "3");
+}
+
+/// The container arguments the chart and the kustomize base render, parsed by
+/// the real binary's CLI: a flag renamed in one and not the other fails here.
+/// `--help` last makes clap parse (and check) every argument before it, then
+/// exit 0 without starting anything.
+#[test]
+fn the_rendered_container_arguments_parse_with_the_real_cli() {
+    let defaults = render("cmk", "cmk-system", &[]);
+    let options = all_options("team-a");
+    let everything = render("cmk", "cmk-system", &strs(&options));
+    let kustomize =
+        std::fs::read_to_string(common::repo_root().join("deploy/kustomize/base/operator.yaml"))
+            .expect("kustomize base");
+    for (what, yaml) in [
+        ("chart defaults", defaults),
+        ("chart with every option", everything),
+        ("kustomize base", kustomize),
+    ] {
+        let docs = docs(&yaml);
+        let deployment = find(&docs, "Deployment");
+        let container = &deployment[0]["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<String> = container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("string argument").to_owned())
+            .collect();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cmk-operator"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("the binary runs");
+        assert!(
+            out.status.success(),
+            "{what}: the CLI refuses {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -68,15 +68,38 @@ struct Fixture {
     op: kube::Client,
     /// Release namespace of the operator (its ServiceAccount and Lease).
     release_ns: String,
-    /// A tenant namespace holding custom resources and a credential Secret.
+    /// A tenant namespace holding custom resources and a credential Secret;
+    /// the chart's tenancy policy allows it.
     tenant_ns: String,
+    /// A namespace the tenancy policy does not list, with a Secret of the same name.
+    outside_ns: String,
     sa: String,
+    /// The Lease the chart tells the operator to use.
+    lease: String,
+}
+
+/// A Secret named `azure-credential`, as a credentialRef names one.
+fn credential_secret() -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("azure-credential".into()),
+            ..Default::default()
+        },
+        string_data: Some(
+            [("clientSecret".to_owned(), "not-a-real-secret".to_owned())]
+                .into_iter()
+                .collect(),
+        ),
+        ..Default::default()
+    }
 }
 
 async fn setup(prefix: &str) -> Fixture {
     let (admin, release_ns) = common::test_namespace(&format!("{prefix}-op")).await;
     let (_, tenant_ns) = common::test_namespace(&format!("{prefix}-tenant")).await;
-    let identity = common::rbac::install_operator_identity(&release_ns).await;
+    let (_, outside_ns) = common::test_namespace(&format!("{prefix}-out")).await;
+    let identity =
+        common::rbac::install_operator_identity_allowing(&release_ns, &[&tenant_ns]).await;
 
     // What the operator finds in a tenant namespace.
     let bindings: Api<KeyVaultBinding> = Api::namespaced(admin.clone(), &tenant_ns);
@@ -95,30 +118,21 @@ async fn setup(prefix: &str) -> Fixture {
         )
         .await
         .expect("admin creates an account");
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &tenant_ns);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("azure-credential".into()),
-            ..Default::default()
-        },
-        string_data: Some(
-            [("clientSecret".to_owned(), "not-a-real-secret".to_owned())]
-                .into_iter()
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("admin creates a Secret");
+    for ns in [&tenant_ns, &outside_ns, &release_ns] {
+        Api::<Secret>::namespaced(admin.clone(), ns)
+            .create(&PostParams::default(), &credential_secret())
+            .await
+            .expect("admin creates a Secret");
+    }
 
     Fixture {
         admin,
         op: identity.client,
         release_ns,
         tenant_ns,
+        outside_ns,
         sa: identity.service_account,
+        lease: identity.lease_name,
     }
 }
 
@@ -276,15 +290,32 @@ async fn token_can_do_what_the_operator_needs() {
             .await,
     );
 
-    // A credential Secret, read by name.
+    // A credential Secret, read by name, in a namespace the tenancy policy allows.
     let secrets: Api<Secret> = Api::namespaced(op.clone(), &f.tenant_ns);
     allowed("get a named Secret", secrets.get("azure-credential").await);
 
-    // Leader election: create, get and renew the Lease in the release namespace.
+    // Leader election: create, get and renew its Lease in the release namespace.
     let leases: Api<Lease> = Api::namespaced(op.clone(), &f.release_ns);
-    let lease = Lease {
+    allowed(
+        "create the Lease",
+        leases
+            .create(&PostParams::default(), &lease_named(&f.lease))
+            .await,
+    );
+    let mut lease = allowed("get the Lease", leases.get(&f.lease).await);
+    lease.spec.get_or_insert_default().holder_identity = Some("pod-b".into());
+    allowed(
+        "update the Lease",
+        leases
+            .replace(&f.lease, &PostParams::default(), &lease)
+            .await,
+    );
+}
+
+fn lease_named(name: &str) -> Lease {
+    Lease {
         metadata: ObjectMeta {
-            name: Some("cosmos-cmk-operator".into()),
+            name: Some(name.into()),
             ..Default::default()
         },
         spec: Some(LeaseSpec {
@@ -292,19 +323,7 @@ async fn token_can_do_what_the_operator_needs() {
             lease_duration_seconds: Some(15),
             ..Default::default()
         }),
-    };
-    allowed(
-        "create the Lease",
-        leases.create(&PostParams::default(), &lease).await,
-    );
-    let mut lease = allowed("get the Lease", leases.get("cosmos-cmk-operator").await);
-    lease.spec.get_or_insert_default().holder_identity = Some("pod-b".into());
-    allowed(
-        "update the Lease",
-        leases
-            .replace("cosmos-cmk-operator", &PostParams::default(), &lease)
-            .await,
-    );
+    }
 }
 
 #[tokio::test]
@@ -314,7 +333,17 @@ async fn token_cannot_do_anything_else() {
     let secrets: Api<Secret> = Api::namespaced(op.clone(), &f.tenant_ns);
     let all_secrets: Api<Secret> = Api::all(op.clone());
 
-    // Secrets: no enumeration, no watching, no writing.
+    // Secrets: none outside the namespaces the tenancy policy allows (the
+    // release namespace is not one of them here).
+    for ns in [&f.outside_ns, &f.release_ns] {
+        forbidden(
+            &format!("get a Secret in {ns}, which the tenancy policy does not list"),
+            Api::<Secret>::namespaced(op.clone(), ns)
+                .get("azure-credential")
+                .await,
+        );
+    }
+    // And no enumeration, no watching, no writing anywhere.
     forbidden(
         "list secrets in a namespace",
         secrets.list(&ListParams::default()).await,
@@ -415,14 +444,18 @@ async fn token_cannot_do_anything_else() {
         events.delete("anything", &DeleteParams::default()).await,
     );
 
-    // Leases: only in the release namespace, and never deleted.
+    // Leases: only its own, in the release namespace, and never deleted.
     let leases: Api<Lease> = Api::namespaced(op.clone(), &f.release_ns);
     forbidden("list leases", leases.list(&ListParams::default()).await);
+    forbidden("watch leases", first_watch_event(&leases).await);
+    Api::<Lease>::namespaced(f.admin.clone(), &f.release_ns)
+        .create(&PostParams::default(), &lease_named("another-controller"))
+        .await
+        .expect("admin creates another controller's Lease");
+    cannot_use_lease(&leases, "another-controller").await;
     forbidden(
-        "delete a lease",
-        leases
-            .delete("cosmos-cmk-operator", &DeleteParams::default())
-            .await,
+        "delete its own Lease",
+        leases.delete(&f.lease, &DeleteParams::default()).await,
     );
     let foreign: Api<Lease> = Api::namespaced(op.clone(), &f.tenant_ns);
     let lease = Lease {
@@ -564,12 +597,81 @@ async fn token_cannot_do_anything_else() {
         .expect("binding still there");
 }
 
+/// The one thing the leader-election Role allows beyond the operator's own
+/// Lease: creating a Lease of another name, since Kubernetes RBAC cannot
+/// limit `create` by name (the request names no existing object). Once it
+/// exists, the token can neither read, renew nor delete it.
+#[tokio::test]
+async fn a_lease_of_another_name_can_be_created_but_never_used() {
+    let f = setup("rbac-lease").await;
+    let leases: Api<Lease> = Api::namespaced(f.op.clone(), &f.release_ns);
+    allowed(
+        "create a Lease of another name",
+        leases
+            .create(&PostParams::default(), &lease_named("not-the-operators"))
+            .await,
+    );
+    cannot_use_lease(&leases, "not-the-operators").await;
+}
+
+/// The token can neither read, renew, patch nor delete the Lease `name`.
+async fn cannot_use_lease(leases: &Api<Lease>, name: &str) {
+    forbidden(&format!("read the Lease {name}"), leases.get(name).await);
+    forbidden(
+        &format!("renew the Lease {name}"),
+        leases
+            .replace(name, &PostParams::default(), &lease_named(name))
+            .await,
+    );
+    let patch = serde_json::json!({"spec": {"holderIdentity": "intruder"}});
+    forbidden(
+        &format!("patch the Lease {name}"),
+        leases
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+    );
+    forbidden(
+        &format!("delete the Lease {name}"),
+        leases.delete(name, &DeleteParams::default()).await,
+    );
+}
+
+/// The documented fallback: a `"*"` tenancy entry lets every namespace use
+/// the operator, so the chart lets it read Secrets by name in every
+/// namespace (still never list or watch them).
+#[tokio::test]
+async fn a_wildcard_tenancy_entry_reads_secrets_by_name_in_every_namespace() {
+    let (admin, release_ns) = common::test_namespace("rbac-any-op").await;
+    let (_, other_ns) = common::test_namespace("rbac-any-tenant").await;
+    Api::<Secret>::namespaced(admin, &other_ns)
+        .create(&PostParams::default(), &credential_secret())
+        .await
+        .expect("admin creates a Secret");
+    let op = common::rbac::install_operator_identity_allowing(&release_ns, &["*"])
+        .await
+        .client;
+    let secrets: Api<Secret> = Api::namespaced(op.clone(), &other_ns);
+    allowed(
+        "get a named Secret in any namespace",
+        secrets.get("azure-credential").await,
+    );
+    forbidden(
+        "list secrets in a namespace",
+        secrets.list(&ListParams::default()).await,
+    );
+    forbidden(
+        "list secrets cluster-wide",
+        Api::<Secret>::all(op).list(&ListParams::default()).await,
+    );
+}
+
 #[tokio::test]
 async fn operator_client_helper_gives_a_working_token_client() {
     let (_admin, ns) = common::test_namespace("rbac-helper").await;
     let client = common::rbac::operator_client(&ns).await;
+    let lease = common::rbac::fullname(&ns);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    allowed("get leases", leases.get_opt("cosmos-cmk-operator").await);
+    allowed("get its lease", leases.get_opt(&lease).await);
     forbidden(
         "list secrets",
         Api::<Secret>::namespaced(client, &ns)
@@ -600,7 +702,22 @@ async fn operator_client_helper_gives_a_working_token_client() {
         can(&["create", "leases.coordination.k8s.io", "-n", &ns]),
         b"yes\n"
     );
+    assert_eq!(
+        can(&[
+            "update",
+            &format!("leases.coordination.k8s.io/{lease}"),
+            "-n",
+            &ns
+        ]),
+        b"yes\n"
+    );
+    assert_eq!(
+        can(&["update", "leases.coordination.k8s.io/other", "-n", &ns]),
+        b"no\n"
+    );
     assert_eq!(can(&["list", "secrets", "-n", &ns]), b"no\n");
+    // The default tenancy policy allows no namespace: no Secret may be read.
+    assert_eq!(can(&["get", "secrets", "-n", &ns]), b"no\n");
     assert_eq!(
         can(&["delete", "cosmosaccountcmks.cosmoscmk.io", "-A"]),
         b"no\n"

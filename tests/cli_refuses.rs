@@ -1,18 +1,82 @@
-//! `cmk-operator run` refuses contradictory or meaningless flags before it
-//! touches Kubernetes or Azure, naming the flag and the fix.
+//! `cmk-operator run` refuses contradictory or meaningless flags, and a real
+//! Azure (the default) it has no settings for, before it touches Kubernetes or
+//! Azure, naming the flag and the fix.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn refused(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cmk-operator"))
+    refused_with(args, &[])
+}
+
+/// Every setting real Azure reads from the environment.
+const AZURE_ENV: [&str; 6] = [
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "CMK_FIRST_PARTY_PRINCIPAL_ID",
+    "CMK_AZURE",
+];
+
+/// Runs `cmk-operator run ARGS` with only `env` of [`AZURE_ENV`] set, and
+/// returns its stderr once it has exited with the error status (not a panic's,
+/// and within a minute: a start that hangs fails the test).
+fn refused_with(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cmk-operator"));
+    command
         .arg("run")
         .args(args)
         // No cluster is needed: the flags are checked first.
         .env("KUBECONFIG", "/nonexistent")
-        .output()
-        .expect("cmk-operator runs");
-    assert!(!out.status.success(), "{args:?} was accepted");
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for name in AZURE_ENV {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("cmk-operator runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("waitable").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} neither started nor failed within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("stderr read");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_flagless_run_without_azure_settings_refuses_naming_each_missing_one() {
+    let err = refused(&[]);
+    assert!(
+        err.contains("manages real Azure") && err.contains("`--azure simulator`"),
+        "{err}"
+    );
+    for setting in [
+        "--first-party-principal-id (or CMK_FIRST_PARTY_PRINCIPAL_ID)",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE",
+    ] {
+        assert!(err.contains(setting), "{setting} not named: {err}");
+    }
+    assert!(!err.contains("simulator started"), "{err}");
+
+    // With credentials in the environment, only the first-party id is missing.
+    let err = refused_with(
+        &[],
+        &[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "s"),
+        ],
+    );
+    assert!(err.contains("--first-party-principal-id"), "{err}");
+    assert!(!err.contains("AZURE_TENANT_ID"), "{err}");
 }
 
 #[test]

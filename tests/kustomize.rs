@@ -34,9 +34,15 @@ const TENANCY_CONFIG_MAP: &str = "cosmos-cmk-operator-tenancy";
 
 /// What base/operator.yaml must hold: the chart's defaults for release
 /// "cosmos-cmk-operator" in cmk-system, without Helm's own labels, the
-/// tenancy ConfigMap and its checksum annotation.
+/// tenancy ConfigMap and its checksum annotation, and without the CRDs
+/// (crds.enabled=false: the base has them in crds.yaml, with no Helm
+/// annotation).
 fn expected_operator_docs() -> Vec<Value> {
-    let mut out = docs(&render("cosmos-cmk-operator", "cmk-system", &[]));
+    let mut out = docs(&render(
+        "cosmos-cmk-operator",
+        "cmk-system",
+        &["--set", "crds.enabled=false"],
+    ));
     out.retain(|d| !(d["kind"] == "ConfigMap" && d["metadata"]["name"] == TENANCY_CONFIG_MAP));
     for d in &mut out {
         strip_helm_labels(d);
@@ -293,4 +299,37 @@ fn relative(from: &Path, to: &Path) -> String {
         "../".repeat(up),
         to.strip_prefix(root).expect("under repo").display()
     )
+}
+
+/// The README's Role and RoleBinding for credentialRef Secrets (a user adds
+/// them per namespace) are what the chart renders for a namespace of
+/// `tenancy.namespaces`, apart from labels.
+#[test]
+fn readme_credential_secret_rbac_is_the_charts() {
+    let readme =
+        std::fs::read_to_string(kustomize_dir().join("README.md")).expect("kustomize README");
+    let block = readme
+        .split("```yaml\n# credential-secrets-team-a.yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README's credential-secrets-team-a.yaml block");
+    let mut documented = docs(block);
+    let mut rendered = docs(&render(
+        "cosmos-cmk-operator",
+        "cmk-system",
+        &[
+            "--set-json",
+            r#"tenancy.namespaces=[{"namespace":"team-a"}]"#,
+            "--show-only",
+            "templates/rbac.yaml",
+        ],
+    ));
+    rendered.retain(|d| d["metadata"]["namespace"] == "team-a");
+    for d in rendered.iter_mut().chain(documented.iter_mut()) {
+        d["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("labels");
+    }
+    assert_eq!(documented, rendered);
 }

@@ -611,3 +611,108 @@ async fn key_uri_change_must_be_alone_and_identity_with_default_identity_is_sile
     assert_eq!(status, 400);
     assert!(msg.contains("cannot be disabled"), "{msg}");
 }
+
+/// The seed's last FAQ: a restore carries the source's user-assigned identities
+/// over, their metadata bound to the source. A restored account whose default
+/// identity is one of them loses its key once the source is deleted; one given
+/// its own new identity keeps working.
+#[tokio::test]
+async fn a_restore_carries_the_source_identities_and_reusing_one_breaks_with_the_source() {
+    let sim = start().await;
+    let out = sim
+        .seed(&Seed {
+            identities: vec![uai("src-id"), uai("new-id")],
+            ..Default::default()
+        })
+        .unwrap();
+    let principal = |i: usize| {
+        out["identities"][i]["principalId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let uri = seed_vault_and_key(
+        &sim,
+        good_vault(
+            &sim,
+            "kv-trap",
+            &[&first_party(&sim), &principal(0), &principal(1)],
+        ),
+        "cmk",
+    );
+    let (src_id, new_id) = (identity_id("src-id"), identity_id("new-id"));
+    let with = |id: &str, extra: Value| {
+        let mut props = json!({"backupPolicy": {"type": "Continuous"}, "defaultIdentity": format!("UserAssignedIdentity={id}")});
+        for (k, v) in extra.as_object().unwrap() {
+            props[k] = v.clone();
+        }
+        let ident = json!({"type": "UserAssigned", "userAssignedIdentities": {id: {}}});
+        params(&uri, props, Some(ident))
+    };
+    let client = cosmos(&sim);
+    let accounts = client.database_accounts_client();
+    let src = accounts
+        .create_or_update(SUB, RG, "acct-src", with(&src_id, json!({})))
+        .await
+        .unwrap();
+    let instance = src.properties.unwrap().instance_id.unwrap();
+    wait_account(&client, RG, "acct-src").await;
+    let restore = json!({"createMode": "Restore", "restoreParameters": {
+        "restoreMode": "PointInTime",
+        "restoreSource": format!("/subscriptions/{SUB}/providers/Microsoft.DocumentDB/locations/westus/restorableDatabaseAccounts/{instance}"),
+        "restoreTimestampInUtc": jiff::Timestamp::now().to_string(),
+    }});
+    for (name, id) in [("acct-own-id", &new_id), ("acct-reused-id", &src_id)] {
+        accounts
+            .create_or_update(SUB, RG, name, with(id, restore.clone()))
+            .await
+            .unwrap();
+        wait_account(&client, RG, name).await;
+    }
+    // The source's identity came along with the new one.
+    let own = accounts.get(SUB, RG, "acct-own-id").await.unwrap();
+    let ids: Vec<String> = own
+        .identity
+        .and_then(|i| i.user_assigned_identities)
+        .and_then(|m| {
+            m.as_object()
+                .map(|m| m.keys().map(|k| k.to_ascii_lowercase()).collect())
+        })
+        .unwrap_or_default();
+    assert!(ids.contains(&src_id.to_ascii_lowercase()), "{ids:?}");
+    assert!(ids.contains(&new_id.to_ascii_lowercase()), "{ids:?}");
+
+    let status_of = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            let a = client
+                .database_accounts_client()
+                .get(SUB, RG, name)
+                .send()
+                .await
+                .unwrap();
+            let body: Value =
+                serde_json::from_slice(&a.into_raw_response().into_body().collect().await.unwrap())
+                    .unwrap();
+            body["properties"]["customerManagedKeyStatus"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert!(!status_of("acct-reused-id").await.contains("revoked"));
+    // The source goes: the account that reused its identity loses the key.
+    accounts.delete(SUB, RG, "acct-src").send().await.unwrap();
+    for _ in 0..200 {
+        if accounts.get(SUB, RG, "acct-src").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+    }
+    let reused = status_of("acct-reused-id").await;
+    assert!(
+        reused.contains("revoked") && reused.contains("4000"),
+        "{reused}"
+    );
+    assert!(!status_of("acct-own-id").await.contains("revoked"));
+}

@@ -73,6 +73,17 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 7] = [
+        Phase::Pending,
+        Phase::Waiting,
+        Phase::Provisioning,
+        Phase::Ready,
+        Phase::Revoked,
+        Phase::Failed,
+        Phase::Deleting,
+    ];
+
     /// The phase's name, as written to the status.
     pub fn as_str(self) -> &'static str {
         match self {

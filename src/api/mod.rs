@@ -14,6 +14,7 @@ pub use common::*;
 pub use cosmos_account::*;
 pub use key_vault_binding::*;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// API group of both kinds.
@@ -21,9 +22,14 @@ pub const GROUP: &str = "cosmoscmk.io";
 /// Category shared by both kinds: `kubectl get cosmoscmk` lists them together.
 pub const CATEGORY: &str = "cosmoscmk";
 
+/// Both CustomResourceDefinitions, as this binary generates them.
+pub fn crds() -> [CustomResourceDefinition; 2] {
+    [KeyVaultBinding::crd(), CosmosAccountCMK::crd()]
+}
+
 /// Both CRDs as one multi-document YAML stream, exactly what `crds/` holds.
 pub fn crds_yaml() -> String {
-    [KeyVaultBinding::crd(), CosmosAccountCMK::crd()]
+    crds()
         .iter()
         .map(|crd| {
             let mut value = serde_json::to_value(crd).expect("a CRD always serializes");

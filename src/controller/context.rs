@@ -134,12 +134,21 @@ impl<A> Context<A> {
         *n - 1
     }
 
-    /// Forgets the failures of `key`.
-    pub fn succeeded(&self, key: &str) {
+    /// Forgets the failures of `key` (it succeeded, or it is gone).
+    pub fn forget_failures(&self, key: &str) {
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
+    }
+
+    /// How many of `keys` (objects in a cache) failed their last reconcile.
+    pub fn failing_among(&self, keys: impl Iterator<Item = String>) -> usize {
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.filter(|k| failures.contains_key(k)).count()
     }
 
     /// The adapter for a resource: the operator's own, or the one of the Secret

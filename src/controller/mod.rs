@@ -28,16 +28,20 @@ use serde::de::DeserializeOwned;
 pub use context::{Context, Settings};
 pub use error::Error;
 
-use crate::api::{CosmosAccountCMK, KeyVaultBinding};
+use crate::api::{CosmosAccountCMK, KeyVaultBinding, Phase};
 use crate::azure::scoped::WithCredential;
-use crate::telemetry::Metrics;
+use crate::telemetry::{KindCounts, Metrics, Readiness};
+
+/// `Kind/namespace/name`: how logs and the failure counts name an object.
+fn key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    format!("{kind}/{}/{name}", namespace.unwrap_or_default())
+}
 
 fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
-    format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
+    key(
+        &K::kind(&()),
+        obj.meta().namespace.as_deref(),
+        &obj.name_any(),
     )
 }
 
@@ -61,7 +65,7 @@ fn error_policy<K: Resource<DynamicType = ()>, A>(
 pub trait Reported {
     type Status: Serialize;
     fn reported(&self) -> Option<&Self::Status>;
-    fn phase(&self) -> Option<&'static str>;
+    fn phase(&self) -> Option<Phase>;
 }
 
 impl Reported for KeyVaultBinding {
@@ -69,8 +73,8 @@ impl Reported for KeyVaultBinding {
     fn reported(&self) -> Option<&Self::Status> {
         self.status.as_ref()
     }
-    fn phase(&self) -> Option<&'static str> {
-        self.status.as_ref().map(|s| s.phase.as_str())
+    fn phase(&self) -> Option<Phase> {
+        self.status.as_ref().map(|s| s.phase)
     }
 }
 
@@ -79,8 +83,8 @@ impl Reported for CosmosAccountCMK {
     fn reported(&self) -> Option<&Self::Status> {
         self.status.as_ref()
     }
-    fn phase(&self) -> Option<&'static str> {
-        self.status.as_ref().map(|s| s.phase.as_str())
+    fn phase(&self) -> Option<Phase> {
+        self.status.as_ref().map(|s| s.phase)
     }
 }
 
@@ -88,7 +92,7 @@ impl Reported for CosmosAccountCMK {
 /// (the watch usually delivers it within milliseconds).
 const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Runs one reconcile with its metrics (outcome, duration, the object's phase);
+/// Runs one reconcile with its metrics (outcome, duration, running workers);
 /// a success clears the object's failure count.
 async fn observed<K, A, F, Fut>(
     obj: Arc<K>,
@@ -109,7 +113,9 @@ where
         return Ok(Action::requeue(CACHE_CATCH_UP));
     }
     let start = tokio::time::Instant::now();
+    let running = ctx.metrics.active_worker(&kind);
     let result = reconcile(obj.clone(), ctx.clone()).await;
+    drop(running);
     let outcome = match &result {
         Ok(_) => "Ok",
         Err(Error::Azure(e)) => e.reason(),
@@ -117,11 +123,11 @@ where
         Err(_) => "Error",
     };
     ctx.metrics.reconciled(&kind, outcome, start.elapsed());
-    let gone = obj.meta().deletion_timestamp.is_some() && result.is_ok();
-    ctx.metrics
-        .phase(&kind, &key, if gone { None } else { obj.phase() });
-    if result.is_ok() {
-        ctx.succeeded(&key);
+    match &result {
+        Ok(_) => ctx.forget_failures(&key),
+        // Waiting for Azure to finish a deletion is no failure.
+        Err(Error::DeletionInProgress(_)) => {}
+        Err(_) => ctx.metrics.reconcile_failed(&kind),
     }
     result
 }
@@ -219,6 +225,61 @@ where
     })
 }
 
+/// Logs a failed watch request with the kind it watches (a missing CRD is a
+/// 404 here, missing RBAC a 403); the watch retries with `WatchBackoff`.
+fn watch_failed(kind: &str, error: &watcher::Error) {
+    tracing::warn!(kind, %error, "watch failed; retrying in 0.5 to 5 s");
+}
+
+/// What a controller's run stream yields for each scheduled reconcile.
+type RunResult<K> =
+    Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<Error, watcher::Error>>;
+
+/// Takes one item of a controller's run stream: logs what went wrong, with
+/// the object or kind, and forgets the failures of objects that are gone.
+fn ran<K: Resource<DynamicType = ()>, A>(ctx: &Context<A>, result: RunResult<K>) {
+    use kube::runtime::controller::Error as Ctl;
+    let kind = K::kind(&());
+    match result {
+        Ok(_) => {}
+        // `error_policy` logged it, with the retry delay.
+        Err(Ctl::ReconcilerFailed(..)) => {}
+        // Deleted after its reconcile was scheduled (expected, kube-runtime
+        // says): its failure count goes with it.
+        Err(Ctl::ObjectNotFound(obj)) => {
+            let object = key(&kind, obj.namespace.as_deref(), &obj.name);
+            tracing::debug!(%object, "scheduled reconcile of an object no longer in the cache");
+            ctx.forget_failures(&object);
+        }
+        Err(Ctl::QueueError(e)) => watch_failed(&kind, &e),
+        Err(Ctl::RunnerError(e)) => {
+            tracing::error!(kind = %kind, error = %e, "controller runner failed");
+        }
+    }
+}
+
+/// One kind's per-object gauges from its cache: objects by phase (those
+/// without a status yet are not counted), and how many failed their last reconcile.
+fn cache_counts<K, A>(ctx: &Context<A>, cache: &reflector::Store<K>) -> KindCounts
+where
+    K: Resource<DynamicType = ()> + Reported + Clone,
+{
+    let objects = cache.state();
+    let phases = Phase::ALL
+        .iter()
+        .map(|p| {
+            let n = objects.iter().filter(|o| o.phase() == Some(*p)).count();
+            (p.as_str(), i64::try_from(n).unwrap_or(i64::MAX))
+        })
+        .collect();
+    let failing = ctx.failing_among(objects.iter().map(|o| object_key(&**o)));
+    KindCounts {
+        kind: K::kind(&()).into_owned(),
+        phases,
+        failing: i64::try_from(failing).unwrap_or(i64::MAX),
+    }
+}
+
 /// Room for binding events a subscriber has not taken yet (the watch waits
 /// when it is full).
 const BINDING_EVENTS_BUFFER: usize = 1024;
@@ -253,10 +314,13 @@ pub async fn run<A: WithCredential>(
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let (bindings_mark, bindings_listed) = listed::listed();
     let (accounts_mark, accounts_listed) = listed::listed();
+    // This watch's errors reach no controller (a shared stream carries only
+    // objects): they are logged here.
     let binding_feed = watcher(bindings_api, watcher::Config::default())
         .backoff(WatchBackoff::default())
         .reflect_shared(writer)
         .inspect_ok(move |event| bindings_mark.observe(event))
+        .inspect_err(|e| watch_failed(&KeyVaultBinding::kind(&()), e))
         .take_until(shutdown.clone())
         .for_each(|_| futures::future::ready(()));
     let binding_ctl = Controller::for_shared_stream(
@@ -280,6 +344,7 @@ pub async fn run<A: WithCredential>(
 
     let drain = settings.shutdown_drain;
     let drain_after = shutdown.clone();
+    metrics.set_readiness(Readiness::Syncing);
     let ctx = Arc::new(Context::new(
         client,
         azure,
@@ -289,6 +354,34 @@ pub async fn run<A: WithCredential>(
         [bindings_listed, accounts_listed],
         metrics,
     ));
+    let counted = Arc::downgrade(&ctx);
+    ctx.metrics.count_from(Box::new(move || {
+        counted.upgrade().map_or_else(Vec::new, |ctx| {
+            vec![
+                cache_counts(&ctx, &ctx.bindings),
+                cache_counts(&ctx, &ctx.accounts),
+            ]
+        })
+    }));
+    let synced = {
+        let (listed, metrics) = (ctx.listed.clone(), ctx.metrics.clone());
+        let stop = shutdown.clone();
+        async move {
+            let both = async {
+                for cache in &listed {
+                    if !cache.wait().await {
+                        return;
+                    }
+                }
+                metrics.set_readiness(Readiness::Ready);
+                tracing::info!("caches synced; ready");
+            };
+            tokio::select! {
+                () = both => {}
+                () = stop => {}
+            }
+        }
+    };
 
     let bindings = binding_ctl
         .graceful_shutdown_on(shutdown.clone())
@@ -297,17 +390,27 @@ pub async fn run<A: WithCredential>(
             error_policy,
             ctx.clone(),
         )
-        .for_each(|_| futures::future::ready(()));
+        .for_each(|result| {
+            ran(&ctx, result);
+            futures::future::ready(())
+        });
     let accounts = account_ctl
         .graceful_shutdown_on(shutdown)
-        .run(|o, c| observed(o, c, account::reconcile), error_policy, ctx)
-        .for_each(|_| futures::future::ready(()));
+        .run(
+            |o, c| observed(o, c, account::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| {
+            ran(&ctx, result);
+            futures::future::ready(())
+        });
     // Graceful shutdown waits for in-flight reconciles, and one can be inside
     // a slow Azure call or a Retry-After wait for tens of seconds: past
     // `drain` they are dropped, as SIGKILL would (every step is idempotent and
     // resumes from what Azure and the status hold), so the process ends
     // within the pod's grace period whatever Azure does.
-    let stopped = futures::future::join3(binding_feed, bindings, accounts);
+    let stopped = futures::future::join4(binding_feed, bindings, accounts, synced);
     let overdue = async move {
         drain_after.await;
         tokio::time::sleep(drain).await;

@@ -24,6 +24,7 @@ use crate::api::{
     same_id,
 };
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 /// At most this many earlier key versions are tracked (oldest dropped first).
 pub const MAX_RETAINED_VERSIONS: usize = 32;
@@ -279,6 +280,36 @@ pub fn principals_to_check(
     out
 }
 
+/// The four stages, in order; each owns one condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Vault,
+    Identity,
+    Account,
+    Rotation,
+}
+
+impl Stage {
+    const ALL: [Stage; 4] = [
+        Stage::Vault,
+        Stage::Identity,
+        Stage::Account,
+        Stage::Rotation,
+    ];
+
+    fn condition(self) -> &'static str {
+        match self {
+            Stage::Vault => VAULT_READY,
+            Stage::Identity => IDENTITY_GRANTED,
+            Stage::Account => ACCOUNT_CREATED,
+            Stage::Rotation => ROTATION_TRACKED,
+        }
+    }
+}
+
+/// A stage either goes on with what it found, or ends the reconcile here.
+type Flow<T> = ControlFlow<Decision, T>;
+
 /// Builder for the decision, so each stage reads as one line per condition.
 struct Out<'a> {
     o: &'a Observed<'a>,
@@ -296,19 +327,19 @@ impl Out<'_> {
     }
 
     /// Blocked on something the user or Azure must change; looked at again on resync.
-    fn waiting(&mut self, from: usize, reason: &str, message: String) -> Decision {
-        self.blocked(from, Phase::Waiting, reason, message, None, Requeue::Resync)
+    fn waiting(&mut self, at: Stage, reason: &str, message: String) -> Decision {
+        self.blocked(at, Phase::Waiting, reason, message, None, Requeue::Resync)
     }
 
     /// Failed until the user fixes something; looked at again on resync.
-    fn failed(&mut self, from: usize, reason: &str, message: String) -> Decision {
-        self.blocked(from, Phase::Failed, reason, message, None, Requeue::Resync)
+    fn failed(&mut self, at: Stage, reason: &str, message: String) -> Decision {
+        self.blocked(at, Phase::Failed, reason, message, None, Requeue::Resync)
     }
 
-    /// Stage `from` needs `action`; polled soon.
-    fn acting(&mut self, from: usize, reason: &str, message: String, action: Action) -> Decision {
+    /// Stage `at` needs `action`; polled soon.
+    fn acting(&mut self, at: Stage, reason: &str, message: String, action: Action) -> Decision {
         self.blocked(
-            from,
+            at,
             Phase::Provisioning,
             reason,
             message,
@@ -317,30 +348,26 @@ impl Out<'_> {
         )
     }
 
+    /// Azure is busy with the account; polled soon.
+    fn busy(&mut self, reason: &str, message: String) -> Decision {
+        let (phase, requeue) = (Phase::Provisioning, Requeue::Soon);
+        self.blocked(Stage::Account, phase, reason, message, None, requeue)
+    }
+
     /// Marks the stages after a blocked one Unknown, and Ready False.
     fn blocked(
         &mut self,
-        from: usize,
+        at: Stage,
         phase: Phase,
         reason: &str,
         message: String,
         action: Option<Action>,
         requeue: Requeue,
     ) -> Decision {
-        let stages = [
-            VAULT_READY,
-            IDENTITY_GRANTED,
-            ACCOUNT_CREATED,
-            ROTATION_TRACKED,
-        ];
-        self.set(stages[from], FALSE, reason, message.clone());
-        for later in &stages[from + 1..] {
-            self.set(
-                later,
-                UNKNOWN,
-                r::WAITING,
-                format!("waiting for {}", stages[from]),
-            );
+        self.set(at.condition(), FALSE, reason, message.clone());
+        for later in Stage::ALL.into_iter().filter(|s| *s > at) {
+            let waiting = format!("waiting for {}", at.condition());
+            self.set(later.condition(), UNKNOWN, r::WAITING, waiting);
         }
         self.set(READY, FALSE, reason, message);
         self.status.phase = phase;
@@ -352,7 +379,14 @@ impl Out<'_> {
     }
 }
 
-/// Decides the account's next step.
+/// The binding's key, as the later stages use it.
+struct Key {
+    vault_id: String,
+    key_uri: String,
+    model: PermissionModel,
+}
+
+/// Decides the account's next step: a short driver over the named stages.
 pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
     let mut status = o.status.clone();
     status.observed_generation = o.generation;
@@ -361,10 +395,44 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
         status,
         gaps: Vec::new(),
     };
-    let spec = o.spec;
-    let manage = spec.reconcile_policy == ReconcilePolicy::Manage;
+    match drive(&mut out) {
+        ControlFlow::Continue(d) | ControlFlow::Break(d) => d,
+    }
+}
 
-    // A finished (or failed) long-running operation is settled before anything else.
+fn drive(out: &mut Out<'_>) -> Flow<Decision> {
+    settle_operation(out)?;
+    report_revocation(out)?;
+    let key = vault_stage(out)?;
+    let account = match &out.o.account {
+        AccountState::Found(a) => Some(a),
+        AccountState::NotFound => None,
+    };
+    // Ownership, before any write (a grant included): the account's owner tags
+    // in Azure decide, never the status.
+    if let Some(a) = account
+        && let Some(d) = ownership_gate(out, a, &key.key_uri)
+    {
+        return ControlFlow::Break(d);
+    }
+    let principal = identity_stage(out, &key, account)?;
+    let Some(a) = account else {
+        let want_default = default_identity_value(&out.o.spec.identity);
+        let manage = out.o.spec.reconcile_policy == ReconcilePolicy::Manage;
+        return ControlFlow::Break(create_or_report_missing(
+            out,
+            key.key_uri,
+            want_default,
+            manage,
+        ));
+    };
+    account_stage(out, &key, a, &principal)?;
+    ControlFlow::Continue(rotation_stage(out, a, &key))
+}
+
+/// A finished (or failed) long-running operation is settled before anything else.
+fn settle_operation(out: &mut Out<'_>) -> Flow<()> {
+    let o = out.o;
     match &o.operation {
         Some(OperationState::InProgress) => {
             let kind = o
@@ -374,14 +442,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 .map_or("operation", |p| p.kind.as_str())
                 .to_owned();
             let msg = format!("waiting for Azure to finish {kind}");
-            return out.blocked(
-                2,
-                Phase::Provisioning,
-                r::UPDATING_ACCOUNT,
-                msg,
-                None,
-                Requeue::Soon,
-            );
+            return ControlFlow::Break(out.busy(r::UPDATING_ACCOUNT, msg));
         }
         Some(OperationState::Succeeded) => out.status.pending_operation = None,
         Some(OperationState::Failed(err)) => {
@@ -393,113 +454,118 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                     .clone()
                     .unwrap_or_else(|| err.code.clone().unwrap_or_default())
             );
-            return out.failed(2, r::ACCOUNT_PROVISIONING_FAILED, msg);
+            return ControlFlow::Break(out.failed(
+                Stage::Account,
+                r::ACCOUNT_PROVISIONING_FAILED,
+                msg,
+            ));
         }
         None => {}
     }
+    ControlFlow::Continue(())
+}
 
-    // A revoked account is reported before anything else (the binding is likely
-    // not Ready either, for the same cause), and nothing is written meanwhile.
-    if let AccountState::Found(a) = &o.account
-        && let Some(err) = &a.revoked
-    {
-        // The same revocation seen again keeps its first time: a new time on
-        // every resync would be a status write per revoked account per resync.
-        let same = o.status.last_azure_error.as_ref().is_some_and(|l| {
-            AzureErrorRecord {
-                time: l.time.clone(),
-                ..err.clone()
-            } == *l
-        });
-        if !same {
-            out.status.last_azure_error = Some(err.clone());
-        }
-        out.status.customer_managed_key_status = a.customer_managed_key_status.clone();
-        // Nothing stays True that is no longer known: the binding is judged
-        // again, and whether the grant holds is exactly what is in doubt.
-        match &o.binding {
-            BindingState::Ready { key_uri, .. } => out.set(
-                VAULT_READY,
-                TRUE,
-                r::VAULT_READY,
-                format!("key {key_uri} is ready"),
-            ),
-            _ => out.set(
-                VAULT_READY,
-                FALSE,
-                r::BINDING_NOT_READY,
-                format!(
-                    "KeyVaultBinding {} is not Ready",
-                    spec.key_vault_binding_ref.name
-                ),
-            ),
-        }
-        out.set(
-            IDENTITY_GRANTED,
-            UNKNOWN,
-            r::KEY_REVOKED,
-            "Azure reports the key revoked: whether the identity's grant holds is not known",
-        );
-        let msg = format!(
-            "Azure reports the key revoked (substatus {}): the account only accepts deletion; re-enable the key version or restore the grant and the account recovers. The operator makes no change meanwhile",
-            err.sub_status
-                .map_or_else(|| "unknown".to_owned(), |s| s.to_string())
-        );
-        return out.blocked(
-            2,
-            Phase::Revoked,
-            r::KEY_REVOKED,
-            msg,
-            None,
-            Requeue::Resync,
-        );
+/// A revoked account is reported before anything else (the binding is likely
+/// not Ready either, for the same cause), and nothing is written meanwhile.
+fn report_revocation(out: &mut Out<'_>) -> Flow<()> {
+    let o = out.o;
+    let spec = o.spec;
+    let AccountState::Found(a) = &o.account else {
+        return ControlFlow::Continue(());
+    };
+    let Some(err) = &a.revoked else {
+        return ControlFlow::Continue(());
+    };
+    // The same revocation seen again keeps its first time: a new time on
+    // every resync would be a status write per revoked account per resync.
+    let same = o.status.last_azure_error.as_ref().is_some_and(|l| {
+        AzureErrorRecord {
+            time: l.time.clone(),
+            ..err.clone()
+        } == *l
+    });
+    if !same {
+        out.status.last_azure_error = Some(err.clone());
     }
+    out.status.customer_managed_key_status = a.customer_managed_key_status.clone();
+    // Nothing stays True that is no longer known: the binding is judged
+    // again, and whether the grant holds is exactly what is in doubt.
+    match &o.binding {
+        BindingState::Ready { key_uri, .. } => out.set(
+            VAULT_READY,
+            TRUE,
+            r::VAULT_READY,
+            format!("key {key_uri} is ready"),
+        ),
+        _ => out.set(
+            VAULT_READY,
+            FALSE,
+            r::BINDING_NOT_READY,
+            format!(
+                "KeyVaultBinding {} is not Ready",
+                spec.key_vault_binding_ref.name
+            ),
+        ),
+    }
+    out.set(
+        IDENTITY_GRANTED,
+        UNKNOWN,
+        r::KEY_REVOKED,
+        "Azure reports the key revoked: whether the identity's grant holds is not known",
+    );
+    let msg = format!(
+        "Azure reports the key revoked (substatus {}): the account only accepts deletion; re-enable the key version or restore the grant and the account recovers. The operator makes no change meanwhile",
+        err.sub_status
+            .map_or_else(|| "unknown".to_owned(), |s| s.to_string())
+    );
+    ControlFlow::Break(out.blocked(
+        Stage::Account,
+        Phase::Revoked,
+        r::KEY_REVOKED,
+        msg,
+        None,
+        Requeue::Resync,
+    ))
+}
 
-    // Stage 1: the binding.
-    let (vault_id, key_uri, model) = match &o.binding {
+/// Stage 1 (`VaultReady`): the referenced binding is Ready, with its key.
+fn vault_stage(out: &mut Out<'_>) -> Flow<Key> {
+    let name = &out.o.spec.key_vault_binding_ref.name;
+    let key = match &out.o.binding {
         BindingState::Missing => {
             let msg = format!(
-                "KeyVaultBinding {} not found in this namespace: create it or fix spec.keyVaultBindingRef",
-                spec.key_vault_binding_ref.name
+                "KeyVaultBinding {name} not found in this namespace: create it or fix spec.keyVaultBindingRef"
             );
-            return out.waiting(0, r::BINDING_NOT_FOUND, msg);
+            return ControlFlow::Break(out.waiting(Stage::Vault, r::BINDING_NOT_FOUND, msg));
         }
         BindingState::NotReady { message } => {
-            let msg = format!(
-                "KeyVaultBinding {} is not Ready: {message}",
-                spec.key_vault_binding_ref.name
-            );
-            return out.waiting(0, r::BINDING_NOT_READY, msg);
+            let msg = format!("KeyVaultBinding {name} is not Ready: {message}");
+            return ControlFlow::Break(out.waiting(Stage::Vault, r::BINDING_NOT_READY, msg));
         }
         BindingState::Ready {
             vault_id,
             key_uri,
             model,
-        } => (vault_id.clone(), key_uri.clone(), *model),
+        } => Key {
+            vault_id: vault_id.clone(),
+            key_uri: key_uri.clone(),
+            model: *model,
+        },
     };
-    out.set(
-        VAULT_READY,
-        TRUE,
-        r::VAULT_READY,
-        format!("key {key_uri} is ready"),
-    );
+    let msg = format!("key {} is ready", key.key_uri);
+    out.set(VAULT_READY, TRUE, r::VAULT_READY, msg);
+    ControlFlow::Continue(key)
+}
 
-    // Ownership, before any write (a grant included): the account's owner tags in
-    // Azure decide, never the status.
-    let account = match &o.account {
-        AccountState::Found(a) => Some(a),
-        AccountState::NotFound => None,
-    };
-    if let Some(a) = account
-        && let Some(d) = ownership_gate(&mut out, a, &key_uri)
-    {
-        return d;
-    }
-
-    // Stage 2: the identity that will use the key holds the grant.
+/// Stage 2 (`IdentityGranted`): the identity that will use the key holds the
+/// grant. Its principal, or empty while the system identity does not exist yet.
+fn identity_stage(out: &mut Out<'_>, key: &Key, account: Option<&AccountFacts>) -> Flow<String> {
+    let o = out.o;
+    let spec = o.spec;
+    let manage = spec.reconcile_policy == ReconcilePolicy::Manage;
     if !o.provider_registered {
         let msg = "resource provider Microsoft.DocumentDB is not registered in the subscription: register it (az provider register --namespace Microsoft.DocumentDB)".to_owned();
-        return out.waiting(1, r::PROVIDER_NOT_REGISTERED, msg);
+        return ControlFlow::Break(out.waiting(Stage::Identity, r::PROVIDER_NOT_REGISTERED, msg));
     }
     let principal = match spec.identity.type_ {
         IdentityType::FirstParty => Some(o.first_party_principal.to_owned()),
@@ -514,7 +580,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 let msg = format!(
                     "user-assigned identity {id} was not found: create it, or fix spec.identity.userAssignedIdentityId"
                 );
-                return out.failed(1, r::IDENTITY_NOT_FOUND, msg);
+                return ControlFlow::Break(out.failed(Stage::Identity, r::IDENTITY_NOT_FOUND, msg));
             }
         },
         // The account's own identity only exists after the account: the first
@@ -528,8 +594,8 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
     };
     match &principal {
         Some(principal) => {
-            if let Some(d) = grant_stage(&mut out, principal, &vault_id, model, manage) {
-                return d;
+            if let Some(d) = grant_stage(out, principal, &key.vault_id, key.model, manage) {
+                return ControlFlow::Break(d);
             }
         }
         None => out.set(
@@ -539,20 +605,23 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
             "the account's system-assigned identity does not exist yet: it is enabled first, then granted",
         ),
     }
-    let principal = principal.unwrap_or_default();
+    ControlFlow::Continue(principal.unwrap_or_default())
+}
 
-    // Stage 3: the account, with the key, the identity and the default identity.
+/// Stage 3 (`AccountCreated`): the account exists, is settled in Azure and
+/// matches the spec; otherwise the next write, or why there is none.
+fn account_stage(out: &mut Out<'_>, key: &Key, a: &AccountFacts, principal: &str) -> Flow<()> {
+    let o = out.o;
+    let spec = o.spec;
+    let manage = spec.reconcile_policy == ReconcilePolicy::Manage;
     let want_default = default_identity_value(&spec.identity);
-    let Some(a) = account else {
-        return create_or_report_missing(&mut out, key_uri, want_default, manage);
-    };
     out.status.account_id = Some(a.id.clone());
     out.status.document_endpoint = a.document_endpoint.clone();
     out.status.key_vault_key_uri = a.key_vault_key_uri.clone();
     out.status.default_identity = a.default_identity.clone();
     out.status.customer_managed_key_status = a.customer_managed_key_status.clone();
     if !principal.is_empty() {
-        out.status.identity_principal_id = Some(principal.clone());
+        out.status.identity_principal_id = Some(principal.to_owned());
     }
 
     match a.provisioning_state.as_str() {
@@ -562,18 +631,15 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
                 "account {} is in provisioning state Failed in Azure: inspect it in the portal",
                 spec.account_name
             );
-            return out.failed(2, r::ACCOUNT_PROVISIONING_FAILED, msg);
+            return ControlFlow::Break(out.failed(
+                Stage::Account,
+                r::ACCOUNT_PROVISIONING_FAILED,
+                msg,
+            ));
         }
         other => {
             let msg = format!("account {} is {other} in Azure", spec.account_name);
-            return out.blocked(
-                2,
-                Phase::Provisioning,
-                r::UPDATING_ACCOUNT,
-                msg,
-                None,
-                Requeue::Soon,
-            );
+            return ControlFlow::Break(out.busy(r::UPDATING_ACCOUNT, msg));
         }
     }
 
@@ -583,67 +649,57 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
             "Azure is migrating account {}'s backup to continuous; the operator waits for it to finish",
             spec.account_name
         );
-        return out.blocked(
-            2,
-            Phase::Provisioning,
-            r::MIGRATING_TO_CONTINUOUS_BACKUP,
-            msg,
-            None,
-            Requeue::Soon,
-        );
+        return ControlFlow::Break(out.busy(r::MIGRATING_TO_CONTINUOUS_BACKUP, msg));
     }
 
     // Every difference between the spec and the account: corrected one write
     // at a time (identity, default identity, key, backup, regions), or, when
-    // Azure refuses one, none written and all named.
-    let mut diffs = cmk_differences(a, spec, &want_default, &key_uri, principal.is_empty());
-    // Accounts created before regions were recorded: the regions the spec names
-    // now are the ones this resource made.
-    if out.status.managed_regions.is_empty() && out.status.created_by_operator {
-        out.status.managed_regions = a
-            .locations
-            .iter()
-            .filter(|l| {
-                spec.locations.iter().any(|w| {
-                    spec_drift::region_key(&w.location_name)
-                        == spec_drift::region_key(&l.location_name)
-                })
-            })
-            .map(|l| spec_drift::region_key(&l.location_name))
-            .collect();
-    }
+    // one is refused, none written and all named.
+    let mut diffs = cmk_differences(a, spec, &want_default, &key.key_uri, principal.is_empty());
+    adopt_region_record(out, a);
     let managed = out.status.managed_regions.clone();
     diffs.extend(spec_drift::differences(a.reported(), spec, &managed));
-    if let Some(d) = converge(&mut out, &diffs, manage) {
-        return d;
+    if let Some(d) = converge(out, &diffs, manage) {
+        return ControlFlow::Break(d);
     }
 
-    out.set(
-        ACCOUNT_CREATED,
-        TRUE,
-        r::ACCOUNT_READY,
-        format!(
-            "account {} uses key {key_uri} through {want_default}",
-            spec.account_name
-        ),
+    let msg = format!(
+        "account {} uses key {} through {want_default}",
+        spec.account_name, key.key_uri
     );
+    out.set(ACCOUNT_CREATED, TRUE, r::ACCOUNT_READY, msg);
     // Optional clean-up after the switch away from the first party.
-    if let Some(action) = first_party_cleanup(&mut out, &vault_id, manage) {
+    if let Some(action) = first_party_cleanup(out, &key.vault_id, manage) {
         let msg = "removing the first-party identity's grant, made by the operator and needed by no other resource".to_owned();
-        return out.acting(3, r::UPDATING_ACCOUNT, msg, action);
+        return ControlFlow::Break(out.acting(Stage::Rotation, r::UPDATING_ACCOUNT, msg, action));
     }
+    ControlFlow::Continue(())
+}
 
-    // Stage 4: rotation tracking.
-    let action = track_rotation(&mut out, a, &key_uri);
-    out.set(
-        READY,
-        TRUE,
-        r::READY,
-        format!(
-            "account {} is encrypted with its customer-managed key",
-            spec.account_name
-        ),
+/// Accounts created before regions were recorded: the regions the spec names
+/// now are the ones this resource made.
+fn adopt_region_record(out: &mut Out<'_>, a: &AccountFacts) {
+    if !out.status.managed_regions.is_empty() || !out.status.created_by_operator {
+        return;
+    }
+    let spec = out.o.spec;
+    let key = |n: &str| spec_drift::region_key(n);
+    out.status.managed_regions = a
+        .locations
+        .iter()
+        .map(|l| key(&l.location_name))
+        .filter(|k| spec.locations.iter().any(|w| key(&w.location_name) == *k))
+        .collect();
+}
+
+/// Stage 4 (`RotationTracked`), then Ready.
+fn rotation_stage(out: &mut Out<'_>, a: &AccountFacts, key: &Key) -> Decision {
+    let action = track_rotation(out, a, &key.key_uri);
+    let msg = format!(
+        "account {} is encrypted with its customer-managed key",
+        out.o.spec.account_name
     );
+    out.set(READY, TRUE, r::READY, msg);
     out.status.phase = Phase::Ready;
     out.status.last_azure_error = None;
     Decision {
@@ -652,7 +708,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
         } else {
             Requeue::Resync
         },
-        status: out.status,
+        status: std::mem::take(&mut out.status),
         action,
     }
 }
@@ -671,7 +727,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                 "account {} belongs to {owner} (its owner tags in Azure say so): this resource makes no change to it; use another accountName, or delete this resource",
                 spec.account_name
             );
-            Some(out.failed(2, r::OWNED_BY_ANOTHER_RESOURCE, msg))
+            Some(out.failed(Stage::Account, r::OWNED_BY_ANOTHER_RESOURCE, msg))
         }
         // Observing changes nothing: an unowned account can be reported.
         Ownership::Unowned if !manage => None,
@@ -693,7 +749,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                     ),
                 )
             };
-            Some(out.failed(2, reason, msg))
+            Some(out.failed(Stage::Account, reason, msg))
         }
         Ownership::Unowned => {
             let consent = &spec.adoption_consent;
@@ -721,7 +777,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                     spec.account_name,
                     missing.join("; ")
                 );
-                return Some(out.failed(2, r::ADOPTION_NEEDS_CONSENT, msg));
+                return Some(out.failed(Stage::Account, r::ADOPTION_NEEDS_CONSENT, msg));
             }
             // The version in use now may be needed by the account's backups after
             // the move to this resource's key.
@@ -736,7 +792,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                 spec.account_name, o.me
             );
             Some(out.acting(
-                2,
+                Stage::Account,
                 r::ADOPTING_ACCOUNT,
                 msg,
                 Action::TagAccount(o.me.clone()),
@@ -788,7 +844,7 @@ fn grant_stage(
             model,
             principal_id: principal.to_owned(),
         };
-        return Some(out.acting(1, r::GRANTING_ACCESS, msg, grant));
+        return Some(out.acting(Stage::Identity, r::GRANTING_ACCESS, msg, grant));
     }
     // A grant the operator made for another resource is shared: hold its record
     // too, so whichever resource goes last removes it.
@@ -825,7 +881,7 @@ fn create_or_report_missing(
             "account {} does not exist; observe-only policy creates nothing",
             spec.account_name
         );
-        return out.waiting(2, r::ACCOUNT_MISSING, msg);
+        return out.waiting(Stage::Account, r::ACCOUNT_MISSING, msg);
     }
     let asked = o
         .recreate
@@ -837,7 +893,7 @@ fn create_or_report_missing(
                 "account {id} existed and is gone from Azure; the operator does not silently create an empty account in its place. Restore it (a new CosmosAccountCMK with spec.restore), or annotate this resource with {}=<a new value> to create it again, empty",
                 crate::api::RECREATE_ANNOTATION
             );
-            return out.failed(2, r::ACCOUNT_MISSING, msg);
+            return out.failed(Stage::Account, r::ACCOUNT_MISSING, msg);
         };
         out.status.recreate_token = Some(token.clone());
         out.status.account_id = None;
@@ -867,7 +923,12 @@ fn create_or_report_missing(
         .iter()
         .map(|l| spec_drift::region_key(&l.location_name))
         .collect();
-    out.acting(2, r::CREATING_ACCOUNT, msg, Action::CreateAccount(create))
+    out.acting(
+        Stage::Account,
+        r::CREATING_ACCOUNT,
+        msg,
+        Action::CreateAccount(create),
+    )
 }
 
 /// Refuses a restore that is doomed: one reusing the source's user-assigned
@@ -890,7 +951,7 @@ fn restore_gate(out: &mut Out<'_>) -> Option<Decision> {
         let msg = format!(
             "the restore would use identity {ua}, which {source} also uses: the restored account carries the source's identity metadata and stops working once the source is deleted; create a new user-assigned identity for the restored account and set it in spec.identity.userAssignedIdentityId"
         );
-        return Some(out.failed(2, r::RESTORE_REUSES_SOURCE_IDENTITY, msg));
+        return Some(out.failed(Stage::Account, r::RESTORE_REUSES_SOURCE_IDENTITY, msg));
     }
     if let Some((uri, version, enabled)) = &facts.key_at_time
         && *enabled != Some(true)
@@ -904,7 +965,7 @@ fn restore_gate(out: &mut Out<'_>) -> Option<Decision> {
         let msg = format!(
             "{source} used key version {version} of {uri} at {at}, and that version is {state} in Key Vault: the restored data could not be decrypted; re-enable the version (or restore to a later time) before restoring"
         );
-        return Some(out.failed(2, r::RESTORE_KEY_VERSION_DISABLED, msg));
+        return Some(out.failed(Stage::Account, r::RESTORE_KEY_VERSION_DISABLED, msg));
     }
     None
 }
@@ -997,7 +1058,7 @@ fn converge(out: &mut Out<'_>, diffs: &[Difference], manage: bool) -> Option<Dec
             all.len(),
             all.join("; ")
         );
-        return Some(out.failed(2, r::DRIFT_DETECTED, msg));
+        return Some(out.failed(Stage::Account, r::DRIFT_DETECTED, msg));
     }
     let refused: Vec<String> = diffs
         .iter()
@@ -1012,7 +1073,7 @@ fn converge(out: &mut Out<'_>, diffs: &[Difference], manage: bool) -> Option<Dec
             spec.account_name,
             refused.join("; ")
         );
-        return Some(out.failed(2, r::CHANGE_REFUSED, msg));
+        return Some(out.failed(Stage::Account, r::CHANGE_REFUSED, msg));
     }
     let (d, action, reason) = diffs.iter().find_map(|d| match &d.fix {
         Fix::Change(action, reason) => Some((d, action.clone(), *reason)),
@@ -1032,7 +1093,7 @@ fn converge(out: &mut Out<'_>, diffs: &[Difference], manage: bool) -> Option<Dec
             d.what
         )
     };
-    Some(out.acting(2, reason, msg, action))
+    Some(out.acting(Stage::Account, reason, msg, action))
 }
 
 /// Keeps `status.managedRegions` in step with a region change: the region

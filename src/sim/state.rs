@@ -272,6 +272,19 @@ pub struct Account {
     /// A migration to continuous backup, once asked for.
     #[serde(default)]
     pub migration: Option<crate::sim::arm::account_changes::Migration>,
+    /// A restored account: the source account (its key in `State::accounts`)
+    /// and the user-assigned identities carried over from it, whose metadata
+    /// stays bound to the source (seed FAQ, "Assign a new managed-identity to
+    /// the restored database account").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<RestoredFrom>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoredFrom {
+    pub source: String,
+    pub carried_identities: Vec<String>,
 }
 
 impl Account {

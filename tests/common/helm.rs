@@ -42,6 +42,36 @@ pub fn helm(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Runs helm against the local control plane (`--kubeconfig` added); Ok(stdout)
+/// or Err(stderr + stdout).
+pub fn helm_kube(args: &[&str]) -> Result<String, String> {
+    let kubeconfig = kubeconfig_path().to_str().expect("utf-8 path");
+    let mut all = vec!["--kubeconfig", kubeconfig];
+    all.extend_from_slice(args);
+    helm(&all)
+}
+
+/// A copy of the chart under target/chart-tests/`name`/ (replaced if there),
+/// for tests that change its files, e.g. the CRDs it renders.
+pub fn chart_copy(name: &str) -> PathBuf {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).expect("chart copy dir");
+        for entry in std::fs::read_dir(from).expect("chart dir readable") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.file_type().expect("file type").is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).expect("chart file copied");
+            }
+        }
+    }
+    let dir = scratch_dir(name).join("chart");
+    let _ = std::fs::remove_dir_all(&dir);
+    copy(&chart_dir(), &dir);
+    dir
+}
+
 /// `helm template <release> <chart> --namespace <ns> <extra...>`; panics on failure.
 pub fn render(release: &str, namespace: &str, extra: &[&str]) -> String {
     try_render(release, namespace, extra)
@@ -135,11 +165,13 @@ pub fn apply(yaml: &str) -> Result<String, String> {
     )
 }
 
-/// Installs the chart's own `crds/` (server-side apply; the same bytes as
-/// `crds/cosmoscmk.io.yaml`, a test keeps them equal).
+/// The chart's copy of the generated CRDs, which templates/crds.yaml renders
+/// (the same bytes as `crds/cosmoscmk.io.yaml`, a test keeps them equal).
+pub const CHART_CRDS: &str = "files/crds/cosmoscmk.io.yaml";
+
+/// Installs the chart's CRDs (server-side apply of the chart's copy).
 pub fn apply_chart_crds() {
-    let text = std::fs::read_to_string(chart_dir().join("crds/cosmoscmk.io.yaml"))
-        .expect("chart CRDs exist");
+    let text = std::fs::read_to_string(chart_dir().join(CHART_CRDS)).expect("chart CRDs exist");
     apply(&text).unwrap_or_else(|e| panic!("chart CRDs must install: {e}"));
     super::kubectl(&[
         "wait",

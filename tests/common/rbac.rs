@@ -61,30 +61,38 @@ pub fn render_rbac(namespace: &str, extra: &[&str]) -> String {
 }
 
 /// Installs the chart's ServiceAccount and RBAC into `namespace` (which must
-/// exist), and returns the ServiceAccount's identity.
+/// exist), with the default values (a tenancy policy that lists no
+/// namespace, so no Secret may be read), and returns the ServiceAccount's identity.
 pub async fn install_operator_identity(namespace: &str) -> OperatorIdentity {
-    let yaml = render_rbac(namespace, &[]);
+    install_operator_identity_allowing(namespace, &[]).await
+}
+
+/// The chart's values for a tenancy policy that lists `namespaces` (`"*"`
+/// for every namespace), as helm arguments.
+pub fn tenancy_values(namespaces: &[&str]) -> [String; 2] {
+    let entries: Vec<_> = namespaces
+        .iter()
+        .map(|n| serde_json::json!({ "namespace": n }))
+        .collect();
+    [
+        "--set-json".to_owned(),
+        format!("tenancy.namespaces={}", serde_json::Value::from(entries)),
+    ]
+}
+
+/// Like [`install_operator_identity`], with the chart's tenancy policy
+/// listing `tenancy` (existing namespaces, or `"*"`): the chart then lets the
+/// ServiceAccount read Secrets (spec.credentialRef) there. Waits until those
+/// reads are authorized too.
+pub async fn install_operator_identity_allowing(
+    namespace: &str,
+    tenancy: &[&str],
+) -> OperatorIdentity {
+    let values = tenancy_values(tenancy);
+    let yaml = render_rbac(namespace, &[values[0].as_str(), values[1].as_str()]);
     apply(&yaml).unwrap_or_else(|e| panic!("chart RBAC must install in {namespace}: {e}"));
     let sa = fullname(namespace);
-
-    let admin = client().await;
-    let sas: Api<ServiceAccount> = Api::namespaced(admin, namespace);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let issued: TokenRequest = sas
-        .create_subresource("token", &sa, &PostParams::default(), &request)
-        .await
-        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{sa}: {e}"));
-    let token = issued
-        .status
-        .and_then(|s| s.token)
-        .expect("TokenRequest returns a token");
-
+    let token = issue_token(namespace, &sa).await;
     let kubeconfig = write_token_kubeconfig(namespace, &sa, &token);
     let config = Config::from_custom_kubeconfig(
         Kubeconfig::read_from(&kubeconfig).expect("token kubeconfig readable"),
@@ -93,7 +101,12 @@ pub async fn install_operator_identity(namespace: &str) -> OperatorIdentity {
     .await
     .expect("token kubeconfig valid");
     let client = kube::Client::try_from(config).expect("client builds");
-    wait_until_authorized(&client, namespace).await;
+    // "*": Secrets may be read everywhere, the release namespace included.
+    let secrets_in: Vec<&str> = tenancy
+        .iter()
+        .map(|n| if *n == "*" { namespace } else { n })
+        .collect();
+    wait_until_authorized(&client, namespace, &sa, &secrets_in).await;
     OperatorIdentity {
         namespace: namespace.to_owned(),
         lease_name: sa.clone(),
@@ -104,6 +117,26 @@ pub async fn install_operator_identity(namespace: &str) -> OperatorIdentity {
     }
 }
 
+/// A token of the ServiceAccount `namespace/sa` (valid for an hour), from the TokenRequest API.
+pub async fn issue_token(namespace: &str, sa: &str) -> String {
+    let sas: Api<ServiceAccount> = Api::namespaced(client().await, namespace);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let issued: TokenRequest = sas
+        .create_subresource("token", sa, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{sa}: {e}"));
+    issued
+        .status
+        .and_then(|s| s.token)
+        .expect("TokenRequest returns a token")
+}
+
 /// A client with exactly the chart's permissions, for an operator whose release
 /// namespace is `namespace` (installs the chart's ServiceAccount and RBAC there).
 pub async fn operator_client(namespace: &str) -> kube::Client {
@@ -112,7 +145,7 @@ pub async fn operator_client(namespace: &str) -> kube::Client {
 
 /// Writes a kubeconfig for the same API server as the admin one, with the
 /// token as the only credential.
-fn write_token_kubeconfig(namespace: &str, sa: &str, token: &str) -> PathBuf {
+pub fn write_token_kubeconfig(namespace: &str, sa: &str, token: &str) -> PathBuf {
     let admin = Kubeconfig::read_from(kubeconfig_path()).expect("admin kubeconfig");
     let cluster = admin
         .clusters
@@ -146,18 +179,30 @@ fn write_token_kubeconfig(namespace: &str, sa: &str, token: &str) -> PathBuf {
 }
 
 /// RBAC objects reach the authorizer through an informer: wait until the
-/// token's permissions (Role and ClusterRole) are in effect.
-async fn wait_until_authorized(client: &kube::Client, namespace: &str) {
+/// token's permissions (Roles and ClusterRole) are in effect: its own Lease,
+/// the custom resources, and Secrets by name in `secrets_in`.
+async fn wait_until_authorized(
+    client: &kube::Client,
+    namespace: &str,
+    lease: &str,
+    secrets_in: &[&str],
+) {
     use cmk_operator::api::KeyVaultBinding;
     use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Secret;
     use kube::api::ListParams;
     let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let bindings: Api<KeyVaultBinding> = Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let probe = async {
-            leases.get_opt("rbac-probe").await?;
+            leases.get_opt(lease).await?;
             bindings.list(&ListParams::default().limit(1)).await?;
+            for ns in secrets_in {
+                Api::<Secret>::namespaced(client.clone(), ns)
+                    .get_opt("rbac-probe")
+                    .await?;
+            }
             Ok::<_, kube::Error>(())
         };
         match probe.await {

@@ -13,10 +13,9 @@ use crate::support::*;
 const TEAM_CLIENT: &str = "5eed0000-0000-4000-8000-0000000000c7";
 const TEAM_OBJECT: &str = "5eed0000-0000-4000-8000-0000000000a7";
 
-#[tokio::test]
-async fn a_binding_acts_as_the_service_principal_of_its_namespace_secret() {
-    let env = Env::start("creds").await;
-    // A team vault that only the team's own service principal may use.
+/// Seeds a team vault that only the team's own service principal
+/// (TEAM_CLIENT) may use; returns its ARM id.
+pub fn seed_team_vault(env: &Env) -> String {
     env.sim
         .seed(&Seed {
             apps: vec![AppRegistration {
@@ -43,26 +42,13 @@ async fn a_binding_acts_as_the_service_principal_of_its_namespace_secret() {
             ..Default::default()
         })
         .unwrap();
-    let vault = format!(
+    format!(
         "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/team-a-vault"
-    );
-    env.apply_example(
-        "00-binding-access-policy.yaml",
-        json!({"spec": {"vaultResourceId": vault, "credentialRef": {"secretName": "team-a-azure"}}}),
     )
-    .await;
-    let b = env
-        .binding_reason("orders-key", "CredentialRefInvalid")
-        .await;
-    let message = cmk_operator::api::conditions::find(&b.status.unwrap().conditions, "Ready")
-        .unwrap()
-        .message
-        .clone();
-    assert!(
-        message.contains("team-a-azure") && message.contains("not found"),
-        "{message}"
-    );
+}
 
+/// Creates the Secret `team-a-azure` (the team's service principal) in the test namespace.
+pub async fn create_team_secret(env: &Env) {
     let data = BTreeMap::from([
         ("tenantId".to_owned(), env.sim.tenant_id().to_owned()),
         ("clientId".to_owned(), TEAM_CLIENT.to_owned()),
@@ -80,6 +66,11 @@ async fn a_binding_acts_as_the_service_principal_of_its_namespace_secret() {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+}
+
+/// Waits until the binding `orders-key` is KeyReady with its key created as
+/// the team's service principal (not the operator's identity).
+pub async fn key_created_as_the_team(env: &Env) {
     env.binding_reason("orders-key", "KeyReady").await;
     let created = env
         .sim
@@ -92,4 +83,29 @@ async fn a_binding_acts_as_the_service_principal_of_its_namespace_secret() {
         Some(TEAM_OBJECT),
         "the key was created as the team's service principal"
     );
+}
+
+#[tokio::test]
+async fn a_binding_acts_as_the_service_principal_of_its_namespace_secret() {
+    let env = Env::start("creds").await;
+    let vault = seed_team_vault(&env);
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"vaultResourceId": vault, "credentialRef": {"secretName": "team-a-azure"}}}),
+    )
+    .await;
+    let b = env
+        .binding_reason("orders-key", "CredentialRefInvalid")
+        .await;
+    let message = cmk_operator::api::conditions::find(&b.status.unwrap().conditions, "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        message.contains("team-a-azure") && message.contains("not found"),
+        "{message}"
+    );
+
+    create_team_secret(&env).await;
+    key_created_as_the_team(&env).await;
 }

@@ -1,6 +1,6 @@
 //! The chart's RBAC is enough: the operator runs a whole scenario (lease,
-//! watches, finalizer, status, events, deletion) with nothing but the token of
-//! the chart's ServiceAccount.
+//! watches, finalizer, status, events, deletion, a credentialRef Secret) with
+//! nothing but the token of the chart's ServiceAccount.
 
 use cmk_operator::leader::{self, LeaseSettings};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -8,13 +8,16 @@ use kube::api::{Api, DeleteParams};
 use serde_json::json;
 
 use crate::common::rbac;
+use crate::credentials;
 use crate::support::*;
 
-#[tokio::test]
-async fn a_full_scenario_runs_on_the_charts_rbac_alone() {
-    let mut env = Env::start("least-privilege").await;
+/// Stops the test's operator and starts it again with nothing but the token
+/// of the chart's ServiceAccount, the chart rendered with the same tenancy
+/// policy the operator runs with (the test namespace), after taking the
+/// chart's Lease as a replica would.
+async fn restart_on_the_charts_rbac(env: &mut Env) {
     env.kill_operator();
-    let identity = rbac::install_operator_identity(&env.ns).await;
+    let identity = rbac::install_operator_identity_allowing(&env.ns, &[&env.ns]).await;
     let leases: Api<Lease> = Api::namespaced(identity.client.clone(), &env.ns);
     let lease = LeaseSettings {
         namespace: env.ns.clone(),
@@ -31,6 +34,12 @@ async fn a_full_scenario_runs_on_the_charts_rbac_alone() {
     .expect("the ServiceAccount may take the lease");
     env.operator_client = identity.client.clone();
     env.start_operator();
+}
+
+#[tokio::test]
+async fn a_full_scenario_runs_on_the_charts_rbac_alone() {
+    let mut env = Env::start("least-privilege").await;
+    restart_on_the_charts_rbac(&mut env).await;
 
     env.apply_example("00-binding-access-policy.yaml", json!({}))
         .await;
@@ -57,4 +66,20 @@ async fn a_full_scenario_runs_on_the_charts_rbac_alone() {
         1,
         "the finalizer ran under the ServiceAccount"
     );
+}
+
+/// The Secret a credentialRef names is read under the chart's Role in the
+/// namespace the tenancy policy allows (no ClusterRole rule on Secrets).
+#[tokio::test]
+async fn a_credential_ref_is_read_on_the_charts_rbac_alone() {
+    let mut env = Env::start("least-privilege-creds").await;
+    restart_on_the_charts_rbac(&mut env).await;
+    let vault = credentials::seed_team_vault(&env);
+    credentials::create_team_secret(&env).await;
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"vaultResourceId": vault, "credentialRef": {"secretName": "team-a-azure"}}}),
+    )
+    .await;
+    credentials::key_created_as_the_team(&env).await;
 }

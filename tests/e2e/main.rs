@@ -11,6 +11,7 @@ mod hostile;
 mod identities;
 mod least_privilege;
 mod lifecycle;
+mod operability;
 mod ownership;
 mod preflight;
 mod replicas;

@@ -276,6 +276,17 @@ pub fn tenancy_config_file(ns: &str) -> std::path::PathBuf {
     path
 }
 
+/// A child process (an operator, an API server), killed when the test ends
+/// however it ends.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The Ready condition's reason.
 pub fn ready_reason(a: &CosmosAccountCMK) -> Option<String> {
     a.status

@@ -63,3 +63,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "cmk.tenancyConfigMap" -}}
 {{- printf "%s-tenancy" (include "cmk.fullname" .) }}
 {{- end }}
+
+{{/*
+Where the operator may read the Secrets that resources name in
+spec.credentialRef (always in the resource's own namespace), from the
+tenancy policy, as JSON {"all": bool, "namespaces": [...]}:
+- operator.watchNamespace set: that namespace alone, when the policy lists it
+  or has a "*" entry;
+- a "*" entry (every namespace may use the operator): all namespaces, the
+  documented fallback (a rule in the ClusterRole);
+- otherwise each listed namespace (a Role and RoleBinding in each).
+*/}}
+{{- define "cmk.credentialSecrets" -}}
+{{- $listed := list }}
+{{- range .Values.tenancy.namespaces }}
+{{- $listed = append $listed .namespace }}
+{{- end }}
+{{- $all := false }}
+{{- $namespaces := list }}
+{{- $watched := .Values.operator.watchNamespace }}
+{{- if $watched }}
+{{- if or (has $watched $listed) (has "*" $listed) }}
+{{- $namespaces = list $watched }}
+{{- end }}
+{{- else if has "*" $listed }}
+{{- $all = true }}
+{{- else }}
+{{- $namespaces = $listed | uniq }}
+{{- end }}
+{{- dict "all" $all "namespaces" $namespaces | toJson }}
+{{- end }}

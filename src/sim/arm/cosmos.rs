@@ -392,7 +392,7 @@ fn create(
             "Exactly one location must have failoverPriority 0 (the write region).",
         ));
     }
-    let identity = parse_identity(state, body.get("identity"), None)?;
+    let mut identity = parse_identity(state, body.get("identity"), None)?;
 
     // Restore of a continuous account: the source must exist and be continuous,
     // the timestamp inside its retention.
@@ -401,8 +401,38 @@ fn create(
         .and_then(Value::as_str)
         .unwrap_or("Default")
         .to_owned();
+    let mut restored_from = None;
     if create_mode.eq_ignore_ascii_case("Restore") {
-        restore_checks(state, &mut props, &identity)?;
+        let (source, source_identities) = restore_checks(state, &mut props, &identity)?;
+        // Azure carries the source's user-assigned identities over, their
+        // metadata still bound to the source (seed FAQ).
+        let carried: Vec<String> = source_identities
+            .into_iter()
+            .filter(|s| {
+                !identity
+                    .user_assigned
+                    .iter()
+                    .any(|u| u.eq_ignore_ascii_case(s))
+            })
+            .collect();
+        identity.user_assigned.extend(carried.iter().cloned());
+        let reused: Vec<String> = identity
+            .user_assigned
+            .iter()
+            .filter(|u| {
+                state.accounts.get(&source).is_some_and(|src| {
+                    src.identity
+                        .user_assigned
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(u))
+                })
+            })
+            .cloned()
+            .collect();
+        restored_from = Some(crate::sim::state::RestoredFrom {
+            source,
+            carried_identities: reused,
+        });
     }
     let has_cmk = props
         .get("keyVaultKeyUri")
@@ -453,6 +483,7 @@ fn create(
         cmk: Default::default(),
         pending_op: None,
         migration: None,
+        restored_from,
     };
     state.accounts.insert(k.clone(), acct);
     let op = lro::start(app, state, OpKind::Create, &k, sub, location);
@@ -462,11 +493,13 @@ fn create(
     lro_answer(app, state, &k, &op, api_version)
 }
 
+/// Checks a restore request; returns the source account's key and its
+/// user-assigned identities.
 fn restore_checks(
     state: &State,
     props: &mut Map<String, Value>,
     identity: &AccountIdentity,
-) -> Result<(), ApiError> {
+) -> Result<(String, Vec<String>), ApiError> {
     let rp = props
         .get("restoreParameters")
         .cloned()
@@ -484,10 +517,10 @@ fn restore_checks(
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let src = state
+    let (src_key, src) = state
         .accounts
-        .values()
-        .find(|a| a.instance_id.eq_ignore_ascii_case(&instance))
+        .iter()
+        .find(|(_, a)| a.instance_id.eq_ignore_ascii_case(&instance))
         .ok_or_else(|| {
             ApiError::arm(
                 StatusCode::NOT_FOUND,
@@ -532,7 +565,7 @@ fn restore_checks(
             .entry("keyVaultKeyUri")
             .or_insert_with(|| Value::String(uri.to_owned()));
     }
-    Ok(())
+    Ok((src_key.clone(), src.identity.user_assigned.clone()))
 }
 
 /// `POST .../databaseAccounts/{name}/failoverPriorityChange`: a long-running
@@ -813,7 +846,8 @@ pub fn refresh_cmk(app: &App, state: &mut State, k: &str) {
         return;
     };
     let faults = app.faults_snapshot();
-    let result = cmk_rules::principal_for(app, state, &a.identity, a.default_identity())
+    let result = bound_to_deleted_source(state, &a)
+        .and_then(|()| cmk_rules::principal_for(app, state, &a.identity, a.default_identity()))
         .and_then(|p| cmk_rules::check_access(app, state, &faults, &uri, &p));
     let recovery = app.config.revocation_recovery.as_millis() as i64;
     let Some(acct) = state.accounts.get_mut(k) else {
@@ -843,6 +877,32 @@ pub fn refresh_cmk(app: &App, state: &mut State, k: &str) {
             acct.cmk.status_message = Some(cmk_rules::revoked_status(sub));
         }
     }
+}
+
+/// A restored account whose default identity was carried over from its source
+/// loses it once the source is deleted: the identity's metadata is bound to the
+/// source and is not renewed (seed FAQ). Azure reports it as a failed Entra ID
+/// credential grant (substatus 4000).
+fn bound_to_deleted_source(state: &State, a: &Account) -> Result<(), ApiError> {
+    let Some(r) = &a.restored_from else {
+        return Ok(());
+    };
+    let Some(id) = a.default_identity().strip_prefix("UserAssignedIdentity=") else {
+        return Ok(());
+    };
+    let bound = r
+        .carried_identities
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(id));
+    if bound && !state.accounts.contains_key(&r.source) {
+        return Err(ApiError::arm(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("The identity '{id}' was carried over from the restore source, which was deleted; its metadata is no longer renewed. Assign a new user-assigned identity to the account."),
+        )
+        .substatus(4000));
+    }
+    Ok(())
 }
 
 fn location_entries(a: &Account) -> Vec<Value> {
