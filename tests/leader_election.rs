@@ -1,5 +1,6 @@
-//! Leader election against the real API server: one leader at a time, and a
-//! hand-over within the lease duration when the leader stops.
+//! Leader election against the real API server: one leader at a time, a
+//! hand-over within the lease duration when the leader stops, and neither
+//! changed by a leader whose clock is an hour off.
 
 mod common;
 
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use cmk_operator::leader::{self, LeaseSettings};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, ObjectMeta, PostParams};
 
 fn settings(ns: &str, identity: &str) -> LeaseSettings {
     LeaseSettings {
@@ -83,4 +85,97 @@ async fn a_released_lease_is_taken_at_once() {
     tokio::time::timeout(Duration::from_secs(1), leader::acquire(&api, &b))
         .await
         .expect("taken within one retry");
+}
+
+/// Replica `me` on a node whose clock is `skew` off, renewing by hand every
+/// retry period with the election's own rule, until aborted.
+async fn renew_with_skewed_clock(api: Api<Lease>, s: LeaseSettings, skew: SignedDuration) {
+    loop {
+        let now = Timestamp::now() + skew;
+        let current = api.get_opt(&s.name).await.expect("read the lease");
+        let spec = leader::claim(
+            current.as_ref().and_then(|l| l.spec.as_ref()),
+            Duration::ZERO,
+            &s.identity,
+            now,
+            s.lease_duration,
+        );
+        let spec = spec.expect("the skewed replica holds the lease");
+        match current {
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(s.name.clone()),
+                        ..Default::default()
+                    },
+                    spec: Some(spec),
+                };
+                api.create(&PostParams::default(), &lease)
+                    .await
+                    .expect("create the lease");
+            }
+            Some(mut lease) => {
+                lease.spec = Some(spec);
+                api.replace(&s.name, &PostParams::default(), &lease)
+                    .await
+                    .expect("renew the lease");
+            }
+        }
+        tokio::time::sleep(s.retry_period).await;
+    }
+}
+
+/// B stands by while A renews for five seconds, then A stops; returns how
+/// long after that B took the lease.
+async fn handover_from_a_skewed_leader(prefix: &str, skew: SignedDuration) -> Duration {
+    let (client, ns) = common::test_namespace(prefix).await;
+    let api: Api<Lease> = Api::namespaced(client, &ns);
+    let a = settings(&ns, "replica-a");
+    let renewing = tokio::spawn(renew_with_skewed_clock(api.clone(), a, skew));
+    while api.get_opt("cosmos-cmk-operator").await.unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = settings(&ns, "replica-b");
+    let api_b = api.clone();
+    let standby = tokio::spawn(async move {
+        leader::acquire(&api_b, &b).await;
+        tokio::time::Instant::now()
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !standby.is_finished(),
+        "B took the lease while A (clock {skew:?} off) was renewing it"
+    );
+    renewing.abort();
+    let stopped = tokio::time::Instant::now();
+    // Generous: only load delays B. A clock-based rule would wait an hour here
+    // for a leader whose clock is an hour ahead.
+    let took_over = tokio::time::timeout(Duration::from_secs(60), standby)
+        .await
+        .unwrap_or_else(|_| panic!("B takes over from A (clock {skew:?} off) once it stops"))
+        .unwrap();
+    let lease = api.get("cosmos-cmk-operator").await.unwrap().spec.unwrap();
+    assert_eq!(lease.holder_identity.as_deref(), Some("replica-b"));
+    took_over.duration_since(stopped)
+}
+
+#[tokio::test]
+async fn a_leader_whose_clock_is_an_hour_behind_keeps_its_lease_until_it_stops() {
+    let handover =
+        handover_from_a_skewed_leader("skew-behind", SignedDuration::from_hours(-1)).await;
+    // Safety as a lower bound: A's last renewal was at most a retry period
+    // (300 ms) before it stopped.
+    assert!(
+        handover >= Duration::from_millis(3000 - 300 - 100),
+        "B took over {handover:?} after A stopped: before A's lease lapsed"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_leader_whose_clock_is_an_hour_ahead_is_replaced_within_a_lease_duration() {
+    let handover = handover_from_a_skewed_leader("skew-ahead", SignedDuration::from_hours(1)).await;
+    assert!(
+        handover >= Duration::from_millis(3000 - 300 - 100),
+        "B took over {handover:?} after A stopped: before A's lease lapsed"
+    );
 }
