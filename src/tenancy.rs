@@ -101,7 +101,7 @@ impl TenancyPolicy {
         let policy: TenancyPolicy = if text.trim().is_empty() {
             TenancyPolicy::default()
         } else {
-            serde_yaml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?
+            serde_saphyr::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?
         };
         policy.validate()?;
         Ok(policy)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adapter_support::*;
-use cmk_operator::api::PendingOperation;
+use cmk_operator::api::{OperationKind, PendingOperation};
 use cmk_operator::azure::rate_limit::{Budget, RateLimiter};
 use cmk_operator::azure::{AzureError, AzurePort, SdkAzure};
 use cmk_operator::reconcile::account::OperationState;
@@ -77,7 +77,7 @@ async fn poll_urls_off_the_arm_endpoint_get_no_token() {
     let sim = start().await;
     let azure = adapter(&sim);
     let op = PendingOperation {
-        kind: "CreateAccount".into(),
+        kind: OperationKind::CreateAccount,
         poll_url: "http://169.254.169.254/subscriptions/x/providers/Microsoft.DocumentDB/locations/westus/operationsStatus/1".into(),
         started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
         retry_after_ms: None,

@@ -443,7 +443,7 @@ async fn account_lifecycle_create_update_delete() {
         .create_account(&new_account("acct-life", &format!("{key_uri}/{version}")))
         .await
         .unwrap();
-    assert_eq!(op.kind, "CreateAccount");
+    assert_eq!(op.kind.as_str(), "CreateAccount");
     assert!(op.poll_url.contains("operationsStatus"), "{}", op.poll_url);
     let mid = azure.get_account(&target).await.unwrap().unwrap();
     assert_ne!(mid.provisioning_state, "Succeeded");
@@ -491,7 +491,7 @@ async fn account_lifecycle_create_update_delete() {
         )
         .await
         .unwrap();
-    assert_eq!(op.kind, "AddUserAssignedIdentity");
+    assert_eq!(op.kind.as_str(), "AddUserAssignedIdentity");
     assert_eq!(finish(&azure, &op).await, OperationState::Succeeded);
     let acct = azure.get_account(&target).await.unwrap().unwrap();
     assert!(acct.system_principal_id.is_some(), "system identity kept");
@@ -545,7 +545,7 @@ async fn account_lifecycle_create_update_delete() {
         .await
         .unwrap()
         .expect("pending delete");
-    assert_eq!(op.kind, "DeleteAccount");
+    assert_eq!(op.kind.as_str(), "DeleteAccount");
     assert_eq!(finish(&azure, &op).await, OperationState::Succeeded);
     assert_eq!(azure.get_account(&target).await.unwrap(), None);
     assert_eq!(azure.delete_account(&target).await.unwrap(), None);

@@ -41,7 +41,7 @@ struct HealthStatus {
 fn health_tests() -> Vec<HealthTest> {
     let text = std::fs::read_to_string(argocd_dir().join("health_test.yaml"))
         .expect("deploy/argocd/health_test.yaml exists");
-    serde_yaml::from_str::<HealthTests>(&text)
+    serde_saphyr::from_str::<HealthTests>(&text)
         .expect("health_test.yaml parses")
         .tests
 }
@@ -50,7 +50,7 @@ fn health_tests() -> Vec<HealthTest> {
 fn argocd_cm_data() -> serde_json::Map<String, Value> {
     let text = std::fs::read_to_string(argocd_dir().join("argocd-cm.yaml"))
         .expect("deploy/argocd/argocd-cm.yaml exists");
-    let cm: Value = serde_yaml::from_str(&text).expect("argocd-cm.yaml is YAML");
+    let cm: Value = serde_saphyr::from_str(&text).expect("argocd-cm.yaml is YAML");
     assert_eq!(cm["apiVersion"], "v1");
     assert_eq!(cm["kind"], "ConfigMap");
     assert_eq!(cm["metadata"]["name"], "argocd-cm");
@@ -239,7 +239,7 @@ fn every_sample_is_tested_and_every_phase_is_covered() {
 fn load(input_path: &str) -> Value {
     let text = std::fs::read_to_string(argocd_dir().join(input_path))
         .unwrap_or_else(|e| panic!("{input_path}: {e}"));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{input_path}: {e}"))
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{input_path}: {e}"))
 }
 
 #[test]

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 fn example<K: DeserializeOwned>(file: &str) -> K {
     let text = std::fs::read_to_string(common::repo_root().join("deploy/examples").join(file))
         .expect("example exists");
-    serde_yaml::from_str(&text).expect("example parses")
+    serde_saphyr::from_str(&text).expect("example parses")
 }
 
 /// Asserts `result` is a 403 from the API server (not any other failure).

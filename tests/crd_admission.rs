@@ -17,7 +17,7 @@ fn repo(path: &str) -> PathBuf {
 
 fn read_yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn api_for(client: &kube::Client, ns: &str, obj: &Value) -> Api<DynamicObject> {
@@ -77,7 +77,7 @@ struct Case {
 #[tokio::test]
 async fn invalid_resources_are_refused_with_clear_messages() {
     let (client, ns) = common::test_namespace("invalid").await;
-    let cases: Vec<Case> = serde_yaml::from_str(
+    let cases: Vec<Case> = serde_saphyr::from_str(
         &std::fs::read_to_string(repo("tests/fixtures/admission/invalid.yaml"))
             .expect("corpus exists"),
     )
@@ -146,7 +146,7 @@ struct ValidUpdate {
 #[tokio::test]
 async fn convergeable_updates_are_accepted() {
     let (client, ns) = common::test_namespace("updates").await;
-    let cases: Vec<ValidUpdate> = serde_yaml::from_str(
+    let cases: Vec<ValidUpdate> = serde_saphyr::from_str(
         &std::fs::read_to_string(repo("tests/fixtures/admission/valid-updates.yaml"))
             .expect("corpus exists"),
     )

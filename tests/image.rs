@@ -285,12 +285,12 @@ fn the_archive_is_an_oci_layout_of_the_dockerfiles_runtime_stage() {
     );
 
     // The name ctr import gives it is the chart's default image.
-    let values: serde_yaml::Value = serde_yaml::from_str(
+    let values: serde_json::Value = serde_saphyr::from_str(
         &fs::read_to_string(repo_root().join("charts/cosmos-cmk-operator/values.yaml"))
             .expect("values.yaml"),
     )
     .expect("values.yaml is YAML");
-    let chart: serde_yaml::Value = serde_yaml::from_str(
+    let chart: serde_json::Value = serde_saphyr::from_str(
         &fs::read_to_string(repo_root().join("charts/cosmos-cmk-operator/Chart.yaml"))
             .expect("Chart.yaml"),
     )

@@ -74,7 +74,7 @@ fn base_is_rendered_from_the_chart() {
         );
         for d in &expected {
             text.push_str("---\n");
-            text.push_str(&serde_yaml::to_string(d).expect("yaml"));
+            text.push_str(&serde_saphyr::to_string(d).expect("yaml"));
         }
         std::fs::write(&path, text).expect("operator.yaml written");
     }

@@ -508,7 +508,7 @@ pub struct RetainedKeyVersion {
 #[serde(rename_all = "camelCase")]
 pub struct PendingOperation {
     /// What the operation does, e.g. `CreateAccount`, `SetDefaultIdentity`, `DeleteAccount`.
-    pub kind: String,
+    pub kind: OperationKind,
     /// The `Azure-AsyncOperation` (or `Location`) URL to poll.
     pub poll_url: String,
     /// When it started.
@@ -517,6 +517,50 @@ pub struct PendingOperation {
     /// of the answer that started it); the operator polls no sooner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+}
+
+/// The long-running operations the operator starts on an account. Persisted
+/// in status: a value a newer operator wrote reads back as `Unknown` (and is
+/// polled like any other) rather than making the whole object unreadable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum OperationKind {
+    CreateAccount,
+    EnableSystemIdentity,
+    AddUserAssignedIdentity,
+    SetDefaultIdentity,
+    SetKeyUri,
+    SetOwner,
+    SetLocations,
+    ChangeFailoverPriorities,
+    SetBackupPolicy,
+    DeleteAccount,
+    #[serde(other)]
+    Unknown,
+}
+
+impl OperationKind {
+    /// The name as written in status, events and the `operation` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateAccount => "CreateAccount",
+            Self::EnableSystemIdentity => "EnableSystemIdentity",
+            Self::AddUserAssignedIdentity => "AddUserAssignedIdentity",
+            Self::SetDefaultIdentity => "SetDefaultIdentity",
+            Self::SetKeyUri => "SetKeyUri",
+            Self::SetOwner => "SetOwner",
+            Self::SetLocations => "SetLocations",
+            Self::ChangeFailoverPriorities => "ChangeFailoverPriorities",
+            Self::SetBackupPolicy => "SetBackupPolicy",
+            Self::DeleteAccount => "DeleteAccount",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Annotation that asks for a missing account to be created again (empty). Each new

@@ -35,7 +35,11 @@ pub fn crds_yaml() -> String {
             let mut value = serde_json::to_value(crd).expect("a CRD always serializes");
             reflow_descriptions(&mut value);
             tidy_numbers(&mut value);
-            let yaml = serde_yaml::to_string(&value).expect("a CRD always serializes to YAML");
+            // One line per description and rule, as kubectl prints them: folded
+            // block scalars would re-wrap CEL rules across lines.
+            let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+            let yaml = serde_saphyr::to_string_with_options(&value, options)
+                .expect("a CRD always serializes to YAML");
             format!("---\n{yaml}")
         })
         .collect()

@@ -6,7 +6,8 @@ use std::future::Future;
 
 use super::errors::AzureError;
 use crate::api::{
-    BackupPolicy, Grant, KeyType, Location, PendingOperation, PermissionModel, RestoreSource,
+    BackupPolicy, Grant, KeyType, Location, OperationKind, PendingOperation, PermissionModel,
+    RestoreSource,
 };
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
@@ -64,6 +65,22 @@ pub enum AccountChange {
     ChangeFailoverPriorities(Vec<Location>),
     /// A new backup policy (migration to continuous, tier, interval, retention).
     SetBackupPolicy(BackupPolicy),
+}
+
+impl AccountChange {
+    /// The long-running operation this change starts.
+    pub fn operation(&self) -> OperationKind {
+        match self {
+            Self::EnableSystemIdentity => OperationKind::EnableSystemIdentity,
+            Self::AddUserAssignedIdentity(_) => OperationKind::AddUserAssignedIdentity,
+            Self::SetDefaultIdentity(_) => OperationKind::SetDefaultIdentity,
+            Self::SetKeyUri(_) => OperationKind::SetKeyUri,
+            Self::SetOwner(_) => OperationKind::SetOwner,
+            Self::SetLocations(_) => OperationKind::SetLocations,
+            Self::ChangeFailoverPriorities(_) => OperationKind::ChangeFailoverPriorities,
+            Self::SetBackupPolicy(_) => OperationKind::SetBackupPolicy,
+        }
+    }
 }
 
 /// What removing a grant did. The grant is re-read from Azure first, and only

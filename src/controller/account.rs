@@ -23,7 +23,7 @@ use super::tenancy_gate;
 use crate::api::conditions::{self, READY};
 use crate::api::{
     CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, Grant, KeyVaultBinding,
-    PendingOperation, Phase, RECREATE_ANNOTATION, ReconcilePolicy, same_id,
+    OperationKind, PendingOperation, Phase, RECREATE_ANNOTATION, ReconcilePolicy, same_id,
 };
 use crate::azure::scoped::WithCredential;
 use crate::azure::{AccountChange, AccountRef, DisableOutcome, NewAccount, RevokeOutcome};
@@ -222,7 +222,7 @@ async fn apply_inner<A: WithCredential>(
     // An account creation that just succeeded proved its identity's grant.
     let proven = match (&operation, &status.pending_operation) {
         (Some(account::OperationState::Succeeded), Some(op)) => proven_grant(
-            &op.kind,
+            op.kind,
             &obj.spec,
             &ctx.settings.first_party_principal,
             user_assigned_principal.as_deref(),
@@ -379,7 +379,7 @@ async fn poll<A: WithCredential>(
 ) -> Result<account::OperationState, Error> {
     let state = azure.poll(op).await?;
     if state == account::OperationState::Succeeded {
-        ctx.op_durations.finished(&op.kind, age(op));
+        ctx.op_durations.finished(op.kind.as_str(), age(op));
     }
     Ok(state)
 }
@@ -397,8 +397,12 @@ fn poll_delay<A>(op: &PendingOperation, ctx: &Context<A>) -> Duration {
     let retry_after = op
         .retry_after_ms
         .map_or(settings.poll, Duration::from_millis);
-    op_durations::next_poll(retry_after, age(op), ctx.op_durations.shortest(&op.kind))
-        .clamp(floor, settings.resync.max(floor))
+    op_durations::next_poll(
+        retry_after,
+        age(op),
+        ctx.op_durations.shortest(op.kind.as_str()),
+    )
+    .clamp(floor, settings.resync.max(floor))
 }
 
 /// The resync interval, stretched so that drift checks of all accounts in a
@@ -678,7 +682,7 @@ async fn cleanup<A: WithCredential>(
     status.phase = Phase::Deleting;
 
     if let Some(op) = &status.pending_operation
-        && op.kind == "DeleteAccount"
+        && op.kind == OperationKind::DeleteAccount
     {
         if poll(ctx, azure, op).await? == account::OperationState::InProgress {
             report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await?;

@@ -20,8 +20,8 @@ use crate::api::conditions::{
 };
 use crate::api::{
     AccountIdentity, AzureErrorRecord, BackupPolicy, CosmosAccountCMKSpec, CosmosAccountCMKStatus,
-    Grant, IdentityType, Location, PermissionModel, Phase, ReconcilePolicy, RetainedKeyVersion,
-    same_id,
+    Grant, IdentityType, Location, OperationKind, PermissionModel, Phase, ReconcilePolicy,
+    RetainedKeyVersion, same_id,
 };
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -245,12 +245,12 @@ pub fn default_identity_value(identity: &AccountIdentity) -> String {
 /// key. A system-assigned account is created with the first party and granted
 /// its own identity later, so nothing is proven for it.
 pub fn proven_grant(
-    kind: &str,
+    kind: OperationKind,
     spec: &CosmosAccountCMKSpec,
     first_party: &str,
     ua: Option<&str>,
 ) -> Option<String> {
-    if kind != "CreateAccount" {
+    if kind != OperationKind::CreateAccount {
         return None;
     }
     match spec.identity.type_ {

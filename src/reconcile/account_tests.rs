@@ -20,7 +20,7 @@ const VAULT: &str = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourc
 
 fn spec(identity: IdentityType) -> CosmosAccountCMKSpec {
     let example = include_str!("../../deploy/examples/10-account-first-party.yaml");
-    let obj: CosmosAccountCMK = serde_yaml::from_str(example).expect("example parses");
+    let obj: CosmosAccountCMK = serde_saphyr::from_str(example).expect("example parses");
     let mut spec = obj.spec;
     spec.identity.type_ = identity;
     if identity == IdentityType::UserAssigned {
@@ -263,7 +263,7 @@ fn pending_operation_in_progress_polls_without_acting() {
 fn failed_operation_is_reported_and_cleared() {
     let mut w = World::new(IdentityType::FirstParty);
     w.status.pending_operation = Some(PendingOperation {
-        kind: "CreateAccount".into(),
+        kind: OperationKind::CreateAccount,
         poll_url: "https://x/op".into(),
         started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t0()),
         retry_after_ms: None,
@@ -574,17 +574,23 @@ fn principals_to_check_follow_the_identity() {
 fn a_finished_create_proves_the_grant_of_the_identity_it_used() {
     let fp = spec(IdentityType::FirstParty);
     assert_eq!(
-        proven_grant("CreateAccount", &fp, FP, None),
+        proven_grant(OperationKind::CreateAccount, &fp, FP, None),
         Some(FP.to_owned())
     );
     let u = spec(IdentityType::UserAssigned);
     assert_eq!(
-        proven_grant("CreateAccount", &u, FP, Some("ua")),
+        proven_grant(OperationKind::CreateAccount, &u, FP, Some("ua")),
         Some("ua".to_owned())
     );
     let s = spec(IdentityType::SystemAssigned);
-    assert_eq!(proven_grant("CreateAccount", &s, FP, None), None);
-    assert_eq!(proven_grant("SetDefaultIdentity", &fp, FP, None), None);
+    assert_eq!(
+        proven_grant(OperationKind::CreateAccount, &s, FP, None),
+        None
+    );
+    assert_eq!(
+        proven_grant(OperationKind::SetDefaultIdentity, &fp, FP, None),
+        None
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::api::*;
 
 fn spec() -> KeyVaultBindingSpec {
     let example = include_str!("../../deploy/examples/00-binding-access-policy.yaml");
-    serde_yaml::from_str::<KeyVaultBinding>(example)
+    serde_saphyr::from_str::<KeyVaultBinding>(example)
         .expect("example parses")
         .spec
 }

@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use serde::Deserialize;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -94,10 +93,8 @@ pub fn try_render(release: &str, namespace: &str, extra: &[&str]) -> Result<Stri
 
 /// The documents of a multi-document YAML stream, as JSON values (empty ones skipped).
 pub fn docs(yaml: &str) -> Vec<serde_json::Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| serde_json::Value::deserialize(d).expect("valid YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).expect("valid YAML");
+    docs.into_iter().filter(|v| !v.is_null()).collect()
 }
 
 /// The documents of `kind`.

@@ -17,7 +17,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
-use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 pub fn repo_root() -> &'static Path {
@@ -85,13 +84,11 @@ pub async fn apply_crds(client: &kube::Client, dir: &Path) -> Vec<String> {
     let mut names = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("CRD file readable");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{}: not YAML: {e}", file.display()));
-            if value.is_null() {
-                continue; // an empty document, e.g. after a trailing `---`
-            }
-            let crd: CustomResourceDefinition = serde_yaml::from_value(value)
+        // Empty documents (e.g. after a trailing `---`) are skipped.
+        let values: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+            .unwrap_or_else(|e| panic!("{}: not YAML: {e}", file.display()));
+        for value in values {
+            let crd: CustomResourceDefinition = serde_json::from_value(value)
                 .unwrap_or_else(|e| panic!("{}: not a CRD: {e}", file.display()));
             let name = crd.metadata.name.clone().expect("CRD has a name");
             api.patch(

@@ -173,7 +173,7 @@ pub fn write_token_kubeconfig(namespace: &str, sa: &str, token: &str) -> PathBuf
     let dir = repo_root().join("target/control-plane/operator-kubeconfigs");
     std::fs::create_dir_all(&dir).expect("kubeconfig dir");
     let path = dir.join(format!("{namespace}.yaml"));
-    std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml"))
+    std::fs::write(&path, serde_saphyr::to_string(&config).expect("yaml"))
         .expect("kubeconfig written");
     path
 }

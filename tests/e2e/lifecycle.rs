@@ -285,7 +285,7 @@ async fn a_restart_mid_creation_resumes_the_same_operation() {
         a.status
             .as_ref()
             .and_then(|s| s.pending_operation.as_ref())
-            .is_some_and(|p| p.kind == "CreateAccount")
+            .is_some_and(|p| p.kind.as_str() == "CreateAccount")
     })
     .await;
     env.kill_operator();

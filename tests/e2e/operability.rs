@@ -281,7 +281,7 @@ async fn readyz_waits_for_the_lease_and_the_first_list_and_gauges_follow_the_cac
         common::repo_root().join("deploy/examples/00-binding-access-policy.yaml"),
     )
     .expect("example");
-    let binding: cmk_operator::api::KeyVaultBinding = serde_yaml::from_str(&text).expect("yaml");
+    let binding: cmk_operator::api::KeyVaultBinding = serde_saphyr::from_str(&text).expect("yaml");
     let bindings: Api<cmk_operator::api::KeyVaultBinding> = Api::namespaced(client.clone(), &ns);
     let name = name_of(
         &bindings
@@ -389,11 +389,11 @@ impl PrivateApiServer {
                 .expect("kube-apiserver starts"),
         );
         let mut kubeconfig: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(admin).expect("admin kubeconfig"))
+            serde_saphyr::from_str(&std::fs::read_to_string(admin).expect("admin kubeconfig"))
                 .expect("kubeconfig");
         kubeconfig["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{port}"));
         let path = scratch.join("kubeconfig");
-        std::fs::write(&path, serde_yaml::to_string(&kubeconfig).expect("yaml"))
+        std::fs::write(&path, serde_saphyr::to_string(&kubeconfig).expect("yaml"))
             .expect("kubeconfig written");
         let server = PrivateApiServer {
             process,
@@ -501,7 +501,7 @@ async fn a_missing_or_outdated_crd_stops_the_start_naming_it() {
         }
         docs.push(format!(
             "---\n{}",
-            serde_yaml::to_string(&crd).expect("yaml")
+            serde_saphyr::to_string(&crd).expect("yaml")
         ));
     }
     std::fs::write(dir.join("crds.yaml"), docs.concat()).expect("written");

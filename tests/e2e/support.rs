@@ -125,7 +125,7 @@ impl Env {
     pub async fn apply_example(&self, file: &str, patch: Value) -> String {
         let path = common::repo_root().join("deploy/examples").join(file);
         let mut obj: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).expect("example exists"))
+            serde_saphyr::from_str(&std::fs::read_to_string(&path).expect("example exists"))
                 .expect("yaml");
         common::merge_patch(&mut obj, &patch);
         self.apply(obj).await

@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 use super::http::Answer;
 use super::{SdkAzure, cosmosdb};
 use crate::api::AzureErrorRecord;
-use crate::api::{BackupPolicy, BackupPolicyType, ContinuousTier, Location, PendingOperation};
+use crate::api::{
+    BackupPolicy, BackupPolicyType, ContinuousTier, Location, OperationKind, PendingOperation,
+};
 use crate::azure::errors::AzureError;
 use crate::azure::key_uri::KeyUri;
 use crate::azure::port::{AccountChange, AccountRef, NewAccount};
@@ -79,7 +81,7 @@ impl SdkAzure {
         body["tags"] = json!(new.tags);
         let a = &new.account;
         let answer = self.arm_write(OP, a, Method::Put, &body).await?;
-        Ok(self.pending(OP, a, Some(answer)))
+        Ok(self.pending(OperationKind::CreateAccount, a, Some(answer)))
     }
 
     pub(super) async fn start_update(
@@ -87,14 +89,11 @@ impl SdkAzure {
         account: &AccountRef,
         change: &AccountChange,
     ) -> Result<PendingOperation, AzureError> {
-        let (op, body) =
+        let kind = change.operation();
+        let op = kind.as_str();
+        let body =
             match change {
                 AccountChange::EnableSystemIdentity | AccountChange::AddUserAssignedIdentity(_) => {
-                    let op = if matches!(change, AccountChange::EnableSystemIdentity) {
-                        "EnableSystemIdentity"
-                    } else {
-                        "AddUserAssignedIdentity"
-                    };
                     // ARM replaces the identity block: carry the existing identities over.
                     let current = self.account_json(op, account).await?.ok_or_else(|| {
                         AzureError::NotFound {
@@ -104,68 +103,59 @@ impl SdkAzure {
                     })?;
                     let identity = identity_with(&current.body, change)
                         .map_err(|why| unusable_read(op, current.status, &why))?;
-                    (op, json!({"identity": identity}))
+                    json!({"identity": identity})
                 }
-                AccountChange::SetDefaultIdentity(v) => (
-                    "SetDefaultIdentity",
-                    json!({"properties": {"defaultIdentity": v}}),
-                ),
-                AccountChange::SetKeyUri(uri) => (
-                    "SetKeyUri",
-                    json!({"properties": {"keyVaultKeyUri": self.versionless("SetKeyUri", uri)?}}),
-                ),
+                AccountChange::SetDefaultIdentity(v) => {
+                    json!({"properties": {"defaultIdentity": v}})
+                }
+                AccountChange::SetKeyUri(uri) => {
+                    json!({"properties": {"keyVaultKeyUri": self.versionless(op, uri)?}})
+                }
                 AccountChange::SetLocations(locations) => {
-                    const OP: &str = "SetLocations";
                     // ARM replaces the region list: re-read it now, and write only
                     // when it differs from the new list by the one region meant, so
                     // a region added meanwhile by someone else is never dropped.
-                    let current = self.account_json(OP, account).await?.ok_or_else(|| {
+                    let current = self.account_json(op, account).await?.ok_or_else(|| {
                         AzureError::NotFound {
-                            operation: OP.to_owned(),
+                            operation: op.to_owned(),
                             message: format!("account {} does not exist", account.name),
                         }
                     })?;
                     let have = locations_of(&current.body["properties"]);
                     one_region_apart(&have, locations)
-                        .map_err(|why| unusable_read(OP, current.status, &why))?;
-                    (
-                        OP,
-                        json!({"properties": {"locations": locations_body(locations)}}),
-                    )
+                        .map_err(|why| unusable_read(op, current.status, &why))?;
+                    json!({"properties": {"locations": locations_body(locations)}})
                 }
-                AccountChange::SetBackupPolicy(policy) => (
-                    "SetBackupPolicy",
-                    json!({"properties": {"backupPolicy": backup_body(policy)}}),
-                ),
+                AccountChange::SetBackupPolicy(policy) => {
+                    json!({"properties": {"backupPolicy": backup_body(policy)}})
+                }
                 AccountChange::ChangeFailoverPriorities(locations) => {
-                    const OP: &str = "ChangeFailoverPriorities";
                     // Its own operation (ARM refuses a write-region change in an update).
                     let body = json!({"failoverPolicies": locations.iter().map(|l| json!({
                         "locationName": l.location_name,
                         "failoverPriority": l.failover_priority,
                     })).collect::<Vec<_>>()});
                     let answer = self
-                        .arm_request(OP, account, "/failoverPriorityChange", Method::Post, &body)
+                        .arm_request(op, account, "/failoverPriorityChange", Method::Post, &body)
                         .await?;
-                    return Ok(self.pending(OP, account, Some(answer)));
+                    return Ok(self.pending(kind, account, Some(answer)));
                 }
                 AccountChange::SetOwner(owner) => {
-                    const OP: &str = "SetOwner";
                     // ARM replaces the whole tag set: carry every other tag over, read now.
-                    let current = self.account_json(OP, account).await?.ok_or_else(|| {
+                    let current = self.account_json(op, account).await?.ok_or_else(|| {
                         AzureError::NotFound {
-                            operation: OP.to_owned(),
+                            operation: op.to_owned(),
                             message: format!("account {} does not exist", account.name),
                         }
                     })?;
                     let kept = tags_to_keep(&current.body)
-                        .map_err(|why| unusable_read(OP, current.status, &why))?;
+                        .map_err(|why| unusable_read(op, current.status, &why))?;
                     let tags = ownership::with_owner(&kept, owner);
                     // Raw: the SDK's update model drops tags.
                     let answer = self
-                        .arm_write(OP, account, Method::Patch, &json!({"tags": tags}))
+                        .arm_write(op, account, Method::Patch, &json!({"tags": tags}))
                         .await?;
-                    return Ok(self.pending(OP, account, Some(answer)));
+                    return Ok(self.pending(kind, account, Some(answer)));
                 }
             };
         let params: cosmosdb::models::DatabaseAccountUpdateParameters = super::model(op, body)?;
@@ -183,7 +173,7 @@ impl SdkAzure {
                 .await
             })
             .await?;
-        Ok(self.pending(op, a, answer))
+        Ok(self.pending(kind, a, answer))
     }
 
     pub(super) async fn start_delete(
@@ -206,7 +196,7 @@ impl SdkAzure {
             .await?;
         Ok(match answer {
             Some(ans) if ans.status == 202 || super::lro::poll_url(&ans.headers).is_some() => {
-                Some(self.pending(OP, a, Some(ans)))
+                Some(self.pending(OperationKind::DeleteAccount, a, Some(ans)))
             }
             _ => None, // 200/204: gone already; 404: never there
         })
@@ -360,7 +350,12 @@ impl SdkAzure {
 
     /// The operation to persist: its `Azure-AsyncOperation` (or `Location`) URL,
     /// or the account itself when Azure gave neither.
-    fn pending(&self, kind: &str, a: &AccountRef, answer: Option<Answer>) -> PendingOperation {
+    fn pending(
+        &self,
+        kind: OperationKind,
+        a: &AccountRef,
+        answer: Option<Answer>,
+    ) -> PendingOperation {
         let poll_url = answer
             .as_ref()
             .and_then(|ans| super::lro::poll_url(&ans.headers))
@@ -377,7 +372,7 @@ impl SdkAzure {
             .and_then(|ans| self.bounded_retry_after(&ans.headers))
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         PendingOperation {
-            kind: kind.to_owned(),
+            kind,
             poll_url,
             retry_after_ms,
             started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(

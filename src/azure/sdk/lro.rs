@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::SdkAzure;
 use super::http::{self, Answer};
 use super::ids::subscription_in_path;
-use crate::api::{AzureErrorRecord, PendingOperation};
+use crate::api::{AzureErrorRecord, OperationKind, PendingOperation};
 use crate::azure::errors::AzureError;
 use crate::azure::rate_limit::CallKind;
 use crate::reconcile::account::OperationState;
@@ -64,10 +64,14 @@ impl SdkAzure {
             })
             .await?;
         Ok(match answer {
-            Ok(a) => state_of(&op.kind, &a),
+            Ok(a) => state_of(op.kind.as_str(), &a),
             // Polling the account itself during a delete: gone means done.
-            Err(f) if f.status == 404 && op.kind == "DeleteAccount" => OperationState::Succeeded,
-            Err(f) => OperationState::Failed(record(&op.kind, f.status, &f.code, &f.message)),
+            Err(f) if f.status == 404 && op.kind == OperationKind::DeleteAccount => {
+                OperationState::Succeeded
+            }
+            Err(f) => {
+                OperationState::Failed(record(op.kind.as_str(), f.status, &f.code, &f.message))
+            }
         })
     }
 
