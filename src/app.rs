@@ -16,9 +16,10 @@ use kube::api::Api;
 use crate::controller::clock::Clock;
 use crate::controller::{self, Settings};
 use crate::leader::{self, LeaseSettings};
-use crate::sim::SimConfig;
 use crate::telemetry::{self, Metrics, Readiness};
 use crate::tenancy::TenancyPolicy;
+#[cfg(feature = "simulator")]
+use crate::{embedded::SimCloud, sim::SimConfig};
 
 /// Which Azure the operator talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -126,8 +127,13 @@ pub enum StartError {
         .0.join("; ")
     )]
     AzureSettingsMissing(Vec<String>),
+    #[cfg(feature = "simulator")]
     #[error("cannot start the embedded simulator: {0}")]
     Simulator(#[from] crate::sim::SimError),
+    #[error(
+        "this build of cmk-operator has no embedded simulator (the production image is built without it): give --simulator-url and --simulator-ca-file of a running `cmk-sim`, or use a build with the `simulator` feature (cargo's default)"
+    )]
+    NoEmbeddedSimulator,
     #[error("Azure credentials: {0}")]
     Azure(#[from] crate::azure::AzureError),
     #[error("Kubernetes client: {0} (set KUBECONFIG, or run in a cluster)")]
@@ -169,6 +175,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     let max_retry_after = Duration::from_secs(opts.max_retry_after_seconds);
     // Keeps the embedded simulator alive as long as the operator runs.
+    #[cfg(feature = "simulator")]
     let mut _simulator = None;
     if !(opts.resync_reads_per_second.is_finite() && opts.resync_reads_per_second > 0.0) {
         return Err(StartError::ResyncBudget(opts.resync_reads_per_second));
@@ -176,25 +183,21 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     let tenancy = Arc::new(load_tenancy(opts.tenancy_config.as_deref())?);
     let (azure, first_party) = match (opts.azure, &opts.simulator_url) {
         (Backend::Simulator, Some(url)) => {
-            let defaults = SimConfig::default();
             let cloud = external_simulator(url, opts.simulator_ca_file.as_deref()).await?;
             tracing::warn!(simulator = %url, "using an external Azure simulator");
+            let (credential, first_party) = external_simulator_identity(&opts, &cloud)?;
             let settings = AzureSettings {
                 cloud,
-                credential: CredentialSource::ClientSecret {
-                    tenant_id: defaults.tenant_id.clone(),
-                    client_id: defaults.operator_client_id.clone(),
-                    client_secret: defaults.operator_client_secret.clone(),
-                },
+                credential,
                 call_timeout,
                 max_retry_after,
                 limiter,
             };
-            (
-                SdkAzure::new(settings)?,
-                defaults.cosmos_first_party_object_id,
-            )
+            (SdkAzure::new(settings)?, first_party)
         }
+        #[cfg(not(feature = "simulator"))]
+        (Backend::Simulator, None) => return Err(StartError::NoEmbeddedSimulator),
+        #[cfg(feature = "simulator")]
         (Backend::Simulator, None) => {
             tracing::warn!(
                 "using the embedded Azure simulator; pass --azure azure to manage real Azure"
@@ -370,6 +373,34 @@ fn real_azure_settings(opts: &RunOptions, cloud: &Cloud) -> Result<String, Start
         Some(id) if missing.is_empty() => Ok(id),
         _ => Err(StartError::AzureSettingsMissing(missing)),
     }
+}
+
+/// Who the operator is at an external simulator: as at real Azure, the
+/// credentials in the environment and `--first-party-principal-id`. A build
+/// with the embedded simulator falls back to the simulator's default tenant,
+/// operator and first party when none are given; a build without it carries
+/// no simulator secret and insists on them.
+fn external_simulator_identity(
+    opts: &RunOptions,
+    cloud: &Cloud,
+) -> Result<(CredentialSource, String), StartError> {
+    #[cfg(feature = "simulator")]
+    if std::env::var_os("AZURE_CLIENT_ID").is_none() {
+        let defaults = SimConfig::default();
+        let credential = CredentialSource::ClientSecret {
+            tenant_id: defaults.tenant_id.clone(),
+            client_id: defaults.operator_client_id.clone(),
+            client_secret: defaults.operator_client_secret.clone(),
+        };
+        let first_party = opts
+            .first_party_principal_id
+            .clone()
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or(defaults.cosmos_first_party_object_id);
+        return Ok((credential, first_party));
+    }
+    let first_party = real_azure_settings(opts, cloud)?;
+    Ok((CredentialSource::Environment, first_party))
 }
 
 /// The tenancy policy of `--tenancy-config`, or the empty one (nothing allowed).

@@ -2,11 +2,34 @@
 //! in-process Azure seeded with the world that `deploy/examples/` expects, so
 //! a newcomer can run the operator with no Azure subscription.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
+use crate::azure::cloud::Cloud;
 use crate::sim::{
     Seed, SeedIdentity, SeedRoleAssignment, SeedVault, SimConfig, SimError, SimHandle, Simulator,
 };
+
+/// The operator's view of a simulator: the public cloud's host names
+/// resolved to its address, and its CA trusted (the simulator crate knows
+/// nothing of the operator's transport).
+pub trait SimCloud {
+    fn cloud(&self) -> Cloud;
+    /// An HTTP client that resolves Azure's host names (every cloud's) to the
+    /// simulator and trusts only its CA.
+    fn http_client(&self) -> Arc<dyn azure_core::HttpClient>;
+}
+
+impl SimCloud for SimHandle {
+    fn cloud(&self) -> Cloud {
+        Cloud::simulator(self.addr(), self.ca_pem())
+    }
+    fn http_client(&self) -> Arc<dyn azure_core::HttpClient> {
+        crate::azure::sdk::http_client_for(&self.cloud())
+            .expect("the simulator's own CA and address make a client")
+    }
+}
 
 /// Subscription and resource group the examples use.
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000c0de";

@@ -1,7 +1,5 @@
 //! `cmk-operator`: the operator binary and its tooling subcommands.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -41,18 +39,20 @@ enum Command {
     Run(cmk_operator::app::RunOptions),
     /// Print the CustomResourceDefinitions of both kinds as YAML (what `crds/` holds).
     Crd,
-    /// Run the local Azure simulator (ARM, Key Vault, token endpoint) until SIGTERM.
+    /// Run the local Azure simulator (ARM, Key Vault, token endpoint) until SIGTERM
+    /// (as `cmk-sim` does).
+    #[cfg(feature = "simulator")]
     Simulate {
         /// Address to listen on, loopback only unless you know why.
         #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         /// Load state from this file at start and save it there on shutdown.
         #[arg(long)]
-        state_file: Option<PathBuf>,
+        state_file: Option<std::path::PathBuf>,
         /// Write the simulator's CA certificate (PEM) here, for clients to trust
         /// (without it, the certificate is printed after the start-up lines).
         #[arg(long)]
-        ca_file: Option<PathBuf>,
+        ca_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -85,6 +85,7 @@ async fn main() -> ExitCode {
             init_logging(cli.log_format);
             cmk_operator::app::run(opts).await.map_err(Into::into)
         }
+        #[cfg(feature = "simulator")]
         Command::Simulate {
             listen,
             state_file,

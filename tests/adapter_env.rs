@@ -10,6 +10,7 @@ use adapter_support::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cmk_operator::azure::{AzureError, AzurePort, AzureSettings, CredentialSource, SdkAzure};
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::{FederatedCredential, Seed, SeedIdentity};
 use serde_json::json;
 use sim_support::*;

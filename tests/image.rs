@@ -465,15 +465,24 @@ fn the_base_has_the_distroless_nonroot_content() {
 /// new pid, ipc, uts, mount and network namespaces (a fresh network namespace
 /// has only a loopback device, so nothing leaves the machine).
 fn runtime_spec(image: &Image, args: &[&str]) -> Value {
+    let mut argv: Vec<Value> = image.config["config"]["Entrypoint"]
+        .as_array()
+        .expect("entrypoint")
+        .clone();
+    argv.extend(args.iter().map(|a| json!(a)));
+    runtime_spec_for(image, argv, &[])
+}
+
+/// `runtime_spec` for `argv` as given, with `binds` (host path, container
+/// path) bind-mounted read-only.
+fn runtime_spec_for(image: &Image, argv: Vec<Value>, binds: &[(&Path, &str)]) -> Value {
     let config = &image.config["config"];
     let (uid, gid) = config["User"]
         .as_str()
         .and_then(|u| u.split_once(':'))
         .expect("User uid:gid");
-    let mut argv: Vec<Value> = config["Entrypoint"].as_array().expect("entrypoint").clone();
-    argv.extend(args.iter().map(|a| json!(a)));
     let none: Vec<&str> = Vec::new();
-    json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -515,7 +524,13 @@ fn runtime_spec(image: &Image, args: &[&str]) -> Value {
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
             ]
         }
-    })
+    });
+    let mounts = spec["mounts"].as_array_mut().expect("mounts");
+    for (host, dest) in binds {
+        mounts.push(json!({"destination": dest, "type": "bind", "source": host,
+            "options": ["bind", "ro", "nosuid", "nodev"]}));
+    }
+    spec
 }
 
 static CONTAINERS: AtomicU32 = AtomicU32::new(0);
@@ -538,15 +553,34 @@ fn container_id() -> String {
 /// Writes the bundle's config for `args` (one container at a time: the
 /// tests of this binary share one bundle).
 fn with_bundle<T>(args: &[&str], f: impl FnOnce(&Path) -> T) -> T {
+    with_bundle_spec(runtime_spec(image(), args), f)
+}
+
+fn with_bundle_spec<T>(spec: Value, f: impl FnOnce(&Path) -> T) -> T {
     static BUNDLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUNDLE.lock().unwrap_or_else(|e| e.into_inner());
     let image = image();
     fs::write(
         image.bundle.join("config.json"),
-        serde_json::to_vec_pretty(&runtime_spec(image, args)).expect("spec"),
+        serde_json::to_vec_pretty(&spec).expect("spec"),
     )
     .expect("config.json written");
     f(&image.bundle)
+}
+
+/// The simulator's own binary (`cmk-sim`, debug build, made here if
+/// missing): the image carries none, so the process test borrows it.
+fn simulator_binary(image: &Image) -> PathBuf {
+    run(Command::new("cargo").args([
+        "build", "--locked", "-q", "-p", "cmk-sim", "--bin", "cmk-sim",
+    ]));
+    let path = image.target_dir.join("debug/cmk-sim");
+    assert!(
+        path.exists(),
+        "{} after cargo build -p cmk-sim",
+        path.display()
+    );
+    path
 }
 
 /// Runs the image's entrypoint with `args` in the foreground to its end.
@@ -585,9 +619,31 @@ fn the_image_runs_under_runc_as_nonroot_with_a_read_only_root() {
         format!("cmk-operator {}\n", env!("CARGO_PKG_VERSION"))
     );
     let help = stdout_in_container(&["--help"]);
-    for sub in ["run", "crd", "simulate"] {
+    for sub in ["run", "crd"] {
         assert!(help.contains(sub), "--help names {sub}: {help}");
     }
+    // Built without the `simulator` feature: no simulator, none of its secrets.
+    assert!(!help.contains("simulate"), "no simulate subcommand: {help}");
+    let embedded = run_in_container(&["run", "--azure", "simulator"]);
+    let stderr = String::from_utf8_lossy(&embedded.stderr);
+    assert!(
+        !embedded.status.success() && stderr.contains("no embedded simulator"),
+        "run --azure simulator names the missing simulator: {stderr}"
+    );
+    let binary = fs::read(
+        image.rootfs.join(
+            image.config["config"]["Entrypoint"][0]
+                .as_str()
+                .expect("entrypoint")
+                .trim_start_matches('/'),
+        ),
+    )
+    .expect("the image's binary");
+    let secret = cmk_operator::sim::SimConfig::default().operator_client_secret;
+    assert!(
+        !binary.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the image's binary carries the simulator's fixed secret"
+    );
     assert_eq!(
         stdout_in_container(&["crd"]),
         cmk_operator::api::crds_yaml(),
@@ -615,10 +671,21 @@ fn the_image_runs_under_runc_as_nonroot_with_a_read_only_root() {
 }
 
 /// The process as the kernel sees it: `/proc/<pid>/status` of the
-/// container's first process while it runs (the simulator, until SIGTERM).
+/// container's first process while it runs: the simulator, bind-mounted
+/// from the host (the image has no long-running command that needs no
+/// Kubernetes), until SIGTERM. Its user, capabilities, namespaces and root are
+/// the image's.
 #[test]
 fn the_running_process_has_uid_65532_no_capabilities_and_loopback_only() {
-    with_bundle(&["simulate", "--listen", "0.0.0.0:8443"], |bundle| {
+    let image = image();
+    let sim = simulator_binary(image);
+    let argv = vec![
+        json!("/usr/local/bin/cmk-sim"),
+        json!("--listen"),
+        json!("0.0.0.0:8443"),
+    ];
+    let spec = runtime_spec_for(image, argv, &[(&sim, "/usr/local/bin/cmk-sim")]);
+    with_bundle_spec(spec, |bundle| {
         let id = container_id();
         let log = fs::File::create(bundle.with_file_name("simulate.log")).expect("log");
         run(runc()

@@ -10,6 +10,7 @@ use azure_core::{Method, Request, Url};
 use azure_identity::{ClientSecretCredential, WorkloadIdentityCredential};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::{FederatedCredential, Seed, SeedIdentity};
 use serde_json::json;
 use sim_support::*;

@@ -5,6 +5,7 @@ mod sim_support;
 use std::time::{Duration, Instant};
 
 use azure_core::{Method, RetryOptions};
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::{
     ErrorFault, FaultConfig, HostileAnswer, HostileFault, LatencyFault, LroFault, LroMode, Seed,
     SimConfig, Simulator, ThrottleFault,

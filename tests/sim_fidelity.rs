@@ -324,7 +324,7 @@ async fn locations_come_from_azures_region_list() {
 fn locations_used_in_the_repository_are_regions() {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut files = Vec::new();
-    for dir in ["deploy/examples", "tests", "src/bin/cmk-bench"] {
+    for dir in ["deploy/examples", "tests", "crates/bench/src"] {
         collect(&std::path::Path::new(root).join(dir), &mut files);
     }
     let mut checked = 0;

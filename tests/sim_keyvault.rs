@@ -11,6 +11,7 @@ use azure_core::auth::TokenCredential;
 use azure_core::{Method, Url};
 use azure_identity::ClientSecretCredential;
 use azure_security_keyvault::prelude::KeyVaultKey;
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::Seed;
 use serde_json::json;
 use sim_support::*;

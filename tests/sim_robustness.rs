@@ -5,6 +5,7 @@ mod sim_support;
 use std::time::Duration;
 
 use azure_core::{Method, Request, Url};
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::Seed;
 use serde_json::Value;
 use sim_support::*;

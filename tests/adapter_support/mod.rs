@@ -10,6 +10,7 @@ use cmk_operator::azure::rate_limit::{Budget, RateLimiter};
 use cmk_operator::azure::{
     AccountRef, AzurePort, AzureSettings, CredentialSource, NewAccount, SdkAzure,
 };
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::reconcile::account::OperationState;
 use cmk_operator::sim::SimHandle;
 

@@ -10,6 +10,7 @@ use cmk_operator::api::{CosmosAccountCMK, KeyVaultBinding};
 use cmk_operator::azure::rate_limit::RateLimiter;
 use cmk_operator::azure::sdk::{AzureSettings, CredentialSource, SdkAzure};
 use cmk_operator::controller::{self, Settings};
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::{SimConfig, SimHandle};
 use cmk_operator::tenancy::{NamespaceAllowance, TenancyPolicy};
 use k8s_openapi::api::events::v1::Event;

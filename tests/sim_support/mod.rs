@@ -10,6 +10,7 @@ use azure_core::{
     ClientOptions, Context, Method, Pipeline, Request, RetryOptions, TransportOptions, Url,
 };
 use azure_identity::ClientSecretCredential;
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::{Seed, SeedIdentity, SeedKey, SeedVault, SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};
 

@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use crate::sim::errors::{ApiError, Style};
-use crate::sim::hosts::Origin;
-use crate::sim::server::{App, Req, json_resp};
-use crate::sim::state::{State, Vault, now_rfc3339};
+use crate::errors::{ApiError, Style};
+use crate::hosts::Origin;
+use crate::server::{App, Req, json_resp};
+use crate::state::{State, Vault, now_rfc3339};
 
 const TYPE: &str = "Microsoft.KeyVault/vaults";
 
@@ -185,7 +185,7 @@ pub fn handle(
                 }),
             ))
         }
-        _ => Ok(crate::sim::server::method_not_allowed(Style::Arm)),
+        _ => Ok(crate::server::method_not_allowed(Style::Arm)),
     }
 }
 

@@ -4,11 +4,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::sim::auth::Claims;
-use crate::sim::cmk_rules::KNOWN_ROLES;
-use crate::sim::errors::{ApiError, Style};
-use crate::sim::server::{App, Req, json_resp};
-use crate::sim::state::{RoleAssignment, State, now_rfc3339};
+use crate::auth::Claims;
+use crate::cmk_rules::KNOWN_ROLES;
+use crate::errors::{ApiError, Style};
+use crate::server::{App, Req, json_resp};
+use crate::state::{RoleAssignment, State, now_rfc3339};
 
 pub fn assignment_json(ra: &RoleAssignment) -> Value {
     json!({
@@ -96,7 +96,7 @@ pub fn handle(
     let mut state = app.state();
     let Some(name) = name else {
         if req.method.as_str() != "GET" {
-            return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+            return Ok(crate::server::method_not_allowed(Style::Arm));
         }
         // At and above the scope, as ARM lists them.
         let s = scope.trim_end_matches('/').to_ascii_lowercase();
@@ -185,6 +185,6 @@ pub fn handle(
             Some(ra) => Ok(json_resp(StatusCode::OK, assignment_json(&ra))),
             None => Ok(StatusCode::NO_CONTENT.into_response()),
         },
-        _ => Ok(crate::sim::server::method_not_allowed(Style::Arm)),
+        _ => Ok(crate::server::method_not_allowed(Style::Arm)),
     }
 }

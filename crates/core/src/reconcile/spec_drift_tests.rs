@@ -15,7 +15,7 @@ fn loc(name: &str, p: i32, zr: bool) -> Location {
 }
 
 fn spec(locations: Vec<Location>) -> CosmosAccountCMKSpec {
-    let example = include_str!("../../deploy/examples/12-account-user-assigned.yaml");
+    let example = include_str!("../../../../deploy/examples/12-account-user-assigned.yaml");
     let obj: CosmosAccountCMK = serde_saphyr::from_str(example).expect("example parses");
     let mut spec = obj.spec;
     spec.locations = locations;

@@ -14,7 +14,7 @@
 
 use axum::http::StatusCode;
 
-use crate::sim::errors::ApiError;
+use crate::errors::ApiError;
 
 /// Which cloud a region belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,11 +5,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::sim::errors::ApiError;
-use crate::sim::faults::LroMode;
-use crate::sim::hosts::Origin;
-use crate::sim::server::{App, Req, json_resp};
-use crate::sim::state::{OpKind, OpOutcome, Operation, State, new_guid, now_ms};
+use crate::errors::ApiError;
+use crate::faults::LroMode;
+use crate::hosts::Origin;
+use crate::server::{App, Req, json_resp};
+use crate::state::{OpKind, OpOutcome, Operation, State, new_guid, now_ms};
 
 /// Starts an operation on `target`, consuming an LRO fault if one is armed.
 pub fn start(
@@ -213,7 +213,7 @@ pub fn status(
                     .into_response()
             }
             _ => match state.accounts.get(&op.target) {
-                Some(a) if op.kind != crate::sim::state::OpKind::Delete => {
+                Some(a) if op.kind != crate::state::OpKind::Delete => {
                     json_resp(StatusCode::OK, super::cosmos::account_json(app, &state, a))
                 }
                 _ => StatusCode::NO_CONTENT.into_response(),

@@ -10,10 +10,10 @@ use serde_json::{Map, Value, json};
 use super::account_changes;
 use super::account_rules;
 use super::lro::{self, Links, normalize_location};
-use crate::sim::cmk_rules::{self, STATUS_OK};
-use crate::sim::errors::{ApiError, Style};
-use crate::sim::server::{App, Req, json_resp};
-use crate::sim::state::{Account, AccountIdentity, OpKind, State, new_guid, now_ms, now_rfc3339};
+use crate::cmk_rules::{self, STATUS_OK};
+use crate::errors::{ApiError, Style};
+use crate::server::{App, Req, json_resp};
+use crate::state::{Account, AccountIdentity, OpKind, State, new_guid, now_ms, now_rfc3339};
 
 const TYPE: &str = "Microsoft.DocumentDB/databaseAccounts";
 
@@ -57,7 +57,7 @@ fn with_headers(mut resp: Response, headers: Vec<(String, String)>) -> Response 
 /// list, one page.
 pub fn list(app: &Arc<App>, req: &Req, prefix: &str) -> Result<Response, ApiError> {
     if req.method.as_str() != "GET" {
-        return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+        return Ok(crate::server::method_not_allowed(Style::Arm));
     }
     let (value, _) = list_page(app, prefix, None, usize::MAX);
     Ok(json_resp(StatusCode::OK, json!({"value": value})))
@@ -103,7 +103,7 @@ pub fn list_subscription(
     api_version: &str,
 ) -> Result<Response, ApiError> {
     if req.method.as_str() != "GET" {
-        return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+        return Ok(crate::server::method_not_allowed(Style::Arm));
     }
     let after =
         match req.q("$skipToken") {
@@ -144,7 +144,7 @@ fn skip_token_decode(token: &str) -> Option<String> {
 /// `HEAD /providers/Microsoft.DocumentDB/databaseAccountNames/{name}`.
 pub fn name_exists(app: &Arc<App>, req: &Req, name: &str) -> Result<Response, ApiError> {
     if req.method.as_str() != "HEAD" {
-        return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+        return Ok(crate::server::method_not_allowed(Style::Arm));
     }
     let state = app.state();
     Ok(account_rules::name_exists_status(&state, name).into_response())
@@ -214,7 +214,7 @@ pub fn handle(
             let headers = lro::headers(Links::new(req, api_version), &state, &op);
             Ok(with_headers(StatusCode::ACCEPTED.into_response(), headers))
         }
-        _ => Ok(crate::sim::server::method_not_allowed(Style::Arm)),
+        _ => Ok(crate::server::method_not_allowed(Style::Arm)),
     }
 }
 
@@ -437,7 +437,7 @@ fn create(
             })
             .cloned()
             .collect();
-        restored_from = Some(crate::sim::state::RestoredFrom {
+        restored_from = Some(crate::state::RestoredFrom {
             source,
             carried_identities: reused,
         });

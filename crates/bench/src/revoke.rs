@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use cmk_operator::api::conditions;
+use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::SimHandle;
 use kube::api::ListParams;
 use serde_json::json;

@@ -7,9 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::sim::errors::{ApiError, Style};
-use crate::sim::server::{Req, json_resp};
-use crate::sim::state::{Key, KeyVersion, State, Vault, new_version};
+use crate::errors::{ApiError, Style};
+use crate::server::{Req, json_resp};
+use crate::state::{Key, KeyVersion, State, Vault, new_version};
 
 const DEFAULT_OPS: [&str; 6] = [
     "encrypt",

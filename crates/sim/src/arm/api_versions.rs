@@ -10,7 +10,7 @@
 use axum::http::StatusCode;
 
 use super::regions;
-use crate::sim::errors::ApiError;
+use crate::errors::ApiError;
 
 /// `Microsoft.DocumentDB/databaseAccounts` (and its `locations/*` proxies):
 /// `specification/cosmos-db/resource-manager/Microsoft.DocumentDB/DocumentDB/`

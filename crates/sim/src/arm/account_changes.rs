@@ -17,8 +17,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::sim::errors::ApiError;
-use crate::sim::state::{Account, now_ms};
+use crate::errors::ApiError;
+use crate::state::{Account, now_ms};
 
 use super::lro::normalize_location;
 
@@ -193,7 +193,7 @@ pub fn check_backup(
             .cloned()
             .unwrap_or_else(|| json!({"type": "Periodic"}));
         return Ok(Some(Migration {
-            start_time: crate::sim::state::now_rfc3339(),
+            start_time: crate::state::now_rfc3339(),
             done_ms: now_ms() + migration_ms,
             from,
         }));

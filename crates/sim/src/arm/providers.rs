@@ -4,9 +4,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use crate::sim::errors::{ApiError, Style};
-use crate::sim::server::{App, Req, json_resp};
-use crate::sim::state::{OpKind, ProviderRegistration, State, now_ms};
+use crate::errors::{ApiError, Style};
+use crate::server::{App, Req, json_resp};
+use crate::state::{OpKind, ProviderRegistration, State, now_ms};
 
 fn key(sub: &str, ns: &str) -> String {
     format!("{sub}/{ns}").to_ascii_lowercase()
@@ -55,7 +55,7 @@ pub fn handle(
                 super::lro::start(app, &mut state, OpKind::Register, &k, sub, "global");
             }
         }
-        _ => return Ok(crate::sim::server::method_not_allowed(Style::Arm)),
+        _ => return Ok(crate::server::method_not_allowed(Style::Arm)),
     }
     let reg = registration_state(app, &state, sub, ns);
     let types = if ns.eq_ignore_ascii_case("Microsoft.DocumentDB") {

@@ -5,19 +5,28 @@
 //! simulator's ledger. Minutes each, so ignored by default:
 //!
 //! ```text
-//! cargo test --test fault_runs -- --ignored --test-threads 1
+//! cargo build --bin cmk-operator
+//! cargo test -p cmk-bench --test fault_runs -- --ignored --test-threads 1
 //! ```
 
+use std::path::PathBuf;
 use std::process::Command;
+
+/// The operator binary of the same build (the workspace's target directory).
+fn operator() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_cmk-bench")).with_file_name("cmk-operator");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --bin cmk-operator)",
+        path.display()
+    );
+    path
+}
 
 fn fault(kind: &str, extra: &[&str]) {
     let status = Command::new(env!("CARGO_BIN_EXE_cmk-bench"))
-        .args([
-            "fault",
-            kind,
-            "--operator",
-            env!("CARGO_BIN_EXE_cmk-operator"),
-        ])
+        .args(["fault", kind, "--operator"])
+        .arg(operator())
         .args(extra)
         .status()
         .expect("cmk-bench runs");
@@ -25,7 +34,7 @@ fn fault(kind: &str, extra: &[&str]) {
 }
 
 #[test]
-#[ignore = "minutes; run by hand: cargo test --test fault_runs -- --ignored"]
+#[ignore = "minutes; run by hand: cargo test -p cmk-bench --test fault_runs -- --ignored"]
 fn sigkill_50_times_during_convergence() {
     fault(
         "sigkill",
@@ -43,7 +52,7 @@ fn sigkill_50_times_during_convergence() {
 }
 
 #[test]
-#[ignore = "minutes; run by hand: cargo test --test fault_runs -- --ignored"]
+#[ignore = "minutes; run by hand: cargo test -p cmk-bench --test fault_runs -- --ignored"]
 fn half_the_calls_throttled_for_a_minute() {
     fault(
         "throttle",
@@ -59,7 +68,7 @@ fn half_the_calls_throttled_for_a_minute() {
 }
 
 #[test]
-#[ignore = "minutes; run by hand: cargo test --test fault_runs -- --ignored"]
+#[ignore = "minutes; run by hand: cargo test -p cmk-bench --test fault_runs -- --ignored"]
 fn server_errors_and_stalled_operations() {
     fault(
         "errors",
@@ -75,7 +84,7 @@ fn server_errors_and_stalled_operations() {
 }
 
 #[test]
-#[ignore = "minutes; run by hand: cargo test --test fault_runs -- --ignored"]
+#[ignore = "minutes; run by hand: cargo test -p cmk-bench --test fault_runs -- --ignored"]
 fn key_revoked_mid_run() {
     fault(
         "revoke",
@@ -93,7 +102,7 @@ fn key_revoked_mid_run() {
 }
 
 #[test]
-#[ignore = "minutes; run by hand: cargo test --test fault_runs -- --ignored"]
+#[ignore = "minutes; run by hand: cargo test -p cmk-bench --test fault_runs -- --ignored"]
 fn api_server_restarted_twice_mid_run() {
     fault(
         "apiserver-restart",
@@ -113,7 +122,7 @@ fn api_server_restarted_twice_mid_run() {
 }
 
 #[test]
-#[ignore = "minutes; run by hand: cargo test --test fault_runs -- --ignored"]
+#[ignore = "minutes; run by hand: cargo test -p cmk-bench --test fault_runs -- --ignored"]
 fn leader_killed_standby_takes_over() {
     fault(
         "leader-handover",

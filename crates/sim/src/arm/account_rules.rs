@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::regions;
-use crate::sim::errors::ApiError;
-use crate::sim::state::{State, new_guid};
+use crate::errors::ApiError;
+use crate::state::{State, new_guid};
 
 const TYPE: &str = "Microsoft.DocumentDB/databaseAccounts";
 

@@ -5,7 +5,8 @@
 //! `login.microsoftonline.com`, `{vault}.vault.azure.net`, and the sovereign
 //! clouds' equivalents) routed by `Host`, plus the admin API: clients resolve
 //! those names to the listener and trust the CA (see `docs/simulator.md`).
-//! Start it in-process with [`Simulator::start`] or as `cmk-operator simulate`.
+//! Start it in-process with [`Simulator::start`], as `cmk-sim`, or as
+//! `cmk-operator simulate` (a build with the `simulator` feature).
 
 pub mod admin;
 pub mod arm;
@@ -149,17 +150,6 @@ impl SimHandle {
     /// `https://login.microsoftonline.com/`.
     pub fn authority_host(&self) -> String {
         hosts::Origin::default().login_base()
-    }
-    /// The operator's view of this simulator: the public cloud's host names
-    /// resolved to [`SimHandle::addr`], and the simulator's CA trusted.
-    pub fn cloud(&self) -> crate::azure::cloud::Cloud {
-        crate::azure::cloud::Cloud::simulator(self.addr, &self.ca_pem)
-    }
-    /// An HTTP client that resolves Azure's host names (every cloud's) to the
-    /// simulator and trusts only its CA.
-    pub fn http_client(&self) -> std::sync::Arc<dyn azure_core::HttpClient> {
-        crate::azure::sdk::http_client_for(&self.cloud())
-            .expect("the simulator's own CA and address make a client")
     }
     pub fn tenant_id(&self) -> &str {
         &self.app.config.tenant_id

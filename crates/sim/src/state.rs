@@ -268,7 +268,7 @@ pub struct Account {
     pub pending_op: Option<String>,
     /// A migration to continuous backup, once asked for.
     #[serde(default)]
-    pub migration: Option<crate::sim::arm::account_changes::Migration>,
+    pub migration: Option<crate::arm::account_changes::Migration>,
     /// A restored account: the source account (its key in `State::accounts`)
     /// and the user-assigned identities carried over from it, whose metadata
     /// stays bound to the source (seed FAQ, "Assign a new managed-identity to

@@ -8,7 +8,7 @@ use crate::api::conditions::{self, READY};
 use crate::api::*;
 
 fn spec() -> KeyVaultBindingSpec {
-    let example = include_str!("../../deploy/examples/00-binding-access-policy.yaml");
+    let example = include_str!("../../../../deploy/examples/00-binding-access-policy.yaml");
     serde_saphyr::from_str::<KeyVaultBinding>(example)
         .expect("example parses")
         .spec

@@ -19,7 +19,7 @@ const KEY: &str = "https://vault.example/keys/k1";
 const VAULT: &str = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v";
 
 fn spec(identity: IdentityType) -> CosmosAccountCMKSpec {
-    let example = include_str!("../../deploy/examples/10-account-first-party.yaml");
+    let example = include_str!("../../../../deploy/examples/10-account-first-party.yaml");
     let obj: CosmosAccountCMK = serde_saphyr::from_str(example).expect("example parses");
     let mut spec = obj.spec;
     spec.identity.type_ = identity;

@@ -4,9 +4,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::sim::errors::{ApiError, Style};
-use crate::sim::server::{App, Req, json_resp};
-use crate::sim::state::{UserAssignedIdentity, new_guid};
+use crate::errors::{ApiError, Style};
+use crate::server::{App, Req, json_resp};
+use crate::state::{UserAssignedIdentity, new_guid};
 
 const TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
 
@@ -83,11 +83,11 @@ pub fn handle(app: &App, req: &Req, sub: &str, rg: &str, name: &str) -> Result<R
                 v,
             ))
         }
-        _ => Ok(crate::sim::server::method_not_allowed(Style::Arm)),
+        _ => Ok(crate::server::method_not_allowed(Style::Arm)),
     }
 }
 
-fn fic_json(i: &UserAssignedIdentity, f: &crate::sim::state::FederatedCredential) -> Value {
+fn fic_json(i: &UserAssignedIdentity, f: &crate::state::FederatedCredential) -> Value {
     let name = f.name.clone().unwrap_or_default();
     json!({
         "id": format!("{}/federatedIdentityCredentials/{name}", i.id()),
@@ -119,7 +119,7 @@ pub fn handle_federated(
         .ok_or_else(|| super::not_found(TYPE, name, rg))?;
     let Some(fic) = fic else {
         if req.method.as_str() != "GET" {
-            return Ok(crate::sim::server::method_not_allowed(Style::Arm));
+            return Ok(crate::server::method_not_allowed(Style::Arm));
         }
         let value: Vec<Value> = ident
             .federated_credentials
@@ -178,7 +178,7 @@ pub fn handle_federated(
                     "The federated identity credential needs exactly one audience.",
                 ));
             }
-            let cred = crate::sim::state::FederatedCredential {
+            let cred = crate::state::FederatedCredential {
                 issuer: issuer.to_owned(),
                 subject: subject.to_owned(),
                 name: Some(fic.to_owned()),
@@ -230,6 +230,6 @@ pub fn handle_federated(
             }
             None => Ok(StatusCode::NO_CONTENT.into_response()),
         },
-        _ => Ok(crate::sim::server::method_not_allowed(Style::Arm)),
+        _ => Ok(crate::server::method_not_allowed(Style::Arm)),
     }
 }
