@@ -35,8 +35,9 @@ impl SimCloud for SimHandle {
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000c0de";
 pub const RESOURCE_GROUP: &str = "cmk-demo";
 
-/// Key Vault Administrator: lets the operator create keys in the RBAC vault.
-const KEY_VAULT_ADMINISTRATOR: &str = "00482a5a-887f-4fb3-b363-3b7fe8e74483";
+/// Key Vault Crypto Officer (the data-plane role the README names): lets the
+/// operator create, read and update keys in the RBAC vault.
+const KEY_VAULT_CRYPTO_OFFICER: &str = crate::sim::roles::KEY_VAULT_CRYPTO_OFFICER;
 
 /// Starts the simulator and seeds the example world: an access-policy vault and
 /// an RBAC vault (both CMK-ready), and the user-assigned identities the examples name.
@@ -91,7 +92,7 @@ pub fn example_world(sim: &SimHandle) -> Seed {
         ],
         role_assignments: vec![SeedRoleAssignment {
             scope: rbac_vault,
-            role_definition_id: KEY_VAULT_ADMINISTRATOR.into(),
+            role_definition_id: KEY_VAULT_CRYPTO_OFFICER.into(),
             principal_id: operator,
             principal_type: Some("ServicePrincipal".into()),
             name: None,

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cmk_operator::azure::{AzureError, AzurePort, CredentialSource, SdkAzure};
 use cmk_operator::reconcile::binding::KeyFacts;
-use cmk_operator::sim::{FederatedCredential, Seed, SeedIdentity};
+use cmk_operator::sim::{FederatedCredential, Seed, SeedIdentity, SeedRoleAssignment};
 use serde_json::json;
 use sim_support::*;
 
@@ -77,6 +77,14 @@ async fn workload_identity_reads_the_rotated_token_file() {
     sim.seed(&Seed {
         vaults: vec![good_vault(&sim, "kv-wi", &[&principal])],
         keys: vec![key("kv-wi", "k")],
+        // ARM authorizes by role: Reader on the subscription reads the vault
+        // and the provider.
+        role_assignments: vec![SeedRoleAssignment {
+            scope: format!("/subscriptions/{SUB}"),
+            role_definition_id: cmk_operator::sim::roles::READER.into(),
+            principal_id: principal.clone(),
+            ..Default::default()
+        }],
         ..Default::default()
     })
     .unwrap();

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cmk_operator::azure::{AzureError, AzurePort, AzureSettings, CredentialSource, SdkAzure};
 use cmk_operator::embedded::SimCloud;
-use cmk_operator::sim::{FederatedCredential, Seed, SeedIdentity};
+use cmk_operator::sim::{FederatedCredential, Seed, SeedIdentity, SeedRoleAssignment};
 use serde_json::json;
 use sim_support::*;
 
@@ -77,6 +77,17 @@ async fn environment_secret_federated_file_and_missing_variables() {
         .as_str()
         .unwrap()
         .to_owned();
+    // ARM authorizes by role: Reader on the subscription reads the provider.
+    sim.seed(&Seed {
+        role_assignments: vec![SeedRoleAssignment {
+            scope: format!("/subscriptions/{SUB}"),
+            role_definition_id: cmk_operator::sim::roles::READER.into(),
+            principal_id: out["identities"][0]["principalId"].as_str().unwrap().into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .unwrap();
     let file = std::env::temp_dir().join(format!("cmk-adapter-env-{}", std::process::id()));
     let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
     let p = URL_SAFE_NO_PAD.encode(

@@ -255,7 +255,7 @@ async fn permission_and_missing_resources_are_user_fixable() {
     });
     let err = azure.provider_registered(SUB).await.unwrap_err();
     assert!(
-        matches!(&err, AzureError::Forbidden { code, .. } if code == "AuthorizationFailed"),
+        matches!(&err, AzureError::AuthorizationFailed { code, .. } if code == "AuthorizationFailed"),
         "{err}"
     );
 

@@ -9,7 +9,14 @@
 //! account on it (continuous backup), the system-assigned two-step, lists, a
 //! key URI swap, Azure's refusals (versioned key URI, an account name taken
 //! in another resource group, an unknown region, the first-party identity
-//! with continuous backup, a disabled key version's GET), and a delete.
+//! with continuous backup, a disabled key version's GET); then the seed's
+//! restore of a continuous account configured with a managed identity (the
+//! restorable account looked up through the SDK, a new user-assigned
+//! identity granted on the vault, `createMode: Restore` with
+//! `restoreParameters`, once on the new identity and once on the source's),
+//! the restored accounts carrying the source's user-assigned identity (the
+//! seed's last FAQ), and the source's delete, after which only the account
+//! restored on its own new identity keeps its key.
 //!
 //! The only changes to the client are those of docs/simulator.md's recipe:
 //! a hosts file bind-mounted over /etc/hosts in a private mount namespace
@@ -246,7 +253,9 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
         step(&steps, "create_rbac_vault")["vault_uri"],
         "https://kv-pyrbac.vault.azure.net/"
     );
-    assert_eq!(step(&steps, "list_grants")["count"], 2);
+    // The two grants at the vault, and the default operator principal's
+    // Owner at the root scope (ARM lists assignments above the scope too).
+    assert_eq!(step(&steps, "list_grants")["count"], 3);
     let rotated = step(&steps, "rotate_and_disable");
     assert_eq!(
         (
@@ -298,9 +307,75 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
             "{r}"
         );
     }
+    // The restore (seed: "Restore a continuous account that is configured
+    // with managed identity"): the restorable account found through the SDK,
+    // a new identity in the request, and Azure carrying the source's
+    // user-assigned identity over as well (seed, last FAQ).
+    let source = step(&steps, "restorable_lookup");
+    assert_eq!(source["account_name"], "acct-py-uai");
+    assert!(
+        source["id"].as_str().unwrap().starts_with(&format!(
+            "/subscriptions/{SUB}/providers/Microsoft.DocumentDB/locations/westus/restorableDatabaseAccounts/"
+        )),
+        "{source}"
+    );
+    let id_of = |name: &str| {
+        format!(
+            "/subscriptions/{SUB}/resourcegroups/{RG}/providers/microsoft.managedidentity/userassignedidentities/{name}"
+        )
+        .to_ascii_lowercase()
+    };
+    let (source_id, new_id) = (id_of("id-py"), id_of("id-py-restore"));
+    let ok = "Access to the configured customer managed key confirmed.";
+    let restored = step(&steps, "restore_with_new_identity");
+    assert_eq!(restored["provisioning_state"], "Succeeded", "{restored}");
+    assert_eq!(
+        restored["key_vault_key_uri"], "https://kv-pyrbac.vault.azure.net/keys/cmk",
+        "the source's key"
+    );
+    assert_eq!(
+        restored["identities"],
+        serde_json::json!([source_id, new_id]),
+        "the source's identity is carried over beside the new one"
+    );
+    assert_eq!(restored["customer_managed_key_status"], ok);
+    let on_source = step(&steps, "restore_on_source_identity");
+    assert_eq!(
+        (
+            on_source["provisioning_state"].as_str(),
+            on_source["customer_managed_key_status"].as_str()
+        ),
+        (Some("Succeeded"), Some(ok)),
+        "{on_source}"
+    );
     assert_eq!(
         step(&steps, "delete_account")["left"],
-        serde_json::json!(["acct-py", "acct-py-sys"])
+        serde_json::json!([
+            "acct-py",
+            "acct-py-restored",
+            "acct-py-restored-src",
+            "acct-py-sys"
+        ])
+    );
+    // After the source's deletion: the carried identity is still listed on
+    // both, but only the account whose default identity is its own new one
+    // keeps its key; the one on the source's identity is revoked (4000, the
+    // failed Entra ID grant).
+    let after = step(&steps, "restored_after_source_deleted");
+    assert_eq!(
+        after["acct-py-restored"]["customer_managed_key_status"], ok,
+        "{after}"
+    );
+    assert_eq!(
+        after["acct-py-restored"]["identities"],
+        serde_json::json!([source_id, new_id])
+    );
+    let lost = after["acct-py-restored-src"]["customer_managed_key_status"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        lost.contains("currently revoked") && lost.ends_with("#4000"),
+        "{after}"
     );
 
     // What the simulator saw: MSAL's discovery, Key Vault's challenge (an

@@ -11,7 +11,10 @@ use azure_identity::{ClientSecretCredential, WorkloadIdentityCredential};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cmk_operator::embedded::SimCloud;
-use cmk_operator::sim::{FederatedCredential, Seed, SeedIdentity};
+use cmk_operator::sim::roles;
+use cmk_operator::sim::{
+    FederatedCredential, Seed, SeedIdentity, SeedKey, SeedRoleAssignment, SeedVault,
+};
 use serde_json::json;
 use sim_support::*;
 
@@ -96,6 +99,17 @@ async fn workload_identity_federated_assertion() {
         .as_str()
         .unwrap()
         .to_owned();
+    // ARM authorizes by role: Reader on the resource group lets it read.
+    sim.seed(&Seed {
+        role_assignments: vec![SeedRoleAssignment {
+            scope: format!("/subscriptions/{SUB}/resourceGroups/{RG}"),
+            role_definition_id: roles::READER.into(),
+            principal_id: principal.clone(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .unwrap();
     let base = Url::parse(&sim.authority_host()).unwrap();
     let wi: Arc<dyn TokenCredential> = Arc::new(WorkloadIdentityCredential::new(
         sim.http_client(),
@@ -338,4 +352,325 @@ async fn federated_identity_credentials_through_azure_mgmt_msi() {
         .unwrap();
     wi.clear_cache().await.unwrap();
     assert!(wi.get_token(&[ARM_SCOPE]).await.is_err());
+}
+
+/// A principal of its own, seen by ARM through a token the simulator mints.
+fn as_principal(
+    sim: &cmk_operator::sim::SimHandle,
+    oid: &str,
+    aud: &str,
+) -> Arc<dyn TokenCredential> {
+    Arc::new(StaticToken(sim.issue_token(oid, aud, 600)))
+}
+
+fn account_url(sim: &cmk_operator::sim::SimHandle, name: &str) -> String {
+    format!(
+        "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/{name}?api-version=2025-10-15",
+        sim.arm_endpoint()
+    )
+}
+
+#[tokio::test]
+async fn arm_calls_are_authorized_by_role_assignments_and_definitions() {
+    let sim = start().await;
+    let out = sim
+        .seed(&Seed {
+            identities: vec![uai("restricted"), uai("assignee"), uai("docdb-only")],
+            ..Default::default()
+        })
+        .unwrap();
+    let who = out["identities"][0]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cred = as_principal(&sim, &who, "https://management.azure.com");
+    let sub = format!("/subscriptions/{SUB}");
+    let rg = format!("{sub}/resourceGroups/{RG}");
+    let account = format!("{rg}/providers/Microsoft.DocumentDB/databaseAccounts/authz-a");
+
+    // No role: even a read of a missing account is 403, with ARM's exact body.
+    let (status, body) = send(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Get,
+        &account_url(&sim, "authz-a"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "AuthorizationFailed");
+    assert_eq!(
+        body["error"]["message"],
+        format!(
+            "The client '{who}' with object id '{who}' does not have authorization to perform action 'Microsoft.DocumentDB/databaseAccounts/read' over scope '{account}' or the scope is invalid. If access was recently granted, please refresh your credentials."
+        )
+    );
+
+    // Reader on the resource group, inherited by the account: reads pass (404), writes not.
+    let assign = |scope: &str, role: &str| Seed {
+        role_assignments: vec![SeedRoleAssignment {
+            scope: scope.into(),
+            role_definition_id: role.into(),
+            principal_id: who.clone(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    sim.seed(&assign(&rg, roles::READER)).unwrap();
+    let (status, _) = send(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Get,
+        &account_url(&sim, "authz-a"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = send(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Delete,
+        &account_url(&sim, "authz-a"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'Microsoft.DocumentDB/databaseAccounts/delete'")
+    );
+    // Not upwards: the subscription-wide list is outside the resource group.
+    let list = format!(
+        "{}subscriptions/{SUB}/providers/Microsoft.DocumentDB/databaseAccounts?api-version=2025-10-15",
+        sim.arm_endpoint()
+    );
+    let (status, _) = send(&sim, &cred, ARM_SCOPE, Method::Get, &list, None).await;
+    assert_eq!(status, 403);
+
+    // Contributor's notActions subtract Microsoft.Authorization/*/Write.
+    sim.seed(&assign(&sub, roles::CONTRIBUTOR)).unwrap();
+    let (status, _) = send(&sim, &cred, ARM_SCOPE, Method::Get, &list, None).await;
+    assert_eq!(status, 200);
+    let assignee = out["identities"][1]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ra_url = format!(
+        "{}{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
+        sim.arm_endpoint(),
+        rg.trim_start_matches('/'),
+        "7d1c4a2e-9f3b-4c5d-8e6f-0a1b2c3d4e5f"
+    );
+    let ra_body = json!({"properties": {"roleDefinitionId": format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/{}", roles::READER), "principalId": assignee}});
+    let (status, body) = send(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Put,
+        &ra_url,
+        Some(ra_body.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'Microsoft.Authorization/roleAssignments/write'")
+    );
+    // Role Based Access Control Administrator adds it.
+    sim.seed(&assign(&rg, roles::RBAC_ADMINISTRATOR)).unwrap();
+    let (status, _) = send(&sim, &cred, ARM_SCOPE, Method::Put, &ra_url, Some(ra_body)).await;
+    assert_eq!(status, 201);
+
+    // Assigning a user-assigned identity to an account is a linked check:
+    // DocumentDB Account Contributor alone may write the account, not assign it.
+    let who = out["identities"][2]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cred = as_principal(&sim, &who, "https://management.azure.com");
+    let assign = |scope: &str, role: &str| Seed {
+        role_assignments: vec![SeedRoleAssignment {
+            scope: scope.into(),
+            role_definition_id: role.into(),
+            principal_id: who.clone(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    sim.seed(&assign(&rg, roles::DOCUMENTDB_ACCOUNT_CONTRIBUTOR))
+        .unwrap();
+    let create = json!({
+        "location": "westus",
+        "kind": "GlobalDocumentDB",
+        "identity": {"type": "UserAssigned", "userAssignedIdentities": {identity_id("assignee"): {}}},
+        "properties": {"databaseAccountOfferType": "Standard", "locations": [{"locationName": "westus", "failoverPriority": 0}]},
+    });
+    let (status, body) = send(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Put,
+        &account_url(&sim, "authz-a"),
+        Some(create.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "LinkedAuthorizationFailed");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&format!(
+        "does not have permission to perform action 'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action' on the linked scope(s) '{}'",
+        identity_id("assignee")
+    )));
+    sim.seed(&assign(
+        &identity_id("assignee"),
+        roles::MANAGED_IDENTITY_OPERATOR,
+    ))
+    .unwrap();
+    let (status, body) = send(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Put,
+        &account_url(&sim, "authz-a"),
+        Some(create),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn custom_roles_grant_their_actions_and_data_actions_only() {
+    let sim = start().await;
+    let out = sim
+        .seed(&Seed {
+            identities: vec![uai("custom")],
+            vaults: vec![SeedVault {
+                properties: json!({"enableSoftDelete": true, "enablePurgeProtection": true, "enableRbacAuthorization": true})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                ..good_vault(&sim, "kv-custom", &[])
+            }],
+            keys: vec![SeedKey { ..key("kv-custom", "k") }],
+            ..Default::default()
+        })
+        .unwrap();
+    let who = out["identities"][0]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sub = format!("/subscriptions/{SUB}");
+    // The default principal (Owner at the root) creates the role through ARM.
+    let role = "3f2a7b1c-5d4e-4f60-9a8b-7c6d5e4f3a2b";
+    let url = format!(
+        "{}subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{role}?api-version=2022-04-01",
+        sim.arm_endpoint()
+    );
+    let body = json!({"properties": {
+        "roleName": "vault reader and key reader",
+        "type": "CustomRole",
+        "permissions": [{"actions": ["Microsoft.KeyVault/vaults/read"], "notActions": [],
+                         "dataActions": ["Microsoft.KeyVault/vaults/keys/*"],
+                         "notDataActions": ["Microsoft.KeyVault/vaults/keys/create/action"]}],
+        "assignableScopes": [sub],
+    }});
+    let owner = credential(&sim);
+    let (status, created) = send(&sim, &owner, ARM_SCOPE, Method::Put, &url, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["id"],
+        format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}")
+    );
+    let (status, got) = send(&sim, &owner, ARM_SCOPE, Method::Get, &url, None).await;
+    assert_eq!(
+        (status, got["properties"]["type"].as_str()),
+        (200, Some("CustomRole"))
+    );
+    // Built-in roles are readable by id, with their real permissions.
+    let builtin = format!(
+        "{}subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{}?api-version=2022-04-01",
+        sim.arm_endpoint(),
+        roles::KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+    );
+    let (_, b) = send(&sim, &owner, ARM_SCOPE, Method::Get, &builtin, None).await;
+    assert_eq!(
+        b["properties"]["roleName"],
+        "Key Vault Crypto Service Encryption User"
+    );
+    assert_eq!(
+        b["properties"]["permissions"][0]["dataActions"][1],
+        "Microsoft.KeyVault/vaults/keys/wrap/action"
+    );
+
+    sim.seed(&Seed {
+        role_assignments: vec![SeedRoleAssignment {
+            scope: sub.clone(),
+            role_definition_id: format!(
+                "{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}"
+            ),
+            principal_id: who.clone(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    let arm = as_principal(&sim, &who, "https://management.azure.com");
+    let vault_url = format!(
+        "{}{}?api-version=2024-11-01",
+        sim.arm_endpoint(),
+        vault_id("kv-custom").trim_start_matches('/')
+    );
+    let (status, _) = send(&sim, &arm, ARM_SCOPE, Method::Get, &vault_url, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = send(
+        &sim,
+        &arm,
+        ARM_SCOPE,
+        Method::Put,
+        &vault_url,
+        Some(json!({"location": "westus", "properties": {}})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'Microsoft.KeyVault/vaults/write'")
+    );
+    // Data plane: keys/* less create.
+    let kv = as_principal(&sim, &who, "https://vault.azure.net");
+    let base = sim.vault_uri("kv-custom").unwrap();
+    let (status, _) = send(
+        &sim,
+        &kv,
+        "https://vault.azure.net/.default",
+        Method::Get,
+        &format!("{base}keys/k?api-version=7.6"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(
+        &sim,
+        &kv,
+        "https://vault.azure.net/.default",
+        Method::Post,
+        &format!("{base}keys/k2/create?api-version=7.6"),
+        Some(json!({"kty": "RSA"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Microsoft.KeyVault/vaults/keys/create/action")
+    );
 }

@@ -113,6 +113,18 @@ pub enum AzureError {
         code: String,
         message: String,
     },
+    /// ARM's `AuthorizationFailed` / `LinkedAuthorizationFailed`: the
+    /// operator's identity lacks one Azure RBAC action at a scope.
+    #[error(
+        "{operation}: Azure refused: the operator's identity lacks the permission '{action}' over scope '{scope}' ({code}); add '{action}' to the operator's role (deploy/azure/operator-role.json holds every action the operator needs) or assign it a role with that action at this scope or above, then wait for the grant to propagate"
+    )]
+    AuthorizationFailed {
+        operation: String,
+        code: String,
+        action: String,
+        scope: String,
+        message: String,
+    },
     #[error("{operation}: not found: {message}")]
     NotFound { operation: String, message: String },
     #[error(
@@ -153,9 +165,10 @@ impl AzureError {
             | Self::Timeout { .. }
             | Self::Transport { .. }
             | Self::InvalidResponse { .. } => ErrorClass::Retryable,
-            Self::Authentication { .. } | Self::Forbidden { .. } | Self::NotFound { .. } => {
-                ErrorClass::UserFixable
-            }
+            Self::Authentication { .. }
+            | Self::Forbidden { .. }
+            | Self::AuthorizationFailed { .. }
+            | Self::NotFound { .. } => ErrorClass::UserFixable,
             // Permission and revocation errors are often transient while grants propagate:
             // never terminal, retried slowly.
             Self::Cmk { cause, .. } => match cause {
@@ -189,6 +202,7 @@ impl AzureError {
             }
             Self::Authentication { .. } => "AzureAuthenticationFailed",
             Self::Forbidden { .. } => "AzureForbidden",
+            Self::AuthorizationFailed { .. } => "AuthorizationFailed",
             Self::NotFound { .. } => "AzureResourceNotFound",
             Self::Cmk { cause, .. } => cause.reason(),
             Self::InvalidResponse { .. } => "AzureInvalidResponse",
@@ -205,7 +219,7 @@ impl AzureError {
             | Self::InvalidResponse { status, .. }
             | Self::Rejected { status, .. } => Some(*status),
             Self::Authentication { .. } => Some(401),
-            Self::Forbidden { .. } => Some(403),
+            Self::Forbidden { .. } | Self::AuthorizationFailed { .. } => Some(403),
             Self::NotFound { .. } => Some(404),
             Self::Timeout { .. } | Self::Transport { .. } => None,
         }
@@ -237,6 +251,16 @@ impl AzureError {
                 retry_after: retry_after.unwrap_or(Duration::from_secs(10)),
             },
             401 => Self::Authentication { operation, message },
+            403 if code == "AuthorizationFailed" || code == "LinkedAuthorizationFailed" => {
+                let (action, scope) = denied_action(&message);
+                Self::AuthorizationFailed {
+                    operation,
+                    code,
+                    action,
+                    scope,
+                    message,
+                }
+            }
             403 => Self::Forbidden {
                 operation,
                 code,
@@ -256,6 +280,30 @@ impl AzureError {
             },
         }
     }
+}
+
+/// The action and scope ARM names in an `AuthorizationFailed` message
+/// ("… to perform action '{action}' over scope '{scope}' …") or a
+/// `LinkedAuthorizationFailed` one ("… to perform action '{action}' on the
+/// linked scope(s) '{scope}' …"); "unknown" when the wording differs.
+pub fn denied_action(message: &str) -> (String, String) {
+    let quoted_after = |marker: &str, from: usize| -> Option<(String, usize)> {
+        let at = message[from..].find(marker)? + from + marker.len();
+        let end = message[at..].find('\'')? + at;
+        Some((message[at..end].to_owned(), end))
+    };
+    let linked = message.find("however, it does not have permission");
+    let from = linked.unwrap_or(0);
+    let Some((action, end)) = quoted_after("perform action '", from) else {
+        return ("unknown".into(), "unknown".into());
+    };
+    let scope_marker = if linked.is_some() {
+        "linked scope(s) '"
+    } else {
+        "over scope '"
+    };
+    let scope = quoted_after(scope_marker, end).map_or_else(|| "unknown".into(), |(s, _)| s);
+    (action, scope)
 }
 
 #[cfg(test)]
@@ -331,6 +379,47 @@ mod tests {
             };
             assert!(readme.contains(&shown), "README documents {shown}");
         }
+    }
+
+    #[test]
+    fn authorization_failed_names_the_action_scope_and_fix() {
+        let e = AzureError::from_response(
+            "CreateAccount",
+            403,
+            None,
+            None,
+            "AuthorizationFailed",
+            "The client 'o' with object id 'o' does not have authorization to perform action 'Microsoft.DocumentDB/databaseAccounts/write' over scope '/subscriptions/s/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+        );
+        assert_eq!(
+            (e.reason(), e.class()),
+            ("AuthorizationFailed", ErrorClass::UserFixable)
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("'Microsoft.DocumentDB/databaseAccounts/write'"),
+            "{text}"
+        );
+        assert!(text.contains("over scope '/subscriptions/s/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a'"), "{text}");
+        assert!(text.contains("deploy/azure/operator-role.json"), "{text}");
+        let linked = AzureError::from_response(
+            "CreateAccount",
+            403,
+            None,
+            None,
+            "LinkedAuthorizationFailed",
+            "The client 'o' with object id 'o' has permission to perform action 'Microsoft.DocumentDB/databaseAccounts/write' on scope '/a'; however, it does not have permission to perform action 'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action' on the linked scope(s) '/i' or the linked scope(s) are invalid.",
+        );
+        assert_eq!(
+            denied_action(match &linked {
+                AzureError::AuthorizationFailed { message, .. } => message,
+                _ => panic!("{linked:?}"),
+            }),
+            (
+                "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action".into(),
+                "/i".into()
+            )
+        );
     }
 
     #[test]

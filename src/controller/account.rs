@@ -619,6 +619,21 @@ async fn cleanup_reported<A: WithCredential>(
         let old = obj.status.clone();
         let mut status = old.clone().unwrap_or_default();
         status.phase = Phase::Deleting;
+        // What Azure refused is kept where users look for it (an
+        // AuthorizationFailed here names the missing action, its scope and
+        // the role file); the same refusal again keeps its first time.
+        if let Error::Azure(e) = err {
+            let record = report::record_for("Delete", e, Timestamp::now());
+            let same = status.last_azure_error.as_ref().is_some_and(|l| {
+                crate::api::AzureErrorRecord {
+                    time: l.time.clone(),
+                    ..record.clone()
+                } == *l
+            });
+            if !same {
+                status.last_azure_error = Some(record);
+            }
+        }
         let message = format!(
             "deletion policy Delete cannot be carried out: {err}; the operator retries with backoff. To release the object without touching Azure, set spec.deletionPolicy to Retain (the account and its grants stay in Azure)"
         );

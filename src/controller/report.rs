@@ -169,8 +169,14 @@ impl FailureStatus for CosmosAccountCMKStatus {
 
 /// What Azure said, as the status keeps it.
 fn record_of(err: &AzureError, now: Timestamp) -> AzureErrorRecord {
+    record_for("Reconcile", err, now)
+}
+
+/// What Azure said during `operation` ("Reconcile", "Delete"), as the status
+/// keeps it.
+pub fn record_for(operation: &str, err: &AzureError, now: Timestamp) -> AzureErrorRecord {
     AzureErrorRecord {
-        operation: "Reconcile".to_owned(),
+        operation: operation.to_owned(),
         http_status: err.http_status().map_or(0, i32::from),
         sub_status: match err {
             AzureError::Cmk { sub_status, .. } => Some(*sub_status),

@@ -5,6 +5,7 @@
 mod common;
 mod support;
 
+mod azure_permissions;
 mod credentials;
 mod events;
 mod hostile;

@@ -43,8 +43,14 @@ struct Operator {
 impl Env {
     /// Namespace, simulator (example world, millisecond LROs) and a running operator.
     pub async fn start(prefix: &str) -> Env {
+        Self::start_with(prefix, SimConfig::for_tests()).await
+    }
+
+    /// The same with a simulator configured by the test (e.g. an operator
+    /// principal holding no role until the test seeds one).
+    pub async fn start_with(prefix: &str, config: SimConfig) -> Env {
         let (client, ns) = common::test_namespace(prefix).await;
-        let sim = cmk_operator::embedded::start(SimConfig::for_tests())
+        let sim = cmk_operator::embedded::start(config)
             .await
             .expect("simulator starts");
         let settings = Settings {

@@ -1,14 +1,21 @@
 """More of the seed's procedure with Microsoft's Python SDKs at their default
 settings (after seed_slice.py, against the same world): provider, vault
 create, access policy and RBAC grants, key rotate and disable, a
-user-assigned identity, an account on it, list, key URI swap, delete, and a
-refusals. Same rules as seed_slice.py (seed_common.py): nothing here names
+user-assigned identity, an account on it, list, key URI swap, a
+point-in-time restore of the continuous account (the seed's "Restore a
+continuous account that is configured with managed identity": a new
+user-assigned identity granted on the vault, the restorable account looked up
+through the SDK, createMode Restore), the restored account's identity
+carrying the source's user-assigned identity (the seed's last FAQ), delete,
+and refusals. Same rules as seed_slice.py (seed_common.py): nothing here names
 the simulator; one JSON object per step; the first failure ends the run.
 Bodies given as dicts use the REST (camelCase) names: the current
 azure-mgmt-* packages send a dict body as it is.
 """
 
+import datetime
 import os
+import time
 import uuid
 
 from azure.keyvault.keys import KeyClient
@@ -247,6 +254,72 @@ def swap_key():
 step("key_uri_swap", swap_key)
 
 
+def restorable_source():
+    """The continuous source as `az cosmosdb restore` finds it: the restorable
+    accounts of its region, by account name, then read by instance id."""
+    found = [
+        r
+        for r in cosmos.restorable_database_accounts.list_by_location("westus")
+        if r.account_name == "acct-py-uai"
+    ]
+    assert len(found) == 1, [r.account_name for r in found]
+    r = cosmos.restorable_database_accounts.get_by_location("westus", found[0].name)
+    return {"id": r.id, "instance_id": r.name, "account_name": r.account_name}
+
+
+source = step("restorable_lookup", restorable_source)
+
+
+def restore_identity():
+    # Seed, restore steps 1 and 2: a new user-assigned identity, granted on the
+    # vault that holds the source's key (now the RBAC vault, after the swap).
+    i = msi.user_assigned_identities.create_or_update(RG, "id-py-restore", {"location": "westus"})
+    grant(rbac_vault["id"], CRYPTO_SERVICE_ENCRYPTION_USER, i.principal_id)
+    return {"id": i.id, "principal_id": i.principal_id}
+
+
+new_uai = step("restore_identity", restore_identity)
+
+
+def restore(name, identity_id):
+    # A restore timestamp after the source's creation (whole seconds, UTC).
+    time.sleep(1.1)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    a = cosmos.database_accounts.begin_create_or_update(
+        RG,
+        name,
+        {
+            "location": "westus",
+            "kind": "GlobalDocumentDB",
+            "identity": {"type": "UserAssigned", "userAssignedIdentities": {identity_id: {}}},
+            "properties": {
+                "databaseAccountOfferType": "Standard",
+                "locations": [{"locationName": "westus", "failoverPriority": 0}],
+                "createMode": "Restore",
+                "restoreParameters": {
+                    "restoreMode": "PointInTime",
+                    "restoreSource": source["id"],
+                    "restoreTimestampInUtc": when,
+                },
+                "defaultIdentity": f"UserAssignedIdentity={identity_id}",
+            },
+        },
+    ).result()
+    return {
+        "provisioning_state": a.provisioning_state,
+        "default_identity": a.default_identity,
+        "key_vault_key_uri": a.key_vault_key_uri,
+        "identities": sorted(i.lower() for i in a.identity.user_assigned_identities),
+        "customer_managed_key_status": a.customer_managed_key_status,
+    }
+
+
+# Seed, restore step 3: the new identity assigned and made the default.
+step("restore_with_new_identity", lambda: restore("acct-py-restored", new_uai["id"]))
+# The trap of the seed's last FAQ: a restore on the source's own identity.
+step("restore_on_source_identity", lambda: restore("acct-py-restored-src", uai["id"]))
+
+
 def plain_account(rg, name, location="westus", **props):
     return cosmos.database_accounts.begin_create_or_update(
         rg,
@@ -297,3 +370,21 @@ def delete():
 
 
 step("delete_account", delete)
+
+
+def restored_after_source_deleted():
+    """The seed's last FAQ: the identity metadata carried over stays bound to
+    the deleted source; the account restored on a new identity keeps its key,
+    the one restored on the source's identity loses it."""
+    out = {}
+    for name in ["acct-py-restored", "acct-py-restored-src"]:
+        a = cosmos.database_accounts.get(RG, name)
+        out[name] = {
+            "identities": sorted(i.lower() for i in a.identity.user_assigned_identities),
+            "default_identity": a.default_identity,
+            "customer_managed_key_status": a.customer_managed_key_status,
+        }
+    return out
+
+
+step("restored_after_source_deleted", restored_after_source_deleted)

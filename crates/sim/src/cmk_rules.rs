@@ -8,45 +8,20 @@ use super::faults::FaultConfig;
 use super::server::App;
 use super::state::{AccountIdentity, State, Vault};
 
-pub const ROLE_KV_ADMINISTRATOR: &str = "00482a5a-887f-4fb3-b363-3b7fe8e74483";
-pub const ROLE_KV_CRYPTO_OFFICER: &str = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603";
-pub const ROLE_KV_CRYPTO_USER: &str = "12338af0-0e69-4776-bea7-57ae8d297424";
-pub const ROLE_KV_CRYPTO_SERVICE_ENCRYPTION_USER: &str = "e147488a-f6f5-4113-8e2d-b22465e65bf6";
-pub const ROLE_KV_READER: &str = "21090545-7ca7-4776-b22c-e363652d74d2";
-/// Built-in roles with no Key Vault data actions (the simulator knows them so PUTs succeed).
-pub const ROLE_OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
-pub const ROLE_CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
-pub const ROLE_READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
-
-pub const KNOWN_ROLES: &[&str] = &[
-    ROLE_KV_ADMINISTRATOR,
-    ROLE_KV_CRYPTO_OFFICER,
-    ROLE_KV_CRYPTO_USER,
-    ROLE_KV_CRYPTO_SERVICE_ENCRYPTION_USER,
-    ROLE_KV_READER,
-    ROLE_OWNER,
-    ROLE_CONTRIBUTOR,
-    ROLE_READER,
-];
-
-/// Key permissions (access-policy names, lower-case) a role's data actions give.
-fn role_key_perms(role: &str) -> &'static [&'static str] {
-    match role {
-        ROLE_KV_ADMINISTRATOR | ROLE_KV_CRYPTO_OFFICER => &["*"],
-        ROLE_KV_CRYPTO_USER => &[
-            "get",
-            "list",
-            "wrapkey",
-            "unwrapkey",
-            "encrypt",
-            "decrypt",
-            "sign",
-            "verify",
-            "getrotationpolicy",
-        ],
-        ROLE_KV_CRYPTO_SERVICE_ENCRYPTION_USER => &["get", "wrapkey", "unwrapkey"],
-        ROLE_KV_READER => &["get", "list", "getrotationpolicy"],
-        _ => &[],
+/// The Key Vault data action behind an access-policy key permission
+/// (Key Vault RBAC guide; the built-in roles' `dataActions`).
+pub fn rbac_data_action(perm: &str) -> &'static str {
+    match perm.to_ascii_lowercase().as_str() {
+        "create" => "Microsoft.KeyVault/vaults/keys/create/action",
+        "rotate" => "Microsoft.KeyVault/vaults/keys/rotate/action",
+        "update" => "Microsoft.KeyVault/vaults/keys/update/action",
+        "wrapkey" => "Microsoft.KeyVault/vaults/keys/wrap/action",
+        "unwrapkey" => "Microsoft.KeyVault/vaults/keys/unwrap/action",
+        "encrypt" => "Microsoft.KeyVault/vaults/keys/encrypt/action",
+        "decrypt" => "Microsoft.KeyVault/vaults/keys/decrypt/action",
+        "setrotationpolicy" => "Microsoft.KeyVault/vaults/keyrotationpolicies/write",
+        "getrotationpolicy" => "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
+        _ => "Microsoft.KeyVault/vaults/keys/read",
     }
 }
 
@@ -54,14 +29,11 @@ fn role_key_perms(role: &str) -> &'static [&'static str] {
 pub fn permitted(state: &State, vault: &Vault, principal: &str, perm: &str) -> bool {
     let perm = perm.to_ascii_lowercase();
     if vault.rbac() {
-        let vault_id = vault.id().to_ascii_lowercase();
-        state.role_assignments.values().any(|ra| {
-            let scope = ra.scope.trim_end_matches('/').to_ascii_lowercase();
-            ra.principal_id.eq_ignore_ascii_case(principal)
-                && (vault_id == scope || vault_id.starts_with(&format!("{scope}/")))
-                && role_key_perms(&ra.role_guid())
-                    .iter()
-                    .any(|p| *p == "*" || *p == perm)
+        // Role assignments at the vault or above whose roles' dataActions
+        // (less notDataActions) cover the operation.
+        let action = rbac_data_action(&perm);
+        state.principal_may(principal, &vault.id(), |p| {
+            crate::roles::allows_data_action(p, action)
         })
     } else {
         vault.access_policies().iter().any(|p| {

@@ -33,6 +33,12 @@ pub struct SimConfig {
     /// Time after access to the key returns before a revoked account recovers
     /// (about an hour in Azure).
     pub revocation_recovery: Duration,
+    /// Role assignments given to the operator's principal at start:
+    /// (scope, role definition GUID). By default Owner at the root scope `/`,
+    /// so the default principal may do everything, as before ARM
+    /// authorization existed; a test that proves a narrower role empties this
+    /// and seeds its own assignments.
+    pub operator_role_assignments: Vec<(String, String)>,
     /// Accounts per page of the subscription-wide account list
     /// (`DatabaseAccounts_List`); further pages are reached by `nextLink`.
     pub list_page_size: usize,
@@ -52,6 +58,7 @@ impl Default for SimConfig {
             operator_client_secret: "sim-operator-secret".into(),
             operator_object_id: "0e7c5b1a-0000-4000-8000-0000000000a1".into(),
             providers_registered_by_default: true,
+            operator_role_assignments: vec![("/".into(), super::roles::OWNER.into())],
             revocation_recovery: Duration::from_secs(60),
             // Large: the Cosmos DB spec declares this list unpaged
             // (`x-ms-pageable.nextLinkName: null`), so stock clients read one page.

@@ -20,6 +20,7 @@ pub mod hosts;
 pub mod keyvault;
 pub mod metrics;
 pub mod persist;
+pub mod roles;
 pub mod seed;
 pub mod server;
 pub mod state;
@@ -37,7 +38,9 @@ pub use faults::{
     ThrottleFault,
 };
 pub use metrics::{Counters, LedgerEntry};
-pub use seed::{Seed, SeedIdentity, SeedKey, SeedProvider, SeedRoleAssignment, SeedVault};
+pub use seed::{
+    Seed, SeedIdentity, SeedKey, SeedProvider, SeedRoleAssignment, SeedRoleDefinition, SeedVault,
+};
 pub use state::{AppRegistration, FederatedCredential};
 
 use server::App;
@@ -85,6 +88,30 @@ impl Simulator {
                 federated_credentials: Vec::new(),
                 display_name: Some("cmk-operator".into()),
             });
+        for (scope, role) in &config.operator_role_assignments {
+            let scope = scope.trim_end_matches('/').to_owned();
+            let taken = state.role_assignments.values().any(|ra| {
+                ra.principal_id
+                    .eq_ignore_ascii_case(&config.operator_object_id)
+                    && ra.scope.eq_ignore_ascii_case(&scope)
+                    && ra.role_guid() == role.to_ascii_lowercase()
+            });
+            if !taken {
+                let ra = state::RoleAssignment {
+                    name: state::new_guid(),
+                    scope,
+                    role_definition_id: format!(
+                        "/providers/Microsoft.Authorization/roleDefinitions/{role}"
+                    ),
+                    principal_id: config.operator_object_id.clone(),
+                    principal_type: Some("ServicePrincipal".into()),
+                    created_at: state::now_rfc3339(),
+                };
+                state
+                    .role_assignments
+                    .insert(ra.id().to_ascii_lowercase(), ra);
+            }
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| SimError::Bind {

@@ -26,6 +26,19 @@ pub struct Seed {
     pub keys: Vec<SeedKey>,
     pub role_assignments: Vec<SeedRoleAssignment>,
     pub providers: Vec<SeedProvider>,
+    /// Custom role definitions (created or replaced), before the assignments.
+    pub role_definitions: Vec<SeedRoleDefinition>,
+}
+
+/// A custom role: `name` is its GUID, `scope` where it is created
+/// (`/subscriptions/{s}`), `properties` as in ARM's PUT body (`roleName`,
+/// `permissions`, `assignableScopes`, …).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SeedRoleDefinition {
+    pub scope: String,
+    pub name: String,
+    pub properties: Value,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -164,6 +177,14 @@ pub fn apply(app: &Arc<App>, seed: &Seed) -> Result<Value, ApiError> {
             &mut out["keys"],
             json!({"kid": kid, "versionlessUri": format!("{}keys/{}", Origin::default().vault_uri(&vault.name), k.name)}),
         );
+    }
+    for d in &seed.role_definitions {
+        let role = super::arm::role_definitions::parse_body(
+            &d.scope,
+            &d.name,
+            &json!({"properties": d.properties}),
+        )?;
+        super::arm::role_definitions::put_custom(&mut state, role)?;
     }
     for r in &seed.role_assignments {
         let ra = RoleAssignment {

@@ -211,6 +211,32 @@ impl RoleAssignment {
     }
 }
 
+/// A custom role definition (`Microsoft.Authorization/roleDefinitions`),
+/// created at a subscription scope.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomRole {
+    pub name: String,
+    /// The scope it was created at (`/subscriptions/{s}`).
+    pub scope: String,
+    pub role_name: String,
+    #[serde(default)]
+    pub description: String,
+    pub permission: super::roles::Permission,
+    pub assignable_scopes: Vec<String>,
+    pub created_at: String,
+}
+
+impl CustomRole {
+    pub fn id(&self) -> String {
+        format!(
+            "{}/providers/Microsoft.Authorization/roleDefinitions/{}",
+            self.scope.trim_end_matches('/'),
+            self.name
+        )
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountIdentity {
@@ -365,6 +391,10 @@ pub struct State {
     pub operations: BTreeMap<String, Operation>,
     /// "{subscription}/{namespace}" lower-cased -> registration
     pub providers: BTreeMap<String, ProviderRegistration>,
+    /// Custom role definitions, by lower-cased GUID (built-in roles are in
+    /// `sim::roles`).
+    #[serde(default)]
+    pub role_definitions: BTreeMap<String, CustomRole>,
     /// The TLS certificate authority (kept so a client's trusted CA file
     /// stays valid across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -372,6 +402,32 @@ pub struct State {
 }
 
 impl State {
+    /// The permissions of a role definition (built-in or custom) by GUID.
+    pub fn role_permission(&self, guid: &str) -> Option<super::roles::Permission> {
+        if let Some(b) = super::roles::built_in(guid) {
+            return Some(b.permission());
+        }
+        self.role_definitions
+            .get(&guid.to_ascii_lowercase())
+            .map(|c| c.permission.clone())
+    }
+    /// Whether `principal` holds a role assignment at `scope` or above it
+    /// whose role allows `allowed` (a control- or data-plane test).
+    pub fn principal_may(
+        &self,
+        principal: &str,
+        scope: &str,
+        allowed: impl Fn(&super::roles::Permission) -> bool,
+    ) -> bool {
+        let target = scope.trim_end_matches('/').to_ascii_lowercase();
+        self.role_assignments.values().any(|ra| {
+            ra.principal_id.eq_ignore_ascii_case(principal)
+                && scope_covers(&ra.scope, &target)
+                && self
+                    .role_permission(&ra.role_guid())
+                    .is_some_and(|p| allowed(&p))
+        })
+    }
     pub fn vault_by_name(&self, name: &str) -> Option<&Vault> {
         let lower = name.to_ascii_lowercase();
         self.vaults
@@ -417,4 +473,12 @@ pub fn new_guid() -> String {
 /// Key Vault style version id: 32 lower-case hex digits.
 pub fn new_version() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Whether an assignment at `assigned` applies at `target` (equal, or an
+/// ancestor at a `/` boundary; `/` is the root scope). Case-insensitive.
+pub fn scope_covers(assigned: &str, target: &str) -> bool {
+    let a = assigned.trim_end_matches('/').to_ascii_lowercase();
+    let t = target.trim_end_matches('/').to_ascii_lowercase();
+    a.is_empty() || a == t || t.starts_with(&format!("{a}/"))
 }

@@ -96,6 +96,16 @@ pub const KEYVAULT_MGMT: &[&str] = &[
     "2026-05-15",
 ];
 
+/// `Microsoft.Authorization/roleDefinitions`: the folders holding
+/// `authorization-RoleDefinitionsCalls.json` (2015-07-01, 2018-01-01-preview,
+/// 2022-04-01, 2022-05-01-preview; azure-mgmt-authorization 4.0.0 sends 2022-04-01).
+pub const ROLE_DEFINITIONS: &[&str] = &[
+    "2015-07-01",
+    "2018-01-01-preview",
+    "2022-04-01",
+    "2022-05-01-preview",
+];
+
 /// `Microsoft.Authorization/roleAssignments`:
 /// `specification/authorization/resource-manager/Microsoft.Authorization/Authorization/`
 /// `{stable,preview}/*/authorization-RoleAssignmentsCalls.json`

@@ -3,12 +3,14 @@
 pub mod account_changes;
 pub mod account_rules;
 pub mod api_versions;
+pub mod authz;
 pub mod cosmos;
 pub mod identities;
 pub mod lro;
 pub mod providers;
 pub mod regions;
 pub mod role_assignments;
+pub mod role_definitions;
 pub mod vaults;
 
 use std::sync::Arc;
@@ -74,6 +76,10 @@ pub enum Target {
         scope: String,
         name: Option<String>,
     },
+    RoleDefinition {
+        scope: String,
+        name: Option<String>,
+    },
     Unknown {
         ns: Option<String>,
     },
@@ -92,6 +98,17 @@ pub fn classify(segs: &[String]) -> Target {
     }) && s.len() <= i + 4
     {
         return Target::RoleAssignment {
+            scope: format!("/{}", s[..i].join("/")),
+            name: s.get(i + 3).map(|x| (*x).to_owned()),
+        };
+    }
+    if let Some(i) = (0..s.len().saturating_sub(2)).rev().find(|&i| {
+        eq(s[i], "providers")
+            && eq(s[i + 1], "Microsoft.Authorization")
+            && eq(s[i + 2], "roleDefinitions")
+    }) && s.len() <= i + 4
+    {
+        return Target::RoleDefinition {
             scope: format!("/{}", s[..i].join("/")),
             name: s.get(i + 3).map(|x| (*x).to_owned()),
         };
@@ -241,6 +258,11 @@ pub fn operation_name(t: &Target, m: &Method) -> &'static str {
         (Target::RoleAssignment { .. }, "PUT") => "RoleAssignments_Create",
         (Target::RoleAssignment { .. }, "DELETE") => "RoleAssignments_Delete",
         (Target::RoleAssignment { .. }, _) => "RoleAssignments_Other",
+        (Target::RoleDefinition { name: None, .. }, _) => "RoleDefinitions_List",
+        (Target::RoleDefinition { .. }, "GET") => "RoleDefinitions_Get",
+        (Target::RoleDefinition { .. }, "PUT") => "RoleDefinitions_CreateOrUpdate",
+        (Target::RoleDefinition { .. }, "DELETE") => "RoleDefinitions_Delete",
+        (Target::RoleDefinition { .. }, _) => "RoleDefinitions_Other",
         (Target::Unknown { .. }, _) => "Arm_Unknown",
     }
 }
@@ -312,6 +334,7 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
     };
     let caller = Some(claims.oid.clone());
     let result = (|| -> Result<Response, ApiError> {
+        authz::authorize(app, req, &target, &claims.oid)?;
         match target {
             Target::Provider { sub, ns, register } => {
                 // Microsoft.Resources' own endpoint: its own refusal.
@@ -412,6 +435,10 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
             Target::RoleAssignment { scope, name } => {
                 check_api_version(req, api_versions::ROLE_ASSIGNMENTS, "roleAssignments", None)?;
                 role_assignments::handle(app, req, &scope, name.as_deref(), &claims)
+            }
+            Target::RoleDefinition { scope, name } => {
+                check_api_version(req, api_versions::ROLE_DEFINITIONS, "roleDefinitions", None)?;
+                role_definitions::handle(app, req, &scope, name.as_deref())
             }
             Target::Unknown { ns } => Err(match ns {
                 Some(ns) => ApiError::arm(

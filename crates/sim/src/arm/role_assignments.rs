@@ -5,7 +5,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::auth::Claims;
-use crate::cmk_rules::KNOWN_ROLES;
 use crate::errors::{ApiError, Style};
 use crate::server::{App, Req, json_resp};
 use crate::state::{RoleAssignment, State, now_rfc3339};
@@ -19,7 +18,7 @@ pub fn assignment_json(ra: &RoleAssignment) -> Value {
             "roleDefinitionId": ra.role_definition_id,
             "principalId": ra.principal_id,
             "principalType": ra.principal_type,
-            "scope": ra.scope,
+            "scope": if ra.scope.is_empty() { "/" } else { ra.scope.as_str() },
             "createdOn": ra.created_at,
             "updatedOn": ra.created_at,
         },
@@ -39,7 +38,7 @@ pub fn put_assignment(app: &App, state: &mut State, ra: RoleAssignment) -> Resul
         ));
     }
     let guid = ra.role_guid();
-    if !KNOWN_ROLES.contains(&guid.as_str()) {
+    if state.role_permission(&guid).is_none() {
         return Err(ApiError::arm(
             StatusCode::BAD_REQUEST,
             "RoleDefinitionDoesNotExist",

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::arm::api_versions::{KEYVAULT_DATA, refuse_keyvault};
 use super::auth::{self, VAULT_AUDIENCE};
-use super::cmk_rules::permitted;
+use super::cmk_rules::{permitted, rbac_data_action};
 use super::errors::ApiError;
 use super::server::{App, Req};
 
@@ -48,19 +48,6 @@ fn required_permission(op: &str) -> &'static str {
         "KeyVault_Encrypt" => "encrypt",
         "KeyVault_Decrypt" => "decrypt",
         _ => "get",
-    }
-}
-
-fn rbac_action(perm: &str) -> &'static str {
-    match perm {
-        "create" => "Microsoft.KeyVault/vaults/keys/create/action",
-        "rotate" => "Microsoft.KeyVault/vaults/keys/rotate/action",
-        "update" => "Microsoft.KeyVault/vaults/keys/write",
-        "wrapKey" => "Microsoft.KeyVault/vaults/keys/wrap/action",
-        "unwrapKey" => "Microsoft.KeyVault/vaults/keys/unwrap/action",
-        "setrotationpolicy" => "Microsoft.KeyVault/vaults/keys/rotationpolicy/write",
-        "getrotationpolicy" => "Microsoft.KeyVault/vaults/keys/rotationpolicy/read",
-        _ => "Microsoft.KeyVault/vaults/keys/read",
     }
 }
 
@@ -131,7 +118,7 @@ pub fn handle(
                     "Forbidden",
                     format!(
                         "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid={};oid={}\r\nAction: '{}'\r\nResource: '{}'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\nVault: {};location={}",
-                        claims.appid, claims.oid, rbac_action(perm), vault.id().to_ascii_lowercase(), vault.name, vault.location
+                        claims.appid, claims.oid, rbac_data_action(perm), vault.id().to_ascii_lowercase(), vault.name, vault.location
                     ),
                 )
                 .inner("ForbiddenByRbac")
