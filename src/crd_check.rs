@@ -8,7 +8,7 @@
 //!
 //! What is compared is the schema the API server *publishes* for the group
 //! version (`/openapi/v3/apis/<group>/<version>`), not the CRD object: the
-//! operator has no RBAC on CRDs (least privilege, `tests/chart_rbac.rs`),
+//! operator has no RBAC on CRDs (least privilege, `tests/packaging/chart_rbac.rs`),
 //! while every authenticated client may read the published OpenAPI (the
 //! `system:discovery` role). The published schema is the CRD's structural
 //! schema, so the check is structural: every property this binary's schema

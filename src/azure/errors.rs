@@ -251,14 +251,22 @@ impl AzureError {
                 retry_after: retry_after.unwrap_or(Duration::from_secs(10)),
             },
             401 => Self::Authentication { operation, message },
+            // Only when Azure's message names the action and scope: otherwise
+            // Azure's own words (as `Forbidden`) say more than "unknown" would.
             403 if code == "AuthorizationFailed" || code == "LinkedAuthorizationFailed" => {
-                let (action, scope) = denied_action(&message);
-                Self::AuthorizationFailed {
-                    operation,
-                    code,
-                    action,
-                    scope,
-                    message,
+                match denied_action(&message) {
+                    Some((action, scope)) => Self::AuthorizationFailed {
+                        operation,
+                        code,
+                        action,
+                        scope,
+                        message,
+                    },
+                    None => Self::Forbidden {
+                        operation,
+                        code,
+                        message,
+                    },
                 }
             }
             403 => Self::Forbidden {
@@ -285,8 +293,8 @@ impl AzureError {
 /// The action and scope ARM names in an `AuthorizationFailed` message
 /// ("… to perform action '{action}' over scope '{scope}' …") or a
 /// `LinkedAuthorizationFailed` one ("… to perform action '{action}' on the
-/// linked scope(s) '{scope}' …"); "unknown" when the wording differs.
-pub fn denied_action(message: &str) -> (String, String) {
+/// linked scope(s) '{scope}' …"); `None` when the wording differs.
+pub fn denied_action(message: &str) -> Option<(String, String)> {
     let quoted_after = |marker: &str, from: usize| -> Option<(String, usize)> {
         let at = message[from..].find(marker)? + from + marker.len();
         let end = message[at..].find('\'')? + at;
@@ -294,16 +302,14 @@ pub fn denied_action(message: &str) -> (String, String) {
     };
     let linked = message.find("however, it does not have permission");
     let from = linked.unwrap_or(0);
-    let Some((action, end)) = quoted_after("perform action '", from) else {
-        return ("unknown".into(), "unknown".into());
-    };
+    let (action, end) = quoted_after("perform action '", from)?;
     let scope_marker = if linked.is_some() {
         "linked scope(s) '"
     } else {
         "over scope '"
     };
-    let scope = quoted_after(scope_marker, end).map_or_else(|| "unknown".into(), |(s, _)| s);
-    (action, scope)
+    let (scope, _) = quoted_after(scope_marker, end)?;
+    Some((action, scope))
 }
 
 #[cfg(test)]
@@ -415,10 +421,10 @@ mod tests {
                 AzureError::AuthorizationFailed { message, .. } => message,
                 _ => panic!("{linked:?}"),
             }),
-            (
+            Some((
                 "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action".into(),
                 "/i".into()
-            )
+            ))
         );
     }
 

@@ -17,20 +17,20 @@ use std::time::Duration;
 
 use super::context::Context;
 use super::error::Error;
+use super::observe_account::{Seen, observe};
 use super::op_durations;
 use super::report;
 use super::tenancy_gate;
 use crate::api::conditions::{self, READY};
 use crate::api::{
     CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, Grant, KeyVaultBinding,
-    OperationKind, PendingOperation, Phase, RECREATE_ANNOTATION, ReconcilePolicy, same_id,
+    OperationKind, PendingOperation, Phase, ReconcilePolicy, same_id,
 };
 use crate::azure::scoped::WithCredential;
-use crate::azure::{AccountChange, AccountRef, DisableOutcome, NewAccount, RevokeOutcome};
-use crate::reconcile::account::{
-    self, AccountState, Action as Step, BindingState, Decision, Observed, Requeue,
-    principals_to_check, proven_grant,
+use crate::azure::{
+    AccountChange, AccountRef, AzurePort, DisableOutcome, NewAccount, RevokeOutcome,
 };
+use crate::reconcile::account::{self, Action as Step, BindingState, Decision, Requeue};
 use crate::reconcile::ownership::{self, Owner, Ownership};
 use crate::reconcile::sharing::{self, Peer};
 
@@ -86,7 +86,7 @@ pub async fn reconcile<A: WithCredential>(
 }
 
 /// This resource as account owner tags name it.
-fn owner_of<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Owner {
+pub(super) fn owner_of<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Owner {
     Owner {
         cluster: ctx.settings.cluster_id.clone(),
         namespace: obj.namespace().unwrap_or_default(),
@@ -105,7 +105,7 @@ fn binding_vault<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Option<String> 
 
 /// Every other account in the cluster as sharing sees it, and the grant records
 /// the live ones hold (from the cache: no API call).
-fn peers<A>(
+pub(super) fn peers<A>(
     ctx: &Context<A>,
     this: &CosmosAccountCMK,
     now: k8s_openapi::jiff::Timestamp,
@@ -133,7 +133,7 @@ fn peers<A>(
     (peers, grants)
 }
 
-fn account_ref(obj: &CosmosAccountCMK) -> AccountRef {
+pub(super) fn account_ref(obj: &CosmosAccountCMK) -> AccountRef {
     AccountRef {
         subscription_id: obj.spec.subscription_id.clone(),
         resource_group: obj.spec.resource_group.clone(),
@@ -142,7 +142,7 @@ fn account_ref(obj: &CosmosAccountCMK) -> AccountRef {
 }
 
 /// The binding as the account needs it, from the shared cache (no API call).
-fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> BindingState {
+pub(super) fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> BindingState {
     let ns = obj.namespace().unwrap_or_default();
     let Some(b) = ctx
         .bindings
@@ -169,13 +169,14 @@ fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> BindingState {
     }
 }
 
+/// One reconcile of a live account: observe (caches, then Azure as far as
+/// needed) → decide (pure) → act (at most one Azure step) → report (status,
+/// events, when to come back).
 async fn apply_inner<A: WithCredential>(
     api: &Api<CosmosAccountCMK>,
     obj: &CosmosAccountCMK,
     ctx: &Context<A>,
 ) -> Result<Action, Error> {
-    let old = obj.status.clone();
-    let status = old.clone().unwrap_or_default();
     let scoped = ctx
         .azure_for(
             &obj.namespace().unwrap_or_default(),
@@ -183,183 +184,21 @@ async fn apply_inner<A: WithCredential>(
         )
         .await?;
     let azure = &*scoped;
-    let target = account_ref(obj);
-    let binding = binding_state(obj, ctx);
-
-    // Settled at this generation: one GET of the account is enough to see drift,
-    // rotation and revocation (Azure reports a lost grant on the account itself).
-    let settled = status.phase == Phase::Ready
-        && status.observed_generation == obj.metadata.generation
-        && status.pending_operation.is_none()
-        && matches!(binding, BindingState::Ready { .. });
-
-    let operation = match &status.pending_operation {
-        Some(op) => Some(poll(ctx, azure, op).await?),
-        None => None,
-    };
-    // While Azure is still working on an operation the state machine only waits
-    // (it looks at nothing else): one poll is the whole reconcile.
-    let waiting = operation == Some(account::OperationState::InProgress);
-    let settled = settled || waiting;
-    let ready_binding = matches!(binding, BindingState::Ready { .. });
-    let provider_registered =
-        settled || !ready_binding || azure.provider_registered(&target.subscription_id).await?;
-    let user_assigned_principal = match (&obj.spec.identity.user_assigned_identity_id, settled) {
-        (Some(_), true) => status.identity_principal_id.clone(),
-        (Some(id), false) if ready_binding => azure.user_assigned_principal(id).await?,
-        _ => None,
-    };
-    // Until the binding is Ready the state machine only waits; the account is
-    // read then only to report a revocation of one it has seen before.
-    let nothing_to_see = !ready_binding && status.account_id.is_none();
-    let account = match waiting || nothing_to_see {
-        true => AccountState::NotFound,
-        false => match azure.get_account(&target).await? {
-            Some(a) => AccountState::Found(a),
-            None => AccountState::NotFound,
-        },
-    };
-    // An account creation that just succeeded proved its identity's grant.
-    let proven = match (&operation, &status.pending_operation) {
-        (Some(account::OperationState::Succeeded), Some(op)) => proven_grant(
-            op.kind,
-            &obj.spec,
-            &ctx.settings.first_party_principal,
-            user_assigned_principal.as_deref(),
-        ),
-        _ => None,
-    };
-    // Grants are checked (and written) one account at a time per vault; the
-    // turn is kept through the action only when that action is the grant.
-    let mut turn = None;
-    let grants_vault = match &binding {
-        BindingState::Ready { vault_id, .. } => Some(vault_id.clone()),
-        _ => None,
-    };
-    let granted = match (&binding, settled, proven) {
-        (BindingState::Ready { .. }, true, _) => {
-            status.identity_principal_id.iter().cloned().collect()
-        }
-        (BindingState::Ready { .. }, false, Some(principal)) => vec![principal],
-        (
-            BindingState::Ready {
-                vault_id, model, ..
-            },
-            false,
-            None,
-        ) => {
-            let wanted = principals_to_check(
-                &obj.spec,
-                &account,
-                &ctx.settings.first_party_principal,
-                user_assigned_principal.as_deref(),
-            );
-            turn = Some(ctx.grants.enter(vault_id).await);
-            let (mut known, unknown) = ctx.grants.split(vault_id, &wanted);
-            if !unknown.is_empty() {
-                let found = azure.granted_principals(vault_id, *model, &unknown).await?;
-                ctx.grants.confirm(vault_id, &found);
-                known.extend(found);
-            }
-            known
-        }
-        _ => Vec::new(),
-    };
-
-    let now = ctx.settings.clock.now();
-    let (peers, peer_grants) = peers(ctx, obj, now);
-    let restore = match (&obj.spec.restore, &account, ready_binding) {
-        (Some(r), AccountState::NotFound, true) if status.account_id.is_none() && !waiting => {
-            Some(restore_facts(ctx, azure, r).await?)
-        }
-        _ => None,
-    };
-    let observed = Observed {
-        spec: &obj.spec,
-        generation: obj.metadata.generation,
-        status: &status,
-        binding,
-        provider_registered,
-        first_party_principal: &ctx.settings.first_party_principal,
-        user_assigned_principal,
-        granted: &granted,
-        account,
-        operation,
-        now,
-        me: owner_of(obj, ctx),
-        recreate: obj.annotations().get(RECREATE_ANNOTATION).cloned(),
-        peers: &peers,
-        peer_grants: &peer_grants,
-        restore,
-    };
+    let seen = observe(obj, ctx, azure).await?;
     let Decision {
         mut status,
         action,
         requeue,
-    } = account::decide(&observed);
-    let reference = obj.object_ref(&());
-
-    let acted = action.is_some();
+    } = account::decide(&seen.observed(obj, ctx));
     let synchronous = action.as_ref().is_some_and(Step::is_synchronous);
-    if !matches!(action, Some(Step::Grant { .. })) {
-        drop(turn.take());
-    }
-    if let Some(step) = action {
-        let done = carry_out(obj, ctx, azure, &target, &step, &mut status).await;
-        drop(turn);
-        if let Some(vault_id) = &grants_vault {
-            match (&step, &done) {
-                // Azure may have refused for want of the grant: check it again next time.
-                (_, Err(_)) => ctx.grants.forget(vault_id, &granted),
-                (Step::RevokeGrant { grant, .. }, Ok(_)) => ctx
-                    .grants
-                    .forget(vault_id, std::slice::from_ref(&grant.principal_id)),
-                (Step::Grant { principal_id, .. }, Ok(_)) => ctx
-                    .grants
-                    .confirm(vault_id, std::slice::from_ref(principal_id)),
-                _ => {}
-            }
+    let acted = match action {
+        Some(step) => {
+            act(obj, ctx, azure, step, seen, &mut status).await?;
+            true
         }
-        let (name, note) = done?;
-        let type_ = match name {
-            "KeyVersionKept" | "GrantKept" => EventType::Warning,
-            _ => EventType::Normal,
-        };
-        report::publish(&ctx.recorder, &reference, type_, name, name, &note).await;
-        if name == "CreatingAccount"
-            && obj
-                .spec
-                .capabilities
-                .iter()
-                .any(|c| c.eq_ignore_ascii_case("EnableCassandra"))
-        {
-            let note = format!(
-                "with customer-managed keys, Cassandra API tables reserve the field names {CASSANDRA_RESERVED}"
-            );
-            report::publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Warning,
-                "CassandraReservedFields",
-                name,
-                &note,
-            )
-            .await;
-        }
-    }
-
-    // An action already has its own event; a transition event would repeat it.
-    if report::write_status(api, &ctx.own_writes, obj, old.as_ref(), &status).await? && !acted {
-        let before = old.map(|s| s.conditions).unwrap_or_default();
-        report::transition_event(
-            &ctx.recorder,
-            &reference,
-            &before,
-            &status.conditions,
-            status.phase,
-        )
-        .await;
-    }
+        None => false,
+    };
+    report_outcome(api, obj, ctx, &status, acted).await?;
     Ok(Action::requeue(match requeue {
         // Nothing to wait for: the next step can go at once.
         Requeue::Soon if synchronous => Duration::ZERO,
@@ -371,8 +210,97 @@ async fn apply_inner<A: WithCredential>(
     }))
 }
 
+/// Carries out the decided step, keeps the vault's grant cache true to what
+/// Azure now holds, and publishes the step's event.
+async fn act<A: WithCredential>(
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+    azure: &A,
+    step: Step,
+    seen: Seen,
+    status: &mut CosmosAccountCMKStatus,
+) -> Result<(), Error> {
+    let Seen {
+        mut turn,
+        grants_vault,
+        granted,
+        ..
+    } = seen;
+    // The vault's grant turn is kept through the action only when it is the grant.
+    if !matches!(step, Step::Grant { .. }) {
+        drop(turn.take());
+    }
+    let done = carry_out(obj, ctx, azure, &account_ref(obj), &step, status).await;
+    drop(turn);
+    if let Some(vault_id) = &grants_vault {
+        match (&step, &done) {
+            // Azure may have refused for want of the grant: check it again next time.
+            (_, Err(_)) => ctx.grants.forget(vault_id, &granted),
+            (Step::RevokeGrant { grant, .. }, Ok(_)) => ctx
+                .grants
+                .forget(vault_id, std::slice::from_ref(&grant.principal_id)),
+            (Step::Grant { principal_id, .. }, Ok(_)) => ctx
+                .grants
+                .confirm(vault_id, std::slice::from_ref(principal_id)),
+            _ => {}
+        }
+    }
+    let (name, note) = done?;
+    let reference = obj.object_ref(&());
+    let type_ = match name {
+        "KeyVersionKept" | "GrantKept" => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    report::publish(&ctx.recorder, &reference, type_, name, name, &note).await;
+    if name == "CreatingAccount"
+        && obj
+            .spec
+            .capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("EnableCassandra"))
+    {
+        let note = format!(
+            "with customer-managed keys, Cassandra API tables reserve the field names {CASSANDRA_RESERVED}"
+        );
+        report::publish(
+            &ctx.recorder,
+            &reference,
+            EventType::Warning,
+            "CassandraReservedFields",
+            name,
+            &note,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Writes the status when it changed; a condition transition without an
+/// action of its own gets an event (an action already has one).
+async fn report_outcome<A>(
+    api: &Api<CosmosAccountCMK>,
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+    status: &CosmosAccountCMKStatus,
+    acted: bool,
+) -> Result<(), Error> {
+    let old = obj.status.as_ref();
+    if report::write_status(api, &ctx.own_writes, obj, old, status).await? && !acted {
+        let before = old.map(|s| s.conditions.clone()).unwrap_or_default();
+        report::transition_event(
+            &ctx.recorder,
+            &obj.object_ref(&()),
+            &before,
+            &status.conditions,
+            status.phase,
+        )
+        .await;
+    }
+    Ok(())
+}
+
 /// Polls an operation; one that succeeded teaches how long its kind takes.
-async fn poll<A: WithCredential>(
+pub(super) async fn poll<A: AzurePort>(
     ctx: &Context<A>,
     azure: &A,
     op: &PendingOperation,
@@ -814,7 +742,7 @@ async fn remove_grants<A: WithCredential>(
 /// it has (in Azure, and the one its resource names, when it is in the cluster),
 /// and the key version it used at the restore time with its state in Key Vault
 /// (when the operator tracked the source).
-async fn restore_facts<A: WithCredential>(
+pub(super) async fn restore_facts<A: AzurePort>(
     ctx: &Context<A>,
     azure: &A,
     restore: &crate::api::RestoreSource,
@@ -858,7 +786,7 @@ async fn restore_facts<A: WithCredential>(
 /// key in that vault: accounts outside this cluster (another cluster's, ones
 /// made by hand or by Terraform) are seen only there. The subscriptions read are
 /// the vault's and those of the accounts this cluster knows.
-async fn revoke_unless_used<A: WithCredential>(
+async fn revoke_unless_used<A: AzurePort>(
     ctx: &Context<A>,
     azure: &A,
     vault_id: &str,

@@ -6,8 +6,11 @@ pub mod binding;
 pub mod clock;
 pub mod context;
 pub mod error;
+#[cfg(test)]
+mod fake_azure;
 pub mod grant_gate;
 pub mod listed;
+mod observe_account;
 pub mod op_durations;
 pub mod own_writes;
 pub mod report;

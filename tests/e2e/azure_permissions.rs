@@ -1,7 +1,7 @@
 //! The Azure permissions the README asks for are sufficient and minimal.
 //!
 //! The simulator authorizes every ARM call by role assignments and role
-//! definitions (src/sim/arm/authz.rs). Here the operator's principal holds
+//! definitions (crates/sim/src/arm/authz.rs). Here the operator's principal holds
 //! nothing but the custom role shipped in deploy/azure/operator-role.json,
 //! assigned at the subscription, plus the Key Vault data access the README
 //! names (an access policy with key permissions on the access-policy vault,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cmk_operator::sim::{AppRegistration, Seed, SeedVault};
+use cmk_operator::sim::{AppRegistration, Seed, SeedRoleAssignment, SeedVault};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
@@ -14,8 +14,12 @@ const TEAM_CLIENT: &str = "5eed0000-0000-4000-8000-0000000000c7";
 const TEAM_OBJECT: &str = "5eed0000-0000-4000-8000-0000000000a7";
 
 /// Seeds a team vault that only the team's own service principal
-/// (TEAM_CLIENT) may use; returns its ARM id.
+/// (TEAM_CLIENT) may use, with Reader on it (ARM reads the vault); returns
+/// its ARM id.
 pub fn seed_team_vault(env: &Env) -> String {
+    let vault_id = format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/team-a-vault"
+    );
     env.sim
         .seed(&Seed {
             apps: vec![AppRegistration {
@@ -39,12 +43,17 @@ pub fn seed_team_vault(env: &Env) -> String {
                 .cloned()
                 .unwrap(),
             }],
+            role_assignments: vec![SeedRoleAssignment {
+                scope: vault_id.clone(),
+                role_definition_id: cmk_operator::sim::roles::READER.into(),
+                principal_id: TEAM_OBJECT.into(),
+                principal_type: Some("ServicePrincipal".into()),
+                name: None,
+            }],
             ..Default::default()
         })
         .unwrap();
-    format!(
-        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/team-a-vault"
-    )
+    vault_id
 }
 
 /// Creates the Secret `team-a-azure` (the team's service principal) in the test namespace.

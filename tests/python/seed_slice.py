@@ -2,7 +2,7 @@
 default settings, against whatever `management.azure.com`,
 `login.microsoftonline.com` and `<vault>.vault.azure.net` resolve to.
 
-tests/python_sdks.rs runs it against the simulator: a hosts file bind-mounted
+tests/sim/python_sdks.rs runs it against the simulator: a hosts file bind-mounted
 in a private mount namespace and the simulator's CA as the trust store are
 the only changes (docs/simulator.md, "Recipe"). Nothing here names the
 simulator. Prints one JSON object per step; exits non-zero on the first

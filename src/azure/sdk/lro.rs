@@ -19,7 +19,7 @@ use crate::reconcile::account::OperationState;
 /// its request builders keep an `api-version` already on the client's
 /// endpoint, so the client is built with this one (see `SdkAzure::new`). The
 /// preview package's models are a superset of what the operator reads and
-/// writes in the GA shape (checked by `tests/adapter_ops.rs` against the
+/// writes in the GA shape (checked by `tests/adapter/ops.rs` against the
 /// simulator, which serves the GA shape).
 pub(super) const COSMOS_API: &str = "2025-10-15";
 

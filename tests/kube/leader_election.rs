@@ -2,7 +2,7 @@
 //! hand-over within the lease duration when the leader stops, and neither
 //! changed by a leader whose clock is an hour off.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! (azure_mgmt_keyvault), role assignments (azure_mgmt_authorization) and
 //! user-assigned identities (azure_mgmt_msi).
 
-mod sim_support;
+use crate::sim_support;
 
 use std::sync::Arc;
 

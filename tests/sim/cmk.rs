@@ -1,7 +1,7 @@
 //! The CMK rules of the seed document, each shown with Azure's error, through
 //! azure_mgmt_cosmosdb 0.21.
 
-mod sim_support;
+use crate::sim_support;
 
 use azure_core::Method;
 use cmk_operator::sim::{Seed, SeedRoleAssignment};

@@ -1,7 +1,7 @@
 //! Entra ID token endpoint (azure_identity 0.21 ClientSecretCredential and
 //! WorkloadIdentityCredential) and the 401 challenges of ARM and Key Vault.
 
-mod sim_support;
+use crate::sim_support;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Each error class, produced by the simulator's faults, through the SDK adapter.
 
-mod adapter_support;
-mod sim_support;
+use crate::adapter_support;
+use crate::sim_support;
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,8 @@
 //! Credential modes through the adapter: client secret and workload identity
 //! (a federated token file that the kubelet rotates).
 
-mod adapter_support;
-mod sim_support;
+use crate::adapter_support;
+use crate::sim_support;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -25,7 +25,7 @@
 //! `REQUESTS_CA_BUNDLE`). Needs root (port 443, `unshare`, `mount`),
 //! python3 with venv, and pip's access to PyPI on the first run.
 
-mod sim_support;
+use crate::sim_support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! Long-running operations across an operator restart, and the client-side
 //! rate limiter keeping a burst under its budget.
 
-mod adapter_support;
-mod sim_support;
+use crate::adapter_support;
+use crate::sim_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! `up` writes, authorization by RBAC, leases for leader election, and the
 //! CRD helper the other tests use.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,9 @@
 //! Azure's documented refusals and paging, each held with Azure's status, code
-//! and message (sources in src/sim/arm/{account_rules,regions,api_versions}.rs
+//! and message (sources in crates/sim/src/arm/{account_rules,regions,api_versions}.rs
 //! and the fidelity table of docs/simulator.md).
 
-mod adapter_support;
-mod sim_support;
+use crate::adapter_support;
+use crate::sim_support;
 
 use azure_core::Method;
 use cmk_operator::azure::AzurePort;

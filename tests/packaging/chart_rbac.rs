@@ -4,7 +4,7 @@
 //! ServiceAccount through the TokenRequest API, and a client holding only that
 //! token does everything the operator does, and is refused everything else.
 
-mod common;
+use crate::common;
 
 use std::fmt::Debug;
 

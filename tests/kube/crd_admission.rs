@@ -2,7 +2,7 @@
 //! examples are accepted, and every invalid resource in
 //! `tests/fixtures/admission/invalid.yaml` is refused with its own message.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Every `AzurePort` method of the SDK adapter against the simulator over HTTP.
 
-mod adapter_support;
-mod sim_support;
+use crate::adapter_support;
+use crate::sim_support;
 
 use adapter_support::*;
 use cmk_operator::api::{

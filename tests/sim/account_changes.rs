@@ -4,7 +4,7 @@
 //! migration Azure reports in progress), and no first-party identity on a
 //! continuous account with a customer-managed key.
 
-mod sim_support;
+use crate::sim_support;
 
 use azure_core::Method;
 use serde_json::{Value, json};

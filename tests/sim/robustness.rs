@@ -1,6 +1,6 @@
 //! Bad requests get Azure's error, never a panic or a hang.
 
-mod sim_support;
+use crate::sim_support;
 
 use std::time::Duration;
 

@@ -1,8 +1,6 @@
 //! `cmk-operator simulate`: prints its address and CA file, serves HTTPS
 //! under Azure's host names, saves state on SIGTERM.
 
-mod sim_support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 

@@ -2,7 +2,7 @@
 //! two install paths cannot drift), and each overlay builds with the control
 //! plane's own `kubectl kustomize` and passes a server-side dry run.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -69,8 +69,8 @@ fn base_is_rendered_from_the_chart() {
     if std::env::var_os("CMK_UPDATE_KUSTOMIZE").is_some() {
         let mut text = String::from(
             "# Generated from charts/cosmos-cmk-operator (default values, release\n\
-             # cosmos-cmk-operator, namespace cmk-system) by tests/kustomize.rs; do not edit:\n\
-             #   CMK_UPDATE_KUSTOMIZE=1 cargo test --test kustomize\n",
+             # cosmos-cmk-operator, namespace cmk-system) by tests/packaging/kustomize.rs; do not edit:\n\
+             #   CMK_UPDATE_KUSTOMIZE=1 cargo test --test packaging kustomize::\n",
         );
         for d in &expected {
             text.push_str("---\n");
@@ -81,7 +81,7 @@ fn base_is_rendered_from_the_chart() {
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         docs(&on_disk) == expected,
-        "deploy/kustomize/base/operator.yaml drifted from the chart; regenerate it:\n    CMK_UPDATE_KUSTOMIZE=1 cargo test --test kustomize"
+        "deploy/kustomize/base/operator.yaml drifted from the chart; regenerate it:\n    CMK_UPDATE_KUSTOMIZE=1 cargo test --test packaging kustomize::"
     );
 
     // The base's own tenancy policy is the chart's default: nothing allowed.

@@ -1,7 +1,7 @@
 //! Cosmos DB accounts through azure_mgmt_cosmosdb 0.21 (api-version
 //! 2024-09-01-preview): create with LRO, get, list, patch, delete, shapes.
 
-mod sim_support;
+use crate::sim_support;
 
 use azure_core::{Method, RetryOptions};
 use cmk_operator::sim::{Seed, SeedProvider};

@@ -1,6 +1,6 @@
 //! Faults on demand, counters, ledger, and state save/load — through the SDKs.
 
-mod sim_support;
+use crate::sim_support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! content, and a server-side dry run of the rendered manifests against the
 //! local control plane (a real kube-apiserver validates every field).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -12,7 +12,7 @@
 //! containerd, runc, CNI plugins, iproute2, mmdebstrap) fails here, with
 //! `up`'s message.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

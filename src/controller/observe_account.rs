@@ -1,0 +1,366 @@
+//! The observe stage of an account's reconcile: what the state machine needs
+//! to see, read from the shared caches first and from Azure only as far as
+//! the situation needs (one poll while Azure works, one account read when
+//! settled, the grant check only before a change).
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::account::{account_ref, binding_state, owner_of, peers, poll, restore_facts};
+use super::context::Context;
+use super::error::Error;
+use super::grant_gate::Turn;
+use crate::api::{CosmosAccountCMK, CosmosAccountCMKStatus, Grant, Phase, RECREATE_ANNOTATION};
+use crate::azure::AzurePort;
+use crate::reconcile::account::{
+    AccountState, BindingState, Observed, OperationState, RestoreFacts, principals_to_check,
+    proven_grant,
+};
+use crate::reconcile::sharing::Peer;
+
+/// Everything one reconcile saw, owned; `observed` lends it to `decide`.
+pub(super) struct Seen {
+    pub status: CosmosAccountCMKStatus,
+    pub binding: BindingState,
+    pub operation: Option<OperationState>,
+    pub provider_registered: bool,
+    pub user_assigned_principal: Option<String>,
+    pub account: AccountState,
+    /// Of the principals the account needs, those holding the grant.
+    pub granted: Vec<String>,
+    /// The binding's vault, whose grant cache the act stage keeps current.
+    pub grants_vault: Option<String>,
+    /// This account's turn at its vault's grants, held only while a grant
+    /// may follow (one account at a time per vault).
+    pub turn: Option<Turn>,
+    pub now: Timestamp,
+    pub peers: Vec<Peer>,
+    pub peer_grants: Vec<Grant>,
+    pub restore: Option<RestoreFacts>,
+}
+
+impl Seen {
+    /// The state machine's view of what was seen.
+    pub fn observed<'a, A>(
+        &'a self,
+        obj: &'a CosmosAccountCMK,
+        ctx: &'a Context<A>,
+    ) -> Observed<'a> {
+        Observed {
+            spec: &obj.spec,
+            generation: obj.metadata.generation,
+            status: &self.status,
+            binding: self.binding.clone(),
+            provider_registered: self.provider_registered,
+            first_party_principal: &ctx.settings.first_party_principal,
+            user_assigned_principal: self.user_assigned_principal.clone(),
+            granted: &self.granted,
+            account: self.account.clone(),
+            operation: self.operation.clone(),
+            now: self.now,
+            me: owner_of(obj, ctx),
+            recreate: obj.annotations().get(RECREATE_ANNOTATION).cloned(),
+            peers: &self.peers,
+            peer_grants: &self.peer_grants,
+            restore: self.restore.clone(),
+        }
+    }
+}
+
+pub(super) async fn observe<A: AzurePort>(
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+    azure: &A,
+) -> Result<Seen, Error> {
+    let status = obj.status.clone().unwrap_or_default();
+    let target = account_ref(obj);
+    let binding = binding_state(obj, ctx);
+    let ready_binding = matches!(binding, BindingState::Ready { .. });
+
+    // Settled at this generation: one GET of the account is enough to see drift,
+    // rotation and revocation (Azure reports a lost grant on the account itself).
+    let settled = status.phase == Phase::Ready
+        && status.observed_generation == obj.metadata.generation
+        && status.pending_operation.is_none()
+        && ready_binding;
+
+    let operation = match &status.pending_operation {
+        Some(op) => Some(poll(ctx, azure, op).await?),
+        None => None,
+    };
+    // While Azure is still working on an operation the state machine only waits
+    // (it looks at nothing else): one poll is the whole reconcile.
+    let waiting = operation == Some(OperationState::InProgress);
+    let settled = settled || waiting;
+    let provider_registered =
+        settled || !ready_binding || azure.provider_registered(&target.subscription_id).await?;
+    let user_assigned_principal = match (&obj.spec.identity.user_assigned_identity_id, settled) {
+        (Some(_), true) => status.identity_principal_id.clone(),
+        (Some(id), false) if ready_binding => azure.user_assigned_principal(id).await?,
+        _ => None,
+    };
+    // Until the binding is Ready the state machine only waits; the account is
+    // read then only to report a revocation of one it has seen before.
+    let nothing_to_see = !ready_binding && status.account_id.is_none();
+    let account = match waiting || nothing_to_see {
+        true => AccountState::NotFound,
+        false => match azure.get_account(&target).await? {
+            Some(a) => AccountState::Found(a),
+            None => AccountState::NotFound,
+        },
+    };
+    // An account creation that just succeeded proved its identity's grant.
+    let proven = match (&operation, &status.pending_operation) {
+        (Some(OperationState::Succeeded), Some(op)) => proven_grant(
+            op.kind,
+            &obj.spec,
+            &ctx.settings.first_party_principal,
+            user_assigned_principal.as_deref(),
+        ),
+        _ => None,
+    };
+    let mut turn = None;
+    let grants_vault = match &binding {
+        BindingState::Ready { vault_id, .. } => Some(vault_id.clone()),
+        _ => None,
+    };
+    let granted = match (&binding, settled, proven) {
+        (BindingState::Ready { .. }, true, _) => {
+            status.identity_principal_id.iter().cloned().collect()
+        }
+        (BindingState::Ready { .. }, false, Some(principal)) => vec![principal],
+        (
+            BindingState::Ready {
+                vault_id, model, ..
+            },
+            false,
+            None,
+        ) => {
+            let wanted = principals_to_check(
+                &obj.spec,
+                &account,
+                &ctx.settings.first_party_principal,
+                user_assigned_principal.as_deref(),
+            );
+            turn = Some(ctx.grants.enter(vault_id).await);
+            let (mut known, unknown) = ctx.grants.split(vault_id, &wanted);
+            if !unknown.is_empty() {
+                let found = azure.granted_principals(vault_id, *model, &unknown).await?;
+                ctx.grants.confirm(vault_id, &found);
+                known.extend(found);
+            }
+            known
+        }
+        _ => Vec::new(),
+    };
+
+    let now = ctx.settings.clock.now();
+    let (peers, peer_grants) = peers(ctx, obj, now);
+    let restore = match (&obj.spec.restore, &account, ready_binding) {
+        (Some(r), AccountState::NotFound, true) if status.account_id.is_none() && !waiting => {
+            Some(restore_facts(ctx, azure, r).await?)
+        }
+        _ => None,
+    };
+    Ok(Seen {
+        status,
+        binding,
+        operation,
+        provider_registered,
+        user_assigned_principal,
+        account,
+        granted,
+        grants_vault,
+        turn,
+        now,
+        peers,
+        peer_grants,
+        restore,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::runtime::reflector::{self, Store};
+    use kube::runtime::watcher;
+
+    use super::*;
+    use crate::api::conditions::{self, READY};
+    use crate::api::{KeyVaultBinding, KeyVaultBindingStatus, PendingOperation, PermissionModel};
+    use crate::controller::context::Settings;
+    use crate::controller::fake_azure::FakeAzure;
+    use crate::controller::listed::listed;
+    use crate::reconcile::account::AccountFacts;
+
+    const NS: &str = "team-a";
+    const VAULT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
+
+    fn account(status: Option<CosmosAccountCMKStatus>) -> CosmosAccountCMK {
+        let mut obj: CosmosAccountCMK = serde_saphyr::from_str(include_str!(
+            "../../deploy/examples/10-account-first-party.yaml"
+        ))
+        .expect("example parses");
+        obj.metadata.namespace = Some(NS.into());
+        obj.metadata.generation = Some(1);
+        obj.metadata.uid = Some("uid-orders".into());
+        obj.status = status;
+        obj
+    }
+
+    fn ready_binding(name: &str) -> KeyVaultBinding {
+        let now = Time(Timestamp::now());
+        let mut b: KeyVaultBinding = serde_saphyr::from_str(include_str!(
+            "../../deploy/examples/00-binding-access-policy.yaml"
+        ))
+        .expect("example parses");
+        b.metadata.name = Some(name.into());
+        b.metadata.namespace = Some(NS.into());
+        b.metadata.generation = Some(1);
+        b.spec.vault_resource_id = VAULT.into();
+        b.status = Some(KeyVaultBindingStatus {
+            conditions: vec![conditions::condition(
+                READY,
+                "True",
+                "KeyReady",
+                "",
+                Some(1),
+                now,
+            )],
+            observed_generation: Some(1),
+            permission_model: Some(PermissionModel::AccessPolicy),
+            key_uri: Some("https://kv.vault.azure.net/keys/cmk".into()),
+            ..Default::default()
+        });
+        b
+    }
+
+    /// A context over `azure` whose binding cache holds `bindings` (no API
+    /// server: the client is never called by the observe stage).
+    fn context(azure: FakeAzure, bindings: Vec<KeyVaultBinding>) -> Context<FakeAzure> {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let (reader, mut writer) = reflector::store();
+        for b in bindings {
+            writer.apply_watcher_event(&watcher::Event::Apply(b));
+        }
+        let accounts: Store<CosmosAccountCMK> = reflector::store().0;
+        let settings = Settings {
+            first_party_principal: "first-party".into(),
+            ..Settings::default()
+        };
+        let listed = [listed().1, listed().1];
+        Context::new(
+            client,
+            azure,
+            settings,
+            reader,
+            accounts,
+            listed,
+            Arc::default(),
+        )
+    }
+
+    fn found() -> AccountFacts {
+        AccountFacts {
+            id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a".into(),
+            provisioning_state: "Succeeded".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_settled_account_costs_one_account_read() {
+        let obj = account(Some(CosmosAccountCMKStatus {
+            phase: Phase::Ready,
+            observed_generation: Some(1),
+            identity_principal_id: Some("first-party".into()),
+            ..Default::default()
+        }));
+        let ctx = context(
+            FakeAzure {
+                account: Some(found()),
+                ..Default::default()
+            },
+            vec![ready_binding(&obj.spec.key_vault_binding_ref.name)],
+        );
+        let seen = observe(&obj, &ctx, &ctx.azure).await.expect("observed");
+        assert_eq!(ctx.azure.calls(), ["get_account"]);
+        assert_eq!(
+            seen.granted,
+            ["first-party"],
+            "the grant the status records"
+        );
+        assert!(seen.turn.is_none(), "no grant turn taken when settled");
+    }
+
+    #[tokio::test]
+    async fn an_operation_in_flight_costs_one_poll() {
+        let obj = account(Some(CosmosAccountCMKStatus {
+            pending_operation: Some(PendingOperation {
+                kind: crate::api::OperationKind::CreateAccount,
+                poll_url: "https://management.azure.com/op".into(),
+                started_at: Time(Timestamp::now()),
+                retry_after_ms: None,
+            }),
+            ..Default::default()
+        }));
+        let ctx = context(
+            FakeAzure {
+                operation: Some(OperationState::InProgress),
+                ..Default::default()
+            },
+            vec![ready_binding(&obj.spec.key_vault_binding_ref.name)],
+        );
+        let seen = observe(&obj, &ctx, &ctx.azure).await.expect("observed");
+        assert_eq!(ctx.azure.calls(), ["poll"]);
+        assert_eq!(seen.account, AccountState::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_new_account_without_its_binding_reads_nothing_in_azure() {
+        let obj = account(None);
+        let ctx = context(FakeAzure::default(), vec![]);
+        let seen = observe(&obj, &ctx, &ctx.azure).await.expect("observed");
+        assert!(ctx.azure.calls().is_empty(), "{:?}", ctx.azure.calls());
+        assert_eq!(seen.binding, BindingState::Missing);
+    }
+
+    #[tokio::test]
+    async fn a_new_account_checks_provider_account_and_grant_then_trusts_the_grant_cache() {
+        let obj = account(None);
+        let ctx = context(
+            FakeAzure {
+                provider_registered: true,
+                granted: vec!["first-party".into()],
+                ..Default::default()
+            },
+            vec![ready_binding(&obj.spec.key_vault_binding_ref.name)],
+        );
+        let seen = observe(&obj, &ctx, &ctx.azure).await.expect("observed");
+        assert_eq!(
+            ctx.azure.calls(),
+            ["provider_registered", "get_account", "granted_principals"]
+        );
+        assert_eq!(seen.granted, ["first-party"]);
+        assert!(
+            seen.turn.is_some(),
+            "the vault's grant turn is held for a grant"
+        );
+        drop(seen);
+        // The grant just confirmed is cached for the vault: not asked again.
+        observe(&obj, &ctx, &ctx.azure).await.expect("observed");
+        assert_eq!(
+            ctx.azure.calls(),
+            [
+                "provider_registered",
+                "get_account",
+                "granted_principals",
+                "provider_registered",
+                "get_account"
+            ]
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! The operator as users install it: the chart, its RBAC, the kustomize
+//! base, the Argo CD health checks, the CRDs in sync, the image, the CLI.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod argocd_health;
+mod chart;
+mod chart_rbac;
+mod cli_refuses;
+mod crds_in_sync;
+mod image;
+mod kustomize;

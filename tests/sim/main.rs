@@ -1,0 +1,18 @@
+//! The Azure simulator answering as Azure does: to the SDK crates, to raw
+//! HTTP, to Microsoft's Python SDKs, under faults and hostile input.
+
+#[path = "../adapter_support/mod.rs"]
+mod adapter_support;
+#[path = "../sim_support/mod.rs"]
+mod sim_support;
+
+mod account_changes;
+mod auth;
+mod cmk;
+mod cosmos;
+mod faults;
+mod fidelity;
+mod keyvault;
+mod python_sdks;
+mod robustness;
+mod standalone;
