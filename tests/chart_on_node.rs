@@ -10,7 +10,8 @@
 //! Helm: the Deployment rolls out; both Pods are Running and Ready through
 //! their probes; the projected workload-identity token is mounted where
 //! AZURE_FEDERATED_TOKEN_FILE points and the API server accepts it; exactly
-//! one replica leads, and deleting its Pod hands the Lease to another; the
+//! one replica leads, and deleting its Pod (gracefully, then its container
+//! killed with SIGKILL) hands the Lease to another each time; the
 //! examples in deploy/examples (all but the restore, as deploy/demo) reach
 //! Ready; `helm upgrade` with a changed value rolls out a new ReplicaSet;
 //! after the examples are deleted, `helm uninstall` leaves no operator object
@@ -273,6 +274,30 @@ impl Drop for Azure {
         let _ = self.proxy.kill();
         let _ = self.proxy.wait();
     }
+}
+
+/// SIGKILL to a container, through the node's containerd (`ctr`).
+fn kill_container(id: &str) {
+    let ports = std::fs::read_to_string(root().join("target/cluster/run/ports.env"))
+        .expect("target/cluster/run/ports.env");
+    let sock = ports
+        .lines()
+        .find_map(|l| l.strip_prefix("SOCK="))
+        .expect("SOCK= in ports.env");
+    run(
+        "ctr task kill",
+        Command::new(root().join("target/cluster/bin/ctr")).args([
+            "--address",
+            sock,
+            "-n",
+            "k8s.io",
+            "task",
+            "kill",
+            "-s",
+            "SIGKILL",
+            id,
+        ]),
+    );
 }
 
 /// A scratch directory of this test under target/.
@@ -920,31 +945,57 @@ async fn the_chart_installs_runs_elects_reconciles_upgrades_and_uninstalls_on_a_
     )
     .await;
 
-    // Deleting the leader's Pod hands the Lease to another replica.
+    // Deleting the leader's Pod hands the Lease to another replica: first
+    // as `kubectl delete pod` does (SIGTERM: the leader gives the Lease up),
+    // then killed (SIGKILL to its container through containerd, the Pod
+    // deleted with it so it does not restart: the Lease has to expire).
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), HELM_NS);
-    pods_api
-        .delete(&holder, &DeleteParams::default())
-        .await
-        .expect("leader Pod deleted");
     let leases: Api<Lease> = Api::namespaced(client.clone(), HELM_NS);
-    let next = eventually(
-        Duration::from_secs(120),
-        "the Lease held by another replica after the leader's Pod was deleted",
-        || async {
-            let h = leases.get(&fullname).await.ok()?.spec?.holder_identity?;
-            (h != holder).then_some(h)
-        },
-    )
-    .await;
-    eprintln!("leader after deleting {holder}: {next}");
-    rolled_out(&client, HELM_NS, &fullname, 2).await;
-    let pods = ready_pods(&client, HELM_NS, &selector, 2).await;
-    assert!(
-        names(&pods).contains(&next),
-        "the new leader {next} is one of the Ready replicas {:?}",
-        names(&pods)
-    );
-    assert!(!names(&pods).contains(&holder));
+    let mut holder = holder;
+    for kill in [false, true] {
+        let how = if kill { "killed" } else { "deleted" };
+        let started = Instant::now();
+        if kill {
+            let pod = pods_api.get(&holder).await.expect("leader Pod");
+            let id = pod
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c[0].container_id.clone())
+                .expect("container id");
+            kill_container(id.trim_start_matches("containerd://"));
+        }
+        let params = if kill {
+            DeleteParams::default().grace_period(0)
+        } else {
+            DeleteParams::default()
+        };
+        pods_api
+            .delete(&holder, &params)
+            .await
+            .expect("leader Pod deleted");
+        let next = eventually(
+            Duration::from_secs(120),
+            &format!("the Lease held by another replica after the leader's Pod was {how}"),
+            || async {
+                let h = leases.get(&fullname).await.ok()?.spec?.holder_identity?;
+                (h != holder).then_some(h)
+            },
+        )
+        .await;
+        eprintln!(
+            "leader {holder} {how}: {next} leads after {:?}",
+            started.elapsed()
+        );
+        rolled_out(&client, HELM_NS, &fullname, 2).await;
+        let pods = ready_pods(&client, HELM_NS, &selector, 2).await;
+        assert!(
+            names(&pods).contains(&next),
+            "the new leader {next} is one of the Ready replicas {:?}",
+            names(&pods)
+        );
+        assert!(!names(&pods).contains(&holder));
+        holder = next;
+    }
 
     // helm upgrade with a changed value: a new ReplicaSet rolls out.
     let before = replica_sets(&client, HELM_NS, &selector).await;
