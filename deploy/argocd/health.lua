@@ -43,6 +43,9 @@ end
 if obj.metadata.deletionTimestamp ~= nil or phase == "Deleting" then
   hs.status = "Progressing"
   hs.message = "Deleting"
+  -- Argo CD (gitops-engine) answers "Pending deletion" for an object being
+  -- deleted unless the check sets deletionMessage (Argo CD 3.6 and later).
+  hs.deletionMessage = "Deleting"
   return hs
 end
 

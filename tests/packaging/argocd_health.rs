@@ -1,10 +1,14 @@
 //! The Argo CD health checks in `deploy/argocd/`, run the way Argo CD runs
 //! them: the script from the `argocd-cm` patch, a global `obj` built from the
 //! resource (JSON numbers as Lua numbers, nulls absent), only the libraries
-//! Argo CD opens by default (base, string, table, math), evaluated by a real
-//! Lua 5.1 interpreter (`lua5.1`; Debian package lua5.1, installed by .ci/run).
-//! Expectations live in `deploy/argocd/health_test.yaml`, in the layout of
-//! Argo CD's own resource_customizations tests.
+//! Argo CD's sandbox opens (base and table; its "safe" os, which only reads
+//! the clock, is left out here too: a script that runs here runs there),
+//! evaluated by a real Lua 5.1 interpreter (`lua5.1`; Debian package lua5.1,
+//! installed by .ci/run). Then the same samples through Argo CD's own code
+//! (tests/argocd: its settings manager reading `argocd-cm.yaml`, its Lua VM,
+//! and gitops-engine's health evaluation as the application controller calls
+//! it). Expectations live in `deploy/argocd/health_test.yaml`, in the layout
+//! of Argo CD's own resource_customizations tests.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -118,12 +122,12 @@ fn run_health(script: &str, obj: &Value) -> Result<HealthStatus, String> {
 local source = {script}
 local chunk, err = loadstring(source, "=health.lua")
 if not chunk then error("does not compile: " .. err) end
--- Argo CD's default VM: base, string, table, math (no io, os, package, debug).
+-- Argo CD's sandbox (util/lua: SkipOpenLibs, then package, base, table and
+-- a clock-only os): no string or math library, no io, no debug.
 local env = {{
   obj = obj, ipairs = ipairs, pairs = pairs, next = next, type = type,
   tostring = tostring, tonumber = tonumber, select = select, unpack = unpack,
-  error = error, assert = assert, pcall = pcall, string = string,
-  table = table, math = math,
+  error = error, assert = assert, pcall = pcall, table = table,
 }}
 setfenv(chunk, env)
 local hs = chunk()
@@ -277,4 +281,108 @@ fn harness_sandbox_matches_argocd_and_rejects_io() {
     assert!(err.contains("io"), "{err}");
     let err = run_health("return {status=os.time()}", &obj).expect_err("no os either");
     assert!(err.contains("os"), "{err}");
+}
+
+/// What Argo CD's own engine said for one sample (tests/argocd/main.go).
+#[derive(Deserialize, Debug)]
+struct EngineLine {
+    #[serde(rename = "inputPath")]
+    input_path: String,
+    lua: EngineResult,
+    controller: EngineResult,
+}
+
+#[derive(Deserialize, Debug, PartialEq, Eq)]
+struct EngineResult {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    none: bool,
+}
+
+impl EngineResult {
+    fn health(&self) -> Option<HealthStatus> {
+        (self.error.is_empty() && !self.none).then(|| HealthStatus {
+            status: self.status.clone(),
+            message: self.message.clone(),
+        })
+    }
+}
+
+/// Builds tests/argocd (once per go.mod/go.sum/main.go; Argo CD v3.6.1 from
+/// the Go module proxy, the go1.27 toolchain fetched when older) and runs it
+/// over deploy/argocd.
+fn argo_engine() -> Vec<EngineLine> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let build = Command::new(root.join("tests/argocd/build"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("tests/argocd/build runs");
+    assert!(
+        build.status.success(),
+        "tests/argocd/build failed (it needs Go and the Go module proxy): {}",
+        String::from_utf8_lossy(&build.stdout)
+    );
+    let stdout = String::from_utf8(build.stdout).expect("utf-8");
+    let bin = stdout.lines().last().expect("the binary's path").trim();
+    let out = Command::new(bin)
+        .arg(argocd_dir())
+        .output()
+        .expect("argocd-health runs");
+    assert!(
+        out.status.success(),
+        "argocd-health failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// Argo CD's own code: the script as its settings manager reads it from
+/// argocd-cm.yaml, run by its Lua VM, and the application controller's
+/// evaluation (gitops-engine's, which handles an object being deleted itself
+/// unless the script sets `deletionMessage`) give exactly the expected health
+/// for every sample.
+#[test]
+fn argo_cds_own_engine_gives_the_expected_status_and_message() {
+    let tests = health_tests();
+    let lines = argo_engine();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l.input_path.as_str())
+            .collect::<Vec<_>>(),
+        tests
+            .iter()
+            .map(|t| t.input_path.as_str())
+            .collect::<Vec<_>>(),
+        "one answer per sample, in order"
+    );
+    let mut failures = Vec::new();
+    for (t, l) in tests.iter().zip(&lines) {
+        for (who, got) in [
+            ("Argo CD's Lua VM", &l.lua),
+            ("the application controller", &l.controller),
+        ] {
+            if got.health().as_ref() != Some(&t.health_status) {
+                failures.push(format!(
+                    "{} ({who}): want {:?}, got {:?}",
+                    t.input_path, t.health_status, got
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} answers wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -1253,3 +1253,143 @@ fn the_rendered_container_arguments_parse_with_the_real_cli() {
         );
     }
 }
+
+/// `simulator.url` (tests and demos only) switches the operator to the
+/// simulator with its CA mounted; by default nothing of it renders and the
+/// backend is real Azure. `workloadIdentity.projectToken` projects the
+/// federated token and sets what the webhook would.
+#[test]
+fn simulator_and_projected_token_values_render_only_when_set() {
+    let container = |rendered: &[Value]| {
+        find(rendered, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+    let args = |c: &Value| -> Vec<String> {
+        c["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("string").to_owned())
+            .collect()
+    };
+    let default = docs(&render("cmk", "cmk-system", &[]));
+    let c = container(&default);
+    assert_eq!(&args(&c)[..3], ["run", "--azure", "azure"]);
+    assert!(!args(&c).iter().any(|a| a.contains("simulator")));
+    assert!(
+        !serde_json::to_string(&default)
+            .unwrap()
+            .contains("simulator-ca")
+    );
+    assert!(
+        !serde_json::to_string(&c)
+            .unwrap()
+            .contains("AZURE_FEDERATED_TOKEN_FILE")
+    );
+
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let sim = docs(&render(
+        "cmk",
+        "cmk-system",
+        &[
+            "--set",
+            "simulator.url=https://10.213.0.2:8443/",
+            "--set",
+            &format!("simulator.caCert={ca}"),
+        ],
+    ));
+    let c = container(&sim);
+    assert_eq!(
+        &args(&c)[..7],
+        [
+            "run",
+            "--azure",
+            "simulator",
+            "--simulator-url",
+            "https://10.213.0.2:8443/",
+            "--simulator-ca-file",
+            "/etc/cmk-operator/simulator/ca.crt"
+        ]
+    );
+    let cm = find(&sim, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "cmk-cosmos-cmk-operator-simulator-ca")
+        .expect("the CA's ConfigMap");
+    assert_eq!(cm["data"]["ca.crt"], ca);
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/cmk-operator/simulator" && m["name"] == "simulator-ca")
+    );
+    for bad in [
+        vec!["--set", "simulator.url=https://10.213.0.2:8443/"],
+        vec![
+            "--set",
+            "simulator.url=http://10.213.0.2:8443/",
+            "--set",
+            "simulator.caCert=x",
+        ],
+    ] {
+        let err = try_render("cmk", "cmk-system", &bad).expect_err("refused");
+        assert!(err.contains("simulator"), "{bad:?}: {err}");
+    }
+
+    let wi = [
+        "--set",
+        "workloadIdentity.enabled=true",
+        "--set",
+        "workloadIdentity.clientId=11111111-2222-3333-4444-555555555555",
+        "--set",
+        "workloadIdentity.projectToken=true",
+    ];
+    let err = try_render("cmk", "cmk-system", &wi).expect_err("tenantId required");
+    assert!(err.contains("azure.tenantId"), "{err}");
+    let mut with_tenant = wi.to_vec();
+    with_tenant.extend([
+        "--set",
+        "azure.tenantId=66666666-7777-8888-9999-000000000000",
+        "--set",
+        "operator.cloud=AzureUSGovernment",
+    ]);
+    let projected = docs(&render("cmk", "cmk-system", &with_tenant));
+    let c = container(&projected);
+    let env: std::collections::BTreeMap<String, String> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        env["AZURE_CLIENT_ID"],
+        "11111111-2222-3333-4444-555555555555"
+    );
+    assert_eq!(
+        env["AZURE_TENANT_ID"],
+        "66666666-7777-8888-9999-000000000000"
+    );
+    assert_eq!(
+        env["AZURE_FEDERATED_TOKEN_FILE"],
+        "/var/run/secrets/azure/tokens/azure-identity-token"
+    );
+    assert_eq!(
+        env["AZURE_AUTHORITY_HOST"],
+        "https://login.microsoftonline.us/"
+    );
+    let spec = &find(&projected, "Deployment")[0]["spec"]["template"]["spec"];
+    let volume = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "azure-identity-token")
+        .expect("the token volume");
+    assert_eq!(
+        volume["projected"]["sources"][0]["serviceAccountToken"],
+        serde_json::json!({"path": "azure-identity-token", "audience": "api://AzureADTokenExchange", "expirationSeconds": 3600})
+    );
+}

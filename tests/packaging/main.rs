@@ -6,6 +6,7 @@ mod common;
 
 mod argocd_health;
 mod chart;
+mod chart_on_node;
 mod chart_rbac;
 mod cli_refuses;
 mod crds_in_sync;

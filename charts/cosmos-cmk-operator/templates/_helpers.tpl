@@ -93,3 +93,9 @@ tenancy policy, as JSON {"all": bool, "namespaces": [...]}:
 {{- end }}
 {{- dict "all" $all "namespaces" $namespaces | toJson }}
 {{- end }}
+
+{{/* Entra ID's authority host of operator.cloud (AZURE_AUTHORITY_HOST). */}}
+{{- define "cmk.authorityHost" -}}
+{{- $hosts := dict "AzurePublicCloud" "https://login.microsoftonline.com/" "AzureUSGovernment" "https://login.microsoftonline.us/" "AzureChinaCloud" "https://login.chinacloudapi.cn/" }}
+{{- get $hosts .Values.operator.cloud }}
+{{- end }}
