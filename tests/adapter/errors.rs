@@ -254,10 +254,13 @@ async fn permission_and_missing_resources_are_user_fixable() {
         ..Default::default()
     });
     let err = azure.provider_registered(SUB).await.unwrap_err();
+    // The fault's message names no action and scope (ARM's own does, see
+    // sim::auth): Azure's words are kept as they came, under `Forbidden`.
     assert!(
-        matches!(&err, AzureError::AuthorizationFailed { code, .. } if code == "AuthorizationFailed"),
+        matches!(&err, AzureError::Forbidden { code, .. } if code == "AuthorizationFailed"),
         "{err}"
     );
+    assert_eq!(err.class(), ErrorClass::UserFixable);
 
     // Updating an account that does not exist.
     let err = azure

@@ -193,11 +193,20 @@ async fn drift_is_corrected_or_only_reported() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     env.account_reason("orders", "Ready").await;
-    assert!(
-        env.event_reasons("orders")
-            .await
-            .contains(&"SettingKeyUri".to_owned())
-    );
+    // The step's event is published once Azure has answered the write, so it
+    // may trail the change this test saw in Azure.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !env
+        .event_reasons("orders")
+        .await
+        .contains(&"SettingKeyUri".to_owned())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SettingKeyUri event for the corrected drift within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Observe-only: the same drift is only reported.
     env.apply_example(
