@@ -143,26 +143,7 @@ fn image() -> &'static (String, String) {
     static IMAGE: OnceLock<(String, String)> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let started = Instant::now();
-        let mut build = Command::new(root().join("deploy/image/build"));
-        // As tests/packaging/image.rs: cargo's variables for this test binary would
-        // make the script's release build differ from a shell's (rebuilt).
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name == "OUT_DIR"
-                || name == "CARGO_TARGET_TMPDIR"
-                || [
-                    "CARGO_PKG_",
-                    "CARGO_MANIFEST_",
-                    "CARGO_BIN_",
-                    "CARGO_CRATE_",
-                    "CARGO_PRIMARY_",
-                ]
-                .iter()
-                .any(|p| name.starts_with(p))
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
+        let mut build = crate::image::image_build_command();
         let stdout = run("deploy/image/build", build.stderr(Stdio::inherit()));
         eprintln!(
             "deploy/image/build ({:.0} s):\n{stdout}",

@@ -141,6 +141,32 @@ fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     layout.join("blobs/sha256").join(hex)
 }
 
+/// `deploy/image/build`, without what cargo sets for this test binary:
+/// build scripts (ring's) rerun when those change, so the release build
+/// would differ from the one the script makes from a shell and be rebuilt
+/// (minutes) each time. Shared with `chart_on_node`.
+pub(crate) fn image_build_command() -> Command {
+    let mut build = Command::new(repo_root().join("deploy/image/build"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "OUT_DIR"
+            || name == "CARGO_TARGET_TMPDIR"
+            || [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_BIN_",
+                "CARGO_CRATE_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            build.env_remove(name.as_ref());
+        }
+    }
+    build
+}
+
 fn image() -> &'static Image {
     static IMAGE: OnceLock<Image> = OnceLock::new();
     IMAGE.get_or_init(|| {
@@ -149,27 +175,7 @@ fn image() -> &'static Image {
             require_tool(tool, "--version");
         }
         let started = Instant::now();
-        let mut build = Command::new(repo_root().join("deploy/image/build"));
-        // What cargo sets for this test binary: build scripts (ring's) rerun
-        // when these change, so the release build would differ from the one
-        // the script makes from a shell and be rebuilt (minutes) each time.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name == "OUT_DIR"
-                || name == "CARGO_TARGET_TMPDIR"
-                || [
-                    "CARGO_PKG_",
-                    "CARGO_MANIFEST_",
-                    "CARGO_BIN_",
-                    "CARGO_CRATE_",
-                    "CARGO_PRIMARY_",
-                ]
-                .iter()
-                .any(|p| name.starts_with(p))
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
+        let mut build = image_build_command();
         let out = run(build.stderr(Stdio::inherit()));
         let build_seconds = started.elapsed().as_secs_f64();
         let stdout = String::from_utf8(out.stdout).expect("utf-8");
