@@ -19,7 +19,7 @@ use super::context::Context;
 use super::error::Error;
 use super::observe_account::{Seen, observe};
 use super::op_durations;
-use super::report;
+use super::report::{self, StepEvent};
 use super::tenancy_gate;
 use crate::api::conditions::{self, READY};
 use crate::api::{
@@ -245,14 +245,19 @@ async fn act<A: WithCredential>(
             _ => {}
         }
     }
-    let (name, note) = done?;
+    let done = done?;
     let reference = obj.object_ref(&());
-    let type_ = match name {
-        "KeyVersionKept" | "GrantKept" => EventType::Warning,
-        _ => EventType::Normal,
-    };
-    report::publish(&ctx.recorder, &reference, type_, name, name, &note).await;
-    if name == "CreatingAccount"
+    let name = done.reason;
+    report::publish(
+        &ctx.recorder,
+        &reference,
+        done.type_,
+        name,
+        name,
+        &done.note,
+    )
+    .await;
+    if matches!(step, Step::CreateAccount(_))
         && obj
             .spec
             .capabilities
@@ -388,9 +393,9 @@ async fn carry_out<A: WithCredential>(
     target: &AccountRef,
     step: &Step,
     status: &mut CosmosAccountCMKStatus,
-) -> Result<(&'static str, String), Error> {
+) -> Result<StepEvent, Error> {
     let change = |c: AccountChange| async move { azure.update_account(target, &c).await };
-    Ok(match step {
+    Ok(StepEvent::from(match step {
         Step::Grant {
             vault_id,
             model,
@@ -404,15 +409,17 @@ async fn carry_out<A: WithCredential>(
                 format!("granted principal {principal_id} Get/WrapKey/UnwrapKey on the key vault"),
             )
         }
-        Step::RevokeGrant { vault_id, grant } => revoke_note(
-            revoke_unless_used(ctx, azure, vault_id, grant).await?,
-            &grant.principal_id,
-            vault_id,
-        ),
+        Step::RevokeGrant { vault_id, grant } => {
+            return Ok(revoke_note(
+                revoke_unless_used(ctx, azure, vault_id, grant).await?,
+                &grant.principal_id,
+                vault_id,
+            ));
+        }
         Step::CreateAccount(c) => {
             let new = NewAccount {
                 account: target.clone(),
-                kind: format!("{:?}", obj.spec.kind),
+                kind: obj.spec.kind.as_str().to_owned(),
                 locations: obj.spec.locations.clone(),
                 capabilities: obj.spec.capabilities.clone(),
                 key_uri: c.key_uri.clone(),
@@ -503,9 +510,9 @@ async fn carry_out<A: WithCredential>(
                 }
             };
             let now = ctx.settings.clock.now();
-            disable_note(status, key_uri, version, outcome, now)
+            return Ok(disable_note(status, key_uri, version, outcome, now));
         }
-    })
+    }))
 }
 
 /// Regions in failover order, for an event.
@@ -719,19 +726,14 @@ async fn remove_grants<A: WithCredential>(
         let outcome = revoke_unless_used(ctx, azure, &vault_id, grant).await?;
         ctx.grants
             .forget(&vault_id, std::slice::from_ref(&grant.principal_id));
-        let (reason, note) = revoke_note(outcome, &grant.principal_id, &vault_id);
-        let type_ = if reason == "GrantKept" {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
+        let done = revoke_note(outcome, &grant.principal_id, &vault_id);
         report::publish(
             &ctx.recorder,
             &obj.object_ref(&()),
-            type_,
-            reason,
+            done.type_,
+            done.reason,
             "Delete",
-            &note,
+            &done.note,
         )
         .await;
     }
@@ -824,17 +826,17 @@ async fn revoke_unless_used<A: AzurePort>(
 }
 
 /// The event for a grant removal.
-fn revoke_note(outcome: RevokeOutcome, principal: &str, vault_id: &str) -> (&'static str, String) {
+fn revoke_note(outcome: RevokeOutcome, principal: &str, vault_id: &str) -> StepEvent {
     match outcome {
-        RevokeOutcome::Removed => (
+        RevokeOutcome::Removed => StepEvent::from((
             "RemovedKeyAccess",
             format!("removed the grant the operator made for principal {principal} on {vault_id}"),
-        ),
-        RevokeOutcome::AlreadyGone => (
+        )),
+        RevokeOutcome::AlreadyGone => StepEvent::from((
             "RemovedKeyAccess",
             format!("the grant for principal {principal} on {vault_id} was already gone"),
-        ),
-        RevokeOutcome::Kept(why) => (
+        )),
+        RevokeOutcome::Kept(why) => StepEvent::warning(
             "GrantKept",
             format!("left the grant for principal {principal} on {vault_id} in place: {why}"),
         ),
@@ -849,18 +851,18 @@ fn disable_note(
     version: &str,
     outcome: DisableOutcome,
     now: k8s_openapi::jiff::Timestamp,
-) -> (&'static str, String) {
+) -> StepEvent {
     let entry = status
         .retained_key_versions
         .iter_mut()
         .find(|r| same_id(&r.key_uri, key_uri) && r.version == version);
     match outcome {
-        DisableOutcome::Disabled | DisableOutcome::AlreadyDisabled => (
+        DisableOutcome::Disabled | DisableOutcome::AlreadyDisabled => StepEvent::from((
             "DisabledPreviousKeyVersion",
             format!(
                 "disabled key version {version} of {key_uri}, past its grace period and backup window and used by no account"
             ),
-        ),
+        )),
         DisableOutcome::Kept(why) => {
             if let Some(r) = entry {
                 r.disabled = false;
@@ -874,7 +876,7 @@ fn disable_note(
             if status.previous_key_version.as_deref() == Some(version) {
                 status.previous_version_disabled = false;
             }
-            (
+            StepEvent::warning(
                 "KeyVersionKept",
                 format!(
                     "left key version {version} of {key_uri} enabled: {why}; checked again in an hour"

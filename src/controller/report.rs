@@ -279,3 +279,31 @@ pub async fn failure<K, S>(
         tracing::warn!(error = %e, "could not record the failure in the status");
     }
 }
+
+/// What an Azure step did, as its event. A warning marks something the
+/// operator left in place that a person may want to look at.
+pub struct StepEvent {
+    pub reason: &'static str,
+    pub note: String,
+    pub type_: EventType,
+}
+
+impl StepEvent {
+    pub fn warning(reason: &'static str, note: String) -> Self {
+        StepEvent {
+            reason,
+            note,
+            type_: EventType::Warning,
+        }
+    }
+}
+
+impl From<(&'static str, String)> for StepEvent {
+    fn from((reason, note): (&'static str, String)) -> Self {
+        StepEvent {
+            reason,
+            note,
+            type_: EventType::Normal,
+        }
+    }
+}

@@ -200,6 +200,16 @@ pub enum AccountKind {
     MongoDB,
 }
 
+impl AccountKind {
+    /// ARM's `kind` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GlobalDocumentDB => "GlobalDocumentDB",
+            Self::MongoDB => "MongoDB",
+        }
+    }
+}
+
 /// Which identity Cosmos DB uses to reach the key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -103,9 +103,9 @@ pub fn differences(
 }
 
 fn api_differences(have: Reported<'_>, spec: &CosmosAccountCMKSpec, out: &mut Vec<Difference>) {
-    let want_kind = format!("{:?}", spec.kind);
+    let want_kind = spec.kind.as_str();
     if let Some(kind) = have.kind
-        && !kind.eq_ignore_ascii_case(&want_kind)
+        && !kind.eq_ignore_ascii_case(want_kind)
     {
         out.push(Difference::refused(
             format!("kind is {kind} in Azure, the spec says {want_kind}"),
