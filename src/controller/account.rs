@@ -559,15 +559,7 @@ async fn cleanup_reported<A: WithCredential>(
         // the role file); the same refusal again keeps its first time.
         if let Error::Azure(e) = err {
             let record = report::record_for("Delete", e, Timestamp::now());
-            let same = status.last_azure_error.as_ref().is_some_and(|l| {
-                crate::api::AzureErrorRecord {
-                    time: l.time.clone(),
-                    ..record.clone()
-                } == *l
-            });
-            if !same {
-                status.last_azure_error = Some(record);
-            }
+            report::remember_error(&mut status.last_azure_error, record);
         }
         let message = format!(
             "deletion policy Delete cannot be carried out: {err}; the operator retries with backoff. To release the object without touching Azure, set spec.deletionPolicy to Retain (the account and its grants stay in Azure)"

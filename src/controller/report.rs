@@ -223,15 +223,7 @@ pub async fn failure<K, S>(
         return;
     }
     if let Some(record) = record {
-        let same = last.as_ref().is_some_and(|l| {
-            AzureErrorRecord {
-                time: l.time.clone(),
-                ..record.clone()
-            } == *l
-        });
-        if !same {
-            *last = Some(record);
-        }
+        remember_error(last, record);
     }
     let generation = obj.meta().generation;
     let message = format!("{err}; retrying with backoff");
@@ -277,6 +269,20 @@ pub async fn failure<K, S>(
     .await;
     if let Err(e) = write_status(api, own, obj, old, &status).await {
         tracing::warn!(error = %e, "could not record the failure in the status");
+    }
+}
+
+/// Keeps `record` as the last Azure error, unless it is the one already kept
+/// (then its first time stays, and the status write changes nothing).
+pub fn remember_error(last: &mut Option<AzureErrorRecord>, record: AzureErrorRecord) {
+    let same = last.as_ref().is_some_and(|l| {
+        AzureErrorRecord {
+            time: l.time.clone(),
+            ..record.clone()
+        } == *l
+    });
+    if !same {
+        *last = Some(record);
     }
 }
 

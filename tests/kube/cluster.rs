@@ -43,28 +43,11 @@ async fn client(kubeconfig: &Path) -> kube::Client {
     kube::Client::try_from(config).expect("client builds")
 }
 
-/// Polls `check` every half second until it returns Some, or panics with
-/// `what` after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// A client for the cluster, once its Node is Ready.
 async fn cluster() -> kube::Client {
     let client = client(kubeconfig_path()).await;
     let nodes: Api<Node> = Api::all(client.clone());
-    eventually(Duration::from_secs(120), "node Ready", || async {
+    common::eventually(Duration::from_secs(120), "node Ready", || async {
         nodes.get_opt(NODE).await.ok().flatten().filter(node_ready)
     })
     .await;
@@ -98,7 +81,7 @@ async fn namespace(client: &kube::Client, prefix: &str) -> String {
         .await
         .expect("namespace created");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    eventually(
+    common::eventually(
         Duration::from_secs(60),
         "default ServiceAccount",
         || async { accounts.get_opt("default").await.ok().flatten() },
@@ -188,7 +171,7 @@ async fn a_locked_down_host_network_pod_runs_on_the_node_and_reads_its_projected
     pods.create(&PostParams::default(), &pod("reader"))
         .await
         .expect("Pod admitted");
-    let done = eventually(Duration::from_secs(120), "Pod Succeeded", || async {
+    let done = common::eventually(Duration::from_secs(120), "Pod Succeeded", || async {
         let pod = pods.get("reader").await.ok()?;
         let phase = pod.status.as_ref()?.phase.clone()?;
         if phase == "Failed" {
@@ -368,7 +351,7 @@ exec $b httpd -f -p 8080 -h /tmp/www"#;
         }
     };
     let started = Instant::now();
-    eventually(Duration::from_secs(120), "2 replicas available", || {
+    common::eventually(Duration::from_secs(120), "2 replicas available", || {
         rolled_out(1)
     })
     .await;
@@ -399,7 +382,7 @@ exec $b httpd -f -p 8080 -h /tmp/www"#;
             (ready.len() == 2).then_some(ready)
         }
     };
-    let first = eventually(Duration::from_secs(30), "2 Pods of revision 1", || {
+    let first = common::eventually(Duration::from_secs(30), "2 Pods of revision 1", || {
         ready_pods("1")
     })
     .await;
@@ -434,11 +417,11 @@ exec $b httpd -f -p 8080 -h /tmp/www"#;
         .await
         .expect("template patched");
     let started = Instant::now();
-    eventually(Duration::from_secs(120), "revision 2 rolled out", || {
+    common::eventually(Duration::from_secs(120), "revision 2 rolled out", || {
         rolled_out(2)
     })
     .await;
-    eventually(
+    common::eventually(
         Duration::from_secs(60),
         "only Pods of revision 2 left",
         || async {

@@ -165,23 +165,6 @@ fn image() -> &'static (String, String) {
     })
 }
 
-/// Polls `check` every half second until it returns Some, or panics naming
-/// `what` after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// The Azure simulator on the host's loopback, seeded with the world
 /// deploy/examples expects (as `run --azure simulator` embeds it), and a
 /// reverse nsproxy that lets the Pods reach it at `NODE_IP:port`.
@@ -219,7 +202,7 @@ impl Azure {
         let ca = root().join(format!("target/chart-on-node/sim-ca-{port}.pem"));
         std::fs::create_dir_all(ca.parent().expect("dir")).expect("scratch dir");
         std::fs::write(&ca, azure.sim.ca_pem()).expect("CA written");
-        eventually(
+        common::eventually(
             Duration::from_secs(20),
             "the simulator answering through the reverse nsproxy",
             || {
@@ -332,7 +315,7 @@ fn tenancy() -> serde_json::Value {
 async fn delete_namespace(client: &kube::Client, ns: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let _ = api.delete(ns, &DeleteParams::default()).await;
-    eventually(
+    common::eventually(
         Duration::from_secs(180),
         &format!("namespace {ns} deleted"),
         || async { api.get_opt(ns).await.ok()?.is_none().then_some(()) },
@@ -355,7 +338,7 @@ async fn create_namespace(client: &kube::Client, ns: &str) {
         .await
         .unwrap_or_else(|e| panic!("namespace {ns} created: {e}"));
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    eventually(
+    common::eventually(
         Duration::from_secs(60),
         &format!("the default ServiceAccount of {ns}"),
         || async { accounts.get_opt("default").await.ok().flatten() },
@@ -427,7 +410,7 @@ async fn delete_crds(client: &kube::Client) {
     for crd in CRDS {
         let _ = crds.delete(crd, &DeleteParams::default()).await;
     }
-    eventually(Duration::from_secs(120), "the CRDs deleted", || async {
+    common::eventually(Duration::from_secs(120), "the CRDs deleted", || async {
         for crd in CRDS {
             if crds.get_opt(crd).await.ok()?.is_some() {
                 return None;
@@ -443,7 +426,7 @@ async fn delete_crds(client: &kube::Client) {
 async fn rolled_out(client: &kube::Client, ns: &str, name: &str, replicas: i32) -> Deployment {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let started = Instant::now();
-    let d = eventually(
+    let d = common::eventually(
         Duration::from_secs(300),
         &format!("Deployment {ns}/{name} rolled out with {replicas} ready replicas"),
         || async {
@@ -477,7 +460,7 @@ fn is_ready(pod: &Pod) -> bool {
 /// and Ready, its readiness coming from the HTTP probe on /readyz.
 async fn ready_pods(client: &kube::Client, ns: &str, selector: &str, count: usize) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let pods = eventually(
+    let pods = common::eventually(
         Duration::from_secs(180),
         &format!("{count} Ready Pods {selector} in {ns}"),
         || async {
@@ -538,7 +521,7 @@ fn names(pods: &[Pod]) -> BTreeSet<String> {
 async fn leader(client: &kube::Client, ns: &str, lease: &str, pods: &[Pod]) -> String {
     let candidates = names(pods);
     let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
-    let holder = eventually(
+    let holder = common::eventually(
         Duration::from_secs(120),
         &format!("Lease {ns}/{lease} held by one of {candidates:?}"),
         || async {
@@ -641,7 +624,7 @@ async fn delete_examples(client: &kube::Client, ns: &str) {
     kvb.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
         .expect("bindings deleted");
-    eventually(
+    common::eventually(
         Duration::from_secs(300),
         "the operator releasing every example resource",
         || async {
@@ -787,7 +770,7 @@ async fn assert_helm_release_gone(client: &kube::Client, fullname: &str) -> Opti
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), HELM_NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), HELM_NS);
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), HELM_NS);
-    eventually(
+    common::eventually(
         Duration::from_secs(120),
         "the release's Deployment, ReplicaSets and Pods gone",
         || async {
@@ -989,7 +972,7 @@ async fn the_chart_installs_runs_elects_reconciles_upgrades_and_uninstalls_on_a_
             .delete(&holder, &params)
             .await
             .expect("leader Pod deleted");
-        let next = eventually(
+        let next = common::eventually(
             Duration::from_secs(120),
             &format!("the Lease held by another replica after the leader's Pod was {how}"),
             || async {
@@ -1031,7 +1014,7 @@ async fn the_chart_installs_runs_elects_reconciles_upgrades_and_uninstalls_on_a_
         upgraded.metadata.generation > first.metadata.generation,
         "the template changed"
     );
-    let after = eventually(
+    let after = common::eventually(
         Duration::from_secs(120),
         "the old ReplicaSet scaled to 0",
         || async {
@@ -1193,7 +1176,7 @@ async fn the_kustomize_base_installs_runs_elects_reconciles_and_deletes_on_a_rea
     // RBAC.
     kubectl(&["delete", "-k", dir_arg, "--wait=true", "--timeout=300s"]);
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    eventually(
+    common::eventually(
         Duration::from_secs(180),
         "namespace cmk-system gone",
         || async {
