@@ -334,3 +334,67 @@ async fn provider_registration_gates_creation() {
         .await
         .unwrap();
 }
+
+/// `If-None-Match: *` on the account PUT: create only. ARM's RPC ("ETags for
+/// Resources") answers 412 when the resource exists; Cosmos DB's spec does not
+/// declare the header (docs/simulator.md says how sure that is).
+#[tokio::test]
+async fn if_none_match_star_creates_only() {
+    let sim = start().await;
+    sim.set_lro_duration(std::time::Duration::from_millis(400));
+    let cred = credential(&sim);
+    let url = format!(
+        "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/acct-once?api-version=2025-10-15",
+        sim.arm_endpoint()
+    );
+    let body = serde_json::to_value(create_params(json!({}))).unwrap();
+    let create_only = [("if-none-match", "*")];
+    let (status, created) = send_with_headers(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Put,
+        &url,
+        Some(body.clone()),
+        &create_only,
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["properties"]["provisioningState"], "Initializing");
+    // Still being created: it exists.
+    let (status, err) = send_with_headers(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Put,
+        &url,
+        Some(body.clone()),
+        &create_only,
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (412, Some("PreconditionFailed")),
+        "{err}"
+    );
+    wait_account(&cosmos(&sim), RG, "acct-once").await;
+    let (status, err) = send_with_headers(
+        &sim,
+        &cred,
+        ARM_SCOPE,
+        Method::Put,
+        &url,
+        Some(body.clone()),
+        &create_only,
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (412, Some("PreconditionFailed"))
+    );
+    assert_eq!(sim.count_status("DatabaseAccounts_CreateOrUpdate", 412), 2);
+    // Without the header the same PUT updates.
+    let (status, updated) = send(&sim, &cred, ARM_SCOPE, Method::Put, &url, Some(body)).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["properties"]["provisioningState"], "Updating");
+}

@@ -14,5 +14,7 @@ mod faults;
 mod fidelity;
 mod keyvault;
 mod python_sdks;
+mod restorable;
 mod robustness;
 mod standalone;
+mod subscriptions;

@@ -204,9 +204,25 @@ pub async fn send(
     url: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    send_with_headers(sim, cred, scope, method, url, body, &[]).await
+}
+
+/// [`send`] with extra request headers (`If-None-Match`, ...).
+pub async fn send_with_headers(
+    sim: &SimHandle,
+    cred: &Arc<dyn TokenCredential>,
+    scope: &str,
+    method: Method,
+    url: &str,
+    body: Option<Value>,
+    headers: &[(&'static str, &str)],
+) -> (u16, Value) {
     let token = cred.get_token(&[scope]).await.expect("token");
     let mut req = Request::new(Url::parse(url).unwrap(), method);
     req.insert_header("authorization", format!("Bearer {}", token.token.secret()));
+    for (name, value) in headers {
+        req.insert_header(*name, value.to_string());
+    }
     if let Some(b) = body {
         req.insert_header("content-type", "application/json");
         req.set_body(serde_json::to_vec(&b).unwrap());

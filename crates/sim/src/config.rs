@@ -39,6 +39,11 @@ pub struct SimConfig {
     /// authorization existed; a test that proves a narrower role empties this
     /// and seeds its own assignments.
     pub operator_role_assignments: Vec<(String, String)>,
+    /// How long one day of continuous-backup retention lasts: a deleted
+    /// Continuous7Days account stays restorable for 7 of them, a
+    /// Continuous30Days one for 30. A real day by default; tests shorten it
+    /// (also at run time: `SimHandle::set_retention_day`, `_admin/config`).
+    pub retention_day: Duration,
     /// Accounts per page of the subscription-wide account list
     /// (`DatabaseAccounts_List`); further pages are reached by `nextLink`.
     pub list_page_size: usize,
@@ -60,6 +65,7 @@ impl Default for SimConfig {
             providers_registered_by_default: true,
             operator_role_assignments: vec![("/".into(), super::roles::OWNER.into())],
             revocation_recovery: Duration::from_secs(60),
+            retention_day: Duration::from_secs(24 * 60 * 60),
             // Large: the Cosmos DB spec declares this list unpaged
             // (`x-ms-pageable.nextLinkName: null`), so stock clients read one page.
             list_page_size: 1000,

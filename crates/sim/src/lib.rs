@@ -255,6 +255,12 @@ impl SimHandle {
     pub fn set_lro_duration(&self, d: Duration) {
         self.app.set_lro_duration_ms(d.as_millis() as i64);
     }
+    /// Shortens (or restores) a day of continuous-backup retention, so a
+    /// test can let a deleted account's restore window pass.
+    pub fn set_retention_day(&self, d: Duration) {
+        self.app
+            .set_retention_day_ms(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    }
     /// Mints a token for tests (e.g. expired: negative lifetime, or another audience).
     pub fn issue_token(&self, object_id: &str, audience: &str, lifetime_secs: i64) -> String {
         let now = jiff::Timestamp::now().as_second();

@@ -36,6 +36,8 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// Run-time override of `config.lro_duration` (ms).
     pub lro_ms: Mutex<i64>,
+    /// Run-time override of `config.retention_day` (ms).
+    retention_day_ms: Mutex<i64>,
     /// Levels of the ARM token buckets (`FaultConfig::arm_rate_limit`).
     arm_buckets: Mutex<super::arm_limits::Buckets>,
 }
@@ -53,6 +55,7 @@ impl App {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let lro_ms = config.lro_duration.as_millis() as i64;
+        let retention_day_ms = i64::try_from(config.retention_day.as_millis()).unwrap_or(i64::MAX);
         let seed = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
         Self {
             base_url,
@@ -63,6 +66,7 @@ impl App {
             rng: Mutex::new(seed),
             shutdown,
             lro_ms: Mutex::new(lro_ms),
+            retention_day_ms: Mutex::new(retention_day_ms),
             arm_buckets: Mutex::default(),
             config,
         }
@@ -84,6 +88,12 @@ impl App {
     }
     pub fn set_lro_duration_ms(&self, ms: i64) {
         *lock(&self.lro_ms) = ms;
+    }
+    pub fn retention_day_ms(&self) -> i64 {
+        *lock(&self.retention_day_ms)
+    }
+    pub fn set_retention_day_ms(&self, ms: i64) {
+        *lock(&self.retention_day_ms) = ms;
     }
     fn roll(&self) -> f64 {
         let mut x = lock(&self.rng);

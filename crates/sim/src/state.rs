@@ -308,6 +308,23 @@ pub struct Account {
 pub struct RestoredFrom {
     pub source: String,
     pub carried_identities: Vec<String>,
+    /// The source's instance id: a later account of the same name (a deleted
+    /// source restored under its own name) is not the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_instance_id: Option<String>,
+}
+
+/// A deleted account with continuous backup, restorable for its tier's
+/// window after deletion (`restorableDatabaseAccounts` with `deletionTime`).
+/// The account is kept as it stood when deleted: a restore from it needs its
+/// key URI and user-assigned identities as much as its name, instance id,
+/// location, API type, creation time, subscription and tier.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedAccount {
+    pub account: Account,
+    pub deleted_at: String,
+    pub deleted_ms: i64,
 }
 
 impl Account {
@@ -333,6 +350,49 @@ impl Account {
             .and_then(|b| b.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("Periodic")
+    }
+    pub fn continuous(&self) -> bool {
+        self.backup_type().eq_ignore_ascii_case("Continuous")
+    }
+    /// The continuous backup tier (cosmos-db.json `ContinuousTier`); without
+    /// one, Continuous30Days, the tier `account_json` reports.
+    pub fn backup_tier(&self) -> &str {
+        self.properties
+            .pointer("/backupPolicy/continuousModeProperties/tier")
+            .and_then(Value::as_str)
+            .unwrap_or("Continuous30Days")
+    }
+    /// The restorable account's `apiType` (restorable.json `ApiType`), from
+    /// the account's kind and capabilities.
+    pub fn api_type(&self) -> &'static str {
+        if self
+            .kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("MongoDB"))
+        {
+            return "MongoDB";
+        }
+        let has = |cap: &str| {
+            self.properties
+                .get("capabilities")
+                .and_then(Value::as_array)
+                .is_some_and(|caps| {
+                    caps.iter().any(|c| {
+                        c.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| n.eq_ignore_ascii_case(cap))
+                    })
+                })
+        };
+        if has("EnableCassandra") {
+            "Cassandra"
+        } else if has("EnableTable") {
+            "Table"
+        } else if has("EnableGremlin") {
+            "Gremlin"
+        } else {
+            "Sql"
+        }
     }
 }
 
@@ -395,6 +455,10 @@ pub struct State {
     /// `sim::roles`).
     #[serde(default)]
     pub role_definitions: BTreeMap<String, CustomRole>,
+    /// Deleted continuous-backup accounts still restorable, by lower-cased
+    /// instance id.
+    #[serde(default)]
+    pub deleted_accounts: BTreeMap<String, DeletedAccount>,
     /// The TLS certificate authority (kept so a client's trusted CA file
     /// stays valid across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]

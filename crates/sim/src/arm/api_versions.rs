@@ -171,6 +171,20 @@ pub const PROVIDERS: &[&str] = &[
     "2025-04-01",
 ];
 
+/// Microsoft.Resources subscriptions (`GET /subscriptions`, `Subscriptions_List`):
+/// the stable folders of
+/// `specification/resources/resource-manager/Microsoft.Resources/subscriptions/stable/*/subscriptions.json`.
+pub const SUBSCRIPTIONS: &[&str] = &[
+    "2015-11-01",
+    "2016-06-01",
+    "2018-06-01",
+    "2019-06-01",
+    "2019-11-01",
+    "2020-01-01",
+    "2021-01-01",
+    "2022-12-01",
+];
+
 /// Key Vault data plane, keys:
 /// `specification/keyvault/data-plane/Microsoft.KeyVault/{stable,preview}/*/keys.json`
 /// (and the older single `keyvault.json`) and `specification/keyvault/data-plane/Keys/`.

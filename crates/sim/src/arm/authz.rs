@@ -77,11 +77,15 @@ pub fn required(target: &Target, req: &Req) -> Option<(String, String)> {
             },
             path,
         ),
-        Target::Restorable { .. } => (
+        Target::Restorable { .. } | Target::SubscriptionRestorable { .. } => (
             "Microsoft.DocumentDB/locations/restorableDatabaseAccounts/read".into(),
             path,
         ),
-        Target::AccountNameExists { .. } | Target::Unknown { .. } => return None,
+        // Subscriptions_List needs only a valid ARM token: it answers what
+        // the caller's own role assignments reach.
+        Target::AccountNameExists { .. } | Target::Subscriptions | Target::Unknown { .. } => {
+            return None;
+        }
         Target::SubscriptionAccounts { .. } | Target::Accounts { name: None, .. } => {
             ("Microsoft.DocumentDB/databaseAccounts/read".into(), path)
         }

@@ -174,6 +174,9 @@ pub fn handle(
             Ok(json_resp(StatusCode::OK, account_json(app, &state, a)))
         }
         "PUT" => {
+            if state.accounts.contains_key(&k) && create_only(req) {
+                return Err(exists_precondition(name));
+            }
             let body = req.json(Style::Arm)?;
             let links = Links::new(req, api_version);
             if state.accounts.contains_key(&k) {
@@ -216,6 +219,30 @@ pub fn handle(
         }
         _ => Ok(crate::server::method_not_allowed(Style::Arm)),
     }
+}
+
+/// `If-None-Match: *`: create only. ARM's RPC ("ETags for Resources") has
+/// the resource provider answer 412 when the resource exists; Cosmos DB's
+/// spec declares no such header for `DatabaseAccounts_CreateOrUpdate` and
+/// accounts carry no `etag`, so whether Azure honours it is not documented
+/// (docs/simulator.md, fidelity table).
+fn create_only(req: &Req) -> bool {
+    req.headers
+        .get_all(axum::http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*")
+}
+
+fn exists_precondition(name: &str) -> ApiError {
+    ApiError::arm(
+        StatusCode::PRECONDITION_FAILED,
+        "PreconditionFailed",
+        format!(
+            "The database account '{name}' already exists and the request's If-None-Match header is '*': the create-only condition failed."
+        ),
+    )
 }
 
 fn valid_name(name: &str) -> bool {
@@ -411,35 +438,32 @@ fn create(
         .to_owned();
     let mut restored_from = None;
     if create_mode.eq_ignore_ascii_case("Restore") {
-        let (source, source_identities) = restore_checks(state, &mut props, &identity)?;
+        super::restorable::prune(app, state);
+        let source = restore_checks(app, state, &mut props, &identity)?;
         // Azure carries the source's user-assigned identities over, their
         // metadata still bound to the source (seed FAQ).
-        let carried: Vec<String> = source_identities
-            .into_iter()
+        let carried: Vec<String> = source
+            .identities
+            .iter()
             .filter(|s| {
                 !identity
                     .user_assigned
                     .iter()
                     .any(|u| u.eq_ignore_ascii_case(s))
             })
+            .cloned()
             .collect();
-        identity.user_assigned.extend(carried.iter().cloned());
+        identity.user_assigned.extend(carried);
         let reused: Vec<String> = identity
             .user_assigned
             .iter()
-            .filter(|u| {
-                state.accounts.get(&source).is_some_and(|src| {
-                    src.identity
-                        .user_assigned
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(u))
-                })
-            })
+            .filter(|u| source.identities.iter().any(|s| s.eq_ignore_ascii_case(u)))
             .cloned()
             .collect();
         restored_from = Some(crate::state::RestoredFrom {
-            source,
+            source: source.key,
             carried_identities: reused,
+            source_instance_id: Some(source.instance_id),
         });
     }
     let has_cmk = props
@@ -501,13 +525,24 @@ fn create(
     lro_answer(app, links, state, &k, &op)
 }
 
-/// Checks a restore request; returns the source account's key and its
-/// user-assigned identities.
+/// What a restore takes from its source account.
+struct RestoreSource {
+    /// The source's key in `State::accounts` (gone once it is deleted).
+    key: String,
+    instance_id: String,
+    /// Its user-assigned identities, carried over to the restored account.
+    identities: Vec<String>,
+}
+
+/// Checks a restore request against its restorable source, live or deleted
+/// (`restorableDatabaseAccounts`): continuous backup, a timestamp inside the
+/// source's restore window.
 fn restore_checks(
+    app: &App,
     state: &State,
     props: &mut Map<String, Value>,
     identity: &AccountIdentity,
-) -> Result<(String, Vec<String>), ApiError> {
+) -> Result<RestoreSource, ApiError> {
     let rp = props
         .get("restoreParameters")
         .cloned()
@@ -521,27 +556,35 @@ fn restore_checks(
             )
         })?;
     let instance = source
+        .trim_end_matches('/')
         .rsplit('/')
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let (src_key, src) = state
-        .accounts
-        .iter()
-        .find(|(_, a)| a.instance_id.eq_ignore_ascii_case(&instance))
-        .ok_or_else(|| {
-            ApiError::arm(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("Restorable database account '{instance}' was not found."),
-            )
-        })?;
-    if !src.backup_type().eq_ignore_ascii_case("Continuous") {
-        return Err(ApiError::bad_request(format!(
-            "Database account '{}' does not have continuous backup; point-in-time restore is not available.",
-            src.name
-        )));
-    }
+    let not_found = || {
+        ApiError::arm(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("Restorable database account '{instance}' was not found."),
+        )
+    };
+    let src = match super::restorable::find(state, &instance) {
+        Some(s) => s,
+        None => {
+            // A live account without continuous backup is not restorable.
+            if let Some(a) = state
+                .accounts
+                .values()
+                .find(|a| a.instance_id.eq_ignore_ascii_case(&instance))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "Database account '{}' does not have continuous backup; point-in-time restore is not available.",
+                    a.name
+                )));
+            }
+            return Err(not_found());
+        }
+    };
     let ts_raw = rp
         .get("restoreTimestampInUtc")
         .and_then(Value::as_str)
@@ -556,13 +599,25 @@ fn restore_checks(
         ))
     })?;
     let ms = ts.as_millisecond();
-    if ms < src.created_ms || ms > now_ms() {
+    let (oldest, latest) = (src.oldest_ms(app), src.latest_ms());
+    if ms < oldest || ms > latest {
+        let stamp = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        };
         return Err(ApiError::bad_request(format!(
-            "The restore timestamp '{ts_raw}' is outside the restorable window of account '{}' (from {} to now).",
-            src.name, src.created_at
+            "The restore timestamp '{ts_raw}' is outside the restorable window of account '{}' (from {} to {}).",
+            src.account.name,
+            stamp(oldest),
+            if src.deleted.is_some() {
+                stamp(latest)
+            } else {
+                "now".to_owned()
+            }
         )));
     }
-    if let Some(uri) = src.key_uri() {
+    if let Some(uri) = src.account.key_uri() {
         // Identities of the source account do not carry over: the request needs its own.
         if identity.user_assigned.is_empty() {
             return Err(ApiError::bad_request(
@@ -573,7 +628,11 @@ fn restore_checks(
             .entry("keyVaultKeyUri")
             .or_insert_with(|| Value::String(uri.to_owned()));
     }
-    Ok((src_key.clone(), src.identity.user_assigned.clone()))
+    Ok(RestoreSource {
+        key: src.key(),
+        instance_id: src.account.instance_id.clone(),
+        identities: src.account.identity.user_assigned.clone(),
+    })
 }
 
 /// `POST .../databaseAccounts/{name}/failoverPriorityChange`: a long-running
@@ -902,7 +961,12 @@ fn bound_to_deleted_source(state: &State, a: &Account) -> Result<(), ApiError> {
         .carried_identities
         .iter()
         .any(|c| c.eq_ignore_ascii_case(id));
-    if bound && !state.accounts.contains_key(&r.source) {
+    let source_lives = state.accounts.get(&r.source).is_some_and(|src| {
+        r.source_instance_id
+            .as_deref()
+            .is_none_or(|i| src.instance_id.eq_ignore_ascii_case(i))
+    });
+    if bound && !source_lives {
         return Err(ApiError::arm(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -1035,54 +1099,6 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
         "properties": Value::Object(p),
         "systemData": {"createdAt": a.created_at},
     })
-}
-
-/// `GET .../locations/{loc}/restorableDatabaseAccounts[/{instanceId}]`.
-pub fn restorable(
-    app: &App,
-    _req: &Req,
-    sub: &str,
-    loc: &str,
-    instance: Option<&str>,
-) -> Result<Response, ApiError> {
-    let mut state = app.state();
-    lro::advance(&mut state);
-    let loc_n = normalize_location(loc);
-    let items: Vec<Value> = state
-        .accounts
-        .values()
-        .filter(|a| a.subscription_id.eq_ignore_ascii_case(sub) && a.backup_type().eq_ignore_ascii_case("Continuous"))
-        .filter(|a| normalize_location(&a.location) == loc_n)
-        .filter(|a| instance.is_none_or(|i| a.instance_id.eq_ignore_ascii_case(i)))
-        .map(|a| {
-            json!({
-                "id": format!("/subscriptions/{sub}/providers/Microsoft.DocumentDB/locations/{loc_n}/restorableDatabaseAccounts/{}", a.instance_id),
-                "name": a.instance_id,
-                "type": "Microsoft.DocumentDB/locations/restorableDatabaseAccounts",
-                "location": display_location(&a.location),
-                "properties": {
-                    "accountName": a.name,
-                    "creationTime": a.created_at,
-                    "apiType": "Sql",
-                    "restorableLocations": [{"locationName": display_location(&a.location), "regionalDatabaseAccountInstanceId": a.instance_id, "creationTime": a.created_at}],
-                },
-            })
-        })
-        .collect();
-    match instance {
-        None => Ok(json_resp(StatusCode::OK, json!({"value": items}))),
-        Some(i) => items
-            .into_iter()
-            .next()
-            .map(|v| json_resp(StatusCode::OK, v))
-            .ok_or_else(|| {
-                ApiError::arm(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("Restorable database account '{i}' was not found."),
-                )
-            }),
-    }
 }
 
 /// The answer to an accepted account write: the account as it now stands

@@ -137,8 +137,12 @@ pub fn advance(state: &mut State) {
                         a.provisioning_state = "Failed".into();
                         a.pending_op = None;
                     }
-                } else {
-                    state.accounts.remove(&op.target);
+                } else if let Some(gone) = state.accounts.remove(&op.target) {
+                    super::restorable::remember_deleted(
+                        state,
+                        gone,
+                        op.started_ms + op.duration_ms,
+                    );
                 }
             }
             OpKind::Register => {

@@ -9,8 +9,10 @@ pub mod identities;
 pub mod lro;
 pub mod providers;
 pub mod regions;
+pub mod restorable;
 pub mod role_assignments;
 pub mod role_definitions;
+pub mod subscriptions;
 pub mod vaults;
 
 use std::sync::Arc;
@@ -41,6 +43,12 @@ pub enum Target {
         loc: String,
         instance: Option<String>,
     },
+    /// `GET /subscriptions/{s}/providers/Microsoft.DocumentDB/restorableDatabaseAccounts`.
+    SubscriptionRestorable {
+        sub: String,
+    },
+    /// `GET /subscriptions`: the subscriptions the caller can see.
+    Subscriptions,
     Accounts {
         sub: String,
         rg: String,
@@ -115,6 +123,7 @@ pub fn classify(segs: &[String]) -> Target {
     }
     let own = |x: &str| x.to_owned();
     match s.as_slice() {
+        [first] if eq(first, "subscriptions") => Target::Subscriptions,
         [p, ns, ty, name]
             if eq(p, "providers")
                 && eq(ns, "Microsoft.DocumentDB")
@@ -151,6 +160,13 @@ pub fn classify(segs: &[String]) -> Target {
                 && eq(ty, "databaseAccounts") =>
         {
             Target::SubscriptionAccounts { sub: own(sub) }
+        }
+        [_, sub, p, ns, ty]
+            if eq(p, "providers")
+                && eq(ns, "Microsoft.DocumentDB")
+                && eq(ty, "restorableDatabaseAccounts") =>
+        {
+            Target::SubscriptionRestorable { sub: own(sub) }
         }
         [_, sub, p, ns, l, loc, r, rest @ ..]
             if eq(p, "providers")
@@ -225,6 +241,8 @@ pub fn operation_name(t: &Target, m: &Method) -> &'static str {
             "RestorableDatabaseAccounts_ListByLocation"
         }
         (Target::Restorable { .. }, _) => "RestorableDatabaseAccounts_GetByLocation",
+        (Target::SubscriptionRestorable { .. }, _) => "RestorableDatabaseAccounts_List",
+        (Target::Subscriptions, _) => "Subscriptions_List",
         (Target::Accounts { name: None, .. }, _) => "DatabaseAccounts_ListByResourceGroup",
         (Target::SubscriptionAccounts { .. }, _) => "DatabaseAccounts_List",
         (Target::AccountNameExists { .. }, _) => "DatabaseAccounts_CheckNameExists",
@@ -373,7 +391,27 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
                     "locations/restorableDatabaseAccounts",
                     None,
                 )?;
-                cosmos::restorable(app, req, &sub, &loc, instance.as_deref())
+                restorable::by_location(app, req, &sub, &loc, instance.as_deref())
+            }
+            Target::SubscriptionRestorable { sub } => {
+                check_api_version(
+                    req,
+                    api_versions::COSMOS,
+                    "restorableDatabaseAccounts",
+                    None,
+                )?;
+                restorable::list_subscription(app, req, &sub)
+            }
+            Target::Subscriptions => {
+                // Microsoft.Resources' own endpoint: its own refusal.
+                let v = required_api_version(req)?;
+                if !api_versions::SUBSCRIPTIONS.contains(&v) {
+                    return Err(api_versions::refuse_resources(
+                        v,
+                        api_versions::SUBSCRIPTIONS,
+                    ));
+                }
+                subscriptions::list(app, req, &claims.oid)
             }
             Target::Accounts {
                 sub,
