@@ -72,10 +72,19 @@ pub struct RunOptions {
     /// Watch one namespace only (default: all).
     #[arg(long, env = "CMK_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
-    /// This installation's name in the owner tags of the accounts it creates.
-    /// Give every cluster that shares a subscription its own.
-    #[arg(long, default_value = "default", env = "CMK_CLUSTER_ID")]
-    pub cluster_id: String,
+    /// This installation's name in the owner tags of the accounts it creates or
+    /// adopts. Unset: derived from this cluster's `kube-system` namespace uid
+    /// (unique per cluster; the operator needs `get` on that namespace). Two
+    /// clusters must never share one: a resource only writes to or deletes an
+    /// account whose tags name its cluster id, namespace, name and uid.
+    #[arg(long, env = "CMK_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// The cluster id this installation used before (for example `default`,
+    /// the old default): accounts whose owner tags name it together with the
+    /// very resource (namespace, name and uid) are re-tagged with the current
+    /// id; tags written under it by other clusters stay theirs.
+    #[arg(long, env = "CMK_PREVIOUS_CLUSTER_ID")]
+    pub previous_cluster_id: Option<String>,
     /// Listen address of the embedded simulator (with --azure simulator).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub simulator_listen: std::net::SocketAddr,
@@ -164,6 +173,8 @@ pub enum StartError {
         "--max-retry-after-seconds must be at least 1 (got 0): with 0 every throttled call would be retried at once, hammering a throttled subscription; the default is 300"
     )]
     MaxRetryAfter,
+    #[error(transparent)]
+    ClusterId(#[from] crate::cluster_id::ClusterIdError),
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -247,6 +258,13 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         crate::crd_check::PUBLICATION_LAG,
     )
     .await?;
+    let cluster_id = crate::cluster_id::resolve(
+        &client,
+        opts.cluster_id.as_deref(),
+        opts.azure == Backend::Azure,
+    )
+    .await?;
+    tracing::info!(%cluster_id, "owner tags name this cluster id");
     let metrics = Arc::new(Metrics::default());
     for addr in std::iter::once(opts.health_listen).chain(opts.metrics_listen) {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -268,7 +286,11 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         resync_reads_per_second: opts.resync_reads_per_second,
         concurrency: opts.concurrency,
         namespace: opts.namespace.clone(),
-        cluster_id: opts.cluster_id.clone(),
+        previous_cluster_id: opts
+            .previous_cluster_id
+            .clone()
+            .filter(|p| !p.is_empty() && *p != cluster_id),
+        cluster_id,
         clock: Clock::default(),
         tenancy,
         shutdown_drain: Duration::from_secs(opts.shutdown_drain_seconds),

@@ -14,6 +14,7 @@ pub use cmk_sim as sim;
 
 pub mod app;
 pub mod azure;
+pub mod cluster_id;
 pub mod controller;
 pub mod crd_check;
 #[cfg(feature = "simulator")]

@@ -11,6 +11,7 @@ use super::port::{
 use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
+use crate::reconcile::destructive::RestorableAccount;
 use crate::telemetry::Metrics;
 
 /// Wraps an `AzurePort` with metrics.
@@ -160,6 +161,20 @@ impl<A: AzurePort> AzurePort for Instrumented<A> {
             self.inner.accounts_in_subscription(subscription_id),
         )
         .await
+    }
+    async fn restorable_accounts(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Vec<RestorableAccount>, AzureError> {
+        self.observe(
+            "ListRestorableAccounts",
+            self.inner.restorable_accounts(subscription_id),
+        )
+        .await
+    }
+    async fn subscriptions(&self) -> Result<Vec<String>, AzureError> {
+        self.observe("ListSubscriptions", self.inner.subscriptions())
+            .await
     }
     async fn create_account(&self, new: &NewAccount) -> Result<PendingOperation, AzureError> {
         self.observe("CreateAccount", self.inner.create_account(new))

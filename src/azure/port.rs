@@ -11,6 +11,7 @@ use crate::api::{
 };
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
+use crate::reconcile::destructive::RestorableAccount;
 use crate::reconcile::ownership::Owner;
 use std::collections::BTreeMap;
 
@@ -199,6 +200,16 @@ pub trait AzurePort: Send + Sync + 'static {
         &self,
         subscription_id: &str,
     ) -> impl Future<Output = Result<Vec<AccountFacts>, AzureError>> + Send;
+
+    /// Every account of a subscription Azure can restore, live or deleted
+    /// (`RestorableDatabaseAccounts_List`, all pages).
+    fn restorable_accounts(
+        &self,
+        subscription_id: &str,
+    ) -> impl Future<Output = Result<Vec<RestorableAccount>, AzureError>> + Send;
+
+    /// The subscriptions the caller can read (`Subscriptions_List`, all pages).
+    fn subscriptions(&self) -> impl Future<Output = Result<Vec<String>, AzureError>> + Send;
 
     /// Starts creating the account; returns the operation to persist and poll.
     fn create_account(

@@ -17,22 +17,23 @@ use std::time::Duration;
 
 use super::context::Context;
 use super::error::Error;
+use super::guard_facts;
 use super::observe_account::{Seen, observe};
 use super::op_durations;
 use super::report::{self, StepEvent};
 use super::tenancy_gate;
+use crate::api::CONFIRM_OWNER_ANNOTATION;
 use crate::api::conditions::{self, READY};
 use crate::api::{
     CosmosAccountCMK, CosmosAccountCMKStatus, DeletionPolicy, Grant, KeyVaultBinding,
     OperationKind, PendingOperation, Phase, ReconcilePolicy, same_id,
 };
 use crate::azure::scoped::WithCredential;
-use crate::azure::{
-    AccountChange, AccountRef, AzurePort, DisableOutcome, NewAccount, RevokeOutcome,
-};
+use crate::azure::{AccountChange, AccountRef, AzurePort, DisableOutcome, NewAccount};
 use crate::reconcile::account::{self, Action as Step, BindingState, Decision, Requeue};
-use crate::reconcile::ownership::{self, Owner, Ownership};
-use crate::reconcile::sharing::{self, Peer};
+use crate::reconcile::destructive::{DeletionFacts, DeletionVerdict, account_deletion};
+use crate::reconcile::ownership::{self, Owner};
+use crate::reconcile::sharing::Peer;
 
 /// Keeps the object until its deletion policy has been carried out in Azure.
 pub const FINALIZER: &str = "cosmoscmk.io/finalizer";
@@ -151,6 +152,18 @@ pub(super) fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Bind
         return BindingState::Missing;
     };
     let status = b.status.clone().unwrap_or_default();
+    // The key in a binding's status is a record; only the key its spec names
+    // is ever written to an account.
+    if let Some(key) = status.key_uri.as_deref()
+        && !crate::reconcile::binding::spec_names_key(&b.spec, key)
+    {
+        return BindingState::NotReady {
+            message: format!(
+                "its status names key {key}, which is not the key its spec names ({} in vault {}); the operator writes only the spec's key",
+                b.spec.key.name, b.spec.vault_resource_id
+            ),
+        };
+    }
     let ready = conditions::find(&status.conditions, READY);
     let current = ready.is_some_and(|c| c.status == "True")
         && status.observed_generation == b.metadata.generation;
@@ -410,11 +423,7 @@ async fn carry_out<A: WithCredential>(
             )
         }
         Step::RevokeGrant { vault_id, grant } => {
-            return Ok(revoke_note(
-                revoke_unless_used(ctx, azure, vault_id, grant).await?,
-                &grant.principal_id,
-                vault_id,
-            ));
+            return guard_facts::remove_grant(ctx, azure, obj, vault_id, grant).await;
         }
         Step::CreateAccount(c) => {
             let new = NewAccount {
@@ -497,20 +506,16 @@ async fn carry_out<A: WithCredential>(
             )
         }
         Step::DisableKeyVersion { key_uri, version } => {
-            let outcome = if !managed_key(ctx, obj, key_uri) {
-                DisableOutcome::Kept(
-                    "no KeyVaultBinding in this namespace names that key, and the operator only disables versions of keys a binding here manages: disable it yourself if it is no longer needed".into(),
-                )
-            } else {
-                match used_in_azure(ctx, azure, key_uri, version).await? {
-                    Some(user) => {
-                        DisableOutcome::Kept(format!("Azure shows account {user} using it"))
-                    }
-                    None => azure.disable_key_version(key_uri, version).await?,
-                }
-            };
             let now = ctx.settings.clock.now();
-            return Ok(disable_note(status, key_uri, version, outcome, now));
+            let retired_at = status
+                .retained_key_versions
+                .iter()
+                .find(|r| same_id(&r.key_uri, key_uri) && r.version == *version)
+                .and_then(|r| r.retired_at.as_ref().map(|t| t.0))
+                .unwrap_or(now);
+            let (outcome, until) =
+                guard_facts::disable_version(ctx, azure, obj, key_uri, version, retired_at).await?;
+            return Ok(disable_note(status, key_uri, version, outcome, until, now));
         }
     }))
 }
@@ -633,11 +638,20 @@ async fn cleanup<A: WithCredential>(
         status.pending_operation = None;
     }
     // Re-derived at the moment of the call: only an account whose owner tags in
-    // Azure name this resource is deleted, whatever the status says.
+    // Azure name this very resource is deleted, whatever the status says.
     let current = azure.get_account(&target).await?;
     let owner = owner_of(obj, ctx);
-    match current.map(|a| ownership::classify(&a.tags, &owner)) {
-        Some(Ownership::Mine) => {
+    let previous = ctx.settings.previous_cluster_id.as_deref();
+    let facts = DeletionFacts {
+        account_name: &target.name,
+        ownership: current.map(|a| ownership::classify(&a.tags, &owner, previous)),
+        confirmed_uid: obj
+            .annotations()
+            .get(CONFIRM_OWNER_ANNOTATION)
+            .map(String::as_str),
+    };
+    match account_deletion(&facts) {
+        DeletionVerdict::Delete => {
             match azure.delete_account(&target).await? {
                 Some(op) => status.pending_operation = Some(op),
                 None => status.pending_operation = None,
@@ -658,15 +672,9 @@ async fn cleanup<A: WithCredential>(
                 .map_or(ctx.settings.poll, |op| poll_delay(op, ctx));
             return Err(Error::DeletionInProgress(next));
         }
-        Some(other) => {
-            let whose = match other {
-                Ownership::Other(o) => format!("it belongs to {o}"),
-                _ => "it has no owner tags: this resource did not create or adopt it".to_owned(),
-            };
-            let note = format!(
-                "deletion policy Delete, but account {} is not deleted: {whose}",
-                target.name
-            );
+        DeletionVerdict::NeedsConfirmation(why) => return Err(Error::OwnerUnconfirmed(why)),
+        DeletionVerdict::NotOurs(why) => {
+            let note = format!("deletion policy Delete, but the account is not deleted: {why}");
             report::publish(
                 &ctx.recorder,
                 &obj.object_ref(&()),
@@ -677,23 +685,22 @@ async fn cleanup<A: WithCredential>(
             )
             .await;
         }
-        None => {}
+        DeletionVerdict::AlreadyGone => {}
     }
     remove_grants(obj, ctx, azure, &status).await?;
     Ok(Action::await_change())
 }
 
-/// Removes the grants this resource holds records of, each only when no other
-/// live resource in the cluster needs that principal on that vault (the adapter
-/// re-reads each grant in Azure before removing it). Grants record their vault,
-/// so this works after the binding is gone too.
+/// Settles the grants this resource holds records of: each is removed only
+/// when the core's rule allows it at that moment (`guard_facts::remove_grant`),
+/// and an event says what was removed or left and why. Grants record their
+/// vault, so this works after the binding is gone too.
 async fn remove_grants<A: WithCredential>(
     obj: &CosmosAccountCMK,
     ctx: &Context<A>,
     azure: &A,
     status: &CosmosAccountCMKStatus,
 ) -> Result<(), Error> {
-    let (peers, _) = peers(ctx, obj, ctx.settings.clock.now());
     let fallback = binding_vault(obj, ctx);
     for grant in &status.grants {
         let Some(vault_id) = grant.vault_id.clone().or_else(|| fallback.clone()) else {
@@ -712,13 +719,7 @@ async fn remove_grants<A: WithCredential>(
             .await;
             continue;
         };
-        if sharing::grant_needed(&peers, &vault_id, &grant.principal_id) {
-            continue;
-        }
-        let outcome = revoke_unless_used(ctx, azure, &vault_id, grant).await?;
-        ctx.grants
-            .forget(&vault_id, std::slice::from_ref(&grant.principal_id));
-        let done = revoke_note(outcome, &grant.principal_id, &vault_id);
+        let done = guard_facts::remove_grant(ctx, azure, obj, &vault_id, grant).await?;
         report::publish(
             &ctx.recorder,
             &obj.object_ref(&()),
@@ -755,6 +756,19 @@ pub(super) async fn restore_facts<A: AzurePort>(
         .into_iter()
         .find(|a| a.spec.account_name.eq_ignore_ascii_case(name));
     let Some(source) = source else {
+        // A source made outside this cluster (by hand, Terraform, another
+        // cluster): its identities are read from Azure, where account names
+        // are unique, in the restorable source's subscription.
+        if let Some(sub) = source_id.split('/').nth(2) {
+            let live = azure.accounts_in_subscription(sub).await?;
+            if let Some(a) = live.into_iter().find(|a| {
+                a.id.rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            }) {
+                facts.source_identities.extend(a.user_assigned_ids);
+            }
+        }
         return Ok(facts);
     };
     facts
@@ -776,65 +790,6 @@ pub(super) async fn restore_facts<A: AzurePort>(
     Ok(facts)
 }
 
-/// Removes a grant unless Azure shows an account using that principal with a
-/// key in that vault: accounts outside this cluster (another cluster's, ones
-/// made by hand or by Terraform) are seen only there. The subscriptions read are
-/// the vault's and those of the accounts this cluster knows.
-async fn revoke_unless_used<A: AzurePort>(
-    ctx: &Context<A>,
-    azure: &A,
-    vault_id: &str,
-    grant: &Grant,
-) -> Result<RevokeOutcome, Error> {
-    let Some(vault) = azure.get_vault(vault_id).await? else {
-        return Ok(RevokeOutcome::AlreadyGone);
-    };
-    let vault_uri = vault.vault_uri.trim_end_matches('/').to_ascii_lowercase();
-    let fp = &ctx.settings.first_party_principal;
-    for sub in &subscriptions_to_read(ctx, Some(vault_id)) {
-        for a in azure.accounts_in_subscription(sub).await? {
-            let in_vault = a
-                .key_vault_key_uri
-                .as_deref()
-                .is_some_and(|k| k.to_ascii_lowercase().starts_with(&format!("{vault_uri}/")));
-            let first_party = a
-                .default_identity
-                .as_deref()
-                .is_none_or(|d| d.eq_ignore_ascii_case("FirstPartyIdentity"));
-            let principal = if first_party {
-                Some(fp.as_str())
-            } else {
-                a.default_identity_principal.as_deref()
-            };
-            if in_vault && principal.is_some_and(|p| p.eq_ignore_ascii_case(&grant.principal_id)) {
-                return Ok(RevokeOutcome::Kept(format!(
-                    "Azure shows account {} using principal {} with a key in this vault",
-                    a.id, grant.principal_id
-                )));
-            }
-        }
-    }
-    Ok(azure.revoke_grant(vault_id, grant).await?)
-}
-
-/// The event for a grant removal.
-fn revoke_note(outcome: RevokeOutcome, principal: &str, vault_id: &str) -> StepEvent {
-    match outcome {
-        RevokeOutcome::Removed => StepEvent::from((
-            "RemovedKeyAccess",
-            format!("removed the grant the operator made for principal {principal} on {vault_id}"),
-        )),
-        RevokeOutcome::AlreadyGone => StepEvent::from((
-            "RemovedKeyAccess",
-            format!("the grant for principal {principal} on {vault_id} was already gone"),
-        )),
-        RevokeOutcome::Kept(why) => StepEvent::warning(
-            "GrantKept",
-            format!("left the grant for principal {principal} on {vault_id} in place: {why}"),
-        ),
-    }
-}
-
 /// Records what disabling a version did; a version left enabled is looked at
 /// again an hour later (not on every reconcile: each look reads every account).
 fn disable_note(
@@ -842,6 +797,7 @@ fn disable_note(
     key_uri: &str,
     version: &str,
     outcome: DisableOutcome,
+    until: Option<k8s_openapi::jiff::Timestamp>,
     now: k8s_openapi::jiff::Timestamp,
 ) -> StepEvent {
     let entry = status
@@ -859,9 +815,11 @@ fn disable_note(
             if let Some(r) = entry {
                 r.disabled = false;
                 r.kept_because = Some(why.clone());
-                let later = now
+                let hour_later = now
                     .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(1))
                     .unwrap_or(now);
+                // A window Azure reports longer than the record's moves it out.
+                let later = until.map_or(hour_later, |t| t.max(hour_later));
                 r.safe_to_disable_after =
                     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(later);
             }
@@ -876,96 +834,4 @@ fn disable_note(
             )
         }
     }
-}
-
-/// Whether a binding in the resource's namespace names the key: a version of any
-/// other key (say, one a status edit points at) is never the operator's to disable.
-fn managed_key<A>(ctx: &Context<A>, obj: &CosmosAccountCMK, key_uri: &str) -> bool {
-    let ns = obj.namespace();
-    ctx.bindings.state().iter().any(|b| {
-        b.namespace() == ns
-            && b.status
-                .as_ref()
-                .and_then(|s| s.key_uri.as_deref())
-                .is_some_and(|k| same_id(k, key_uri))
-    })
-}
-
-/// An account that Azure (not the status) shows using the key version, if any,
-/// read at the moment of the call: every account of the key's vault's
-/// subscription and of the cluster's subscriptions (so another cluster's or a
-/// hand-made account counts too), then any account of the cluster that list
-/// did not show, with its own credentials.
-async fn used_in_azure<A: WithCredential>(
-    ctx: &Context<A>,
-    azure: &A,
-    key_uri: &str,
-    version: &str,
-) -> Result<Option<String>, Error> {
-    let same = |a: &str| same_id(a, key_uri);
-    let uses = |a: &account::AccountFacts| {
-        a.key_vault_key_uri.as_deref().is_some_and(same)
-            && a.key_version_in_use
-                .as_deref()
-                .is_some_and(|v| v.eq_ignore_ascii_case(version))
-    };
-    let vault = ctx
-        .bindings
-        .state()
-        .iter()
-        .find(|b| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.key_uri.as_deref())
-                .is_some_and(same)
-        })
-        .map(|b| b.spec.vault_resource_id.clone());
-    let mut seen = Vec::new();
-    for sub in subscriptions_to_read(ctx, vault.as_deref()) {
-        for a in azure.accounts_in_subscription(&sub).await? {
-            if uses(&a) {
-                return Ok(Some(a.id));
-            }
-            seen.push(a.id.to_ascii_lowercase());
-        }
-    }
-    for other in ctx.accounts.state() {
-        let target = account_ref(&other);
-        // Already read above; and an account outside its namespace's
-        // allowance is never read for it.
-        if seen.contains(&target.id().to_ascii_lowercase())
-            || super::tenancy_gate::account_refusal(&other, ctx).is_some()
-        {
-            continue;
-        }
-        let azure = ctx
-            .azure_for(
-                &other.namespace().unwrap_or_default(),
-                other.spec.credential_ref.as_ref(),
-            )
-            .await?;
-        if let Some(a) = azure.get_account(&target).await?
-            && uses(&a)
-        {
-            return Ok(Some(a.id));
-        }
-    }
-    Ok(None)
-}
-
-/// Subscriptions where an account using a vault's keys may live: the vault's
-/// own and every subscription of the cluster's accounts.
-fn subscriptions_to_read<A>(ctx: &Context<A>, vault_id: Option<&str>) -> Vec<String> {
-    let mut subs: Vec<String> = vault_id
-        .and_then(|v| v.split('/').nth(2))
-        .map(str::to_ascii_lowercase)
-        .into_iter()
-        .collect();
-    for a in ctx.accounts.state() {
-        let s = a.spec.subscription_id.to_ascii_lowercase();
-        if !subs.contains(&s) {
-            subs.push(s);
-        }
-    }
-    subs
 }

@@ -38,8 +38,12 @@ pub struct Settings {
     pub concurrency: u16,
     /// Watch only this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
-    /// This installation's name in account owner tags (`--cluster-id`).
+    /// This installation's name in account owner tags (`--cluster-id`, or
+    /// derived from the cluster's `kube-system` namespace uid).
     pub cluster_id: String,
+    /// The cluster id this installation used before (`--previous-cluster-id`):
+    /// tags this very resource wrote under it move to `cluster_id`.
+    pub previous_cluster_id: Option<String>,
     /// Now, for grace periods and backup windows (tests move it forward).
     pub clock: Clock,
     /// Which namespaces may use the operator, and on which Azure scopes
@@ -59,7 +63,8 @@ impl Default for Settings {
             resync_reads_per_second: 5.0,
             concurrency: 8,
             namespace: None,
-            cluster_id: "default".to_owned(),
+            cluster_id: "unit-test".to_owned(),
+            previous_cluster_id: None,
             clock: Clock::default(),
             tenancy: Arc::default(),
             shutdown_drain: Duration::from_secs(10),

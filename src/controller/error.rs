@@ -22,6 +22,9 @@ pub enum Error {
     /// Carries when to look again (Azure's `Retry-After`, else the poll interval).
     #[error("waiting for the Azure account's deletion to finish")]
     DeletionInProgress(Duration),
+    /// The deletion waits for the user to confirm the account is this resource's.
+    #[error("{0}")]
+    OwnerUnconfirmed(String),
 }
 
 impl Error {
@@ -43,6 +46,9 @@ impl Error {
             Error::NoNamespace => Duration::from_secs(3600),
             Error::Credential(_) => exp(15, 600),
             Error::DeletionInProgress(next) => *next,
+            // An annotation (a new generation is not needed) changes this:
+            // look again soon enough that a confirmation is acted on promptly.
+            Error::OwnerUnconfirmed(_) => Duration::from_secs(30),
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::azure::{
 };
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
+use crate::reconcile::destructive::RestorableAccount;
 
 #[derive(Default)]
 pub struct FakeAzure {
@@ -19,6 +20,8 @@ pub struct FakeAzure {
     /// Of the principals asked about, those reported as granted.
     pub granted: Vec<String>,
     pub operation: Option<OperationState>,
+    /// What the subscription-wide restorable list answers.
+    pub restorable: Vec<RestorableAccount>,
     /// The calls made, by name (read with `calls`).
     pub made: Mutex<Vec<&'static str>>,
 }
@@ -106,6 +109,13 @@ impl AzurePort for FakeAzure {
     }
     async fn accounts_in_subscription(&self, _: &str) -> Result<Vec<AccountFacts>, AzureError> {
         self.unexpected("accounts_in_subscription")
+    }
+    async fn restorable_accounts(&self, _: &str) -> Result<Vec<RestorableAccount>, AzureError> {
+        self.called("restorable_accounts");
+        Ok(self.restorable.clone())
+    }
+    async fn subscriptions(&self) -> Result<Vec<String>, AzureError> {
+        self.unexpected("subscriptions")
     }
     async fn create_account(&self, _: &NewAccount) -> Result<PendingOperation, AzureError> {
         self.unexpected("create_account")

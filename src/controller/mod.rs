@@ -9,6 +9,7 @@ pub mod error;
 #[cfg(test)]
 mod fake_azure;
 pub mod grant_gate;
+mod guard_facts;
 pub mod listed;
 mod observe_account;
 pub mod op_durations;
@@ -195,11 +196,31 @@ where
 }
 
 /// What wakes a controller: the spec (generation: creation, edits, the
-/// deletion mark) or the finalizers; never a status write.
+/// deletion mark), the finalizers, or the operator's own annotations (a
+/// re-create or an owner confirmation is acted on at once); never a status write.
 fn spec_or_finalizers<K: Resource>(obj: &K) -> Option<u64> {
     predicates::generation
         .combine(predicates::finalizers)
+        .combine(operator_annotations)
         .hash_property(obj)
+}
+
+/// A hash of the `cosmoscmk.io/` annotations (none: nothing to hash).
+fn operator_annotations<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let ours: Vec<_> = obj
+        .meta()
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("cosmoscmk.io/"))
+        .collect();
+    if ours.is_empty() {
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ours.hash(&mut h);
+    Some(h.finish())
 }
 
 /// `spec_or_finalizers` for a shared stream (kube's `predicate_filter` only
@@ -475,6 +496,29 @@ mod tests {
             .collect()
             .await;
         assert_eq!(passed, [(Some(1), 0), (Some(1), 1), (Some(2), 1)]);
+    }
+
+    #[tokio::test]
+    async fn the_operators_annotations_pass_and_others_do_not() {
+        let with = |annotations: &[(&str, &str)]| {
+            let mut b = (*binding("u1", 1, &[], crate::api::Phase::Ready)).clone();
+            b.metadata.annotations = Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            Arc::new(b)
+        };
+        let events = futures::stream::iter(vec![
+            with(&[]),
+            with(&[("team", "a")]), // not ours: dropped
+            with(&[("team", "a"), ("cosmoscmk.io/confirm-owner", "u0")]),
+            with(&[("team", "b"), ("cosmoscmk.io/confirm-owner", "u0")]), // dropped
+        ]);
+        let (live, _) = reflector::store();
+        let passed = only_spec_changes(events, live).count().await;
+        assert_eq!(passed, 2);
     }
 
     #[tokio::test]

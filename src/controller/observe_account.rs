@@ -10,7 +10,10 @@ use super::account::{account_ref, binding_state, owner_of, peers, poll, restore_
 use super::context::Context;
 use super::error::Error;
 use super::grant_gate::Turn;
-use crate::api::{CosmosAccountCMK, CosmosAccountCMKStatus, Grant, Phase, RECREATE_ANNOTATION};
+use crate::api::{
+    CONFIRM_OWNER_ANNOTATION, CosmosAccountCMK, CosmosAccountCMKStatus, Grant, Phase,
+    RECREATE_ANNOTATION, ReconcilePolicy,
+};
 use crate::azure::AzurePort;
 use crate::reconcile::account::{
     AccountState, BindingState, Observed, OperationState, RestoreFacts, principals_to_check,
@@ -37,6 +40,8 @@ pub(super) struct Seen {
     pub peers: Vec<Peer>,
     pub peer_grants: Vec<Grant>,
     pub restore: Option<RestoreFacts>,
+    /// Deleted accounts of this name Azure keeps restorable, read before a create.
+    pub restorable_deleted: Option<Result<Vec<String>, String>>,
 }
 
 impl Seen {
@@ -59,7 +64,10 @@ impl Seen {
             operation: self.operation.clone(),
             now: self.now,
             me: owner_of(obj, ctx),
+            previous_cluster: ctx.settings.previous_cluster_id.as_deref(),
             recreate: obj.annotations().get(RECREATE_ANNOTATION).cloned(),
+            confirm_owner: obj.annotations().get(CONFIRM_OWNER_ANNOTATION).cloned(),
+            restorable_deleted: self.restorable_deleted.clone(),
             peers: &self.peers,
             peer_grants: &self.peer_grants,
             restore: self.restore.clone(),
@@ -162,7 +170,31 @@ pub(super) async fn observe<A: AzurePort>(
         }
         _ => None,
     };
+    // About to create: Azure's memory of a deleted account of this name
+    // decides, not the status (which a re-apply or a backup tool may drop).
+    let creating = ready_binding
+        && !waiting
+        && matches!(account, AccountState::NotFound)
+        && status.account_id.is_none()
+        && obj.spec.reconcile_policy == ReconcilePolicy::Manage;
+    let restorable_deleted = match creating {
+        false => None,
+        true => Some(
+            match azure.restorable_accounts(&target.subscription_id).await {
+                Ok(list) => Ok(list
+                    .into_iter()
+                    .filter(|r| {
+                        r.deletion_time.is_some()
+                            && r.account_name.eq_ignore_ascii_case(&target.name)
+                    })
+                    .map(|r| format!("deleted at {}", r.deletion_time.unwrap_or_default()))
+                    .collect()),
+                Err(e) => Err(e.to_string()),
+            },
+        ),
+    };
     Ok(Seen {
+        restorable_deleted,
         status,
         binding,
         operation,
@@ -220,6 +252,7 @@ mod tests {
         b.metadata.namespace = Some(NS.into());
         b.metadata.generation = Some(1);
         b.spec.vault_resource_id = VAULT.into();
+        b.spec.key.name = "cmk".into();
         b.status = Some(KeyVaultBindingStatus {
             conditions: vec![conditions::condition(
                 READY,
@@ -329,7 +362,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_new_account_checks_provider_account_and_grant_then_trusts_the_grant_cache() {
+    async fn a_new_account_checks_provider_account_grant_and_azures_memory_then_trusts_the_grant_cache()
+     {
         let obj = account(None);
         let ctx = context(
             FakeAzure {
@@ -342,9 +376,15 @@ mod tests {
         let seen = observe(&obj, &ctx, &ctx.azure).await.expect("observed");
         assert_eq!(
             ctx.azure.calls(),
-            ["provider_registered", "get_account", "granted_principals"]
+            [
+                "provider_registered",
+                "get_account",
+                "granted_principals",
+                "restorable_accounts"
+            ]
         );
         assert_eq!(seen.granted, ["first-party"]);
+        assert_eq!(seen.restorable_deleted, Some(Ok(vec![])));
         assert!(
             seen.turn.is_some(),
             "the vault's grant turn is held for a grant"
@@ -358,8 +398,10 @@ mod tests {
                 "provider_registered",
                 "get_account",
                 "granted_principals",
+                "restorable_accounts",
                 "provider_registered",
-                "get_account"
+                "get_account",
+                "restorable_accounts"
             ]
         );
     }

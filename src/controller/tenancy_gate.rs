@@ -42,6 +42,18 @@ pub fn account_refusal<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Option<Re
         .err()
 }
 
+/// Whether the namespace may act on (and read) the ARM resource `id`.
+pub fn allows<A>(ctx: &Context<A>, namespace: &str, credential_ref: bool, id: &str) -> bool {
+    ctx.settings
+        .tenancy
+        .check(&Request {
+            namespace,
+            credential_ref,
+            targets: &[id.to_owned()],
+        })
+        .is_ok()
+}
+
 /// Why a binding may not go ahead, if it may not.
 fn binding_refusal<A>(obj: &KeyVaultBinding, ctx: &Context<A>) -> Option<Refusal> {
     let ns = obj.namespace().unwrap_or_default();

@@ -6,6 +6,7 @@ mod common;
 mod support;
 
 mod azure_permissions;
+mod boundaries;
 mod credentials;
 mod events;
 mod hostile;

@@ -24,13 +24,6 @@ fn account_writes(env: &Env) -> u64 {
     .sum()
 }
 
-async fn account_exists(env: &Env, name: &str) -> bool {
-    let (status, _) = env
-        .arm(azure_core::Method::Get, &Env::account_path(name), None)
-        .await;
-    status == 200
-}
-
 #[tokio::test]
 async fn a_second_resource_never_writes_to_or_deletes_the_first_ones_account() {
     let env = Env::start("twin").await;
@@ -69,7 +62,7 @@ async fn a_second_resource_never_writes_to_or_deletes_the_first_ones_account() {
             .contains(&"AccountNotDeleted".to_owned())
     );
     assert!(
-        account_exists(&env, "cmk-demo-orders").await,
+        env.account_exists("cmk-demo-orders").await,
         "the account survived"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -243,6 +236,6 @@ async fn a_blocked_deletion_says_why_and_retain_releases_it() {
         .await
         .unwrap();
     env.wait_gone("orders").await;
-    assert!(account_exists(&env, "cmk-demo-orders").await);
+    assert!(env.account_exists("cmk-demo-orders").await);
     assert_eq!(env.calls("DatabaseAccounts_Delete"), 0);
 }

@@ -61,6 +61,7 @@ impl Env {
             concurrency: 4,
             namespace: Some(ns.clone()),
             cluster_id: "e2e".to_owned(),
+            previous_cluster_id: None,
             clock: Default::default(),
             tenancy: Arc::new(allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")])),
             shutdown_drain: Duration::from_secs(10),
@@ -357,6 +358,14 @@ impl Env {
         )
     }
 
+    /// Whether Azure has the account (of the example subscription).
+    pub async fn account_exists(&self, name: &str) -> bool {
+        let (status, _) = self
+            .arm(azure_core::Method::Get, &Env::account_path(name), None)
+            .await;
+        status == 200
+    }
+
     /// ARM path of an account of the example subscription.
     pub fn account_path(name: &str) -> String {
         format!(
@@ -424,12 +433,41 @@ impl Env {
         key_uri: &str,
         tags: std::collections::BTreeMap<String, String>,
     ) {
+        self.create_foreign_account_in(SUB, name, key_uri, tags)
+            .await;
+    }
+
+    /// The same in another subscription (its Cosmos DB provider registered first).
+    pub async fn create_foreign_account_in(
+        &self,
+        subscription: &str,
+        name: &str,
+        key_uri: &str,
+        tags: std::collections::BTreeMap<String, String>,
+    ) {
         use cmk_operator::azure::AzurePort;
+        if subscription != SUB {
+            let path = format!(
+                "/subscriptions/{subscription}/providers/Microsoft.DocumentDB/register?api-version=2025-04-01"
+            );
+            let (status, _) = self.arm(azure_core::Method::Post, &path, None).await;
+            assert_eq!(status, 200, "provider registration in {subscription}");
+            let get = format!(
+                "/subscriptions/{subscription}/providers/Microsoft.DocumentDB?api-version=2025-04-01"
+            );
+            for _ in 0..100 {
+                let (_, body) = self.arm(azure_core::Method::Get, &get, None).await;
+                if body["registrationState"] == "Registered" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         let azure = self.backdoor();
         let op = azure
             .create_account(&cmk_operator::azure::NewAccount {
                 account: cmk_operator::azure::AccountRef {
-                    subscription_id: SUB.into(),
+                    subscription_id: subscription.into(),
                     resource_group: RG.into(),
                     name: name.into(),
                 },

@@ -80,7 +80,19 @@ impl SdkAzure {
         })?;
         body["tags"] = json!(new.tags);
         let a = &new.account;
-        let answer = self.arm_write(OP, a, Method::Put, &body).await?;
+        // A create must never overwrite an account that appeared since the
+        // read that found none (ARM's conditional create; an RP that ignores
+        // it is no worse off).
+        let url = self.account_url(OP, a, "")?;
+        let answer = self
+            .call(OP, &a.subscription_id, CallKind::Write, async {
+                self.inner
+                    .arm
+                    .send_with(Method::Put, url, Some(&body), &[("if-none-match", "*")])
+                    .await
+                    .map_err(|e| super::http::map_error(OP, e))
+            })
+            .await?;
         Ok(self.pending(OperationKind::CreateAccount, a, Some(answer)))
     }
 
@@ -208,56 +220,13 @@ impl SdkAzure {
         subscription_id: &str,
     ) -> Result<Vec<AccountFacts>, AzureError> {
         const OP: &str = "ListAccounts";
-        const MAX_PAGES: usize = 100;
-        let mut next = Some(format!(
+        let first = format!(
             "{}subscriptions/{subscription_id}/providers/Microsoft.DocumentDB/databaseAccounts?api-version={}",
             self.inner.cloud.resource_manager,
             super::lro::COSMOS_API
-        ));
-        let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let Some(link) = next.take() else {
-                return Ok(out);
-            };
-            let url = Url::parse(&link).map_err(|e| AzureError::Rejected {
-                operation: OP.to_owned(),
-                status: 400,
-                code: "InvalidRequest".into(),
-                message: format!("cannot build the list URL: {e}"),
-            })?;
-            // A nextLink is followed only on the resource manager's own host.
-            let arm = Url::parse(&self.inner.cloud.resource_manager).ok();
-            if arm.as_ref().and_then(Url::host_str) != url.host_str() {
-                return Err(AzureError::Rejected {
-                    operation: OP.to_owned(),
-                    status: 502,
-                    code: "UnexpectedNextLink".into(),
-                    message: "the account list's nextLink points at another host".into(),
-                });
-            }
-            let page = self
-                .arm_send(OP, subscription_id, CallKind::Read, Method::Get, url, None)
-                .await?;
-            out.extend(
-                page.body
-                    .get("value")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(facts_from_json),
-            );
-            next = page
-                .body
-                .get("nextLink")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-        }
-        Err(AzureError::Rejected {
-            operation: OP.to_owned(),
-            status: 502,
-            code: "TooManyPages".into(),
-            message: format!("the account list has more than {MAX_PAGES} pages"),
-        })
+        );
+        let items = self.list_values(OP, subscription_id, first).await?;
+        Ok(items.iter().map(facts_from_json).collect())
     }
 
     /// The account name of a restorable source account.
@@ -325,7 +294,20 @@ impl SdkAzure {
         method: Method,
         body: &Value,
     ) -> Result<Answer, AzureError> {
-        let url = Url::parse(&format!(
+        let url = self.account_url(op, a, suffix)?;
+        self.arm_send(
+            op,
+            &a.subscription_id,
+            CallKind::Write,
+            method,
+            url,
+            Some(body),
+        )
+        .await
+    }
+
+    fn account_url(&self, op: &str, a: &AccountRef, suffix: &str) -> Result<Url, AzureError> {
+        Url::parse(&format!(
             "{}{}{suffix}?api-version={}",
             self.inner.cloud.resource_manager,
             a.id().trim_start_matches('/'),
@@ -336,16 +318,7 @@ impl SdkAzure {
             status: 400,
             code: "InvalidRequest".into(),
             message: format!("cannot build the account URL: {e}"),
-        })?;
-        self.arm_send(
-            op,
-            &a.subscription_id,
-            CallKind::Write,
-            method,
-            url,
-            Some(body),
-        )
-        .await
+        })
     }
 
     /// The operation to persist: its `Azure-AsyncOperation` (or `Location`) URL,

@@ -359,7 +359,21 @@ impl Raw {
         url: Url,
         body: Option<&Value>,
     ) -> azure_core::Result<Answer> {
+        self.send_with(method, url, body, &[]).await
+    }
+
+    /// `send` with extra request headers (e.g. a create's `If-None-Match: *`).
+    pub(crate) async fn send_with(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        headers: &[(&'static str, &'static str)],
+    ) -> azure_core::Result<Answer> {
         let mut req = Request::new(url, method);
+        for (name, value) in headers {
+            req.insert_header(*name, *value);
+        }
         if let Some(b) = body {
             req.insert_header("content-type", "application/json");
             req.set_body(serde_json::to_vec(b)?);

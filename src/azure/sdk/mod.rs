@@ -16,6 +16,7 @@ mod grants;
 mod http;
 mod ids;
 mod keys;
+mod listing;
 mod lro;
 mod vaults;
 
@@ -43,6 +44,7 @@ use super::rate_limit::{CallKind, RateLimiter};
 use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
+use crate::reconcile::destructive::RestorableAccount;
 use http::{Answer, Raw};
 
 /// How to reach Azure.
@@ -382,6 +384,15 @@ impl AzurePort for SdkAzure {
         subscription_id: &str,
     ) -> Result<Vec<AccountFacts>, AzureError> {
         self.list_accounts(subscription_id).await
+    }
+    async fn restorable_accounts(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Vec<RestorableAccount>, AzureError> {
+        self.restorable_list(subscription_id).await
+    }
+    async fn subscriptions(&self) -> Result<Vec<String>, AzureError> {
+        self.subscription_list().await
     }
     async fn create_account(&self, new: &NewAccount) -> Result<PendingOperation, AzureError> {
         self.start_create(new).await

@@ -576,3 +576,9 @@ impl std::fmt::Display for OperationKind {
 /// Annotation that asks for a missing account to be created again (empty). Each new
 /// value re-creates once: the value acted on is kept in `status.recreateToken`.
 pub const RECREATE_ANNOTATION: &str = "cosmoscmk.io/recreate-account";
+
+/// Annotation that confirms a resource owns the account its tags name under
+/// another uid (a resource re-created or restored by a backup tool): its value
+/// must be the uid the tags name (the status message shows it). Then the
+/// owner tags move to this resource's uid and a `Delete` policy is honoured.
+pub const CONFIRM_OWNER_ANNOTATION: &str = "cosmoscmk.io/confirm-owner";

@@ -53,6 +53,27 @@ pub struct KeyVaultBindingSpec {
     /// Azure credentials to use for this vault; omit to use the operator's own identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_ref: Option<CredentialRef>,
+
+    /// Whether the operator may remove the Get/WrapKey/UnwrapKey grants it made on this
+    /// vault once no resource of the cluster needs them. `Keep` (the default) never
+    /// removes one: a grant may serve accounts outside the cluster, in other
+    /// subscriptions or other services' keys, and the first-party grant serves every
+    /// first-party account of the tenant on the vault. `RemoveWhenUnused` removes a
+    /// grant the operator made once Azure shows no Cosmos DB account in any subscription
+    /// the operator can read using that principal with a key of this vault.
+    #[serde(default)]
+    pub grant_removal: GrantRemoval,
+}
+
+/// What happens to the grants the operator made on a vault once nothing in the
+/// cluster needs them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum GrantRemoval {
+    /// Leave every grant in place (an event says which and why).
+    #[default]
+    Keep,
+    /// Remove a grant the operator made when Azure shows nothing using it.
+    RemoveWhenUnused,
 }
 
 /// The key in the vault.

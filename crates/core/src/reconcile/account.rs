@@ -10,6 +10,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use super::destructive;
 use super::ownership::{self, Owner, Ownership};
 use super::reasons as r;
 use super::sharing::{self, Peer};
@@ -121,8 +122,15 @@ pub struct Observed<'a> {
     pub now: Timestamp,
     /// This resource, as the owner tags name it.
     pub me: Owner,
+    /// The cluster id this installation used before (`--previous-cluster-id`).
+    pub previous_cluster: Option<&'a str>,
     /// The `cosmoscmk.io/recreate-account` annotation's value.
     pub recreate: Option<String>,
+    /// The `cosmoscmk.io/confirm-owner` annotation's value.
+    pub confirm_owner: Option<String>,
+    /// Deleted accounts of this name Azure keeps restorable (their deletion
+    /// times), read when the account is missing; `None` when not read.
+    pub restorable_deleted: Option<Result<Vec<String>, String>>,
     /// Every other `CosmosAccountCMK` in the cluster (from the cache).
     pub peers: &'a [Peer],
     /// Grants the operator made that other live resources hold records of.
@@ -317,6 +325,8 @@ struct Out<'a> {
     /// Observe-only: what an earlier stage found missing (reported with the
     /// account's differences instead of stopping there).
     gaps: Vec<String>,
+    /// Said with Ready: the account's ownership is not confirmed for a delete.
+    owner_note: Option<String>,
 }
 
 impl Out<'_> {
@@ -394,6 +404,7 @@ pub fn decide<'a>(o: &'a Observed<'a>) -> Decision {
         o,
         status,
         gaps: Vec::new(),
+        owner_note: None,
     };
     match drive(&mut out) {
         ControlFlow::Continue(d) | ControlFlow::Break(d) => d,
@@ -695,10 +706,13 @@ fn adopt_region_record(out: &mut Out<'_>, a: &AccountFacts) {
 /// Stage 4 (`RotationTracked`), then Ready.
 fn rotation_stage(out: &mut Out<'_>, a: &AccountFacts, key: &Key) -> Decision {
     let action = track_rotation(out, a, &key.key_uri);
-    let msg = format!(
+    let mut msg = format!(
         "account {} is encrypted with its customer-managed key",
         out.o.spec.account_name
     );
+    if let Some(note) = out.owner_note.take() {
+        msg = format!("{msg}; {note}");
+    }
     out.set(READY, TRUE, r::READY, msg);
     out.status.phase = Phase::Ready;
     out.status.last_azure_error = None;
@@ -720,8 +734,41 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
     let o = out.o;
     let spec = o.spec;
     let manage = spec.reconcile_policy == ReconcilePolicy::Manage;
-    match ownership::classify(&a.tags, &o.me) {
+    match ownership::classify(&a.tags, &o.me, o.previous_cluster) {
         Ownership::Mine => None,
+        Ownership::MineUnconfirmed { tagged_uid } => {
+            let confirmed = o.confirm_owner.as_deref() == Some(tagged_uid.as_str());
+            if confirmed && manage {
+                let msg = format!(
+                    "ownership of account {} confirmed: writing its owner tags with this resource's uid",
+                    spec.account_name
+                );
+                let tag = Action::TagAccount(o.me.clone());
+                return Some(out.acting(Stage::Account, r::UPDATING_OWNER_TAGS, msg, tag));
+            }
+            // Managed as before; only a deletion waits for the confirmation.
+            out.owner_note = Some(format!(
+                "its owner tags name another object with this name (uid {tagged_uid}): a Delete policy is not carried out until {}={tagged_uid} confirms this resource owns it",
+                crate::api::CONFIRM_OWNER_ANNOTATION
+            ));
+            None
+        }
+        Ownership::MineUnderPreviousId if manage => {
+            let msg = format!(
+                "account {} carries this resource's owner tags under the previous cluster id: moving them to cluster id {}",
+                spec.account_name, o.me.cluster
+            );
+            let tag = Action::TagAccount(o.me.clone());
+            Some(out.acting(Stage::Account, r::UPDATING_OWNER_TAGS, msg, tag))
+        }
+        Ownership::MineUnderPreviousId => None,
+        Ownership::OtherCluster(owner) => {
+            let msg = format!(
+                "account {} belongs to {owner} (its owner tags in Azure say so): another cluster manages it, and this one makes no change to it. If both clusters sync the same manifests, give each its own cluster id; to move the account here, see README 'Moving a cluster id'",
+                spec.account_name
+            );
+            Some(out.failed(Stage::Account, r::OWNED_BY_ANOTHER_CLUSTER, msg))
+        }
         Ownership::Other(owner) => {
             let msg = format!(
                 "account {} belongs to {owner} (its owner tags in Azure say so): this resource makes no change to it; use another accountName, or delete this resource",
@@ -779,6 +826,15 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                 );
                 return Some(out.failed(Stage::Account, r::ADOPTION_NEEDS_CONSENT, msg));
             }
+            // Judged before claimed: an account the spec can never be made to
+            // match is not tagged (a later Delete would delete it) nor granted.
+            if let Some(why) = adoption_infeasible(o, a) {
+                let msg = format!(
+                    "account {} is not adopted: {why}. Nothing was written to it; fix the spec (or the account) first",
+                    spec.account_name
+                );
+                return Some(out.failed(Stage::Account, r::CHANGE_REFUSED, msg));
+            }
             // The version in use now may be needed by the account's backups after
             // the move to this resource's key.
             if let (Some(uri), Some(version)) = (&a.key_vault_key_uri, &a.key_version_in_use)
@@ -799,6 +855,34 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
             ))
         }
     }
+}
+
+/// Why the spec can never be carried out on an account that is to be adopted
+/// (so it is neither tagged nor granted), if it cannot.
+fn adoption_infeasible(o: &Observed<'_>, a: &AccountFacts) -> Option<String> {
+    let spec = o.spec;
+    if !o.provider_registered {
+        return Some(
+            "resource provider Microsoft.DocumentDB is not registered in the subscription"
+                .to_owned(),
+        );
+    }
+    if spec.identity.type_ == IdentityType::UserAssigned && o.user_assigned_principal.is_none() {
+        let id = spec
+            .identity
+            .user_assigned_identity_id
+            .as_deref()
+            .unwrap_or("");
+        return Some(format!("user-assigned identity {id} was not found"));
+    }
+    let refused: Vec<String> = spec_drift::differences(a.reported(), spec, &[])
+        .into_iter()
+        .filter_map(|d| match d.fix {
+            Fix::Refused(rule) => Some(format!("{}: {rule}", d.what)),
+            Fix::Change(..) => None,
+        })
+        .collect();
+    (!refused.is_empty()).then(|| refused.join("; "))
 }
 
 /// Stage 2 for a known principal: granted, or the grant to make.
@@ -887,14 +971,19 @@ fn create_or_report_missing(
         .recreate
         .as_ref()
         .filter(|t| o.status.recreate_token.as_ref() != Some(*t));
-    if let Some(id) = &o.status.account_id {
-        let Some(token) = asked else {
-            let msg = format!(
-                "account {id} existed and is gone from Azure; the operator does not silently create an empty account in its place. Restore it (a new CosmosAccountCMK with spec.restore), or annotate this resource with {}=<a new value> to create it again, empty",
-                crate::api::RECREATE_ANNOTATION
-            );
-            return out.failed(Stage::Account, r::ACCOUNT_MISSING, msg);
-        };
+    let facts = destructive::CreationFacts {
+        account_name: &spec.account_name,
+        recorded: o.status.account_id.as_deref(),
+        restorable_deleted: o
+            .restorable_deleted
+            .clone()
+            .unwrap_or_else(|| Err("not read".to_owned())),
+        recreate_asked: asked.is_some(),
+    };
+    if let Err(msg) = destructive::account_creation(&facts) {
+        return out.failed(Stage::Account, r::ACCOUNT_MISSING, msg);
+    }
+    if let Some(token) = asked {
         out.status.recreate_token = Some(token.clone());
         out.status.account_id = None;
         out.status.key_version_in_use = None;

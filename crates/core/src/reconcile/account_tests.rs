@@ -76,6 +76,9 @@ struct World {
     operation: Option<OperationState>,
     now: Timestamp,
     recreate: Option<String>,
+    confirm_owner: Option<String>,
+    previous_cluster: Option<&'static str>,
+    restorable_deleted: Option<Result<Vec<String>, String>>,
     peers: Vec<Peer>,
     peer_grants: Vec<Grant>,
     restore: Option<RestoreFacts>,
@@ -94,6 +97,10 @@ impl World {
             operation: None,
             now: t0(),
             recreate: None,
+            confirm_owner: None,
+            previous_cluster: None,
+            // Azure remembers no deleted account of this name.
+            restorable_deleted: Some(Ok(Vec::new())),
             peers: Vec::new(),
             peer_grants: Vec::new(),
             restore: None,
@@ -113,7 +120,10 @@ impl World {
             operation: self.operation.clone(),
             now: self.now,
             me: me(),
+            previous_cluster: self.previous_cluster,
             recreate: self.recreate.clone(),
+            confirm_owner: self.confirm_owner.clone(),
+            restorable_deleted: self.restorable_deleted.clone(),
             peers: &self.peers,
             peer_grants: &self.peer_grants,
             restore: self.restore.clone(),
@@ -1109,4 +1119,120 @@ fn a_region_change_is_one_action_with_the_remaining_count() {
         "{}",
         message(&d, READY)
     );
+}
+
+#[test]
+fn an_account_another_cluster_owns_gets_no_write_at_all() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    // The same manifest synced into another cluster (same namespace and name).
+    a.tags = Owner {
+        cluster: "c2".into(),
+        uid: "u-c2".into(),
+        ..me()
+    }
+    .tags();
+    w.account = AccountState::Found(a);
+    w.granted.clear();
+    let d = w.decide();
+    assert_eq!(d.action, None, "no grant, no PATCH");
+    assert_eq!(reason(&d, READY), "False/OwnedByAnotherCluster");
+}
+
+#[test]
+fn a_restored_resource_manages_its_account_and_confirms_by_annotation() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    a.tags = Owner {
+        uid: "u-before-restore".into(),
+        ..me()
+    }
+    .tags();
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!((reason(&d, READY).as_str(), d.action), ("True/Ready", None));
+    let msg = &conditions::find(&d.status.conditions, READY)
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("cosmoscmk.io/confirm-owner=u-before-restore"),
+        "{msg}"
+    );
+    w.confirm_owner = Some("u-wrong".into());
+    assert_eq!(w.decide().action, None, "only the tagged uid confirms");
+    w.confirm_owner = Some("u-before-restore".into());
+    let d = w.decide();
+    assert_eq!(d.action, Some(Action::TagAccount(me())));
+    assert_eq!(reason(&d, READY), "False/UpdatingOwnerTags");
+}
+
+#[test]
+fn tags_under_the_previous_cluster_id_move_to_the_current_one() {
+    let mut w = World::new(IdentityType::FirstParty);
+    let mut a = account("FirstPartyIdentity");
+    a.tags = Owner {
+        cluster: "default".into(),
+        ..me()
+    }
+    .tags();
+    w.account = AccountState::Found(a);
+    assert_eq!(
+        reason(&w.decide(), READY),
+        "False/OwnedByAnotherCluster",
+        "not without --previous-cluster-id"
+    );
+    w.previous_cluster = Some("default");
+    assert_eq!(w.decide().action, Some(Action::TagAccount(me())));
+}
+
+#[test]
+fn adoption_is_judged_before_the_account_is_claimed() {
+    // The guide forbids the first party on a continuous-backup account.
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.adopt_existing_account = true;
+    let mut a = account("FirstPartyIdentity");
+    a.tags.clear();
+    a.backup = Some(spec_drift::BackupFacts {
+        type_: BackupPolicyType::Continuous,
+        continuous_tier: Some(ContinuousTier::Continuous7Days),
+        periodic_interval_minutes: None,
+        periodic_retention_hours: None,
+        migrating: false,
+    });
+    w.account = AccountState::Found(a);
+    w.granted.clear();
+    let d = w.decide();
+    assert_eq!(d.action, None, "neither tagged nor granted");
+    assert_eq!(reason(&d, READY), "False/ChangeRefused");
+    // A missing user-assigned identity is refused before the claim too.
+    let mut w = World::new(IdentityType::UserAssigned);
+    w.spec.adopt_existing_account = true;
+    w.ua_principal = None;
+    let mut a = account(&format!("UserAssignedIdentity={UA_ID}"));
+    a.tags.clear();
+    w.account = AccountState::Found(a);
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.action),
+        ("False/ChangeRefused", None)
+    );
+}
+
+#[test]
+fn a_name_azure_remembers_as_deleted_is_not_reused_without_asking() {
+    let mut w = World::new(IdentityType::FirstParty);
+    // Status lost (re-applied from Git, restored by a backup tool).
+    w.restorable_deleted = Some(Ok(vec!["deleted at 2026-12-01T00:00:00Z".into()]));
+    let d = w.decide();
+    assert_eq!(
+        (reason(&d, READY).as_str(), d.action.clone()),
+        ("False/AccountMissing", None)
+    );
+    w.restorable_deleted = Some(Err("403".into()));
+    assert_eq!(w.decide().action, None, "unreadable: nothing created");
+    w.restorable_deleted = None;
+    assert_eq!(w.decide().action, None, "not read: nothing created");
+    w.restorable_deleted = Some(Ok(vec!["deleted".into()]));
+    w.recreate = Some("1".into());
+    assert!(matches!(w.decide().action, Some(Action::CreateAccount(_))));
 }

@@ -246,3 +246,30 @@ pub fn decide(o: &BindingObserved<'_>) -> BindingDecision {
         }
     }
 }
+
+/// Whether `key_uri` (versionless or versioned) is the key the binding's spec
+/// names: the vault's name is the first label of the key's host (Key Vault
+/// derives a vault's URI from its globally unique name) and the key's name is
+/// the spec's. A key URI in a binding's status is a record anyone who may
+/// patch `/status` can change; only a key this spec names is used or touched.
+pub fn spec_names_key(spec: &KeyVaultBindingSpec, key_uri: &str) -> bool {
+    let Some(rest) = key_uri.strip_prefix("https://") else {
+        return false;
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let vault_name = spec
+        .vault_resource_id
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next();
+    let mut segments = path.trim_end_matches('/').split('/');
+    let host_label = host.split(['.', ':']).next();
+    host_label.is_some_and(|h| vault_name.is_some_and(|v| h.eq_ignore_ascii_case(v)))
+        && segments
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case("keys"))
+        && segments
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case(&spec.key.name))
+        && segments.count() <= 1
+}

@@ -183,3 +183,34 @@ fn ready_binding_reports_versionless_uri_and_version() {
         (Phase::Ready, Some(3))
     );
 }
+
+#[test]
+fn only_the_key_the_spec_names_is_the_bindings() {
+    let mut s = spec();
+    s.vault_resource_id =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/team-a-kv".into();
+    s.key.name = "orders".into();
+    for (uri, ok) in [
+        ("https://team-a-kv.vault.azure.net/keys/orders", true),
+        ("https://TEAM-A-KV.vault.azure.net/keys/orders/", true),
+        (
+            "https://team-a-kv.vault.azure.net/keys/orders/0123abcd",
+            true,
+        ),
+        (
+            "https://team-a-kv.vault.usgovcloudapi.net:443/keys/orders",
+            true,
+        ),
+        ("https://team-b-kv.vault.azure.net/keys/orders", false),
+        ("https://team-a-kv.vault.azure.net/keys/payments", false),
+        ("https://team-a-kv.vault.azure.net/secrets/orders", false),
+        (
+            "https://team-a-kv.vault.azure.net/keys/orders/v/extra",
+            false,
+        ),
+        ("http://team-a-kv.vault.azure.net/keys/orders", false),
+        ("", false),
+    ] {
+        assert_eq!(spec_names_key(&s, uri), ok, "{uri}");
+    }
+}

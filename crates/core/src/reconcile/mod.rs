@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod binding;
+pub mod destructive;
 pub mod ownership;
 pub mod reasons;
 pub mod sharing;

@@ -19,8 +19,11 @@ pub struct Owner {
     pub cluster: String,
     pub namespace: String,
     pub name: String,
-    /// Recorded for people; not compared, so a resource restored from a backup
-    /// (same cluster, namespace and name, new uid) still owns its account.
+    /// The Kubernetes uid of the resource that created or adopted the account.
+    /// A resource with the same cluster, namespace and name but another uid (one
+    /// restored by a backup tool, or the same manifest synced into a second
+    /// cluster that was given the same cluster id) still manages the account but
+    /// may not delete it until it confirms ownership (`CONFIRM_OWNER_ANNOTATION`).
     pub uid: String,
 }
 
@@ -81,20 +84,46 @@ impl fmt::Display for Owner {
 /// How an account stands towards a resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ownership {
-    /// Tagged as this resource's.
+    /// Tagged as this resource's (cluster, namespace, name and uid).
     Mine,
-    /// Tagged as another resource's (in this cluster or another).
+    /// Tagged with this cluster, namespace and name but another uid: managed,
+    /// never deleted until the owner is confirmed (the tags then name this uid).
+    MineUnconfirmed { tagged_uid: String },
+    /// Tagged by this very resource (same namespace, name and uid) under the
+    /// cluster id this installation used before (`--previous-cluster-id`): the
+    /// tags are moved to the current id before anything else is written.
+    MineUnderPreviousId,
+    /// Tagged as a resource of another cluster (another cluster id).
+    OtherCluster(Owner),
+    /// Tagged as another resource of this cluster.
     Other(Owner),
     /// No owner tags: created outside the operator (or before it tagged accounts).
     Unowned,
 }
 
-/// The account's ownership as its tags say.
-pub fn classify(tags: &BTreeMap<String, String>, me: &Owner) -> Ownership {
-    match Owner::from_tags(tags) {
-        None => Ownership::Unowned,
-        Some(o) if o.same_resource(me) => Ownership::Mine,
-        Some(o) => Ownership::Other(o),
+/// The account's ownership as its tags say. `previous_cluster` is the cluster
+/// id this installation used before, if it is moving to a new one.
+pub fn classify(
+    tags: &BTreeMap<String, String>,
+    me: &Owner,
+    previous_cluster: Option<&str>,
+) -> Ownership {
+    let Some(o) = Owner::from_tags(tags) else {
+        return Ownership::Unowned;
+    };
+    let same_object = o.namespace == me.namespace && o.name == me.name;
+    // A uid names one object in one cluster: only the uid proves that tags
+    // written under the previous id were written by this very resource.
+    let moved_here = previous_cluster.is_some_and(|p| !p.is_empty() && o.cluster == p)
+        && same_object
+        && !me.uid.is_empty()
+        && o.uid == me.uid;
+    match () {
+        _ if o.same_resource(me) && o.uid == me.uid => Ownership::Mine,
+        _ if o.same_resource(me) => Ownership::MineUnconfirmed { tagged_uid: o.uid },
+        _ if moved_here => Ownership::MineUnderPreviousId,
+        _ if o.cluster != me.cluster => Ownership::OtherCluster(o),
+        _ => Ownership::Other(o),
     }
 }
 
@@ -127,29 +156,35 @@ mod tests {
     #[test]
     fn tags_round_trip_and_classify() {
         let tags = me().tags();
-        assert_eq!(classify(&tags, &me()), Ownership::Mine);
+        assert_eq!(classify(&tags, &me(), None), Ownership::Mine);
         let restored = Owner {
             uid: "u2".into(),
             ..me()
         };
         assert_eq!(
-            classify(&tags, &restored),
-            Ownership::Mine,
-            "uid is not compared"
+            classify(&tags, &restored, None),
+            Ownership::MineUnconfirmed {
+                tagged_uid: "u1".into()
+            },
+            "a new uid manages, but must confirm before a delete"
         );
         let other = Owner {
             name: "orders-2".into(),
             ..me()
         };
-        assert_eq!(classify(&tags, &other), Ownership::Other(me()));
+        assert_eq!(classify(&tags, &other, None), Ownership::Other(me()));
         let elsewhere = Owner {
             cluster: "prod-2".into(),
             ..me()
         };
-        assert!(matches!(classify(&tags, &elsewhere), Ownership::Other(_)));
-        assert_eq!(classify(&BTreeMap::new(), &me()), Ownership::Unowned);
+        assert_eq!(
+            classify(&tags, &elsewhere, None),
+            Ownership::OtherCluster(me()),
+            "the same manifest in another cluster never owns the account"
+        );
+        assert_eq!(classify(&BTreeMap::new(), &me(), None), Ownership::Unowned);
         let foreign: BTreeMap<String, String> = [("env".to_owned(), "prod".to_owned())].into();
-        assert_eq!(classify(&foreign, &me()), Ownership::Unowned);
+        assert_eq!(classify(&foreign, &me(), None), Ownership::Unowned);
     }
 
     #[test]
@@ -159,7 +194,46 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_ascii_uppercase(), v))
             .collect();
-        assert_eq!(classify(&tags, &me()), Ownership::Mine);
+        assert_eq!(classify(&tags, &me(), None), Ownership::Mine);
+    }
+
+    #[test]
+    fn only_the_same_uid_moves_from_the_previous_cluster_id() {
+        let legacy = Owner {
+            cluster: "default".into(),
+            ..me()
+        };
+        let tags = legacy.tags();
+        assert_eq!(
+            classify(&tags, &me(), Some("default")),
+            Ownership::MineUnderPreviousId
+        );
+        // Another cluster that also ran with `default` has its own uid.
+        let twin = Owner {
+            uid: "u-other-cluster".into(),
+            ..me()
+        };
+        assert_eq!(
+            classify(&tags, &twin, Some("default")),
+            Ownership::OtherCluster(legacy.clone())
+        );
+        assert_eq!(
+            classify(&tags, &me(), None),
+            Ownership::OtherCluster(legacy.clone()),
+            "without --previous-cluster-id the old tags are another cluster's"
+        );
+        let no_uid = Owner {
+            uid: String::new(),
+            ..me()
+        };
+        let untagged_uid = Owner {
+            uid: String::new(),
+            ..legacy
+        };
+        assert!(matches!(
+            classify(&untagged_uid.tags(), &no_uid, Some("default")),
+            Ownership::OtherCluster(_)
+        ));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! The simulator keeps no subscription registry: a subscription exists for a
 //! caller when the caller holds a role assignment at it or below it (a
-//! resource group, a resource). Assignments above every subscription (the
-//! root scope `/`) name none, so they list nothing.
+//! resource group, a resource). An assignment above every subscription (the
+//! root scope `/`, a management group) reaches every subscription of the
+//! tenant, as Azure's inherited assignments do: then every subscription the
+//! simulated world names is listed.
 
 use std::collections::BTreeMap;
 
@@ -30,15 +32,51 @@ pub fn list(app: &App, req: &Req, caller: &str) -> Result<Response, ApiError> {
     }
     // By lower-cased id (ARM ids are case-insensitive), spelled as first assigned.
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for ra in app.state().role_assignments.values() {
+    let state = app.state();
+    let mut add = |id: &str| {
+        seen.entry(id.to_ascii_lowercase())
+            .or_insert_with(|| id.to_owned());
+    };
+    let mut above_all = false;
+    for ra in state.role_assignments.values() {
         if !ra.principal_id.eq_ignore_ascii_case(caller) {
             continue;
         }
-        if let Some(id) = subscription_of(&ra.scope) {
-            seen.entry(id.to_ascii_lowercase())
-                .or_insert_with(|| id.to_owned());
+        match subscription_of(&ra.scope) {
+            Some(id) => add(id),
+            None => above_all = true,
         }
     }
+    if above_all {
+        let named = state
+            .accounts
+            .values()
+            .map(|a| a.subscription_id.as_str())
+            .chain(state.vaults.values().map(|v| v.subscription_id.as_str()))
+            .chain(
+                state
+                    .identities
+                    .values()
+                    .map(|i| i.subscription_id.as_str()),
+            )
+            .chain(
+                state
+                    .deleted_accounts
+                    .values()
+                    .map(|d| d.account.subscription_id.as_str()),
+            )
+            .chain(state.providers.keys().filter_map(|k| k.split('/').next()))
+            .chain(
+                state
+                    .role_assignments
+                    .values()
+                    .filter_map(|r| subscription_of(&r.scope)),
+            );
+        for id in named {
+            add(id);
+        }
+    }
+    drop(state);
     let tenant = &app.config.tenant_id;
     let value: Vec<_> = seen
         .values()

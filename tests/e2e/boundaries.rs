@@ -1,0 +1,409 @@
+//! Safety at the boundaries real platforms have: two clusters syncing one
+//! manifest, a resource re-created or restored with a new uid, the deleted
+//! accounts Azure remembers, a central vault serving other subscriptions, a
+//! status anyone may patch, a restore from a source made outside the cluster.
+//! Each test names the guard (a rule in `reconcile::destructive` or its facts)
+//! it pins: with that guard removed, the test fails.
+
+use std::time::Duration;
+
+use cmk_operator::api::PermissionModel;
+use cmk_operator::api::conditions::find;
+use cmk_operator::azure::AzurePort;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::support::*;
+
+const DELETE: &str = "Delete";
+
+async fn delete_now(env: &Env, name: &str) {
+    env.accounts()
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+async fn holds_access(env: &Env, vault: &str, principal: &str) -> bool {
+    !env.backdoor()
+        .granted_principals(
+            vault,
+            PermissionModel::AccessPolicy,
+            &[principal.to_owned()],
+        )
+        .await
+        .unwrap()
+        .is_empty()
+}
+
+fn ready_message(a: &cmk_operator::api::CosmosAccountCMK) -> String {
+    a.status
+        .as_ref()
+        .and_then(|s| find(&s.conditions, "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// An ApplicationSet syncing one `CosmosAccountCMK` (policy Delete) into a
+/// second cluster: that cluster's operator never writes to the account and
+/// decommissioning it never deletes what the first cluster serves.
+/// Pins: `ownership::classify`'s cluster comparison (`OtherCluster`) and
+/// `destructive::account_deletion`'s `NotOurs`.
+#[tokio::test]
+async fn the_same_manifest_in_a_second_cluster_never_writes_or_deletes_the_account() {
+    let mut env = Env::start("two-clusters").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"deletionPolicy": DELETE}}),
+    )
+    .await;
+    env.account_reason("orders", "Ready").await;
+    let writes =
+        env.calls("DatabaseAccounts_Update") + env.calls("DatabaseAccounts_CreateOrUpdate");
+
+    // The same objects, seen by the second cluster's operator.
+    env.stop_operator().await;
+    env.settings.cluster_id = "e2e-west".into();
+    env.start_operator();
+    let seen = env.account_reason("orders", "OwnedByAnotherCluster").await;
+    assert!(
+        ready_message(&seen).contains("cluster e2e"),
+        "{}",
+        ready_message(&seen)
+    );
+
+    delete_now(&env, "orders").await;
+    env.wait_gone("orders").await;
+    assert!(
+        env.event_reasons("orders")
+            .await
+            .contains(&"AccountNotDeleted".to_owned())
+    );
+    assert!(
+        env.account_exists("cmk-demo-orders").await,
+        "the account survived"
+    );
+    assert_eq!(env.calls("DatabaseAccounts_Delete"), 0);
+    assert_eq!(
+        env.calls("DatabaseAccounts_Update") + env.calls("DatabaseAccounts_CreateOrUpdate"),
+        writes,
+        "no write from the second cluster: {:?}",
+        env.writes()
+    );
+}
+
+/// A resource deleted with Retain and applied again (or restored by Velero)
+/// has a new uid: it manages the account, but its Delete policy waits until
+/// the owner is confirmed with the uid the tags name.
+/// Pins: `destructive::account_deletion`'s uid comparison (`MineUnconfirmed`).
+#[tokio::test]
+async fn a_resource_with_a_new_uid_deletes_its_account_only_after_confirming() {
+    let env = Env::start("new-uid").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example("10-account-first-party.yaml", json!({}))
+        .await;
+    let first = env.account_reason("orders", "Ready").await;
+    let old_uid = first.uid().unwrap();
+    delete_now(&env, "orders").await;
+    env.wait_gone("orders").await;
+
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"deletionPolicy": DELETE}}),
+    )
+    .await;
+    let again = env
+        .wait(&env.accounts(), "orders", "Ready with the new uid", |a| {
+            ready_reason(a).as_deref() == Some("Ready") && a.uid() != Some(old_uid.clone())
+        })
+        .await;
+    assert!(
+        ready_message(&again).contains(&format!("cosmoscmk.io/confirm-owner={old_uid}")),
+        "Ready says how to confirm: {}",
+        ready_message(&again)
+    );
+
+    delete_now(&env, "orders").await;
+    let blocked = env.account_reason("orders", "DeletionBlocked").await;
+    assert!(
+        ready_message(&blocked).contains(&old_uid),
+        "{}",
+        ready_message(&blocked)
+    );
+    assert!(env.account_exists("cmk-demo-orders").await);
+    assert_eq!(
+        env.calls("DatabaseAccounts_Delete"),
+        0,
+        "{:?}",
+        env.writes()
+    );
+
+    env.accounts()
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"cosmoscmk.io/confirm-owner": old_uid}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    env.wait_gone("orders").await;
+    assert_eq!(env.calls("DatabaseAccounts_Delete"), 1);
+    assert!(!env.account_exists("cmk-demo-orders").await);
+}
+
+/// A resource re-applied from Git without its status, after its account was
+/// deleted: Azure still remembers (and can restore) the deleted account, so
+/// nothing empty is created under its name until the user asks.
+/// Pins: `destructive::account_creation`'s restorable-deleted check.
+#[tokio::test]
+async fn an_account_azure_can_restore_is_not_recreated_empty_after_status_is_lost() {
+    let env = Env::start("status-lost").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example(
+        "13-account-continuous-backup.yaml",
+        json!({"spec": {"deletionPolicy": DELETE}}),
+    )
+    .await;
+    env.account_reason("ledger", "Ready").await;
+    delete_now(&env, "ledger").await;
+    env.wait_gone("ledger").await;
+    assert!(!env.account_exists("cmk-demo-ledger").await);
+    let creates = env.calls("DatabaseAccounts_CreateOrUpdate");
+
+    env.apply_example("13-account-continuous-backup.yaml", json!({}))
+        .await;
+    let missing = env.account_reason("ledger", "AccountMissing").await;
+    assert!(
+        ready_message(&missing).contains("Azure can still restore it"),
+        "{}",
+        ready_message(&missing)
+    );
+    assert_eq!(
+        env.calls("DatabaseAccounts_CreateOrUpdate"),
+        creates,
+        "not re-created"
+    );
+
+    env.accounts()
+        .patch(
+            "ledger",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"cosmoscmk.io/recreate-account": "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    env.account_reason("ledger", "Ready").await;
+    assert_eq!(env.calls("DatabaseAccounts_CreateOrUpdate"), creates + 1);
+}
+
+/// A central vault: the first-party grant serves every first-party account of
+/// the tenant on it. Deleting our account keeps it by default; with the
+/// binding's opt-in it is still kept while an account in a third
+/// subscription uses it, and goes once nothing does.
+/// Pins: `destructive::grant_removal`'s opt-in, and its Azure check across
+/// every subscription the operator can read (`Subscriptions_List`).
+#[tokio::test]
+async fn a_central_vaults_first_party_grant_is_kept_unless_opted_in_and_unused_everywhere() {
+    const THIRD: &str = "00000000-0000-0000-0000-0000000000d3";
+    let env = Env::start("central-vault").await;
+    let fp = env.settings.first_party_principal.clone();
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    let vault = env
+        .bindings()
+        .get("orders-key")
+        .await
+        .unwrap()
+        .spec
+        .vault_resource_id;
+    let delete = json!({"spec": {"deletionPolicy": DELETE}});
+
+    // The default keeps it.
+    env.apply_example("10-account-first-party.yaml", delete.clone())
+        .await;
+    env.account_reason("orders", "Ready").await;
+    delete_now(&env, "orders").await;
+    env.wait_gone("orders").await;
+    assert!(holds_access(&env, &vault, &fp).await, "kept by default");
+    assert!(
+        env.event_reasons("orders")
+            .await
+            .contains(&"GrantKept".to_owned())
+    );
+
+    // Opted in, but a first-party account in a third subscription uses the vault.
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
+    )
+    .await;
+    env.apply_example("10-account-first-party.yaml", delete.clone())
+        .await;
+    let a = env.account_reason("orders", "Ready").await;
+    let key_uri = a.status.unwrap().key_vault_key_uri.unwrap();
+    env.create_foreign_account_in(THIRD, "cmk-demo-third", &key_uri, Default::default())
+        .await;
+    delete_now(&env, "orders").await;
+    env.wait_gone("orders").await;
+    assert!(
+        holds_access(&env, &vault, &fp).await,
+        "an account in a third subscription uses it: {:?}",
+        env.writes()
+    );
+    assert_eq!(
+        env.calls("Vaults_UpdateAccessPolicy"),
+        0,
+        "{:?}",
+        env.writes()
+    );
+
+    // Nothing uses it any more: the opted-in removal goes ahead.
+    let (status, _) = env
+        .arm(
+            azure_core::Method::Delete,
+            &format!(
+                "/subscriptions/{THIRD}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/cmk-demo-third?api-version=2025-10-15"
+            ),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 202, "third account deleted");
+    env.apply_example("10-account-first-party.yaml", delete)
+        .await;
+    env.account_reason("orders", "Ready").await;
+    delete_now(&env, "orders").await;
+    env.wait_gone("orders").await;
+    assert!(!holds_access(&env, &vault, &fp).await, "{:?}", env.writes());
+}
+
+/// A status patch that adds a grant on a vault outside the namespace's
+/// tenancy scopes (another team's): even with a binding here that names that
+/// vault and opts in, the grant is never removed.
+/// Pins: `destructive::grant_removal`'s tenancy check of the grant's vault.
+#[tokio::test]
+async fn a_status_patch_cannot_aim_a_grant_removal_at_another_teams_vault() {
+    let mut env = Env::start("status-vault").await;
+    let fp = env.settings.first_party_principal.clone();
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
+    )
+    .await;
+    let ours = env
+        .bindings()
+        .get("orders-key")
+        .await
+        .unwrap()
+        .spec
+        .vault_resource_id;
+    // The other team's vault, which already serves the first party.
+    let theirs = ours.replace("cmk-demo-policies", "cmk-demo-rbac");
+    let account = format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/cmk-demo-orders"
+    );
+    env.stop_operator().await;
+    env.settings.tenancy = std::sync::Arc::new(allow_namespace(&env.ns, &[&ours, &account]));
+    env.start_operator();
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"deletionPolicy": DELETE}}),
+    )
+    .await;
+    let a = env.account_reason("orders", "Ready").await;
+    // A binding here names their vault and opts in; it is refused, never Ready.
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"metadata": {"name": "their-key"}, "spec": {"vaultResourceId": theirs, "grantRemoval": "RemoveWhenUnused"}}),
+    )
+    .await;
+    env.binding_reason("their-key", "NamespaceNotAllowed").await;
+    let granted_before = env
+        .backdoor()
+        .grant(&theirs, PermissionModel::Rbac, &fp)
+        .await;
+    assert!(granted_before.is_ok(), "their vault grants the first party");
+
+    let mut grants = serde_json::to_value(&a.status.unwrap().grants).unwrap();
+    grants.as_array_mut().unwrap().push(json!({
+        "model": "RBAC", "principalId": fp, "vaultId": theirs,
+    }));
+    env.accounts()
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"grants": grants}})),
+        )
+        .await
+        .unwrap();
+    delete_now(&env, "orders").await;
+    env.wait_gone("orders").await;
+    assert_eq!(env.calls("RoleAssignments_Delete"), 0, "{:?}", env.writes());
+    assert!(
+        !env.backdoor()
+            .granted_principals(&theirs, PermissionModel::Rbac, &[fp.clone()])
+            .await
+            .unwrap()
+            .is_empty(),
+        "their grant survives"
+    );
+}
+
+/// A restore whose source was made outside the cluster (here: its resource
+/// deleted with Retain, so only Azure knows it) is still refused when it
+/// would reuse the source's user-assigned identity.
+/// Pins: the restore facts' Azure lookup of a source no resource names.
+#[tokio::test]
+async fn a_restore_from_a_source_outside_the_cluster_checks_its_identity() {
+    let env = Env::start("outside-source").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example("13-account-continuous-backup.yaml", json!({}))
+        .await;
+    env.account_reason("ledger", "Ready").await;
+    delete_now(&env, "ledger").await;
+    env.wait_gone("ledger").await;
+    assert!(
+        env.account_exists("cmk-demo-ledger").await,
+        "Retain left it"
+    );
+    let (_, source) = env
+        .arm(
+            azure_core::Method::Get,
+            &Env::account_path("cmk-demo-ledger"),
+            None,
+        )
+        .await;
+    let instance = source["properties"]["instanceId"].as_str().unwrap();
+    let restorable = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.DocumentDB/locations/eastus/restorableDatabaseAccounts/{instance}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let when = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let source_identity = format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk-demo-ledger-id"
+    );
+    env.apply_example(
+        "14-account-restore.yaml",
+        json!({"spec": {"restore": {"sourceAccountId": restorable, "timestamp": when}, "identity": {"userAssignedIdentityId": source_identity}}}),
+    )
+    .await;
+    env.account_reason("ledger-restored", "RestoreReusesSourceIdentity")
+        .await;
+    assert_eq!(
+        env.calls("DatabaseAccounts_CreateOrUpdate"),
+        1,
+        "{:?}",
+        env.writes()
+    );
+}
