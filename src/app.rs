@@ -142,8 +142,10 @@ pub enum StartError {
     Crd(#[from] crate::crd_check::CrdError),
     #[error("cannot serve health and metrics on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
-    #[error("lost the leader lease; exiting so a fresh process can stand by")]
-    LostLease,
+    #[error("lost the leader lease ({0}); exiting so a fresh process can stand by")]
+    LostLease(crate::leader::Lost),
+    #[error("leader election: {0}")]
+    LeaseTiming(#[from] crate::leader::TimingError),
     #[error(
         "--simulator-url (or CMK_SIMULATOR_URL) only applies with --azure simulator; with --azure azure the operator talks to real Azure: drop it, or use --azure simulator"
     )]
@@ -285,37 +287,28 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         name: opts.lease_name.clone(),
         identity: std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("cmk-operator-{}", std::process::id())),
+        // client-go's defaults.
         lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
         retry_period: Duration::from_secs(2),
     };
+    lease.check()?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
     // Not ready until the lease has answered: a standby is ready (it has
     // nothing to sync), the leader once its caches hold their first list.
     let standby = || metrics.set_readiness(Readiness::Standby);
-    tokio::select! {
-        () = leader::acquire_or_stand_by(&leases, &lease, standby) => {}
+    let acquired = tokio::select! {
+        began = leader::acquire_or_stand_by(&leases, &lease, standby) => began,
         () = shutdown_signal() => return Ok(()),
-    }
-    metrics.set_leader(true);
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let (hold_api, hold_lease) = (leases.clone(), lease.clone());
-    let holder = tokio::spawn(async move {
-        leader::hold(&hold_api, &hold_lease).await;
-        let _ = lost_tx.send(());
-    });
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lost_flag = lost.clone();
-    let stop = async move {
-        tokio::select! {
-            () = shutdown_signal() => {}
-            _ = lost_rx => lost_flag.store(true, std::sync::atomic::Ordering::SeqCst),
-        }
     };
-    controller::run(client, azure, settings, metrics.clone(), stop).await;
+    metrics.set_leader(true);
+    // SIGTERM drains the controllers (still leading) and then releases the
+    // lease; a lost lease drops them at once, drain or not.
+    let controllers = controller::run(client, azure, settings, metrics.clone(), shutdown_signal());
+    let led = leader::while_leading(&leases, &lease, acquired, controllers).await;
     metrics.set_leader(false);
-    holder.abort();
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(StartError::LostLease);
+    if let Err(lost) = led {
+        return Err(StartError::LostLease(lost));
     }
     if let Err(e) = leader::release(&leases, &lease).await {
         tracing::warn!(error = %e, "could not release the lease; the next leader waits for it to expire");
