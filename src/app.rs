@@ -17,7 +17,8 @@ use crate::controller::clock::Clock;
 use crate::controller::{self, Settings};
 use crate::leader::{self, LeaseSettings};
 use crate::telemetry::{self, Metrics, Readiness};
-use crate::tenancy::TenancyPolicy;
+use crate::tenancy::{PolicyInForce, TenancyPolicy};
+use crate::tenancy_file::{self, LiveTenancy};
 #[cfg(feature = "simulator")]
 use crate::{embedded::SimCloud, sim::SimConfig};
 
@@ -110,7 +111,10 @@ pub struct RunOptions {
     /// with its own Azure identity or only their spec.credentialRef, and which
     /// Azure scopes each may target (README "Tenancy"). Without it no namespace
     /// may: every resource is refused with NamespaceNotAllowed and nothing is
-    /// done in Azure. Read once at start; restart the operator after a change.
+    /// done in Azure. Read again every 5 s: a change takes effect without a
+    /// restart (every resource is reconciled again), and while the changed
+    /// file cannot be read or parsed every resource is refused with
+    /// TenancyPolicyUnusable. An unusable file at start stops the start.
     #[arg(long, env = "CMK_TENANCY_CONFIG")]
     pub tenancy_config: Option<std::path::PathBuf>,
 }
@@ -182,7 +186,16 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     if !(opts.resync_reads_per_second.is_finite() && opts.resync_reads_per_second > 0.0) {
         return Err(StartError::ResyncBudget(opts.resync_reads_per_second));
     }
-    let tenancy = Arc::new(load_tenancy(opts.tenancy_config.as_deref())?);
+    let tenancy = LiveTenancy::new(PolicyInForce::Valid(load_tenancy(
+        opts.tenancy_config.as_deref(),
+    )?));
+    if let Some(path) = &opts.tenancy_config {
+        tokio::spawn(tenancy_file::follow(
+            path.clone(),
+            tenancy.clone(),
+            tenancy_file::FOLLOW_EVERY,
+        ));
+    }
     let (azure, first_party) = match (opts.azure, &opts.simulator_url) {
         (Backend::Simulator, Some(url)) => {
             let cloud = external_simulator(url, opts.simulator_ca_file.as_deref()).await?;

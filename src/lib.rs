@@ -21,3 +21,4 @@ pub mod embedded;
 pub mod leader;
 pub mod telemetry;
 pub mod tenancy;
+pub mod tenancy_file;

@@ -22,6 +22,10 @@ pub enum Error {
     /// Carries when to look again (Azure's `Retry-After`, else the poll interval).
     #[error("waiting for the Azure account's deletion to finish")]
     DeletionInProgress(Duration),
+    /// The tenancy policy file is unusable: a deletion waits (finalizer kept)
+    /// instead of leaving Azure as it is for good.
+    #[error("{0}")]
+    TenancyPolicyUnusable(crate::tenancy::Refusal),
 }
 
 impl Error {
@@ -43,6 +47,8 @@ impl Error {
             Error::NoNamespace => Duration::from_secs(3600),
             Error::Credential(_) => exp(15, 600),
             Error::DeletionInProgress(next) => *next,
+            // A fixed file triggers a reconcile of everything; this is the fallback.
+            Error::TenancyPolicyUnusable(_) => exp(5, 60),
         }
     }
 }

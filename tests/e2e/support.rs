@@ -62,7 +62,7 @@ impl Env {
             namespace: Some(ns.clone()),
             cluster_id: "e2e".to_owned(),
             clock: Default::default(),
-            tenancy: Arc::new(allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")])),
+            tenancy: allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")]).into(),
             shutdown_drain: Duration::from_secs(10),
         };
         let mut env = Env {
