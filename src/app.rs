@@ -17,7 +17,8 @@ use crate::controller::clock::Clock;
 use crate::controller::{self, Settings};
 use crate::leader::{self, LeaseSettings};
 use crate::telemetry::{self, Metrics, Readiness};
-use crate::tenancy::TenancyPolicy;
+use crate::tenancy::{PolicyInForce, TenancyPolicy};
+use crate::tenancy_file::{self, LiveTenancy};
 #[cfg(feature = "simulator")]
 use crate::{embedded::SimCloud, sim::SimConfig};
 
@@ -119,7 +120,10 @@ pub struct RunOptions {
     /// with its own Azure identity or only their spec.credentialRef, and which
     /// Azure scopes each may target (README "Tenancy"). Without it no namespace
     /// may: every resource is refused with NamespaceNotAllowed and nothing is
-    /// done in Azure. Read once at start; restart the operator after a change.
+    /// done in Azure. Read again every 5 s: a change takes effect without a
+    /// restart (every resource is reconciled again), and while the changed
+    /// file cannot be read or parsed every resource is refused with
+    /// TenancyPolicyUnusable. An unusable file at start stops the start.
     #[arg(long, env = "CMK_TENANCY_CONFIG")]
     pub tenancy_config: Option<std::path::PathBuf>,
 }
@@ -151,8 +155,10 @@ pub enum StartError {
     Crd(#[from] crate::crd_check::CrdError),
     #[error("cannot serve health and metrics on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
-    #[error("lost the leader lease; exiting so a fresh process can stand by")]
-    LostLease,
+    #[error("lost the leader lease ({0}); exiting so a fresh process can stand by")]
+    LostLease(crate::leader::Lost),
+    #[error("leader election: {0}")]
+    LeaseTiming(#[from] crate::leader::TimingError),
     #[error(
         "--simulator-url (or CMK_SIMULATOR_URL) only applies with --azure simulator; with --azure azure the operator talks to real Azure: drop it, or use --azure simulator"
     )]
@@ -191,7 +197,16 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     if !(opts.resync_reads_per_second.is_finite() && opts.resync_reads_per_second > 0.0) {
         return Err(StartError::ResyncBudget(opts.resync_reads_per_second));
     }
-    let tenancy = Arc::new(load_tenancy(opts.tenancy_config.as_deref())?);
+    let tenancy = LiveTenancy::new(PolicyInForce::Valid(load_tenancy(
+        opts.tenancy_config.as_deref(),
+    )?));
+    if let Some(path) = &opts.tenancy_config {
+        tokio::spawn(tenancy_file::follow(
+            path.clone(),
+            tenancy.clone(),
+            tenancy_file::FOLLOW_EVERY,
+        ));
+    }
     let (azure, first_party) = match (opts.azure, &opts.simulator_url) {
         (Backend::Simulator, Some(url)) => {
             let cloud = external_simulator(url, opts.simulator_ca_file.as_deref()).await?;
@@ -307,37 +322,28 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         name: opts.lease_name.clone(),
         identity: std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("cmk-operator-{}", std::process::id())),
+        // client-go's defaults.
         lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
         retry_period: Duration::from_secs(2),
     };
+    lease.check()?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
     // Not ready until the lease has answered: a standby is ready (it has
     // nothing to sync), the leader once its caches hold their first list.
     let standby = || metrics.set_readiness(Readiness::Standby);
-    tokio::select! {
-        () = leader::acquire_or_stand_by(&leases, &lease, standby) => {}
+    let acquired = tokio::select! {
+        began = leader::acquire_or_stand_by(&leases, &lease, standby) => began,
         () = shutdown_signal() => return Ok(()),
-    }
-    metrics.set_leader(true);
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let (hold_api, hold_lease) = (leases.clone(), lease.clone());
-    let holder = tokio::spawn(async move {
-        leader::hold(&hold_api, &hold_lease).await;
-        let _ = lost_tx.send(());
-    });
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lost_flag = lost.clone();
-    let stop = async move {
-        tokio::select! {
-            () = shutdown_signal() => {}
-            _ = lost_rx => lost_flag.store(true, std::sync::atomic::Ordering::SeqCst),
-        }
     };
-    controller::run(client, azure, settings, metrics.clone(), stop).await;
+    metrics.set_leader(true);
+    // SIGTERM drains the controllers (still leading) and then releases the
+    // lease; a lost lease drops them at once, drain or not.
+    let controllers = controller::run(client, azure, settings, metrics.clone(), shutdown_signal());
+    let led = leader::while_leading(&leases, &lease, acquired, controllers).await;
     metrics.set_leader(false);
-    holder.abort();
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(StartError::LostLease);
+    if let Err(lost) = led {
+        return Err(StartError::LostLease(lost));
     }
     if let Err(e) = leader::release(&leases, &lease).await {
         tracing::warn!(error = %e, "could not release the lease; the next leader waits for it to expire");

@@ -9,10 +9,18 @@
 //! It notes when, by its own monotonic clock, it first saw the lease record as
 //! it is now, and only takes a lease that has not changed for a whole lease
 //! duration since. The holder's timestamps are written for people to read.
+//!
+//! The holder's side of the same rule: it notes, by its own monotonic clock,
+//! when its last successful renewal *began* (the write landed later, so every
+//! candidate's wait began later still). It acts only until that instant plus
+//! the renew deadline, shorter than the lease duration: when no renewal has
+//! succeeded by then, the work it guards is dropped (`while_leading`), before
+//! any candidate can have waited out a whole lease duration.
 //! (kube-lease-manager, the kept crate for this, compares `renewTime` plus the
 //! duration with the local clock and tolerates only a configured grace of
 //! skew; a node whose clock runs ahead by more takes a live lease.)
 
+use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -30,8 +38,60 @@ pub struct LeaseSettings {
     pub identity: String,
     /// How long a lease stays valid without renewal; a stopped leader is replaced after this.
     pub lease_duration: Duration,
+    /// How long after the start of its last successful renewal the leader
+    /// still acts; shorter than `lease_duration`, the rest is the margin for
+    /// dropping the work it guards.
+    pub renew_deadline: Duration,
     /// How often the leader renews, and candidates retry.
     pub retry_period: Duration,
+}
+
+/// Lease timings that would let a leader act while another may take over.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimingError {
+    #[error(
+        "the renew deadline ({renew_deadline:?}) must be shorter than the lease duration ({lease_duration:?}): a leader must stop acting before another may take its lease"
+    )]
+    DeadlineNotBelowDuration {
+        renew_deadline: Duration,
+        lease_duration: Duration,
+    },
+    #[error(
+        "the retry period ({retry_period:?}) must be shorter than the renew deadline ({renew_deadline:?}): a leader must get at least one renewal in before it steps down"
+    )]
+    RetryNotBelowDeadline {
+        retry_period: Duration,
+        renew_deadline: Duration,
+    },
+}
+
+impl LeaseSettings {
+    /// Refuses timings under which leadership would not be exclusive (as
+    /// client-go's `NewLeaderElector` does).
+    pub fn check(&self) -> Result<(), TimingError> {
+        if self.renew_deadline >= self.lease_duration {
+            return Err(TimingError::DeadlineNotBelowDuration {
+                renew_deadline: self.renew_deadline,
+                lease_duration: self.lease_duration,
+            });
+        }
+        if self.retry_period >= self.renew_deadline {
+            return Err(TimingError::RetryNotBelowDeadline {
+                retry_period: self.retry_period,
+                renew_deadline: self.renew_deadline,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why this replica no longer leads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Lost {
+    #[error("another replica holds the lease")]
+    Taken,
+    #[error("no renewal of the lease succeeded within the renew deadline ({0:?})")]
+    RenewDeadline(Duration),
 }
 
 /// The lease record as this replica last saw it, and since when (its own
@@ -119,12 +179,13 @@ pub fn claim(
     }
 }
 
-/// Whether a leader whose last successful renewal was `since_renewed` ago
-/// must stop now: before the next retry could come too late, so it has
-/// stopped before any other replica can see its lease unchanged for a whole
-/// duration.
-pub fn must_step_down(since_renewed: Duration, s: &LeaseSettings) -> bool {
-    since_renewed + s.retry_period >= s.lease_duration
+/// Until when a leader whose last successful renewal began at
+/// `renew_started` (its monotonic clock) may act. A candidate's wait for the
+/// lease began no earlier than that renewal's write, so it cannot take over
+/// before `renew_started + lease_duration`; stopping at `renew_deadline`
+/// leaves the difference as the margin.
+pub fn acting_deadline(renew_started: Instant, s: &LeaseSettings) -> Instant {
+    renew_started + s.renew_deadline
 }
 
 /// Tries once to acquire or renew; returns whether this replica leads now.
@@ -186,50 +247,98 @@ pub async fn release(api: &Api<Lease>, s: &LeaseSettings) -> Result<(), kube::Er
     Ok(())
 }
 
-/// Waits until this replica leads. Errors are retried (the API server may be restarting).
-pub async fn acquire(api: &Api<Lease>, s: &LeaseSettings) {
-    acquire_or_stand_by(api, s, || {}).await;
+/// Waits until this replica leads, and returns when the winning attempt
+/// began (its `acting_deadline` counts from there). Errors are retried (the
+/// API server may be restarting).
+pub async fn acquire(api: &Api<Lease>, s: &LeaseSettings) -> Instant {
+    acquire_or_stand_by(api, s, || {}).await
 }
 
 /// `acquire`, calling `standing_by` after each answer that another replica
 /// holds the lease (so the caller knows leadership is settled, not unknown).
-pub async fn acquire_or_stand_by(api: &Api<Lease>, s: &LeaseSettings, standing_by: impl Fn()) {
+pub async fn acquire_or_stand_by(
+    api: &Api<Lease>,
+    s: &LeaseSettings,
+    standing_by: impl Fn(),
+) -> Instant {
     let mut observer = Observer::default();
     loop {
-        match try_lead(api, s, &mut observer).await {
-            Ok(true) => {
+        let started = Instant::now();
+        // Bounded like a renewal: a hung request must not keep a standby
+        // from its next attempt (kube's client has no read timeout).
+        match tokio::time::timeout(s.renew_deadline, try_lead(api, s, &mut observer)).await {
+            Ok(Ok(true)) => {
                 tracing::info!(lease = %s.name, identity = %s.identity, "became leader");
-                return;
+                return started;
             }
-            Ok(false) => standing_by(),
-            Err(e) => tracing::warn!(error = %e, "leader election: cannot read or write the lease"),
+            Ok(Ok(false)) => standing_by(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "leader election: cannot read or write the lease");
+            }
+            Err(_) => tracing::warn!(
+                timeout = ?s.renew_deadline,
+                "leader election: the lease did not answer in time"
+            ),
         }
         tokio::time::sleep(s.retry_period).await;
     }
 }
 
-/// Renews until a renewal has failed for longer than the lease lasts; then
-/// returns, and the caller must stop reconciling (another replica may lead).
-pub async fn hold(api: &Api<Lease>, s: &LeaseSettings) {
+/// Renews every retry period, each renewal (its retries included) bounded by
+/// the acting deadline of the last one that succeeded, the first being the
+/// acquisition that began at `acquired`. Returns once leadership is lost.
+pub async fn hold(api: &Api<Lease>, s: &LeaseSettings, acquired: Instant) -> Lost {
     let mut observer = Observer::default();
-    let mut last_ok = Instant::now();
+    let mut renewed = acquired;
     loop {
-        tokio::time::sleep(s.retry_period).await;
-        match try_lead(api, s, &mut observer).await {
-            Ok(true) => last_ok = Instant::now(),
-            Ok(false) => {
+        let deadline = acting_deadline(renewed, s);
+        match tokio::time::timeout_at(deadline, renew(api, s, &mut observer)).await {
+            Ok(Some(started)) => renewed = started,
+            Ok(None) => {
                 tracing::error!("lost the lease to another replica");
-                return;
+                return Lost::Taken;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not renew the lease");
-                // Step down before the lease can expire, so two leaders never overlap.
-                if must_step_down(last_ok.elapsed(), s) {
-                    tracing::error!("lease renewal deadline passed; stepping down");
-                    return;
-                }
+            Err(_) => {
+                tracing::error!(
+                    renew_deadline = ?s.renew_deadline,
+                    "no lease renewal succeeded within the renew deadline; stepping down"
+                );
+                return Lost::RenewDeadline(s.renew_deadline);
             }
         }
+    }
+}
+
+/// After a retry period, tries to renew until it succeeds (`Some`: when the
+/// successful attempt began) or another replica holds the lease (`None`).
+async fn renew(api: &Api<Lease>, s: &LeaseSettings, observer: &mut Observer) -> Option<Instant> {
+    loop {
+        tokio::time::sleep(s.retry_period).await;
+        let started = Instant::now();
+        match try_lead(api, s, observer).await {
+            Ok(true) => return Some(started),
+            Ok(false) => return None,
+            Err(e) => tracing::warn!(error = %e, "could not renew the lease"),
+        }
+    }
+}
+
+/// Runs `work` while this replica leads (since an acquisition that began at
+/// `acquired`), renewing the lease beside it. When leadership is lost, `work`
+/// is dropped where it stands (no drain: another replica may lead soon);
+/// when `work` ends first, its output is returned and the caller may release
+/// the lease.
+pub async fn while_leading<T>(
+    api: &Api<Lease>,
+    s: &LeaseSettings,
+    acquired: Instant,
+    work: impl Future<Output = T>,
+) -> Result<T, Lost> {
+    tokio::select! {
+        // Leadership first: once it is lost, `work` is not polled again.
+        biased;
+        lost = hold(api, s, acquired) => Err(lost),
+        done = work => Ok(done),
     }
 }
 
@@ -312,16 +421,89 @@ mod tests {
         assert_eq!(renewed.lease_transitions, Some(0));
     }
 
-    #[test]
-    fn a_leader_steps_down_a_retry_before_its_lease_could_lapse() {
-        let s = LeaseSettings {
+    fn timings(lease: u64, renew: u64, retry: u64) -> LeaseSettings {
+        LeaseSettings {
             namespace: "ns".into(),
             name: "l".into(),
             identity: "a".into(),
-            lease_duration: D,
-            retry_period: Duration::from_secs(2),
-        };
-        assert!(!must_step_down(Duration::from_secs(12), &s));
-        assert!(must_step_down(Duration::from_secs(13), &s));
+            lease_duration: Duration::from_secs(lease),
+            renew_deadline: Duration::from_secs(renew),
+            retry_period: Duration::from_secs(retry),
+        }
+    }
+
+    #[test]
+    fn timings_that_would_let_a_leader_overlap_its_successor_are_refused() {
+        let secs = Duration::from_secs;
+        let table = [
+            ((15, 10, 2), Ok(())),
+            (
+                (15, 15, 2),
+                Err(TimingError::DeadlineNotBelowDuration {
+                    renew_deadline: secs(15),
+                    lease_duration: secs(15),
+                }),
+            ),
+            (
+                (15, 20, 2),
+                Err(TimingError::DeadlineNotBelowDuration {
+                    renew_deadline: secs(20),
+                    lease_duration: secs(15),
+                }),
+            ),
+            (
+                (15, 10, 10),
+                Err(TimingError::RetryNotBelowDeadline {
+                    retry_period: secs(10),
+                    renew_deadline: secs(10),
+                }),
+            ),
+        ];
+        for ((lease, renew, retry), want) in table {
+            assert_eq!(
+                timings(lease, renew, retry).check(),
+                want,
+                "lease {lease} s, renew deadline {renew} s, retry {retry} s"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leader_acts_until_the_renew_deadline_counted_from_when_its_renewal_began() {
+        let t0 = Instant::now();
+        let s = timings(15, 10, 2);
+        // (renewal began, may act until): always before a candidate, whose
+        // wait began at the write (after the renewal began), may take over.
+        let table = [
+            (t0, t0 + Duration::from_secs(10)),
+            (
+                t0 + Duration::from_millis(2500),
+                t0 + Duration::from_millis(12_500),
+            ),
+        ];
+        for (began, until) in table {
+            assert_eq!(acting_deadline(began, &s), until);
+            assert!(acting_deadline(began, &s) < began + s.lease_duration);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_is_dropped_when_leadership_is_lost() {
+        // A client of an address nothing listens on: every renewal fails.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let api: Api<Lease> = Api::namespaced(client, "ns");
+        let s = timings(15, 10, 2);
+        let acquired = Instant::now();
+        let out = while_leading(&api, &s, acquired, std::future::pending::<()>()).await;
+        assert_eq!(out, Err(Lost::RenewDeadline(s.renew_deadline)));
+        // Dropped at the deadline (time is virtual here: exact up to the timer's tick).
+        let deadline = acting_deadline(acquired, &s);
+        let now = Instant::now();
+        assert!(
+            now >= deadline && now < deadline + Duration::from_millis(10),
+            "dropped {:?} after the deadline",
+            now.checked_duration_since(deadline)
+        );
     }
 }

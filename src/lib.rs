@@ -22,3 +22,4 @@ pub mod embedded;
 pub mod leader;
 pub mod telemetry;
 pub mod tenancy;
+pub mod tenancy_file;

@@ -81,6 +81,63 @@ pub enum Refusal {
         entry: String,
         allowed: String,
     },
+    #[error(
+        "the tenancy policy file {file} cannot be used: {problem}; until it is valid again the operator refuses every resource and nothing is done in Azure. A platform admin fixes the file ({HOW_TO_ALLOW})"
+    )]
+    PolicyUnusable { file: String, problem: String },
+}
+
+impl Refusal {
+    /// The condition and event reason it is recorded with.
+    pub fn reason(&self) -> &'static str {
+        use crate::reconcile::reasons;
+        match self {
+            Refusal::PolicyUnusable { .. } => reasons::TENANCY_POLICY_UNUSABLE,
+            _ => reasons::NAMESPACE_NOT_ALLOWED,
+        }
+    }
+}
+
+/// The policy the reconcilers check against: the file's, or none at all while
+/// a changed file cannot be read or parsed (fail safe: an old policy may allow
+/// what the new one was written to forbid, so every resource is refused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyInForce {
+    Valid(TenancyPolicy),
+    Unusable { file: String, problem: String },
+}
+
+impl Default for PolicyInForce {
+    /// No policy: nothing allowed.
+    fn default() -> Self {
+        PolicyInForce::Valid(TenancyPolicy::default())
+    }
+}
+
+impl PolicyInForce {
+    /// What a file's content (or why it could not be read) makes the policy.
+    pub fn from_file(file: &str, content: Result<&str, String>) -> Self {
+        let unusable = |problem: String| PolicyInForce::Unusable {
+            file: file.to_owned(),
+            problem,
+        };
+        match content {
+            Err(why) => unusable(format!("cannot read it: {why}")),
+            Ok(text) => TenancyPolicy::from_yaml(text)
+                .map_or_else(|e| unusable(e.to_string()), PolicyInForce::Valid),
+        }
+    }
+
+    /// Ok when the request is allowed; an unusable policy allows nothing.
+    pub fn check(&self, request: &Request<'_>) -> Result<(), Refusal> {
+        match self {
+            PolicyInForce::Valid(policy) => policy.check(request),
+            PolicyInForce::Unusable { file, problem } => Err(Refusal::PolicyUnusable {
+                file: file.clone(),
+                problem: problem.clone(),
+            }),
+        }
+    }
 }
 
 /// The Azure resources a request touches.
@@ -264,6 +321,35 @@ mod tests {
             namespace: ns,
             credential_ref,
             targets,
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_or_parsed_refuses_everything_naming_the_file() {
+        let targets = [rg("team-a")];
+        let allowed = format!(
+            "namespaces:\n  - namespace: team-a\n    operatorIdentity: true\n    scopes: [{}]\n",
+            rg("team-a")
+        );
+        let table: [(Result<&str, String>, Option<&str>); 5] = [
+            (Ok(&allowed), None),
+            (Ok(""), Some("NamespaceNotAllowed")),
+            (Ok("namespaces: [oops"), Some("TenancyPolicyUnusable")),
+            (
+                Ok("namespaces:\n  - namespace: Team_A\n"),
+                Some("TenancyPolicyUnusable"),
+            ),
+            (Err("No such file".into()), Some("TenancyPolicyUnusable")),
+        ];
+        for (content, want) in table {
+            let shown = format!("{content:?}");
+            let policy = PolicyInForce::from_file("/etc/cmk/tenancy.yaml", content);
+            let got = policy.check(&ask("team-a", false, &targets)).err();
+            assert_eq!(got.as_ref().map(Refusal::reason), want, "{shown}");
+            if want == Some("TenancyPolicyUnusable") {
+                let message = got.map(|r| r.to_string()).unwrap_or_default();
+                assert!(message.contains("/etc/cmk/tenancy.yaml"), "{message}");
+            }
         }
     }
 

@@ -69,10 +69,12 @@ pub async fn reconcile<A: WithCredential>(
                         None => apply(&api, &obj, &ctx).await,
                     }
                 }
-                Finalizer::Cleanup(obj) => match tenancy_gate::released_account(&obj, &ctx).await {
-                    Some(released) => Ok(released),
-                    None => cleanup_reported(&api, &obj, &ctx).await,
-                },
+                Finalizer::Cleanup(obj) => {
+                    match tenancy_gate::released_account(&obj, &ctx).await? {
+                        Some(released) => Ok(released),
+                        None => cleanup_reported(&api, &obj, &ctx).await,
+                    }
+                }
             }
         })
         .await

@@ -20,7 +20,7 @@ use super::own_writes::OwnWrites;
 use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
 use crate::azure::scoped::{CredentialRefError, WithCredential, credential_from_secret};
 use crate::telemetry::Metrics;
-use crate::tenancy::TenancyPolicy;
+use crate::tenancy_file::LiveTenancy;
 
 /// Operator settings (flags of `cmk-operator run`).
 #[derive(Clone, Debug)]
@@ -47,8 +47,8 @@ pub struct Settings {
     /// Now, for grace periods and backup windows (tests move it forward).
     pub clock: Clock,
     /// Which namespaces may use the operator, and on which Azure scopes
-    /// (empty: none may).
-    pub tenancy: Arc<TenancyPolicy>,
+    /// (empty: none may); followed from its file while the operator runs.
+    pub tenancy: LiveTenancy,
     /// After the shutdown signal, how long in-flight reconciles may take to
     /// finish before they are dropped (below the pod's grace period).
     pub shutdown_drain: Duration,
@@ -66,7 +66,7 @@ impl Default for Settings {
             cluster_id: "unit-test".to_owned(),
             previous_cluster_id: None,
             clock: Clock::default(),
-            tenancy: Arc::default(),
+            tenancy: LiveTenancy::default(),
             shutdown_drain: Duration::from_secs(10),
         }
     }

@@ -25,6 +25,10 @@ pub enum Error {
     /// The deletion waits for the user to confirm the account is this resource's.
     #[error("{0}")]
     OwnerUnconfirmed(String),
+    /// The tenancy policy file is unusable: a deletion waits (finalizer kept)
+    /// instead of leaving Azure as it is for good.
+    #[error("{0}")]
+    TenancyPolicyUnusable(crate::tenancy::Refusal),
 }
 
 impl Error {
@@ -46,9 +50,10 @@ impl Error {
             Error::NoNamespace => Duration::from_secs(3600),
             Error::Credential(_) => exp(15, 600),
             Error::DeletionInProgress(next) => *next,
-            // An annotation (a new generation is not needed) changes this:
-            // look again soon enough that a confirmation is acted on promptly.
+            // The confirming annotation wakes the controller; this is the fallback.
             Error::OwnerUnconfirmed(_) => Duration::from_secs(30),
+            // A fixed file triggers a reconcile of everything; this is the fallback.
+            Error::TenancyPolicyUnusable(_) => exp(5, 60),
         }
     }
 }

@@ -347,12 +347,17 @@ pub async fn run<A: WithCredential>(
         .inspect_err(|e| watch_failed(&KeyVaultBinding::kind(&()), e))
         .take_until(shutdown.clone())
         .for_each(|_| futures::future::ready(()));
+    // A changed tenancy policy may allow or refuse any resource: all are
+    // looked at again at once, not at their next resync.
     let binding_ctl = Controller::for_shared_stream(
         only_spec_changes(to_binding_ctl, bindings.clone()),
         bindings.clone(),
     )
-    .with_config(config.clone());
-    let account_ctl = spec_driven(accounts_api, accounts_mark).with_config(config);
+    .with_config(config.clone())
+    .reconcile_all_on(settings.tenancy.changes());
+    let account_ctl = spec_driven(accounts_api, accounts_mark)
+        .with_config(config)
+        .reconcile_all_on(settings.tenancy.changes());
     let accounts = account_ctl.store();
     let by_binding = accounts.clone();
     let account_ctl =

@@ -1,8 +1,10 @@
 //! The tenancy boundary in the reconcilers: before any Azure call, a resource
 //! whose namespace may not act on what it targets (see `crate::tenancy`) gets
 //! Ready=False `NamespaceNotAllowed` with the fix, phase Failed and a Warning
-//! event, and nothing happens in Azure. It is checked again at every resync.
-//! On deletion such a resource leaves Azure alone and lets its finalizer go.
+//! event, and nothing happens in Azure. It is checked again at every resync
+//! and whenever the policy changes. On deletion such a resource leaves Azure
+//! alone and lets its finalizer go; while the policy file is unusable
+//! (`TenancyPolicyUnusable`) nothing is allowed and a deletion waits for it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -34,6 +36,7 @@ pub fn account_refusal<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Option<Re
     let targets = tenancy::account_targets(&obj.spec, vault.as_deref());
     ctx.settings
         .tenancy
+        .current()
         .check(&Request {
             namespace: &ns,
             credential_ref: obj.spec.credential_ref.is_some(),
@@ -46,6 +49,7 @@ pub fn account_refusal<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Option<Re
 pub fn allows<A>(ctx: &Context<A>, namespace: &str, credential_ref: bool, id: &str) -> bool {
     ctx.settings
         .tenancy
+        .current()
         .check(&Request {
             namespace,
             credential_ref,
@@ -59,6 +63,7 @@ fn binding_refusal<A>(obj: &KeyVaultBinding, ctx: &Context<A>) -> Option<Refusal
     let ns = obj.namespace().unwrap_or_default();
     ctx.settings
         .tenancy
+        .current()
         .check(&Request {
             namespace: &ns,
             credential_ref: obj.spec.credential_ref.is_some(),
@@ -99,9 +104,19 @@ pub async fn refused_binding<A>(
 
 /// `Some(action)` when a deleted account is outside its namespace's
 /// allowance: Azure is left alone (no call at all, whatever the deletion
-/// policy) and the finalizer may go.
-pub async fn released_account<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Option<Action> {
-    let refusal = account_refusal(obj, ctx)?;
+/// policy) and the finalizer may go. While the policy file is unusable the
+/// namespace's allowance is unknown: an error keeps the finalizer, and the
+/// deletion goes ahead once the file is valid again.
+pub async fn released_account<A>(
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+) -> Result<Option<Action>, Error> {
+    let Some(refusal) = account_refusal(obj, ctx) else {
+        return Ok(None);
+    };
+    if let Refusal::PolicyUnusable { .. } = refusal {
+        return Err(Error::TenancyPolicyUnusable(refusal));
+    }
     tracing::warn!(%refusal, "deleted outside the tenancy policy; Azure left alone");
     let note = format!(
         "{refusal} Deleted without any Azure call: the Azure account and any grants the operator made are left in place."
@@ -115,7 +130,7 @@ pub async fn released_account<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Op
         &note,
     )
     .await;
-    Some(Action::await_change())
+    Ok(Some(Action::await_change()))
 }
 
 /// The parts of a status a refusal sets.
@@ -167,7 +182,7 @@ where
         conditions::condition(
             READY,
             conditions::FALSE,
-            NAMESPACE_NOT_ALLOWED,
+            refusal.reason(),
             message.clone(),
             generation,
             Time(Timestamp::now()),
@@ -179,11 +194,111 @@ where
             &ctx.recorder,
             &obj.object_ref(&()),
             EventType::Warning,
-            NAMESPACE_NOT_ALLOWED,
+            refusal.reason(),
             "Reconcile",
             &message,
         )
         .await;
     }
     Ok(Action::requeue(ctx.settings.resync))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kube::runtime::reflector;
+
+    use super::*;
+    use crate::controller::context::Settings;
+    use crate::controller::fake_azure::FakeAzure;
+    use crate::controller::listed::listed;
+    use crate::tenancy_file::{self, LiveTenancy};
+
+    const GROUP: &str = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/team-a";
+
+    /// A context whose settings follow `tenancy` (no API server: the gate's
+    /// decision reads no cluster state for a binding).
+    fn context(tenancy: LiveTenancy) -> Context<FakeAzure> {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let settings = Settings {
+            tenancy,
+            ..Settings::default()
+        };
+        Context::new(
+            client,
+            FakeAzure::default(),
+            settings,
+            reflector::store().0,
+            reflector::store().0,
+            [listed().1, listed().1],
+            Arc::default(),
+        )
+    }
+
+    fn binding_in_team_a() -> KeyVaultBinding {
+        let mut b: KeyVaultBinding = serde_saphyr::from_str(include_str!(
+            "../../deploy/examples/00-binding-access-policy.yaml"
+        ))
+        .expect("example parses");
+        b.metadata.namespace = Some("team-a".into());
+        b.spec.vault_resource_id = format!("{GROUP}/providers/Microsoft.KeyVault/vaults/kv");
+        b
+    }
+
+    fn allowing(namespace: &str) -> String {
+        format!(
+            "namespaces:\n  - namespace: {namespace}\n    operatorIdentity: true\n    scopes: [{GROUP}]\n"
+        )
+    }
+
+    /// Waits until the gate gives `want` (a reason, or None: allowed).
+    async fn until_gate_says(ctx: &Context<FakeAzure>, b: &KeyVaultBinding, want: Option<&str>) {
+        let start = std::time::Instant::now();
+        loop {
+            let got = binding_refusal(b, ctx);
+            if got.as_ref().map(Refusal::reason) == want {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the gate still says {got:?}, not {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_policy_file_changes_the_gates_answer_without_a_restart() {
+        let dir = std::env::temp_dir().join(format!("cmk-gate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("tenancy.yaml");
+        std::fs::write(&path, allowing("team-a")).expect("write the policy");
+        let live = LiveTenancy::new(tenancy_file::read(&path).await);
+        let ctx = context(live.clone());
+        let b = binding_in_team_a();
+        assert_eq!(binding_refusal(&b, &ctx), None);
+        let follower = tokio::spawn(tenancy_file::follow(
+            path.clone(),
+            live,
+            Duration::from_millis(20),
+        ));
+
+        std::fs::write(&path, allowing("team-b")).expect("narrow the policy");
+        until_gate_says(&ctx, &b, Some(NAMESPACE_NOT_ALLOWED)).await;
+        std::fs::write(&path, "namespaces:\n  - namespace: [").expect("break the file");
+        until_gate_says(&ctx, &b, Some("TenancyPolicyUnusable")).await;
+        let message = binding_refusal(&b, &ctx).map(|r| r.to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains(&path.display().to_string())),
+            "{message:?}"
+        );
+        std::fs::write(&path, allowing("team-a")).expect("fix the file");
+        until_gate_says(&ctx, &b, None).await;
+        follower.abort();
+    }
 }

@@ -311,7 +311,7 @@ async fn a_status_patch_cannot_aim_a_grant_removal_at_another_teams_vault() {
         "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/cmk-demo-orders"
     );
     env.stop_operator().await;
-    env.settings.tenancy = std::sync::Arc::new(allow_namespace(&env.ns, &[&ours, &account]));
+    env.settings.tenancy = allow_namespace(&env.ns, &[&ours, &account]).into();
     env.start_operator();
     env.apply_example(
         "10-account-first-party.yaml",

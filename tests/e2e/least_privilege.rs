@@ -24,6 +24,7 @@ async fn restart_on_the_charts_rbac(env: &mut Env) {
         name: identity.lease_name.clone(),
         identity: "replica-0".into(),
         lease_duration: std::time::Duration::from_secs(15),
+        renew_deadline: std::time::Duration::from_secs(10),
         retry_period: std::time::Duration::from_secs(1),
     };
     tokio::time::timeout(

@@ -63,7 +63,7 @@ impl Env {
             cluster_id: "e2e".to_owned(),
             previous_cluster_id: None,
             clock: Default::default(),
-            tenancy: Arc::new(allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")])),
+            tenancy: allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")]).into(),
             shutdown_drain: Duration::from_secs(10),
         };
         let mut env = Env {

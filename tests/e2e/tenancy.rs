@@ -1,8 +1,9 @@
 //! The tenancy boundary: a namespace acts in Azure only where the platform
 //! team's policy allows it. Outside it nothing reaches Azure, not even a token
-//! request or a read; the policy is read at start, so a change takes a restart.
+//! request or a read. These tests hand the operator its policy directly, so
+//! they restart it to change the policy; following the policy file while
+//! running is tested in `tenancy_file` and `controller::tenancy_gate`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cmk_operator::api::Phase;
@@ -24,7 +25,7 @@ fn requests(env: &Env) -> u64 {
 
 async fn restart_with(env: &mut Env, scopes: &[&str]) {
     env.stop_operator().await;
-    env.settings.tenancy = Arc::new(allow_namespace(&env.ns, scopes));
+    env.settings.tenancy = allow_namespace(&env.ns, scopes).into();
     env.start_operator();
 }
 

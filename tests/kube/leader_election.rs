@@ -1,8 +1,10 @@
 //! Leader election against the real API server: one leader at a time, a
-//! hand-over within the lease duration when the leader stops, and neither
-//! changed by a leader whose clock is an hour off.
+//! hand-over within the lease duration when the leader stops, neither
+//! changed by a leader whose clock is an hour off, and a leader whose
+//! renewals hang stops acting before another can take its lease.
 
 use crate::common;
+use crate::stalling_proxy::StallingProxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +21,7 @@ fn settings(ns: &str, identity: &str) -> LeaseSettings {
         name: "cosmos-cmk-operator".into(),
         identity: identity.into(),
         lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
         retry_period: Duration::from_millis(300),
     }
 }
@@ -32,7 +35,7 @@ async fn one_leader_at_a_time_and_handover_when_it_stops() {
 
     // Replica A leads, and "reconciles" while it holds the lease.
     let a = settings(&ns, "replica-a");
-    leader::acquire(&api, &a).await;
+    let acquired = leader::acquire(&api, &a).await;
     leaders.fetch_add(1, Ordering::SeqCst);
 
     // Replica B waits for the lease.
@@ -46,7 +49,7 @@ async fn one_leader_at_a_time_and_handover_when_it_stops() {
     });
     // A renews for a while; B must not take over meanwhile.
     let (api_a, a_hold) = (api.clone(), a.clone());
-    let renewing = tokio::spawn(async move { leader::hold(&api_a, &a_hold).await });
+    let renewing = tokio::spawn(async move { leader::hold(&api_a, &a_hold, acquired).await });
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(!standby.is_finished(), "B must not lead while A renews");
 
@@ -177,5 +180,87 @@ async fn a_stopped_leader_whose_clock_is_an_hour_ahead_is_replaced_within_a_leas
     assert!(
         handover >= Duration::from_millis(3000 - 300 - 100),
         "B took over {handover:?} after A stopped: before A's lease lapsed"
+    );
+}
+
+/// Sets a flag when dropped: the guarded work was cancelled.
+struct DropFlag(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_leader_whose_renewals_hang_stops_acting_before_another_can_lead() {
+    let (client, ns) = common::test_namespace("stall").await;
+    let api: Api<Lease> = Api::namespaced(client, &ns);
+    // A reaches the API server through a proxy that can stop passing bytes:
+    // its requests then hang (connections open, no answer, no error).
+    let proxy = StallingProxy::start().await;
+    let api_a: Api<Lease> = Api::namespaced(proxy.client().await, &ns);
+    // A 3 s margin between A's deadline and the earliest takeover, so load
+    // cannot make a correct leader look late.
+    let timing = |identity: &str| LeaseSettings {
+        lease_duration: Duration::from_secs(5),
+        renew_deadline: Duration::from_secs(2),
+        ..settings(&ns, identity)
+    };
+    let a = timing("replica-a");
+    a.check().expect("sound timings");
+    let acquired = leader::acquire(&api_a, &a).await;
+
+    // A's work: marks each step it takes, and when it was dropped.
+    let last_step = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let dropped = Arc::new(std::sync::Mutex::new(None));
+    let work = {
+        let (last_step, guard) = (last_step.clone(), DropFlag(dropped.clone()));
+        async move {
+            let _guard = guard;
+            loop {
+                *last_step.lock().unwrap() = tokio::time::Instant::now();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let leading =
+        tokio::spawn(async move { leader::while_leading(&api_a, &a, acquired, work).await });
+    let b = timing("replica-b");
+    let api_b = api.clone();
+    let standby = tokio::spawn(async move {
+        leader::acquire(&api_b, &b).await;
+        tokio::time::Instant::now()
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!standby.is_finished(), "B must not lead while A renews");
+    assert!(!leading.is_finished(), "A leads while its renewals pass");
+
+    proxy.stall();
+    let took_over = tokio::time::timeout(Duration::from_secs(60), standby)
+        .await
+        .expect("B takes over once A's renewals hang")
+        .unwrap();
+    // Safety: A was stopped, not merely asked to, before B led.
+    let stopped = dropped
+        .lock()
+        .unwrap()
+        .expect("A's work was dropped by the time B leads");
+    assert!(
+        stopped < took_over,
+        "A's work dropped {:?} after B took over",
+        stopped.duration_since(took_over)
+    );
+    let last = *last_step.lock().unwrap();
+    assert!(last < took_over, "A acted after B took over");
+    let led = tokio::time::timeout(Duration::from_secs(5), leading)
+        .await
+        .expect("A stepped down")
+        .unwrap();
+    assert_eq!(
+        led,
+        Err(leader::Lost::RenewDeadline(Duration::from_secs(2)))
     );
 }

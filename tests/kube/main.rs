@@ -8,3 +8,4 @@ mod cluster;
 mod control_plane;
 mod crd_admission;
 mod leader_election;
+mod stalling_proxy;

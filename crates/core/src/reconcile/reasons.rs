@@ -4,6 +4,9 @@
 // Both kinds: the namespace may not act on what the resource targets
 // (the operator's tenancy policy); no Azure call was made.
 pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+// Both kinds: the tenancy policy file cannot be read or parsed, so nothing is
+// allowed until it is fixed; no Azure call was made.
+pub const TENANCY_POLICY_UNUSABLE: &str = "TenancyPolicyUnusable";
 
 // KeyVaultBinding
 pub const VAULT_NOT_FOUND: &str = "VaultNotFound";
