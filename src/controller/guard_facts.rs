@@ -136,7 +136,11 @@ pub(super) async fn remove_grant<A: AzurePort>(
         used_in_azure: AzureUse::Unknown("not read".into()),
     };
     // Azure is read only when everything else allows the removal.
-    if destructive::grant_removal(&facts).is_ok() {
+    let unless_azure = GrantRemovalFacts {
+        used_in_azure: AzureUse::Unused,
+        ..facts.clone()
+    };
+    if destructive::grant_removal(&unless_azure).is_ok() {
         facts.used_in_azure = principal_use(ctx, azure, obj, vault_id, principal).await?;
     }
     let outcome = match destructive::grant_removal(&facts) {
@@ -361,7 +365,6 @@ fn backup_window_hours(b: &crate::reconcile::spec_drift::BackupFacts) -> i64 {
         continuous_tier: b.continuous_tier,
         periodic_interval_minutes: b.periodic_interval_minutes,
         periodic_retention_hours: b.periodic_retention_hours,
-        ..Default::default()
     }
     .restore_window_hours()
 }

@@ -2,7 +2,9 @@
 //! bounded concurrency, backoff, metrics. The decisions live in `reconcile`.
 
 pub mod account;
+mod act_account;
 pub mod binding;
+mod cleanup_account;
 pub mod clock;
 pub mod context;
 pub mod error;

@@ -6,7 +6,7 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::account::{account_ref, binding_state, owner_of, peers, poll, restore_facts};
+use super::account::{account_ref, binding_state, owner_of, peers, poll};
 use super::context::Context;
 use super::error::Error;
 use super::grant_gate::Turn;
@@ -179,19 +179,17 @@ pub(super) async fn observe<A: AzurePort>(
         && obj.spec.reconcile_policy == ReconcilePolicy::Manage;
     let restorable_deleted = match creating {
         false => None,
-        true => Some(
-            match azure.restorable_accounts(&target.subscription_id).await {
-                Ok(list) => Ok(list
-                    .into_iter()
-                    .filter(|r| {
-                        r.deletion_time.is_some()
-                            && r.account_name.eq_ignore_ascii_case(&target.name)
-                    })
-                    .map(|r| format!("deleted at {}", r.deletion_time.unwrap_or_default()))
-                    .collect()),
-                Err(e) => Err(e.to_string()),
-            },
-        ),
+        // A refused read is reported like any Azure error (an
+        // AuthorizationFailed names the missing action); nothing is created.
+        true => Some(Ok(azure
+            .restorable_accounts(&target.subscription_id)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r.deletion_time.is_some() && r.account_name.eq_ignore_ascii_case(&target.name)
+            })
+            .map(|r| format!("deleted at {}", r.deletion_time.unwrap_or_default()))
+            .collect())),
     };
     Ok(Seen {
         restorable_deleted,
@@ -209,6 +207,63 @@ pub(super) async fn observe<A: AzurePort>(
         peer_grants,
         restore,
     })
+}
+
+/// What the restore's source looked like: its name (from Azure), the identities
+/// it has (in Azure, and the one its resource names, when it is in the cluster),
+/// and the key version it used at the restore time with its state in Key Vault
+/// (when the operator tracked the source).
+async fn restore_facts<A: AzurePort>(
+    ctx: &Context<A>,
+    azure: &A,
+    restore: &crate::api::RestoreSource,
+) -> Result<RestoreFacts, Error> {
+    let mut facts = RestoreFacts::default();
+    let Some(source_id) = &restore.source_account_id else {
+        return Ok(facts);
+    };
+    facts.source_name = azure.restorable_account_name(source_id).await?;
+    let Some(name) = &facts.source_name else {
+        return Ok(facts);
+    };
+    let source = ctx
+        .accounts
+        .state()
+        .into_iter()
+        .find(|a| a.spec.account_name.eq_ignore_ascii_case(name));
+    let Some(source) = source else {
+        // A source made outside this cluster (by hand, Terraform, another
+        // cluster): its identities are read from Azure, where account names
+        // are unique, in the restorable source's subscription.
+        if let Some(sub) = source_id.split('/').nth(2) {
+            let live = azure.accounts_in_subscription(sub).await?;
+            if let Some(a) = live.into_iter().find(|a| {
+                a.id.rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            }) {
+                facts.source_identities.extend(a.user_assigned_ids);
+            }
+        }
+        return Ok(facts);
+    };
+    facts
+        .source_identities
+        .extend(source.spec.identity.user_assigned_identity_id.clone());
+    if let Some(a) = azure.get_account(&account_ref(&source)).await? {
+        facts.source_identities.extend(a.user_assigned_ids);
+    }
+    let when = restore
+        .timestamp
+        .as_deref()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+    if let (Some(when), Some(status)) = (when, &source.status)
+        && let Some((uri, version)) = crate::reconcile::account::version_in_use_at(status, when)
+    {
+        let enabled = azure.key_version_enabled(&uri, &version).await?;
+        facts.key_at_time = Some((uri, version, enabled));
+    }
+    Ok(facts)
 }
 
 #[cfg(test)]

@@ -146,7 +146,12 @@ async fn first_party(env: &Env) {
 }
 
 async fn user_assigned(env: &Env) {
-    env.apply_example("01-binding-rbac.yaml", json!({})).await;
+    // Opted in to removing its grants, so deletion exercises roleAssignments/delete.
+    env.apply_example(
+        "01-binding-rbac.yaml",
+        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
+    )
+    .await;
     env.apply_example("12-account-user-assigned.yaml", json!({}))
         .await;
 }

@@ -114,8 +114,12 @@ async fn accounts_applied_together_share_one_grant() {
 #[tokio::test]
 async fn system_assigned_identity_takes_the_two_step() {
     let env = Env::start("system").await;
-    env.apply_example("00-binding-access-policy.yaml", json!({}))
-        .await;
+    // removeFirstPartyGrant acts only where the vault's binding opts in.
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
+    )
+    .await;
     env.apply_example("11-account-system-assigned.yaml", json!({}))
         .await;
     let account = env.account_reason("inventory", "Ready").await;
@@ -257,21 +261,7 @@ async fn a_doomed_restore_is_refused_before_it_starts() {
         .await;
     let ledger = env.account_reason("ledger", "Ready").await;
     let v1 = ledger.status.unwrap().key_version_in_use.unwrap();
-    let (_, source) = env
-        .arm(
-            azure_core::Method::Get,
-            &Env::account_path("cmk-demo-ledger"),
-            None,
-        )
-        .await;
-    let instance = source["properties"]["instanceId"].as_str().unwrap();
-    let restorable = format!(
-        "/subscriptions/{SUB}/providers/Microsoft.DocumentDB/locations/eastus/restorableDatabaseAccounts/{instance}"
-    );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let when = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let (restorable, when) = env.restore_point("cmk-demo-ledger").await;
     let restore = json!({"sourceAccountId": restorable, "timestamp": when});
 
     // The source's own identity: the seed's last FAQ.

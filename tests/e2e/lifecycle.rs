@@ -229,7 +229,11 @@ async fn drift_is_corrected_or_only_reported() {
 async fn retain_leaves_the_account_and_delete_removes_it_with_its_grants() {
     let env = Env::start("delete").await;
     ready_orders(&env).await;
-    env.apply_example("01-binding-rbac.yaml", json!({})).await;
+    env.apply_example(
+        "01-binding-rbac.yaml",
+        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
+    )
+    .await;
     env.apply_example("12-account-user-assigned.yaml", json!({}))
         .await;
     env.account_reason("billing", "Ready").await;
@@ -278,7 +282,8 @@ async fn retain_leaves_the_account_and_delete_removes_it_with_its_grants() {
     assert_eq!(
         env.calls("RoleAssignments_Delete"),
         1,
-        "the grant the operator made is removed"
+        "the grant the operator made is removed (its binding opted in): {:?}",
+        env.event_notes("billing").await
     );
 }
 

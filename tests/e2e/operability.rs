@@ -35,6 +35,8 @@ fn operator(kubeconfig: &Path, log: &Path, args: &[&str]) -> Process {
                 "127.0.0.1:0",
             ])
             .args(["--simulator-lro-ms", "100", "--poll-seconds", "1"])
+            // The narrow test RBAC grants no read of kube-system.
+            .args(["--cluster-id", "e2e-operability"])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", "operability")

@@ -35,6 +35,8 @@ fn replica(ns: &str, name: &str) -> Replica {
                 ns,
                 "--lease-namespace",
                 ns,
+                "--cluster-id",
+                "e2e-replicas",
             ])
             .arg("--tenancy-config")
             .arg(tenancy_config_file(ns))

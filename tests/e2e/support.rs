@@ -124,7 +124,16 @@ impl Env {
     pub async fn stop_operator(&mut self) {
         if let Some(op) = self.operator.take() {
             let _ = op.stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(10), op.task).await;
+            let mut task = op.task;
+            // Never return while it may still act: a test that starts another
+            // operator next would otherwise run two at once.
+            if tokio::time::timeout(Duration::from_secs(15), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
         }
     }
 
@@ -225,8 +234,8 @@ impl Env {
         .await
     }
 
-    /// Reasons of the events about `name`, oldest first.
-    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+    /// The events about `name`, oldest first.
+    pub async fn events_about(&self, name: &str) -> Vec<Event> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         let mut events: Vec<Event> = api
             .list(&ListParams::default())
@@ -237,7 +246,28 @@ impl Env {
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
             .collect();
         events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        events
+    }
+
+    /// Reasons of the events about `name`, oldest first.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events = self.events_about(name).await;
         events.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    /// "reason: note" of the events about `name`, oldest first (for messages).
+    pub async fn event_notes(&self, name: &str) -> Vec<String> {
+        let events = self.events_about(name).await;
+        events
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default()
+                )
+            })
+            .collect()
     }
 
     /// Number of simulator calls of `operation` (its REST operationId) so far.
@@ -356,6 +386,26 @@ impl Env {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// The restorable id of a continuous account of the example subscription
+    /// (in eastus), and a restore time a second after now (a whole second, as
+    /// the restore timestamp is written).
+    pub async fn restore_point(&self, account: &str) -> (String, String) {
+        let (_, source) = self
+            .arm(azure_core::Method::Get, &Env::account_path(account), None)
+            .await;
+        let instance = source["properties"]["instanceId"]
+            .as_str()
+            .expect("instanceId");
+        let restorable = format!(
+            "/subscriptions/{SUB}/providers/Microsoft.DocumentDB/locations/eastus/restorableDatabaseAccounts/{instance}"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let when = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        (restorable, when)
     }
 
     /// Whether Azure has the account (of the example subscription).

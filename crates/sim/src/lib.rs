@@ -196,6 +196,23 @@ impl SimHandle {
     pub fn seed(&self, seed: &Seed) -> Result<serde_json::Value, SimError> {
         seed::apply(&self.app, seed).map_err(|e| SimError::Seed(e.message))
     }
+    /// Whether `principal` may get, wrap and unwrap keys of the vault named by
+    /// `vault_id` (its last segment), under the vault's active permission
+    /// model, as the simulator's own CMK rule judges it: tests check grants
+    /// here rather than through the adapter they test.
+    pub fn holds_key_access(&self, vault_id: &str, principal: &str) -> bool {
+        let name = vault_id
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        let st = self.app.state();
+        st.vault_by_name(name).is_some_and(|v| {
+            ["get", "wrapKey", "unwrapKey"]
+                .iter()
+                .all(|p| cmk_rules::permitted(&st, v, principal, p))
+        })
+    }
     /// The vault's URI (`https://{vault}.vault.azure.net/`), if the vault exists.
     pub fn vault_uri(&self, vault_name: &str) -> Option<String> {
         let st = self.app.state();
@@ -231,6 +248,15 @@ impl SimHandle {
         self.app.metrics().counters.clone()
     }
     /// Requests counted for `operation` (all statuses).
+    /// Requests of `operation` that arrived, finished or not.
+    pub fn arrived(&self, operation: &str) -> u64 {
+        self.app
+            .metrics()
+            .arrived
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
     pub fn count(&self, operation: &str) -> u64 {
         self.app.metrics().total(operation)
     }
@@ -250,6 +276,7 @@ impl SimHandle {
     pub fn reset_counters(&self) {
         let mut m = self.app.metrics();
         m.counters.clear();
+        m.arrived.clear();
         m.ledger.clear();
     }
     pub fn set_lro_duration(&self, d: Duration) {

@@ -26,11 +26,18 @@ pub struct LedgerEntry {
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub counters: Counters,
+    /// Requests that arrived, by operation, counted before any injected
+    /// latency: a test sees a call it made hang while it hangs.
+    pub arrived: BTreeMap<String, u64>,
     pub ledger: Vec<LedgerEntry>,
     next_seq: u64,
 }
 
 impl Metrics {
+    pub fn arrive(&mut self, operation: &str) {
+        *self.arrived.entry(operation.to_owned()).or_default() += 1;
+    }
+
     pub fn record(
         &mut self,
         req: &super::server::Req,

@@ -278,6 +278,7 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
         Route::Token { .. } | Route::Discovery { .. } => Style::OAuth,
         _ => Style::Arm,
     };
+    app.metrics().arrive(&operation);
     let latency = app.faults().latency_ms(&operation);
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod binding;
 pub mod destructive;
+pub mod outcomes;
 pub mod ownership;
 pub mod reasons;
 pub mod sharing;
