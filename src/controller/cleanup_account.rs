@@ -118,6 +118,7 @@ async fn cleanup<A: WithCredential>(
     let previous = ctx.settings.previous_cluster_id.as_deref();
     let facts = DeletionFacts {
         account_name: &target.name,
+        me: &owner,
         ownership: current.map(|a| ownership::classify(&a.tags, &owner, previous)),
         confirmed_uid: obj
             .annotations()

@@ -600,6 +600,10 @@ fn cluster_grants() -> BTreeSet<Grant> {
         ),
         ("events.k8s.io", &["events"], &["create", "patch"]),
     ])
+    .into_iter()
+    // The cluster id (operator.clusterId empty): kube-system's uid, by name only.
+    .chain(named("", &["namespaces"], &["get"], "kube-system"))
+    .collect()
 }
 
 #[test]
@@ -613,6 +617,40 @@ fn rbac_is_exactly_least_privilege() {
         cluster_grants(),
         "ClusterRole rules: no Secret, since the default tenancy policy allows no namespace"
     );
+    // A cluster id given: no namespace read at all.
+    let named_id = docs(&render(
+        "cmk",
+        ns,
+        &["--set", "operator.clusterId=prod-east"],
+    ));
+    let without_ns: BTreeSet<Grant> = cluster_grants()
+        .into_iter()
+        .filter(|g| g.1 != "namespaces")
+        .collect();
+    assert_eq!(
+        grants(&find(&named_id, "ClusterRole")[0]["rules"]),
+        without_ns
+    );
+    let args =
+        &find(&named_id, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array()
+            .unwrap()
+            .windows(2)
+            .any(|w| w[0] == "--cluster-id" && w[1] == "prod-east")
+    );
+    // The shared old default is refused by the chart's schema.
+    let refused = common::helm::helm(&[
+        "template",
+        "cmk",
+        common::repo_root()
+            .join("charts/cosmos-cmk-operator")
+            .to_str()
+            .unwrap(),
+        "--set",
+        "operator.clusterId=default",
+    ]);
+    assert!(refused.is_err(), "clusterId=default must be refused");
     let roles = find(&rendered, "Role");
     assert_eq!(roles.len(), 1);
     assert_eq!(roles[0]["metadata"]["namespace"], ns);

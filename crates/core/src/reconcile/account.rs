@@ -771,8 +771,9 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
         }
         Ownership::Other(owner) => {
             let msg = format!(
-                "account {} belongs to {owner} (its owner tags in Azure say so): this resource makes no change to it; use another accountName, or delete this resource",
-                spec.account_name
+                "account {} belongs to {} (its owner tags in Azure say so): this resource makes no change to it; use another accountName, or delete this resource",
+                spec.account_name,
+                owner.as_seen_from(&o.me)
             );
             Some(out.failed(Stage::Account, r::OWNED_BY_ANOTHER_RESOURCE, msg))
         }

@@ -11,7 +11,7 @@
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::ownership::Ownership;
+use super::ownership::{Owner, Ownership};
 use crate::api::{CONFIRM_OWNER_ANNOTATION, RECREATE_ANNOTATION};
 
 /// An account Azure can restore (`restorableDatabaseAccounts`), live or deleted.
@@ -55,6 +55,9 @@ pub enum AzureUse {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeletionFacts<'a> {
     pub account_name: &'a str,
+    /// This resource, as owner tags would name it (messages name another
+    /// namespace's owner only as such).
+    pub me: &'a Owner,
     /// The account's ownership from its tags as Azure returns them now;
     /// `None` when Azure has no such account.
     pub ownership: Option<Ownership>,
@@ -94,7 +97,8 @@ pub fn account_deletion(f: &DeletionFacts<'_>) -> DeletionVerdict {
             "account {name} belongs to {o}, another cluster's resource; it is left in place"
         )),
         Some(Ownership::Other(o)) => DeletionVerdict::NotOurs(format!(
-            "account {name} belongs to {o}; it is left in place"
+            "account {name} belongs to {}; it is left in place",
+            o.as_seen_from(f.me)
         )),
         Some(Ownership::Unowned) => DeletionVerdict::NotOurs(format!(
             "account {name} has no owner tags: this resource did not create or adopt it; it is left in place"

@@ -5,6 +5,27 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::*;
 use crate::reconcile::ownership::{Owner, Ownership};
 
+#[test]
+fn another_namespaces_owner_is_not_named() {
+    let me = owner("east");
+    let theirs = Owner {
+        namespace: "team-b".into(),
+        name: "payroll".into(),
+        ..owner("east")
+    };
+    let got = account_deletion(&DeletionFacts {
+        account_name: "acct",
+        me: &me,
+        ownership: Some(Ownership::Other(theirs)),
+        confirmed_uid: None,
+    });
+    let DeletionVerdict::NotOurs(why) = got else {
+        panic!("not ours: {got:?}")
+    };
+    assert!(!why.contains("team-b") && !why.contains("payroll"), "{why}");
+    assert!(why.contains("another namespace"), "{why}");
+}
+
 fn owner(cluster: &str) -> Owner {
     Owner {
         cluster: cluster.into(),
@@ -65,9 +86,11 @@ fn an_account_is_deleted_only_when_its_tags_name_this_very_resource() {
             "NotOurs",
         ),
     ];
+    let me = owner("east");
     for (case, ownership, confirmed_uid, want) in rows {
         let got = account_deletion(&DeletionFacts {
             account_name: "acct",
+            me: &me,
             ownership,
             confirmed_uid,
         });

@@ -71,6 +71,21 @@ impl Owner {
     }
 }
 
+impl Owner {
+    /// The owner as a message to `viewer`'s namespace may name it: another
+    /// namespace's resource (another team's) is not named.
+    pub fn as_seen_from(&self, viewer: &Owner) -> String {
+        if self.namespace == viewer.namespace {
+            self.to_string()
+        } else {
+            format!(
+                "a CosmosAccountCMK in another namespace of cluster {}",
+                self.cluster
+            )
+        }
+    }
+}
+
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
