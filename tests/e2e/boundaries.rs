@@ -245,7 +245,13 @@ async fn a_central_vaults_first_party_grant_is_kept_unless_opted_in_and_unused_e
         .await;
     let a = env.account_reason("orders", "Ready").await;
     let key_uri = a.status.unwrap().key_vault_key_uri.unwrap();
-    env.create_foreign_account_in(THIRD, "cmk-demo-third", &key_uri, Default::default())
+    env.create_foreign_account_in(
+        THIRD,
+        "cmk-demo-third",
+        &key_uri,
+        Default::default(),
+        Default::default(),
+    )
         .await;
     let policy_writes = env.calls("Vaults_UpdateAccessPolicy");
     delete_now(&env, "orders").await;
@@ -383,5 +389,114 @@ async fn a_restore_from_a_source_outside_the_cluster_checks_its_identity() {
         1,
         "{:?}",
         env.writes()
+    );
+}
+
+/// Backups Azure keeps longer than the spec says: an account outside the
+/// cluster on the same key keeps 720 h of periodic backups, while this
+/// resource's spec keeps 8 h. A version it retires is kept for 720 h (the
+/// longest window Azure shows on the key), then disabled.
+/// Pins: `destructive::version_disable`'s windows read from Azure.
+#[tokio::test]
+async fn a_version_is_kept_for_the_longest_backup_window_azure_shows_on_its_key() {
+    let env = Env::start("long-window").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"rotation": {"disablePreviousVersion": true}}}),
+    )
+    .await;
+    let a = env.account_reason("orders", "Ready").await;
+    let s = a.status.unwrap();
+    let (key_uri, v1) = (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap());
+    let long = cmk_operator::api::BackupPolicy {
+        periodic_retention_hours: Some(720),
+        ..Default::default()
+    };
+    env.create_foreign_account_in(SUB, "cmk-demo-longkeep", &key_uri, Default::default(), long)
+        .await;
+    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
+    env.backdoor()
+        .create_key(&vault_uri, "cosmos-orders", cmk_operator::api::KeyType::Rsa, 3072)
+        .await
+        .unwrap();
+    env.wait(&env.accounts(), "orders", "v1 retired", |a| {
+        a.status.as_ref().is_some_and(|s| {
+            s.retained_key_versions.iter().any(|r| r.version == v1)
+                && s.key_version_in_use.as_deref() != Some(v1.as_str())
+        })
+    })
+    .await;
+
+    // Past the spec's 8 h and the 24 h grace: kept for Azure's 720 h.
+    env.settings.clock.advance(std::time::Duration::from_secs(25 * 3600));
+    let kept = env
+        .wait(&env.accounts(), "orders", "v1 kept for 720 h", |a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.retained_key_versions.iter().any(|r| {
+                    r.version == v1
+                        && r.kept_because.as_deref().is_some_and(|k| k.contains("720 h"))
+                })
+            })
+        })
+        .await;
+    assert_eq!(env.calls("KeyVault_UpdateKey"), 0, "{:?}", kept.status);
+
+    // Past 720 h: disabled.
+    env.settings.clock.advance(std::time::Duration::from_secs(700 * 3600));
+    env.wait(&env.accounts(), "orders", "v1 disabled", |a| {
+        a.status.as_ref().is_some_and(|s| {
+            s.retained_key_versions
+                .iter()
+                .any(|r| r.version == v1 && r.disabled)
+        })
+    })
+    .await;
+    assert_eq!(env.calls("KeyVault_UpdateKey"), 1);
+}
+
+/// A resource of the cluster that needs the first party on the vault but has
+/// no account in Azure yet (here: observe-only, waiting for an account someone
+/// else will make) keeps the grant when another resource is deleted, though
+/// Azure shows nothing using it.
+/// Pins: `destructive::grant_removal`'s check of the cluster's own resources.
+#[tokio::test]
+async fn a_grant_a_resource_of_the_cluster_still_needs_is_kept() {
+    let env = Env::start("peer-needs").await;
+    let fp = env.settings.first_party_principal.clone();
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
+    )
+    .await;
+    let vault = env
+        .bindings()
+        .get("orders-key")
+        .await
+        .unwrap()
+        .spec
+        .vault_resource_id;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"deletionPolicy": DELETE}}),
+    )
+    .await;
+    env.account_reason("orders", "Ready").await;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"metadata": {"name": "orders-planned"}, "spec": {"accountName": "cmk-demo-orders-planned", "reconcilePolicy": "ObserveOnly"}}),
+    )
+    .await;
+    env.account_reason("orders-planned", "AccountMissing").await;
+    delete_now(&env, "orders").await;
+    env.wait_gone("orders").await;
+    assert!(holds_access(&env, &vault, &fp).await, "{:?}", env.writes());
+    let notes = env.event_notes("orders").await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("GrantKept") && n.contains("another resource of this cluster")),
+        "{notes:?}"
     );
 }

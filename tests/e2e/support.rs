@@ -483,7 +483,7 @@ impl Env {
         key_uri: &str,
         tags: std::collections::BTreeMap<String, String>,
     ) {
-        self.create_foreign_account_in(SUB, name, key_uri, tags)
+        self.create_foreign_account_in(SUB, name, key_uri, tags, Default::default())
             .await;
     }
 
@@ -494,6 +494,7 @@ impl Env {
         name: &str,
         key_uri: &str,
         tags: std::collections::BTreeMap<String, String>,
+        backup: cmk_operator::api::BackupPolicy,
     ) {
         use cmk_operator::azure::AzurePort;
         if subscription != SUB {
@@ -531,7 +532,7 @@ impl Env {
                 key_uri: key_uri.into(),
                 default_identity: "FirstPartyIdentity".into(),
                 user_assigned_identity: None,
-                backup: Default::default(),
+                backup,
                 restore: None,
                 tags,
             })
