@@ -252,7 +252,7 @@ async fn a_central_vaults_first_party_grant_is_kept_unless_opted_in_and_unused_e
         Default::default(),
         Default::default(),
     )
-        .await;
+    .await;
     let policy_writes = env.calls("Vaults_UpdateAccessPolicy");
     delete_now(&env, "orders").await;
     env.wait_gone("orders").await;
@@ -418,7 +418,12 @@ async fn a_version_is_kept_for_the_longest_backup_window_azure_shows_on_its_key(
         .await;
     let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
     env.backdoor()
-        .create_key(&vault_uri, "cosmos-orders", cmk_operator::api::KeyType::Rsa, 3072)
+        .create_key(
+            &vault_uri,
+            "cosmos-orders",
+            cmk_operator::api::KeyType::Rsa,
+            3072,
+        )
         .await
         .unwrap();
     env.wait(&env.accounts(), "orders", "v1 retired", |a| {
@@ -430,13 +435,17 @@ async fn a_version_is_kept_for_the_longest_backup_window_azure_shows_on_its_key(
     .await;
 
     // Past the spec's 8 h and the 24 h grace: kept for Azure's 720 h.
-    env.settings.clock.advance(std::time::Duration::from_secs(25 * 3600));
+    env.settings
+        .clock
+        .advance(std::time::Duration::from_secs(25 * 3600));
     let kept = env
         .wait(&env.accounts(), "orders", "v1 kept for 720 h", |a| {
             a.status.as_ref().is_some_and(|s| {
                 s.retained_key_versions.iter().any(|r| {
                     r.version == v1
-                        && r.kept_because.as_deref().is_some_and(|k| k.contains("720 h"))
+                        && r.kept_because
+                            .as_deref()
+                            .is_some_and(|k| k.contains("720 h"))
                 })
             })
         })
@@ -444,7 +453,9 @@ async fn a_version_is_kept_for_the_longest_backup_window_azure_shows_on_its_key(
     assert_eq!(env.calls("KeyVault_UpdateKey"), 0, "{:?}", kept.status);
 
     // Past 720 h: disabled.
-    env.settings.clock.advance(std::time::Duration::from_secs(700 * 3600));
+    env.settings
+        .clock
+        .advance(std::time::Duration::from_secs(700 * 3600));
     env.wait(&env.accounts(), "orders", "v1 disabled", |a| {
         a.status.as_ref().is_some_and(|s| {
             s.retained_key_versions
