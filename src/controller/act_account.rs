@@ -14,8 +14,9 @@ use super::observe_account::Seen;
 use super::report::{self, StepEvent};
 use crate::api::{CosmosAccountCMK, CosmosAccountCMKStatus, same_id};
 use crate::azure::scoped::WithCredential;
-use crate::azure::{AccountChange, AccountRef, DisableOutcome, NewAccount};
+use crate::azure::{AccountChange, AccountRef, NewAccount};
 use crate::reconcile::account::Action as Step;
+use crate::reconcile::destructive;
 
 /// Field names Cassandra reserves under CMK (the seed's warning).
 const CASSANDRA_RESERVED: &str = "id, ttl, _ts, _etag, _rid, _self, _attachments, _epk";
@@ -207,7 +208,9 @@ async fn carry_out<A: WithCredential>(
                 .unwrap_or(now);
             let (outcome, until) =
                 guard_facts::disable_version(ctx, azure, obj, key_uri, version, retired_at).await?;
-            return Ok(disable_note(status, key_uri, version, outcome, until, now));
+            return Ok(
+                destructive::settle_disable(status, key_uri, version, outcome, until, now).into(),
+            );
         }
     }))
 }
@@ -234,51 +237,5 @@ fn backup_words(b: &crate::api::BackupPolicy) -> String {
             b.periodic_retention_hours
                 .unwrap_or(crate::api::DEFAULT_PERIODIC_RETENTION_HOURS)
         ),
-    }
-}
-
-/// Records what disabling a version did; a version left enabled is looked at
-/// again an hour later (not on every reconcile: each look reads every account).
-fn disable_note(
-    status: &mut CosmosAccountCMKStatus,
-    key_uri: &str,
-    version: &str,
-    outcome: DisableOutcome,
-    until: Option<k8s_openapi::jiff::Timestamp>,
-    now: k8s_openapi::jiff::Timestamp,
-) -> StepEvent {
-    let entry = status
-        .retained_key_versions
-        .iter_mut()
-        .find(|r| same_id(&r.key_uri, key_uri) && r.version == version);
-    match outcome {
-        DisableOutcome::Disabled | DisableOutcome::AlreadyDisabled => StepEvent::from((
-            "DisabledPreviousKeyVersion",
-            format!(
-                "disabled key version {version} of {key_uri}, past its grace period and backup window and used by no account"
-            ),
-        )),
-        DisableOutcome::Kept(why) => {
-            if let Some(r) = entry {
-                r.disabled = false;
-                r.kept_because = Some(why.clone());
-                let hour_later = now
-                    .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(1))
-                    .unwrap_or(now);
-                // A window Azure reports longer than the record's moves it out.
-                let later = until.map_or(hour_later, |t| t.max(hour_later));
-                r.safe_to_disable_after =
-                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(later);
-            }
-            if status.previous_key_version.as_deref() == Some(version) {
-                status.previous_version_disabled = false;
-            }
-            StepEvent::warning(
-                "KeyVersionKept",
-                format!(
-                    "left key version {version} of {key_uri} enabled: {why}; checked again in an hour"
-                ),
-            )
-        }
     }
 }

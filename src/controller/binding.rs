@@ -1,5 +1,6 @@
-//! Reconciles `KeyVaultBinding`: gathers the vault and key facts, lets the pure
-//! state machine decide, carries out its one action, writes the status back.
+//! Reconciles `KeyVaultBinding`: a short driver over the same named stages
+//! as the account's — observe, decide (the core's pure state machine), act,
+//! report. A binding never removes anything in Azure.
 
 use std::sync::Arc;
 
@@ -14,8 +15,13 @@ use super::error::Error;
 use super::report;
 use super::tenancy_gate;
 use crate::api::KeyVaultBinding;
+use crate::azure::AzurePort;
 use crate::azure::scoped::WithCredential;
-use crate::reconcile::binding::{self, BindingAction, BindingObserved, network_problem};
+use crate::reconcile::binding::{
+    self, BindingAction, BindingObserved, KeyFacts, VaultFacts, network_problem,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 /// One reconcile of a binding; a failure is recorded in the status and as an event.
 pub async fn reconcile<A: WithCredential>(
@@ -38,6 +44,9 @@ pub async fn reconcile<A: WithCredential>(
     result
 }
 
+/// One reconcile of a live binding: observe (the vault, and the key once the
+/// vault passed its preflight) → decide (pure) → act (creating the key is the
+/// only write a binding makes) → report (status and events).
 async fn reconcile_inner<A: WithCredential>(
     obj: Arc<KeyVaultBinding>,
     ctx: Arc<Context<A>>,
@@ -50,67 +59,20 @@ async fn reconcile_inner<A: WithCredential>(
         if let Some(refused) = tenancy_gate::refused_binding(&api, &obj, &ctx).await? {
             return Ok(refused);
         }
-        let old = obj.status.clone();
-        let status = old.clone().unwrap_or_default();
-
+        let status = obj.status.clone().unwrap_or_default();
         let azure = ctx.azure_for(&ns, obj.spec.credential_ref.as_ref()).await?;
-        let vault = azure.get_vault(&obj.spec.vault_resource_id).await?;
-        let preflight_ok = vault
-            .as_ref()
-            .is_some_and(|v| v.soft_delete && v.purge_protection && network_problem(v).is_none());
-        let key = match &vault {
-            Some(v) if preflight_ok => Some(azure.get_key(&v.vault_uri, &obj.spec.key.name).await?),
-            _ => None,
-        };
-        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::now(),
-        );
+        let (vault, key) = observe(&obj, &*azure).await?;
         let observed = BindingObserved {
             spec: &obj.spec,
             generation: obj.metadata.generation,
             status: &status,
             vault: vault.clone(),
             key,
-            now,
+            now: Time(Timestamp::now()),
         };
         let mut decision = binding::decide(&observed);
-        let reference = obj.object_ref(&());
-
-        if let (
-            Some(BindingAction::CreateKey {
-                name,
-                key_type,
-                size,
-                small,
-            }),
-            Some(v),
-        ) = (&decision.action, &vault)
-        {
-            if *small {
-                let note =
-                    format!("creating key {name} with {size} bits; Azure recommends at least 3072");
-                report::publish(
-                    &ctx.recorder,
-                    &reference,
-                    EventType::Warning,
-                    "KeySizeBelowRecommended",
-                    "CreateKey",
-                    &note,
-                )
-                .await;
-            }
-            let created = azure
-                .create_key(&v.vault_uri, name, *key_type, *size)
-                .await?;
-            report::publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Normal,
-                "KeyCreated",
-                "CreateKey",
-                &format!("created key {name}"),
-            )
-            .await;
+        if let (Some(action), Some(v)) = (&decision.action, &vault) {
+            let created = act(&obj, &ctx, &*azure, action, &v.vault_uri).await?;
             // Decide again with the key in hand, so the status says Ready at once.
             let first = decision.status.clone();
             decision = binding::decide(&BindingObserved {
@@ -120,24 +82,90 @@ async fn reconcile_inner<A: WithCredential>(
             });
             decision.status.key_created_by_operator = true;
         }
-
-        let wrote =
-            report::write_status(&api, &ctx.own_writes, &obj, old.as_ref(), &decision.status)
-                .await?;
-        if wrote {
-            let before = old.map(|s| s.conditions).unwrap_or_default();
-            report::transition_event(
-                &ctx.recorder,
-                &reference,
-                &before,
-                &decision.status.conditions,
-                decision.status.phase,
-            )
-            .await;
-        }
-        tracing::debug!(wrote, phase = ?decision.status.phase, "reconciled");
+        report_outcome(&api, &obj, &ctx, &decision.status).await?;
         Ok(Action::requeue(ctx.settings.resync))
     }
     .instrument(span)
     .await
+}
+
+/// The vault, and its key once the vault passes the preflight (a key in a
+/// vault that cannot hold Cosmos DB keys is not worth a read).
+async fn observe<A: AzurePort>(
+    obj: &KeyVaultBinding,
+    azure: &A,
+) -> Result<(Option<VaultFacts>, Option<KeyFacts>), Error> {
+    let vault = azure.get_vault(&obj.spec.vault_resource_id).await?;
+    let preflight_ok = vault
+        .as_ref()
+        .is_some_and(|v| v.soft_delete && v.purge_protection && network_problem(v).is_none());
+    let key = match &vault {
+        Some(v) if preflight_ok => Some(azure.get_key(&v.vault_uri, &obj.spec.key.name).await?),
+        _ => None,
+    };
+    Ok((vault, key))
+}
+
+/// Creates the key the decision asks for, with its events.
+async fn act<A: AzurePort>(
+    obj: &KeyVaultBinding,
+    ctx: &Context<A>,
+    azure: &A,
+    action: &BindingAction,
+    vault_uri: &str,
+) -> Result<KeyFacts, Error> {
+    let BindingAction::CreateKey {
+        name,
+        key_type,
+        size,
+        small,
+    } = action;
+    let reference = obj.object_ref(&());
+    if *small {
+        let note = format!("creating key {name} with {size} bits; Azure recommends at least 3072");
+        report::publish(
+            &ctx.recorder,
+            &reference,
+            EventType::Warning,
+            "KeySizeBelowRecommended",
+            "CreateKey",
+            &note,
+        )
+        .await;
+    }
+    let created = azure.create_key(vault_uri, name, *key_type, *size).await?;
+    report::publish(
+        &ctx.recorder,
+        &reference,
+        EventType::Normal,
+        "KeyCreated",
+        "CreateKey",
+        &format!("created key {name}"),
+    )
+    .await;
+    Ok(created)
+}
+
+/// Writes the status when it changed, with an event for a condition transition.
+async fn report_outcome<A>(
+    api: &Api<KeyVaultBinding>,
+    obj: &KeyVaultBinding,
+    ctx: &Context<A>,
+    status: &crate::api::KeyVaultBindingStatus,
+) -> Result<(), Error> {
+    let old = obj.status.as_ref();
+    let wrote = report::write_status(api, &ctx.own_writes, obj, old, status).await?;
+    if wrote {
+        let before = old.map(|s| s.conditions.clone()).unwrap_or_default();
+        report::transition_event(
+            &ctx.recorder,
+            &obj.object_ref(&()),
+            &before,
+            &status.conditions,
+            status.phase,
+        )
+        .await;
+    }
+    tracing::debug!(wrote, phase = ?status.phase, "reconciled");
+    Ok(())
 }

@@ -151,7 +151,7 @@ pub(super) async fn remove_grant<A: AzurePort>(
         }
         Err(why) => RevokeOutcome::Kept(why),
     };
-    Ok(revoke_note(outcome, principal, vault_id))
+    Ok(destructive::settle_revoke(outcome, principal, vault_id).into())
 }
 
 /// Who in Azure uses `principal` with a key of the vault.
@@ -182,24 +182,6 @@ async fn principal_use<A: AzurePort>(
             None => AzureUse::Unused,
         },
     })
-}
-
-/// The event for a grant removal.
-pub(super) fn revoke_note(outcome: RevokeOutcome, principal: &str, vault_id: &str) -> StepEvent {
-    match outcome {
-        RevokeOutcome::Removed => StepEvent::from((
-            "RemovedKeyAccess",
-            format!("removed the grant the operator made for principal {principal} on {vault_id}"),
-        )),
-        RevokeOutcome::AlreadyGone => StepEvent::from((
-            "RemovedKeyAccess",
-            format!("the grant for principal {principal} on {vault_id} was already gone"),
-        )),
-        RevokeOutcome::Kept(why) => StepEvent::warning(
-            "GrantKept",
-            format!("left the grant for principal {principal} on {vault_id} in place: {why}"),
-        ),
-    }
 }
 
 /// Disables a previous key version when the core's rule allows it now;

@@ -304,6 +304,20 @@ impl StepEvent {
     }
 }
 
+impl From<crate::reconcile::destructive::Settled> for StepEvent {
+    fn from(s: crate::reconcile::destructive::Settled) -> Self {
+        StepEvent {
+            reason: s.reason,
+            note: s.note,
+            type_: if s.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+        }
+    }
+}
+
 impl From<(&'static str, String)> for StepEvent {
     fn from((reason, note): (&'static str, String)) -> Self {
         StepEvent {

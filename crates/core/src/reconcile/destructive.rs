@@ -11,8 +11,11 @@
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::outcomes::{DisableOutcome, RevokeOutcome};
 use super::ownership::{Owner, Ownership};
-use crate::api::{CONFIRM_OWNER_ANNOTATION, RECREATE_ANNOTATION};
+use crate::api::{CONFIRM_OWNER_ANNOTATION, CosmosAccountCMKStatus, RECREATE_ANNOTATION, same_id};
 
 /// An account Azure can restore (`restorableDatabaseAccounts`), live or deleted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -325,6 +328,90 @@ pub fn version_disable(f: &VersionDisableFacts<'_>) -> VersionVerdict {
         Err(why) => VersionVerdict::Keep(format!(
             "whether a deleted account that Azure can still restore needs it could not be read: {why}"
         )),
+    }
+}
+
+// ------------------------------------------------------------- settling
+
+/// What a destructive step's outcome says, as an event: a warning marks
+/// something left in place that a person may want to look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settled {
+    pub reason: &'static str,
+    pub note: String,
+    pub warning: bool,
+}
+
+/// The event for what a grant removal did.
+pub fn settle_revoke(outcome: RevokeOutcome, principal: &str, vault_id: &str) -> Settled {
+    let (reason, note, warning) = match outcome {
+        RevokeOutcome::Removed => (
+            "RemovedKeyAccess",
+            format!("removed the grant the operator made for principal {principal} on {vault_id}"),
+            false,
+        ),
+        RevokeOutcome::AlreadyGone => (
+            "RemovedKeyAccess",
+            format!("the grant for principal {principal} on {vault_id} was already gone"),
+            false,
+        ),
+        RevokeOutcome::Kept(why) => (
+            "GrantKept",
+            format!("left the grant for principal {principal} on {vault_id} in place: {why}"),
+            true,
+        ),
+    };
+    Settled {
+        reason,
+        note,
+        warning,
+    }
+}
+
+/// Records in the status what disabling a version did, and says it as an
+/// event. A version left enabled is looked at again an hour later (each look
+/// reads every account), or when the window that kept it ends, if later.
+pub fn settle_disable(
+    status: &mut CosmosAccountCMKStatus,
+    key_uri: &str,
+    version: &str,
+    outcome: DisableOutcome,
+    until: Option<Timestamp>,
+    now: Timestamp,
+) -> Settled {
+    let why = match outcome {
+        DisableOutcome::Disabled | DisableOutcome::AlreadyDisabled => {
+            return Settled {
+                reason: "DisabledPreviousKeyVersion",
+                note: format!(
+                    "disabled key version {version} of {key_uri}, past its grace period and backup window and used by no account"
+                ),
+                warning: false,
+            };
+        }
+        DisableOutcome::Kept(why) => why,
+    };
+    if let Some(r) = status
+        .retained_key_versions
+        .iter_mut()
+        .find(|r| same_id(&r.key_uri, key_uri) && r.version == version)
+    {
+        r.disabled = false;
+        r.kept_because = Some(why.clone());
+        let hour_later = now
+            .checked_add(SignedDuration::from_hours(1))
+            .unwrap_or(now);
+        r.safe_to_disable_after = Time(until.map_or(hour_later, |t| t.max(hour_later)));
+    }
+    if status.previous_key_version.as_deref() == Some(version) {
+        status.previous_version_disabled = false;
+    }
+    Settled {
+        reason: "KeyVersionKept",
+        note: format!(
+            "left key version {version} of {key_uri} enabled: {why}; checked again in an hour"
+        ),
+        warning: true,
     }
 }
 

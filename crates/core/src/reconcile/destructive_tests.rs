@@ -320,3 +320,52 @@ fn the_grace_period_counts_when_it_is_the_longest() {
         other => panic!("kept for the grace period, got {other:?}"),
     }
 }
+
+#[test]
+fn a_kept_version_is_looked_at_again_when_its_window_ends_or_in_an_hour() {
+    use crate::api::{CosmosAccountCMKStatus, RetainedKeyVersion};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let now = Timestamp::now();
+    let uri = "https://kv.vault.azure.net/keys/k";
+    let status = || CosmosAccountCMKStatus {
+        previous_key_version: Some("v1".into()),
+        previous_version_disabled: true,
+        retained_key_versions: vec![RetainedKeyVersion {
+            key_uri: uri.into(),
+            version: "v1".into(),
+            reason: String::new(),
+            retired_at: None,
+            safe_to_disable_after: Time(now),
+            disabled: true,
+            kept_because: None,
+        }],
+        ..Default::default()
+    };
+    let kept = || DisableOutcome::Kept("in use".into());
+    let mut s = status();
+    let e = settle_disable(&mut s, uri, "v1", kept(), None, now);
+    assert!(e.warning && e.reason == "KeyVersionKept");
+    let r = &s.retained_key_versions[0];
+    assert!(!r.disabled && !s.previous_version_disabled);
+    assert_eq!(
+        r.safe_to_disable_after.0,
+        now + SignedDuration::from_hours(1)
+    );
+    let window_end = now + SignedDuration::from_hours(720);
+    let mut s = status();
+    settle_disable(&mut s, uri, "v1", kept(), Some(window_end), now);
+    assert_eq!(
+        s.retained_key_versions[0].safe_to_disable_after.0,
+        window_end
+    );
+    let mut s = status();
+    let e = settle_disable(&mut s, uri, "v1", DisableOutcome::Disabled, None, now);
+    assert!(!e.warning && s.retained_key_versions[0].disabled);
+}
+
+#[test]
+fn a_kept_grant_is_a_warning_naming_why() {
+    let e = settle_revoke(RevokeOutcome::Kept("in use".into()), "p", "/v");
+    assert!(e.warning && e.reason == "GrantKept" && e.note.contains("in use"));
+    assert!(!settle_revoke(RevokeOutcome::Removed, "p", "/v").warning);
+}
