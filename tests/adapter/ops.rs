@@ -174,8 +174,11 @@ async fn keys_latest_version_create_and_disable() {
         DisableOutcome::AlreadyDisabled
     );
     assert_eq!(sim.count_status("KeyVault_UpdateKey", 200), 1);
-    // A person disables the latest version: get_key still reports it, disabled.
+    // A person disables the latest version: get_key still reports it, disabled,
+    // read from Key Vault's own answer (200, attributes.enabled false, as
+    // recorded) without falling back to the version list.
     set_key_version_enabled(&sim, &uri, &v3, false).await;
+    let listed = sim.count("KeyVault_GetKeyVersions");
     assert_eq!(
         azure.get_key(&vault.vault_uri, "two").await.unwrap(),
         KeyFacts::Present {
@@ -184,6 +187,7 @@ async fn keys_latest_version_create_and_disable() {
             key_type: "RSA".into()
         }
     );
+    assert_eq!(sim.count("KeyVault_GetKeyVersions"), listed);
     assert_eq!(sim.count_status("KeyVault_UpdateKey", 200), 2);
     // A key URI on another host never receives the Key Vault token.
     let err = azure

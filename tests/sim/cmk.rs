@@ -510,7 +510,7 @@ async fn removing_the_grant_revokes_and_default_identity_update_recovers() {
         .update_access_policy(RG, "kv-grant", "add", add, SUB)
         .await
         .unwrap();
-    let updated = accounts
+    accounts
         .update(
             SUB,
             RG,
@@ -519,10 +519,10 @@ async fn removing_the_grant_revokes_and_default_identity_update_recovers() {
         )
         .send()
         .await
-        .unwrap()
-        .into_body()
-        .await
         .unwrap();
+    // The PATCH answer is the account before the change: read the new state.
+    wait_account(&client, RG, "acct-grant").await;
+    let updated = accounts.get(SUB, RG, "acct-grant").await.unwrap();
     let up = updated.properties.unwrap();
     assert_eq!(
         up.default_identity.as_deref(),
@@ -576,20 +576,19 @@ async fn key_uri_change_must_be_alone_and_identity_with_default_identity_is_sile
     let both = patch(
         json!({"identity": {"type": "UserAssigned", "userAssignedIdentities": {id.clone(): {}}}, "properties": {"defaultIdentity": format!("UserAssignedIdentity={id}")}}),
     );
-    let out = accounts
+    accounts
         .update(SUB, RG, "acct-stage", both)
         .send()
         .await
-        .unwrap()
-        .into_body()
-        .await
         .unwrap();
+    // The PATCH answer is the account before the change: read the new state.
+    wait_account(&client, RG, "acct-stage").await;
+    let out = accounts.get(SUB, RG, "acct-stage").await.unwrap();
     assert_eq!(
         out.properties.unwrap().default_identity.as_deref(),
         Some("FirstPartyIdentity")
     );
     assert!(out.identity.unwrap().user_assigned_identities.is_some());
-    wait_account(&client, RG, "acct-stage").await;
 
     // Enabling CMK on an existing account: its own PATCH.
     accounts

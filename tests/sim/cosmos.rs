@@ -55,7 +55,7 @@ async fn create_polls_lro_then_get_list_patch_delete() {
     );
     assert!(location.contains("/operationResults/"), "{location}");
     let body: Value = serde_json::from_slice(&raw.into_body().collect().await.unwrap()).unwrap();
-    assert_eq!(body["properties"]["provisioningState"], "Initializing");
+    assert_eq!(body["properties"]["provisioningState"], "Creating");
     assert_shape(&body, &fixture("database_account.json"), "account");
 
     // Poll operationsStatus like ARM clients do: Enqueued/Dequeued then Succeeded.
@@ -106,7 +106,7 @@ async fn create_polls_lro_then_get_list_patch_delete() {
         .unwrap();
     assert_eq!(
         created.properties.unwrap().provisioning_state.as_deref(),
-        Some("Initializing")
+        Some("Creating")
     );
 
     let page = accounts
@@ -145,10 +145,16 @@ async fn create_polls_lro_then_get_list_patch_delete() {
         .into_body()
         .await
         .unwrap();
+    // Azure answers with the account as it stood, marked Updating (recorded).
     let up = updated.properties.unwrap();
-    assert_eq!(up.enable_analytical_storage, Some(true));
+    assert_eq!(up.enable_analytical_storage, Some(false));
     assert_eq!(up.provisioning_state.as_deref(), Some("Updating"));
     wait_account(&client, RG, "acct-two").await;
+    let after = accounts.get(SUB, RG, "acct-two").await.unwrap();
+    assert_eq!(
+        after.properties.unwrap().enable_analytical_storage,
+        Some(true)
+    );
 
     // DELETE answers 202 with headers; the SDK's own poller re-sends until 204.
     let del = accounts.delete(SUB, RG, "acct-one").send().await.unwrap();
@@ -360,7 +366,7 @@ async fn if_none_match_star_creates_only() {
     )
     .await;
     assert_eq!(status, 200, "{created}");
-    assert_eq!(created["properties"]["provisioningState"], "Initializing");
+    assert_eq!(created["properties"]["provisioningState"], "Creating");
     // Still being created: it exists.
     let (status, err) = send_with_headers(
         &sim,

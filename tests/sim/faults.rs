@@ -238,7 +238,7 @@ async fn lro_that_fails_or_stalls() {
     let acct = accounts.get(SUB, RG, "acct-stall").await.unwrap();
     assert_eq!(
         acct.properties.unwrap().provisioning_state.as_deref(),
-        Some("Initializing")
+        Some("Creating")
     );
 }
 

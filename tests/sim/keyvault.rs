@@ -123,7 +123,8 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
     assert_shape(&versions, &fixture("key_versions.json"), "versions");
     assert_eq!(versions["value"].as_array().unwrap().len(), 2);
 
-    // Disable the first version (UpdateKey); getting it is then forbidden.
+    // Disable the first version (UpdateKey): still readable, marked disabled
+    // (recorded: azure-cli test_keyvault_key.yaml); wrapping with it is refused.
     let (status, upd) = send(
         &sim,
         &cred,
@@ -137,9 +138,22 @@ async fn key_lifecycle_create_get_versions_disable_rotate_policy() {
         (status, upd["attributes"]["enabled"].as_bool()),
         (200, Some(false))
     );
-    let err = kc.get_version("cmk", &v1).await.unwrap_err();
-    let (status, code, _) = http_err(&err);
-    assert_eq!((status, code.as_str()), (403, "Forbidden"));
+    let disabled = kc.get_version("cmk", &v1).await.unwrap();
+    assert_eq!(disabled.properties.attributes.enabled, Some(false));
+    let (status, err) = send(
+        &sim,
+        &cred,
+        &scope,
+        Method::Post,
+        &format!("{kid1}/wrapkey?api-version=7.6"),
+        Some(json!({"alg": "RSA-OAEP-256", "value": "AAAA"})),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["innererror"]["code"].as_str()),
+        (403, Some("KeyDisabled")),
+        "{err}"
+    );
 
     // Rotation policy: default, then the 7.5 example body.
     let (_, default_policy) = send(

@@ -14,6 +14,8 @@ mod faults;
 mod fidelity;
 mod keyvault;
 mod python_sdks;
+mod recorded_answers;
+mod replay;
 mod restorable;
 mod robustness;
 mod standalone;

@@ -9,7 +9,7 @@
 //! account on it (continuous backup), the system-assigned two-step, lists, a
 //! key URI swap, Azure's refusals (versioned key URI, an account name taken
 //! in another resource group, an unknown region, the first-party identity
-//! with continuous backup, a disabled key version's GET); then the seed's
+//! with continuous backup, a disabled key version's GET (readable)); then the seed's
 //! restore of a continuous account configured with a managed identity (the
 //! restorable account looked up through the SDK, a new user-assigned
 //! identity granted on the vault, `createMode: Restore` with
@@ -264,13 +264,10 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
         ),
         (Some(false), Some(2))
     );
-    // Key Vault's answer for a disabled version (keys.json: 403 KeyDisabled).
-    let disabled = step(&steps, "disabled_key_version_get_refused");
-    assert_eq!(
-        (disabled["status"].as_u64(), disabled["code"].as_str()),
-        (Some(403), Some("Forbidden")),
-        "{disabled}"
-    );
+    // A disabled version is readable, marked disabled (recorded:
+    // azure-cli test_keyvault_key.yaml, tests/fixtures/recordings/).
+    let disabled = step(&steps, "disabled_key_version_readable");
+    assert_eq!(disabled["enabled"].as_bool(), Some(false), "{disabled}");
     assert_eq!(
         step(&steps, "account_on_user_assigned_identity")["provisioning_state"],
         "Succeeded"

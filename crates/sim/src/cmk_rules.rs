@@ -99,6 +99,11 @@ pub fn principal_for(
     identity: &AccountIdentity,
     default_identity: &str,
 ) -> Result<String, ApiError> {
+    if default_identity == crate::arm::cosmos::UNDEFINED_IDENTITY {
+        return Err(ApiError::bad_request(
+            "The account has no default identity (its identity was removed): assign an identity and set defaultIdentity.",
+        ));
+    }
     if default_identity.eq_ignore_ascii_case("FirstPartyIdentity") {
         return Ok(app.config.cosmos_first_party_object_id.clone());
     }

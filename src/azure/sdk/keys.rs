@@ -77,8 +77,11 @@ impl SdkAzure {
         }
     }
 
-    /// The latest version is disabled, so Key Vault refuses to return it: find it
-    /// in the version list, and its type from an enabled version when there is one.
+    /// A 403 `KeyDisabled` for the latest version. Azure answers a disabled
+    /// version's GET with 200 and `attributes.enabled: false` (azure-cli's
+    /// recorded test_keyvault_key.yaml), which `bundle_facts` reads; this
+    /// fallback stays for a refusal all the same: find the version in the
+    /// version list, and its type from an enabled version when there is one.
     async fn latest_disabled(&self, key: &KeyUri, name: &str) -> Result<KeyFacts, AzureError> {
         const OP: &str = "GetKeyVersions";
         let items = match self

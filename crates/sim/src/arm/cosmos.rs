@@ -16,6 +16,8 @@ use crate::server::{App, Req, json_resp};
 use crate::state::{Account, AccountIdentity, OpKind, State, new_guid, now_ms, now_rfc3339};
 
 const TYPE: &str = "Microsoft.DocumentDB/databaseAccounts";
+/// What `defaultIdentity` reads once the identity it named is removed.
+pub const UNDEFINED_IDENTITY: &str = "Undefined";
 
 /// Properties the service computes; ignored when a client sends them.
 const READ_ONLY: &[&str] = &[
@@ -507,7 +509,10 @@ fn create(
         tags: body.get("tags").cloned().unwrap_or_else(|| json!({})),
         identity,
         properties: Value::Object(props),
-        provisioning_state: "Initializing".into(),
+        // "Creating" in the recorded create answers (azure-cli recordings,
+        // replayed in tests/sim/replay/); cosmos-db.json's examples say
+        // "Initializing" (undated).
+        provisioning_state: "Creating".into(),
         instance_id: new_guid(),
         created_at: now_rfc3339(),
         created_ms: now_ms(),
@@ -522,7 +527,19 @@ fn create(
     if let Some(a) = state.accounts.get_mut(&k) {
         a.pending_op = Some(op.clone());
     }
-    lro_answer(app, links, state, &k, &op)
+    // The create answer echoes the requested default identity, empty when the
+    // request named none; Azure fills it in by the end of the operation.
+    let asked = props_default_identity(body);
+    lro_answer(app, links, state, &k, &op, |answer| {
+        answer["properties"]["defaultIdentity"] = json!(asked);
+    })
+}
+
+fn props_default_identity(body: &Value) -> String {
+    body.pointer("/properties/defaultIdentity")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// What a restore takes from its source account.
@@ -792,8 +809,11 @@ fn update(
     };
 
     if let Some(sub) = cur.cmk.revoked {
-        let only_di = !identity_changed && changed.iter().all(|c| c == "defaultIdentity");
-        if !only_di || changed.is_empty() {
+        // With no default identity left ("Undefined") the way back starts by
+        // assigning an identity, so that is allowed too.
+        let identity_ok = !identity_changed || cur.default_identity() == UNDEFINED_IDENTITY;
+        let only_di = identity_ok && changed.iter().all(|c| c == "defaultIdentity");
+        if !only_di || (changed.is_empty() && !identity_changed) {
             return Err(revoked_error(&cur.name, sub));
         }
     }
@@ -862,14 +882,16 @@ fn update(
             "The identity '{id}' is the account's default identity and cannot be removed."
         )));
     }
-    if cur.default_identity() == "SystemAssignedIdentity"
-        && default_identity == "SystemAssignedIdentity"
+    // Removing the system-assigned identity that is the default identity is
+    // accepted; the default identity then reads "Undefined" (recorded in
+    // azure-cli's test_cosmosdb_managed_service_identity.yaml, 2022).
+    if default_identity.eq_ignore_ascii_case("SystemAssignedIdentity")
         && !next.identity.has_system()
+        && let Some(p) = next.properties.as_object_mut()
     {
-        return Err(ApiError::bad_request(
-            "The system-assigned identity is the account's default identity and cannot be removed.",
-        ));
+        p.insert("defaultIdentity".into(), json!(UNDEFINED_IDENTITY));
     }
+    let default_identity = next.default_identity().to_owned();
     if let Some(t) = body.get("tags") {
         next.tags = t.clone();
     }
@@ -900,7 +922,13 @@ fn update(
     );
     next.pending_op = Some(op.clone());
     state.accounts.insert(k.to_owned(), next);
-    lro_answer(app, links, state, k, &op)
+    // Azure answers an update with the account as it stood before the change,
+    // marked Updating (every recorded PATCH in azure-cli's recordings): only
+    // the operation and later reads show the new state.
+    let mut before = cur;
+    before.provisioning_state = "Updating".into();
+    let before = account_json(app, state, &before);
+    lro_answer(app, links, state, k, &op, |answer| *answer = before)
 }
 
 /// Re-evaluates key access: follows new versions of a versionless key, and
@@ -1068,6 +1096,29 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
         .or_insert(json!(false));
     p.entry("isVirtualNetworkFilterEnabled")
         .or_insert(json!(false));
+    // Defaults every recorded account answer carries (azure-cli recordings,
+    // api-version 2021-10-15 onwards).
+    for (field, default) in [
+        ("enableAutomaticFailover", json!(false)),
+        ("enableMultipleWriteLocations", json!(false)),
+        ("enablePartitionKeyMonitor", json!(false)),
+        ("virtualNetworkRules", json!([])),
+        ("EnabledApiTypes", json!("Sql")),
+        ("enableAnalyticalStorage", json!(false)),
+        (
+            "analyticalStorageConfiguration",
+            json!({"schemaType": "WellDefined"}),
+        ),
+        ("networkAclBypass", json!("None")),
+        ("disableLocalAuth", json!(false)),
+        ("configurationOverrides", json!({})),
+        ("cors", json!([])),
+        ("capabilities", json!([])),
+        ("ipRules", json!([])),
+        ("networkAclBypassResourceIds", json!([])),
+    ] {
+        p.entry(field).or_insert(default);
+    }
     p.entry("consistencyPolicy").or_insert(json!({"defaultConsistencyLevel": "Session", "maxIntervalInSeconds": 5, "maxStalenessPrefix": 100}));
     let backup = match a.properties.get("backupPolicy") {
         Some(b) if b.get("type").and_then(Value::as_str) == Some("Continuous") => {
@@ -1109,6 +1160,7 @@ fn lro_answer(
     state: &mut State,
     k: &str,
     op: &str,
+    shown: impl FnOnce(&mut Value),
 ) -> Result<Response, ApiError> {
     refresh_cmk(app, state, k);
     let a = state.accounts.get(k).ok_or_else(|| {
@@ -1118,7 +1170,8 @@ fn lro_answer(
             "account vanished",
         )
     })?;
-    let body = account_json(app, state, a);
+    let mut body = account_json(app, state, a);
+    shown(&mut body);
     Ok(with_headers(
         json_resp(StatusCode::OK, body),
         lro::headers(links, state, op),

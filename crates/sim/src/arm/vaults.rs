@@ -25,6 +25,8 @@ pub fn vault_json(origin: &Origin, v: &Vault) -> Value {
     p.insert("vaultUri".into(), json!(origin.vault_uri(&v.name)));
     p.entry("accessPolicies").or_insert(json!([]));
     p.entry("enableSoftDelete").or_insert(json!(true));
+    // Every recorded vault answer carries it (azure-cli recordings, 2020 and 2022).
+    p.entry("enabledForDeployment").or_insert(json!(false));
     p.entry("softDeleteRetentionInDays").or_insert(json!(90));
     p.entry("enableRbacAuthorization").or_insert(json!(false));
     p.entry("publicNetworkAccess").or_insert(json!("Enabled"));

@@ -42,14 +42,45 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::kv(StatusCode::BAD_REQUEST, "BadParameter", msg)
 }
 
+/// `recoveryLevel` and `recoverableDays` follow the vault's soft-delete
+/// retention (keys.json `DeletionRecoveryLevel`): a retention under 90 days is
+/// "Customized"; without purge protection the key is also "+Purgeable".
+/// Recorded: `CustomizedRecoverable`/7 for a 7-day purge-protected vault, and
+/// `Purgeable` with no `recoverableDays` without soft delete (azure-cli
+/// recordings under tests/fixtures/recordings/).
+fn recovery(vault: &Vault) -> (String, Option<i64>) {
+    if !vault.soft_delete() {
+        return ("Purgeable".into(), None);
+    }
+    let days = vault
+        .properties
+        .get("softDeleteRetentionInDays")
+        .and_then(Value::as_i64)
+        .unwrap_or(90);
+    let base = if days < 90 {
+        "CustomizedRecoverable"
+    } else {
+        "Recoverable"
+    };
+    let level = if vault.purge_protection() {
+        base.to_owned()
+    } else {
+        format!("{base}+Purgeable")
+    };
+    (level, Some(days))
+}
+
 fn attributes(vault: &Vault, kv: &KeyVersion) -> Value {
+    let (level, days) = recovery(vault);
     let mut a = json!({
         "enabled": kv.enabled,
         "created": kv.created,
         "updated": kv.updated,
-        "recoveryLevel": if vault.purge_protection() { "Recoverable" } else if vault.soft_delete() { "Recoverable+Purgeable" } else { "Purgeable" },
-        "recoverableDays": if vault.soft_delete() { 90 } else { 0 },
+        "recoveryLevel": level,
     });
+    if let Some(d) = days {
+        a["recoverableDays"] = json!(d);
+    }
     if let Some(n) = kv.nbf {
         a["nbf"] = json!(n);
     }
@@ -264,11 +295,10 @@ pub fn handle(
         "KeyVault_GetKey" => {
             let key = find(state, vault, &name)?;
             let i = version_index(key, rest.get(2).map(String::as_str))?;
-            let kv = &key.versions[i];
-            if !kv.enabled {
-                return Err(disabled("get"));
-            }
-            ok(bundle(vault, base, key, kv))
+            // A disabled version stays readable (200, attributes.enabled
+            // false): recorded in azure-cli's test_keyvault_key.yaml. Only the
+            // cryptographic operations refuse it.
+            ok(bundle(vault, base, key, &key.versions[i]))
         }
         "KeyVault_GetKeyVersions" => {
             let key = find(state, vault, &name)?;
