@@ -95,6 +95,17 @@ impl<A: AzurePort> AzurePort for Instrumented<A> {
         )
         .await
     }
+    async fn key_version_created(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> Result<Option<k8s_openapi::jiff::Timestamp>, AzureError> {
+        self.observe(
+            "GetKeyVersion",
+            self.inner.key_version_created(key_uri, version),
+        )
+        .await
+    }
     async fn restorable_account_name(&self, source_id: &str) -> Result<Option<String>, AzureError> {
         self.observe(
             "GetRestorableAccount",

@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+use k8s_openapi::jiff::Timestamp;
+
 use super::errors::AzureError;
 use crate::api::{
     BackupPolicy, Grant, KeyType, Location, PendingOperation, PermissionModel, RestoreSource,
@@ -91,6 +93,14 @@ pub trait AzurePort: Send + Sync + 'static {
         key_uri: &str,
         version: &str,
     ) -> impl Future<Output = Result<Option<bool>, AzureError>> + Send;
+
+    /// When Key Vault created a key version (`attributes.created`); `None`
+    /// when there is no such version or Key Vault does not say.
+    fn key_version_created(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Option<Timestamp>, AzureError>> + Send;
 
     /// The name of the account a restorable source (`.../restorableDatabaseAccounts/<id>`)
     /// belongs to; `None` when Azure has no such restorable account.

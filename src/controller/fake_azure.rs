@@ -73,6 +73,13 @@ impl AzurePort for FakeAzure {
     async fn key_version_enabled(&self, _: &str, _: &str) -> Result<Option<bool>, AzureError> {
         self.unexpected("key_version_enabled")
     }
+    async fn key_version_created(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<k8s_openapi::jiff::Timestamp>, AzureError> {
+        self.unexpected("key_version_created")
+    }
     async fn restorable_account_name(&self, _: &str) -> Result<Option<String>, AzureError> {
         self.unexpected("restorable_account_name")
     }

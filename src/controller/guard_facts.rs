@@ -215,6 +215,7 @@ pub(super) async fn disable_version<A: AzurePort>(
         used_in_azure: AzureUse::Unknown("not read".into()),
         needed_in_cluster: sharing::version_needed(&peers, key_uri, version),
         retired_at,
+        latest_created: None,
         grace_hours: i64::from(obj.spec.rotation.previous_version_grace_hours),
         windows: Ok(vec![(
             "the spec's backup policy".to_owned(),
@@ -227,7 +228,8 @@ pub(super) async fn disable_version<A: AzurePort>(
     if let Some(b) = binding.as_ref().filter(|_| vault_allowed) {
         latest = latest_version(azure, key_uri, &b.spec.key.name).await?;
         facts.latest = latest.as_deref();
-        if facts.latest.is_some() {
+        if let Some(l) = facts.latest {
+            facts.latest_created = azure.key_version_created(key_uri, l).await?;
             read_key_users(ctx, azure, obj, &b.spec.vault_resource_id, &mut facts).await?;
         }
     }

@@ -511,3 +511,80 @@ async fn a_grant_a_resource_of_the_cluster_still_needs_is_kept() {
         "{notes:?}"
     );
 }
+
+/// A status patch that moves a retired version's times into the past cannot
+/// get it disabled early: the version counts as retired no earlier than Key
+/// Vault created the key's newer version.
+/// Pins: `destructive::version_disable`'s floor at the latest version's
+/// creation time (`latest_created`).
+#[tokio::test]
+async fn a_status_patch_cannot_hurry_a_version_past_its_grace_period() {
+    let env = Env::start("status-retired").await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"rotation": {"disablePreviousVersion": true}}}),
+    )
+    .await;
+    let a = env.account_reason("orders", "Ready").await;
+    let s = a.status.unwrap();
+    let (key_uri, v1) = (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap());
+    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
+    env.backdoor()
+        .create_key(
+            &vault_uri,
+            "cosmos-orders",
+            cmk_operator::api::KeyType::Rsa,
+            3072,
+        )
+        .await
+        .unwrap();
+    let rotated = env
+        .wait(&env.accounts(), "orders", "v1 retired", |a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.retained_key_versions.iter().any(|r| r.version == v1)
+                    && s.key_version_in_use.as_deref() != Some(v1.as_str())
+            })
+        })
+        .await;
+
+    // "Retired ten days ago, safe since nine": a status edit.
+    let long_ago = |h: i64| {
+        (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(h))
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let mut kept = serde_json::to_value(&rotated.status.unwrap().retained_key_versions).unwrap();
+    for r in kept.as_array_mut().unwrap() {
+        if r["version"] == v1.as_str() {
+            r["retiredAt"] = json!(long_ago(240));
+            r["safeToDisableAfter"] = json!(long_ago(216));
+        }
+    }
+    env.accounts()
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"retainedKeyVersions": kept}})),
+        )
+        .await
+        .unwrap();
+    env.wait(
+        &env.accounts(),
+        "orders",
+        "v1 kept for its grace period",
+        |a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.retained_key_versions.iter().any(|r| {
+                    r.version == v1
+                        && r.kept_because
+                            .as_deref()
+                            .is_some_and(|k| k.contains("grace period"))
+                })
+            })
+        },
+    )
+    .await;
+    assert_eq!(env.calls("KeyVault_UpdateKey"), 0, "{:?}", env.writes());
+}

@@ -247,6 +247,30 @@ impl SdkAzure {
         }
     }
 
+    /// When a version was created (`attributes.created`, Unix seconds).
+    pub(super) async fn version_created(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> Result<Option<k8s_openapi::jiff::Timestamp>, AzureError> {
+        const OP: &str = "GetKeyVersion";
+        let key = self.parse_key_uri(OP, key_uri)?;
+        let name = key.key_name.clone();
+        let path = ["keys", name.as_str(), version];
+        match self
+            .kv(OP, &key, CallKind::Read, Method::Get, &path, None)
+            .await?
+        {
+            Ok(a) => Ok(a
+                .body
+                .pointer("/attributes/created")
+                .and_then(Value::as_i64)
+                .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())),
+            Err(f) if f.status == 404 || is_disabled(&f) => Ok(None),
+            Err(f) => Err(f.into_error(OP)),
+        }
+    }
+
     /// Whether one version of a key is enabled (`None`: no such version).
     pub(super) async fn version_enabled(
         &self,

@@ -340,6 +340,13 @@ impl AzurePort for SdkAzure {
     ) -> Result<Option<bool>, AzureError> {
         self.version_enabled(key_uri, version).await
     }
+    async fn key_version_created(
+        &self,
+        key_uri: &str,
+        version: &str,
+    ) -> Result<Option<k8s_openapi::jiff::Timestamp>, AzureError> {
+        self.version_created(key_uri, version).await
+    }
     async fn restorable_account_name(&self, source_id: &str) -> Result<Option<String>, AzureError> {
         self.restorable_name(source_id).await
     }

@@ -229,8 +229,12 @@ pub struct VersionDisableFacts<'a> {
     pub used_in_azure: AzureUse,
     /// Another resource of the cluster uses it or keeps it for its backups.
     pub needed_in_cluster: bool,
-    /// When this resource stopped using the version.
+    /// When this resource stopped using the version, as its status recorded it.
     pub retired_at: Timestamp,
+    /// When Key Vault created the key's latest version (`None`: unreadable).
+    /// No account leaves a version before a newer one exists, so the version
+    /// counts as retired no earlier than this, whatever a status says.
+    pub latest_created: Option<Timestamp>,
     /// The grace period the spec asks for after a rotation.
     pub grace_hours: i64,
     /// The restore windows that may reach back to the version, in hours, each
@@ -309,10 +313,15 @@ pub fn version_disable(f: &VersionDisableFacts<'_>) -> VersionVerdict {
         .chain(std::iter::once(("the grace period", f.grace_hours)))
         .max_by_key(|(_, h)| *h)
         .unwrap_or(("the grace period", f.grace_hours));
-    let until = f
-        .retired_at
+    let Some(replaced) = f.latest_created else {
+        return VersionVerdict::Keep(format!(
+            "when Key Vault created the latest version of {uri} could not be read"
+        ));
+    };
+    let retired = replaced.max(f.retired_at);
+    let until = retired
         .checked_add(SignedDuration::from_hours(hours))
-        .unwrap_or(f.retired_at);
+        .unwrap_or(retired);
     if f.now < until {
         return VersionVerdict::KeepUntil(
             until,

@@ -231,6 +231,7 @@ fn version_facts(now: Timestamp) -> VersionDisableFacts<'static> {
         used_in_azure: AzureUse::Unused,
         needed_in_cluster: false,
         retired_at: now - SignedDuration::from_hours(48),
+        latest_created: Some(now - SignedDuration::from_hours(50)),
         grace_hours: 24,
         windows: Ok(vec![("the spec's backup policy".into(), 8)]),
         restorable_deleted: Ok(vec![]),
@@ -241,7 +242,7 @@ fn version_facts(now: Timestamp) -> VersionDisableFacts<'static> {
 #[test]
 fn a_version_is_disabled_only_past_every_window_that_may_need_it() {
     type Mutate = fn(&mut VersionDisableFacts<'static>);
-    let rows: [(&str, Mutate, &str); 11] = [
+    let rows: [(&str, Mutate, &str); 12] = [
         ("past grace and window, unused", |_| {}, "Disable"),
         (
             "not a key a binding here names",
@@ -255,6 +256,11 @@ fn a_version_is_disabled_only_past_every_window_that_may_need_it() {
         ),
         ("the latest version", |f| f.latest = Some("V1"), "Keep"),
         ("latest unreadable", |f| f.latest = None, "Keep"),
+        (
+            "latest's creation unreadable",
+            |f| f.latest_created = None,
+            "Keep",
+        ),
         (
             "an account outside the cluster uses it",
             |f| f.used_in_azure = AzureUse::UsedBy("an account".into()),
@@ -368,4 +374,23 @@ fn a_kept_grant_is_a_warning_naming_why() {
     let e = settle_revoke(RevokeOutcome::Kept("in use".into()), "p", "/v");
     assert!(e.warning && e.reason == "GrantKept" && e.note.contains("in use"));
     assert!(!settle_revoke(RevokeOutcome::Removed, "p", "/v").warning);
+}
+
+#[test]
+fn a_status_cannot_retire_a_version_before_key_vault_replaced_it() {
+    let now = Timestamp::now();
+    let mut f = version_facts(now);
+    // A status edit says retired 10 days ago; Key Vault made the newer
+    // version 2 hours ago, so the 24 h grace runs from then.
+    f.retired_at = now - SignedDuration::from_hours(240);
+    f.latest_created = Some(now - SignedDuration::from_hours(2));
+    match version_disable(&f) {
+        VersionVerdict::KeepUntil(t, _) => {
+            assert_eq!(
+                t,
+                now - SignedDuration::from_hours(2) + SignedDuration::from_hours(24)
+            );
+        }
+        other => panic!("kept: {other:?}"),
+    }
 }
