@@ -163,8 +163,10 @@ pub(super) fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Bind
     };
     let status = b.status.clone().unwrap_or_default();
     // The key in a binding's status is a record; only the key its spec names
-    // is ever written to an account.
+    // is ever written to an account. (A status not yet caught up with a spec
+    // edit is only "not reconciled yet", below.)
     if let Some(key) = status.key_uri.as_deref()
+        && status.observed_generation == b.metadata.generation
         && !crate::reconcile::binding::spec_names_key(&b.spec, key)
     {
         return BindingState::NotReady {
