@@ -408,6 +408,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_binding_status_naming_another_key_than_its_spec_is_not_used() {
+        let obj = account(None);
+        let mut b = ready_binding(&obj.spec.key_vault_binding_ref.name);
+        // A /status patch aiming the account at another team's key.
+        b.status.as_mut().expect("status").key_uri =
+            Some("https://team-b-kv.vault.azure.net/keys/payroll".into());
+        let ctx = context(FakeAzure::default(), vec![b]);
+        let seen = observe(&obj, &ctx, &ctx.azure).await.expect("observed");
+        let BindingState::NotReady { message } = &seen.binding else {
+            panic!("not used: {:?}", seen.binding)
+        };
+        assert!(message.contains("not the key its spec names"), "{message}");
+        assert!(ctx.azure.calls().is_empty(), "{:?}", ctx.azure.calls());
+    }
+
+    #[tokio::test]
     async fn a_new_account_without_its_binding_reads_nothing_in_azure() {
         let obj = account(None);
         let ctx = context(FakeAzure::default(), vec![]);
