@@ -143,8 +143,10 @@ async fn a_throttled_subscription_holds_back_no_other() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
     assert!(azure.provider_registered("other-sub").await.unwrap());
+    // Not held behind the other subscription's 3 s Retry-After (a loose
+    // bound: the machine may be loaded, the 3 s are what is told apart).
     assert!(
-        start.elapsed() < Duration::from_millis(1000),
+        start.elapsed() < Duration::from_millis(2500),
         "{:?}",
         start.elapsed()
     );
@@ -200,7 +202,7 @@ async fn slow_answers_time_out() {
     sim.set_faults(FaultConfig {
         latency: vec![LatencyFault {
             operation: "DatabaseAccounts_Get".into(),
-            ms: 1500,
+            ms: 10_000,
         }],
         ..Default::default()
     });
@@ -211,7 +213,8 @@ async fn slow_answers_time_out() {
         "{err}"
     );
     assert_eq!(err.class(), ErrorClass::Retryable);
-    assert!(start.elapsed() < Duration::from_millis(1000));
+    // Given up long before the 10 s answer (a loose bound for a loaded machine).
+    assert!(start.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]

