@@ -429,7 +429,7 @@ fn create(
             "Exactly one location must have failoverPriority 0 (the write region).",
         ));
     }
-    let mut identity = parse_identity(state, body.get("identity"), None)?;
+    let identity = parse_identity(state, body.get("identity"), None)?;
 
     // Restore of a continuous account: the source must exist and be continuous,
     // the timestamp inside its retention.
@@ -442,20 +442,10 @@ fn create(
     if create_mode.eq_ignore_ascii_case("Restore") {
         super::restorable::prune(app, state);
         let source = restore_checks(app, state, &mut props, &identity)?;
-        // Azure carries the source's user-assigned identities over, their
-        // metadata still bound to the source (seed FAQ).
-        let carried: Vec<String> = source
-            .identities
-            .iter()
-            .filter(|s| {
-                !identity
-                    .user_assigned
-                    .iter()
-                    .any(|u| u.eq_ignore_ascii_case(s))
-            })
-            .cloned()
-            .collect();
-        identity.user_assigned.extend(carried);
+        // The identity list shows only the identities the request names
+        // (recorded: azure-cli test_cosmosdb_system_identity_restore.yaml,
+        // 2023); the source's metadata carried with a reused identity stays
+        // hidden, bound to the source (seed FAQ).
         let reused: Vec<String> = identity
             .user_assigned
             .iter()
@@ -547,7 +537,8 @@ struct RestoreSource {
     /// The source's key in `State::accounts` (gone once it is deleted).
     key: String,
     instance_id: String,
-    /// Its user-assigned identities, carried over to the restored account.
+    /// Its user-assigned identities: one the restore request names again
+    /// stays bound to the source (not listed twice, not added otherwise).
     identities: Vec<String>,
 }
 
@@ -645,11 +636,33 @@ fn restore_checks(
             .entry("keyVaultKeyUri")
             .or_insert_with(|| Value::String(uri.to_owned()));
     }
+    restored_as_recorded(props, src.account);
     Ok(RestoreSource {
         key: src.key(),
         instance_id: src.account.instance_id.clone(),
         identities: src.account.identity.user_assigned.clone(),
     })
+}
+
+/// What a restored account reports beyond the request, as recorded
+/// (azure-cli test_cosmosdb_system_identity_restore.yaml, 2023): the source's
+/// continuous backup policy unless the request names one, and in
+/// `restoreParameters` the source's region and the defaults of what the
+/// request left out.
+fn restored_as_recorded(props: &mut Map<String, Value>, source: &Account) {
+    if !props.contains_key("backupPolicy") {
+        let tier = source.backup_tier().to_owned();
+        props.insert(
+            "backupPolicy".into(),
+            json!({"type": "Continuous", "continuousModeProperties": {"tier": tier}}),
+        );
+    }
+    if let Some(Value::Object(rp)) = props.get_mut("restoreParameters") {
+        rp.entry("sourceBackupLocation")
+            .or_insert_with(|| json!(display_location(&source.location)));
+        rp.entry("restoreWithTTLDisabled").or_insert(json!(false));
+        rp.entry("databasesToRestore").or_insert(json!([]));
+    }
 }
 
 /// `POST .../databaseAccounts/{name}/failoverPriorityChange`: a long-running
@@ -1128,10 +1141,8 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
             }
             b
         }
-        Some(b) if b.is_object() => b.clone(),
-        _ => {
-            json!({"type": "Periodic", "periodicModeProperties": {"backupIntervalInMinutes": 240, "backupRetentionIntervalInHours": 8, "backupStorageRedundancy": "Geo"}})
-        }
+        Some(b) if b.is_object() => with_periodic_defaults(b.clone()),
+        _ => with_periodic_defaults(json!({"type": "Periodic"})),
     };
     p.insert(
         "backupPolicy".into(),
@@ -1150,6 +1161,33 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
         "properties": Value::Object(p),
         "systemData": {"createdAt": a.created_at},
     })
+}
+
+/// A periodic policy as Azure reports it: the client's own settings, and
+/// Azure's defaults for what it left out (240 minutes, 8 hours, Geo). Every
+/// recorded read carries all three, `backupStorageRedundancy` included
+/// (issue 21, difference 8: it was missing when the client sent its own
+/// interval or retention).
+fn with_periodic_defaults(mut b: Value) -> Value {
+    if b.get("type").and_then(Value::as_str) != Some("Periodic") {
+        return b;
+    }
+    if !b
+        .get("periodicModeProperties")
+        .is_some_and(Value::is_object)
+    {
+        b["periodicModeProperties"] = json!({});
+    }
+    if let Some(p) = b
+        .get_mut("periodicModeProperties")
+        .and_then(Value::as_object_mut)
+    {
+        p.entry("backupIntervalInMinutes").or_insert(json!(240));
+        p.entry("backupRetentionIntervalInHours")
+            .or_insert(json!(8));
+        p.entry("backupStorageRedundancy").or_insert(json!("Geo"));
+    }
+    b
 }
 
 /// The answer to an accepted account write: the account as it now stands
