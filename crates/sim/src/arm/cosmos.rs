@@ -815,7 +815,12 @@ fn update(
                 b,
                 di,
                 &others("backupPolicy"),
-                2 * app.lro_duration_ms(),
+                // Ends with the update's operation: once it reports Succeeded,
+                // reads show the new tier (recorded: azure-cli
+                // test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml,
+                // 2024). It used to outlive it, so a client trusting the
+                // operation met a 412 on its next write.
+                app.lro_duration_ms(),
             )?
         }
         _ => None,
