@@ -1138,6 +1138,7 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
         p.entry(field).or_insert(default);
     }
     p.entry("consistencyPolicy").or_insert(json!({"defaultConsistencyLevel": "Session", "maxIntervalInSeconds": 5, "maxStalenessPrefix": 100}));
+    newer_defaults(&mut p, a);
     let backup = match a.properties.get("backupPolicy") {
         Some(b) if b.get("type").and_then(Value::as_str) == Some("Continuous") => {
             let mut b = b.clone();
@@ -1166,6 +1167,32 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
         "properties": Value::Object(p),
         "systemData": {"createdAt": a.created_at},
     })
+}
+
+/// Fields the 2023 and 2024 recordings carry (api-versions 2023-11-15,
+/// 2024-11-15; azure-cli test_cosmosdb_system_identity_restore.yaml and
+/// test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml). Where they
+/// disagree the newest wins: `minimalTlsVersion` read `Tls` in 2023, `Tls12`
+/// in 2024.
+fn newer_defaults(p: &mut Map<String, Value>, a: &Account) {
+    for (field, default) in [
+        ("enableFullFidelityChangeFeed", json!(false)),
+        ("enablePartitionMerge", json!(false)),
+        ("enablePerRegionPerPartitionAutoscale", json!(false)),
+        ("enableBurstCapacity", json!(false)),
+        ("minimalTlsVersion", json!("Tls12")),
+    ] {
+        p.entry(field).or_insert(default);
+    }
+    // The SQL API's endpoint, beside documentEndpoint; not on MongoDB accounts.
+    if !a
+        .kind
+        .as_deref()
+        .is_some_and(|k| k.eq_ignore_ascii_case("MongoDB"))
+    {
+        p.entry("sqlEndpoint")
+            .or_insert_with(|| json!(format!("https://{}.documents.azure.com:443/", a.name)));
+    }
 }
 
 /// A periodic policy as Azure reports it: the client's own settings, and
