@@ -266,3 +266,42 @@ async fn continuous_backup_is_a_one_way_migration_reported_in_progress() {
         "one-way",
     );
 }
+
+/// The migration ends with its operation: the first read that shows the
+/// update done shows the new tier, and the next write is accepted (recorded:
+/// azure-cli test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml,
+/// 2024-12-30, commit 0b41c1ed0b17b5cd24f6e35fb68f5a88945ea299; the PATCH
+/// answer there is the old periodic policy, `Updating`).
+#[tokio::test]
+async fn a_migration_ends_when_its_operation_does() {
+    let sim = start().await;
+    sim.set_lro_duration(std::time::Duration::from_millis(300));
+    create(&sim, "migrate", json!([loc("westus", 0, false)])).await;
+    let (status, answer) = patch(
+        &sim,
+        "migrate",
+        json!({"backupPolicy": {"type": "Continuous",
+        "continuousModeProperties": {"tier": "Continuous7Days"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["properties"]["provisioningState"], "Updating");
+    assert_eq!(
+        answer["properties"]["backupPolicy"]["periodicModeProperties"]["backupStorageRedundancy"],
+        "Geo",
+        "the answer is the account as it stood: {answer}"
+    );
+    for _ in 0..400 {
+        let (_, a) = call(&sim, Method::Get, "migrate", "", None).await;
+        if a["properties"]["provisioningState"] == "Succeeded" {
+            let b = &a["properties"]["backupPolicy"];
+            assert_eq!(b["type"], "Continuous", "{b}");
+            assert_eq!(b["continuousModeProperties"]["tier"], "Continuous7Days");
+            let (status, e) = patch(&sim, "migrate", json!({"enableFreeTier": true})).await;
+            assert_eq!(status, 200, "no 412 after the operation ended: {e}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the update never ended");
+}

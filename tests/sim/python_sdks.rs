@@ -306,8 +306,8 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
     }
     // The restore (seed: "Restore a continuous account that is configured
     // with managed identity"): the restorable account found through the SDK,
-    // a new identity in the request, and Azure carrying the source's
-    // user-assigned identity over as well (seed, last FAQ).
+    // a new identity in the request, and only that one listed (recorded:
+    // azure-cli test_cosmosdb_system_identity_restore.yaml, 2023).
     let source = step(&steps, "restorable_lookup");
     assert_eq!(source["account_name"], "acct-py-uai");
     assert!(
@@ -332,8 +332,8 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
     );
     assert_eq!(
         restored["identities"],
-        serde_json::json!([source_id, new_id]),
-        "the source's identity is carried over beside the new one"
+        serde_json::json!([new_id]),
+        "only the requested identity is listed, not the source's"
     );
     assert_eq!(restored["customer_managed_key_status"], ok);
     let on_source = step(&steps, "restore_on_source_identity");
@@ -345,6 +345,7 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
         (Some("Succeeded"), Some(ok)),
         "{on_source}"
     );
+    assert_eq!(on_source["identities"], serde_json::json!([source_id]));
     assert_eq!(
         step(&steps, "delete_account")["left"],
         serde_json::json!([
@@ -354,10 +355,9 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
             "acct-py-sys"
         ])
     );
-    // After the source's deletion: the carried identity is still listed on
-    // both, but only the account whose default identity is its own new one
-    // keeps its key; the one on the source's identity is revoked (4000, the
-    // failed Entra ID grant).
+    // After the source's deletion only the account whose default identity is
+    // its own new one keeps its key; the one that reused the source's
+    // identity is revoked (4000, the failed Entra ID grant).
     let after = step(&steps, "restored_after_source_deleted");
     assert_eq!(
         after["acct-py-restored"]["customer_managed_key_status"], ok,
@@ -365,7 +365,7 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
     );
     assert_eq!(
         after["acct-py-restored"]["identities"],
-        serde_json::json!([source_id, new_id])
+        serde_json::json!([new_id])
     );
     let lost = after["acct-py-restored-src"]["customer_managed_key_status"]
         .as_str()

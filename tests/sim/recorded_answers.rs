@@ -1,7 +1,8 @@
-//! Answers the simulator gives as recorded Azure transcripts show them
-//! (azure-cli's test_cosmosdb_managed_service_identity.yaml, 2022-04-08,
-//! commit 0fea07053dc3265171e143da2f2ebdd8c60926e8), where no trimmed copy is
-//! replayed yet (see replay/ for those that are).
+//! Answers the simulator gives as recorded Azure transcripts show them, each
+//! pinned on its own: azure-cli's test_cosmosdb_managed_service_identity.yaml
+//! (2022-04-08, commit 0fea07053dc3265171e143da2f2ebdd8c60926e8; also
+//! replayed whole, `replay::cosmosdb_managed_service_identity`), and the
+//! periodic backup defaults every recorded read carries.
 
 use crate::sim_support;
 
@@ -142,4 +143,29 @@ async fn removing_the_system_identity_that_is_the_default_leaves_it_undefined() 
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["properties"]["defaultIdentity"], "Undefined");
+}
+
+/// Every recorded read of a periodic account carries
+/// `backupStorageRedundancy`; a client that sends its own interval and
+/// retention gets Azure's default redundancy beside them (issue 21, 8).
+#[tokio::test]
+async fn own_periodic_settings_are_answered_with_the_default_redundancy() {
+    let sim = start().await;
+    let (status, created) = call(
+        &sim,
+        Method::Put,
+        "acct-rec-periodic",
+        Some(json!({"location": "westus", "kind": "GlobalDocumentDB",
+            "properties": {"locations": [{"locationName": "westus", "failoverPriority": 0}],
+                "databaseAccountOfferType": "Standard",
+                "backupPolicy": {"type": "Periodic", "periodicModeProperties": {"backupIntervalInMinutes": 480, "backupRetentionIntervalInHours": 24}}}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let after = settled(&sim, "acct-rec-periodic").await;
+    assert_eq!(
+        after["properties"]["backupPolicy"],
+        json!({"type": "Periodic", "periodicModeProperties": {"backupIntervalInMinutes": 480, "backupRetentionIntervalInHours": 24, "backupStorageRedundancy": "Geo"}}),
+        "{after}"
+    );
 }

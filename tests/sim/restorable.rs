@@ -354,3 +354,48 @@ async fn the_subscription_list_needs_restorable_read() {
         (200, Some(0))
     );
 }
+
+/// A restored account reports what azure-cli's
+/// test_cosmosdb_system_identity_restore.yaml recorded (2023-12-13, commit
+/// 1cf56a00157d315e1f58b7c57af5bd04b2978c90): the source's continuous tier
+/// (not Periodic) when the request names no backup policy, and
+/// `restoreParameters` with `sourceBackupLocation` (the source's region),
+/// `restoreWithTTLDisabled: false` and `databasesToRestore: []`.
+#[tokio::test]
+async fn a_restored_account_reports_the_source_tier_and_region() {
+    let sim = start().await;
+    let source = create(
+        &sim,
+        "acct-rsrc",
+        body("eastus2", continuous("Continuous7Days")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut req = restore_body(&source, &jiff::Timestamp::now().to_string());
+    let props = req["properties"].as_object_mut().unwrap();
+    props.remove("backupPolicy");
+    let (status, acct) = send(
+        &sim,
+        &credential(&sim),
+        ARM_SCOPE,
+        Method::Put,
+        &account_url(&sim, "acct-rdst"),
+        Some(req),
+    )
+    .await;
+    assert_eq!(status, 200, "{acct}");
+    wait_account(&cosmos(&sim), RG, "acct-rdst").await;
+    let (_, acct) = get(&sim, &account_url(&sim, "acct-rdst")).await;
+    let p = &acct["properties"];
+    assert_eq!(
+        p["backupPolicy"],
+        json!({"type": "Continuous", "continuousModeProperties": {"tier": "Continuous7Days"}}),
+        "{acct}"
+    );
+    assert_eq!(p["createMode"], "Restore");
+    let rp = &p["restoreParameters"];
+    assert_eq!(rp["sourceBackupLocation"], "East US 2", "{acct}");
+    assert_eq!(rp["restoreWithTTLDisabled"], false);
+    assert_eq!(rp["databasesToRestore"], json!([]));
+    assert_eq!(rp["restoreMode"], "PointInTime");
+}

@@ -296,9 +296,10 @@ pub struct Account {
     #[serde(default)]
     pub migration: Option<crate::arm::account_changes::Migration>,
     /// A restored account: the source account (its key in `State::accounts`)
-    /// and the user-assigned identities carried over from it, whose metadata
-    /// stays bound to the source (seed FAQ, "Assign a new managed-identity to
-    /// the restored database account").
+    /// and the requested user-assigned identities the source also had, whose
+    /// metadata stays bound to the source (seed FAQ, "Assign a new
+    /// managed-identity to the restored database account"); not listed
+    /// beyond the request's (recorded restores list only the requested one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<RestoredFrom>,
 }

@@ -267,6 +267,22 @@ async fn cosmosdb_key_vault_key_uri() {
     assert_eq!(t.unmodelled.len(), 2);
 }
 
+/// A PATCH answers the account as it stood, marked `Updating`; removing the
+/// system identity that is the default leaves `defaultIdentity` `Undefined`.
+#[tokio::test]
+async fn cosmosdb_managed_service_identity() {
+    let t = replay("cosmosdb_managed_service_identity.yaml").await;
+    assert_eq!(t.unmodelled.len(), 2);
+}
+
+/// A periodic → continuous migration: the operation ends when reads show
+/// the new policy; the PATCH answer is the old periodic one.
+#[tokio::test]
+async fn cosmosdb_sql_migrate_periodic_to_continuous7days() {
+    let t = replay("cosmosdb_sql_migrate_periodic_to_continuous7days.yaml").await;
+    assert_eq!(t.unmodelled.len(), 1);
+}
+
 #[tokio::test]
 async fn keyvault_key() {
     let t = replay("keyvault_key.yaml").await;

@@ -429,7 +429,7 @@ fn create(
             "Exactly one location must have failoverPriority 0 (the write region).",
         ));
     }
-    let mut identity = parse_identity(state, body.get("identity"), None)?;
+    let identity = parse_identity(state, body.get("identity"), None)?;
 
     // Restore of a continuous account: the source must exist and be continuous,
     // the timestamp inside its retention.
@@ -442,20 +442,10 @@ fn create(
     if create_mode.eq_ignore_ascii_case("Restore") {
         super::restorable::prune(app, state);
         let source = restore_checks(app, state, &mut props, &identity)?;
-        // Azure carries the source's user-assigned identities over, their
-        // metadata still bound to the source (seed FAQ).
-        let carried: Vec<String> = source
-            .identities
-            .iter()
-            .filter(|s| {
-                !identity
-                    .user_assigned
-                    .iter()
-                    .any(|u| u.eq_ignore_ascii_case(s))
-            })
-            .cloned()
-            .collect();
-        identity.user_assigned.extend(carried);
+        // The identity list shows only the identities the request names
+        // (recorded: azure-cli test_cosmosdb_system_identity_restore.yaml,
+        // 2023); the source's metadata carried with a reused identity stays
+        // hidden, bound to the source (seed FAQ).
         let reused: Vec<String> = identity
             .user_assigned
             .iter()
@@ -547,7 +537,8 @@ struct RestoreSource {
     /// The source's key in `State::accounts` (gone once it is deleted).
     key: String,
     instance_id: String,
-    /// Its user-assigned identities, carried over to the restored account.
+    /// Its user-assigned identities: one the restore request names again
+    /// stays bound to the source (not listed twice, not added otherwise).
     identities: Vec<String>,
 }
 
@@ -645,11 +636,33 @@ fn restore_checks(
             .entry("keyVaultKeyUri")
             .or_insert_with(|| Value::String(uri.to_owned()));
     }
+    restored_as_recorded(props, src.account);
     Ok(RestoreSource {
         key: src.key(),
         instance_id: src.account.instance_id.clone(),
         identities: src.account.identity.user_assigned.clone(),
     })
+}
+
+/// What a restored account reports beyond the request, as recorded
+/// (azure-cli test_cosmosdb_system_identity_restore.yaml, 2023): the source's
+/// continuous backup policy unless the request names one, and in
+/// `restoreParameters` the source's region and the defaults of what the
+/// request left out.
+fn restored_as_recorded(props: &mut Map<String, Value>, source: &Account) {
+    if !props.contains_key("backupPolicy") {
+        let tier = source.backup_tier().to_owned();
+        props.insert(
+            "backupPolicy".into(),
+            json!({"type": "Continuous", "continuousModeProperties": {"tier": tier}}),
+        );
+    }
+    if let Some(Value::Object(rp)) = props.get_mut("restoreParameters") {
+        rp.entry("sourceBackupLocation")
+            .or_insert_with(|| json!(display_location(&source.location)));
+        rp.entry("restoreWithTTLDisabled").or_insert(json!(false));
+        rp.entry("databasesToRestore").or_insert(json!([]));
+    }
 }
 
 /// `POST .../databaseAccounts/{name}/failoverPriorityChange`: a long-running
@@ -802,7 +815,12 @@ fn update(
                 b,
                 di,
                 &others("backupPolicy"),
-                2 * app.lro_duration_ms(),
+                // Ends with the update's operation: once it reports Succeeded,
+                // reads show the new tier (recorded: azure-cli
+                // test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml,
+                // 2024). It used to outlive it, so a client trusting the
+                // operation met a 412 on its next write.
+                app.lro_duration_ms(),
             )?
         }
         _ => None,
@@ -1120,6 +1138,7 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
         p.entry(field).or_insert(default);
     }
     p.entry("consistencyPolicy").or_insert(json!({"defaultConsistencyLevel": "Session", "maxIntervalInSeconds": 5, "maxStalenessPrefix": 100}));
+    newer_defaults(&mut p, a);
     let backup = match a.properties.get("backupPolicy") {
         Some(b) if b.get("type").and_then(Value::as_str) == Some("Continuous") => {
             let mut b = b.clone();
@@ -1128,10 +1147,8 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
             }
             b
         }
-        Some(b) if b.is_object() => b.clone(),
-        _ => {
-            json!({"type": "Periodic", "periodicModeProperties": {"backupIntervalInMinutes": 240, "backupRetentionIntervalInHours": 8, "backupStorageRedundancy": "Geo"}})
-        }
+        Some(b) if b.is_object() => with_periodic_defaults(b.clone()),
+        _ => with_periodic_defaults(json!({"type": "Periodic"})),
     };
     p.insert(
         "backupPolicy".into(),
@@ -1150,6 +1167,59 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
         "properties": Value::Object(p),
         "systemData": {"createdAt": a.created_at},
     })
+}
+
+/// Fields the 2023 and 2024 recordings carry (api-versions 2023-11-15,
+/// 2024-11-15; azure-cli test_cosmosdb_system_identity_restore.yaml and
+/// test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml). Where they
+/// disagree the newest wins: `minimalTlsVersion` read `Tls` in 2023, `Tls12`
+/// in 2024.
+fn newer_defaults(p: &mut Map<String, Value>, a: &Account) {
+    for (field, default) in [
+        ("enableFullFidelityChangeFeed", json!(false)),
+        ("enablePartitionMerge", json!(false)),
+        ("enablePerRegionPerPartitionAutoscale", json!(false)),
+        ("enableBurstCapacity", json!(false)),
+        ("minimalTlsVersion", json!("Tls12")),
+    ] {
+        p.entry(field).or_insert(default);
+    }
+    // The SQL API's endpoint, beside documentEndpoint; not on MongoDB accounts.
+    if !a
+        .kind
+        .as_deref()
+        .is_some_and(|k| k.eq_ignore_ascii_case("MongoDB"))
+    {
+        p.entry("sqlEndpoint")
+            .or_insert_with(|| json!(format!("https://{}.documents.azure.com:443/", a.name)));
+    }
+}
+
+/// A periodic policy as Azure reports it: the client's own settings, and
+/// Azure's defaults for what it left out (240 minutes, 8 hours, Geo). Every
+/// recorded read carries all three, `backupStorageRedundancy` included
+/// (issue 21, difference 8: it was missing when the client sent its own
+/// interval or retention).
+fn with_periodic_defaults(mut b: Value) -> Value {
+    if b.get("type").and_then(Value::as_str) != Some("Periodic") {
+        return b;
+    }
+    if !b
+        .get("periodicModeProperties")
+        .is_some_and(Value::is_object)
+    {
+        b["periodicModeProperties"] = json!({});
+    }
+    if let Some(p) = b
+        .get_mut("periodicModeProperties")
+        .and_then(Value::as_object_mut)
+    {
+        p.entry("backupIntervalInMinutes").or_insert(json!(240));
+        p.entry("backupRetentionIntervalInHours")
+            .or_insert(json!(8));
+        p.entry("backupStorageRedundancy").or_insert(json!("Geo"));
+    }
+    b
 }
 
 /// The answer to an accepted account write: the account as it now stands
