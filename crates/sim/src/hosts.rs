@@ -94,7 +94,7 @@ impl Default for Origin {
 }
 
 /// `host` and `port` of a `Host` value (`name`, `name:port`, `[v6]:port`).
-fn split_host(value: &str) -> (String, Option<u16>) {
+pub(crate) fn split_host(value: &str) -> (String, Option<u16>) {
     let value = value.trim();
     let (host, port) = match value.rsplit_once(':') {
         Some((h, p)) if !p.contains(']') && (!h.contains(':') || h.ends_with(']')) => {

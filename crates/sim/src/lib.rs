@@ -37,7 +37,7 @@ pub use faults::{
     ErrorFault, FaultConfig, HostileAnswer, HostileFault, LatencyFault, LroFault, LroMode,
     ThrottleFault,
 };
-pub use metrics::{Counters, LedgerEntry};
+pub use metrics::{Counters, HostAudiences, LedgerEntry};
 pub use seed::{
     Seed, SeedIdentity, SeedKey, SeedProvider, SeedRoleAssignment, SeedRoleDefinition, SeedVault,
 };
@@ -273,8 +273,13 @@ impl SimHandle {
     pub fn ledger(&self) -> Vec<LedgerEntry> {
         self.app.metrics().ledger.clone()
     }
+    /// Every `(host, token audience)` requests used so far ("" when none), with counts.
+    pub fn host_audiences(&self) -> metrics::HostAudiences {
+        self.app.metrics().host_audiences.clone()
+    }
     pub fn reset_counters(&self) {
         let mut m = self.app.metrics();
+        m.host_audiences.clear();
         m.counters.clear();
         m.arrived.clear();
         m.ledger.clear();
