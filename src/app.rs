@@ -514,6 +514,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_missing_first_party_id_names_the_chosen_clouds_application() {
+        for (name, app_id) in [
+            (
+                "AzureUSGovernment",
+                crate::azure::cloud::COSMOS_APP_ID_US_GOV,
+            ),
+            ("AzureChinaCloud", crate::azure::cloud::COSMOS_APP_ID_PUBLIC),
+        ] {
+            let o = opts(&["--cloud", name]);
+            let cloud = Cloud::by_name(&o.cloud).unwrap();
+            let Err(StartError::AzureSettingsMissing(missing)) = real_azure_settings(&o, &cloud)
+            else {
+                panic!("{name}: the first-party id is missing");
+            };
+            assert!(
+                missing[0].contains(&format!("az ad sp show --id {app_id}")),
+                "{name}: {missing:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn an_external_simulator_is_addressed_as_the_named_cloud() {
         let dir = std::env::temp_dir().join(format!("cmk-cloud-{}", std::process::id()));

@@ -87,9 +87,21 @@ async fn whole_path_on(prefix: &str, cloud: Cloud) {
     env.apply_example("12-account-user-assigned.yaml", json!({}))
         .await;
     let mut versions = Vec::new();
-    for (binding, account, identity) in [
-        ("orders-key", "orders", "FirstPartyIdentity"),
-        ("billing-key", "billing", "UserAssignedIdentity="),
+    for (binding, account, identity, vault, key) in [
+        (
+            "orders-key",
+            "orders",
+            "FirstPartyIdentity",
+            "cmk-demo-policies",
+            "cosmos-orders",
+        ),
+        (
+            "billing-key",
+            "billing",
+            "UserAssignedIdentity=",
+            "cmk-demo-rbac",
+            "cosmos-billing",
+        ),
     ] {
         let b = env
             .binding_reason(binding, "KeyReady")
@@ -102,6 +114,11 @@ async fn whole_path_on(prefix: &str, cloud: Cloud) {
             host_of(&key_uri).ends_with(&format!(".{suffix}")),
             "{binding}: key URI {key_uri} is not under {suffix}"
         );
+        let vault_uri = env
+            .sim
+            .vault_uri_in(&cloud.name, vault)
+            .expect("seeded vault");
+        assert_eq!(key_uri, format!("{vault_uri}keys/{key}"), "{binding}");
         assert_eq!(
             a.key_vault_key_uri, b.key_uri,
             "{account} holds the binding's key"

@@ -219,6 +219,15 @@ impl SimHandle {
         st.vault_by_name(vault_name)
             .map(|v| hosts::Origin::default().vault_uri(&v.name))
     }
+    /// The vault's URI as `cloud` names it (`https://{vault}.vault.azure.cn/`
+    /// for `AzureChinaCloud`): the one the simulator hands out to a client
+    /// that addresses it as that cloud. `None` for an unknown vault or cloud.
+    pub fn vault_uri_in(&self, cloud: &str, vault_name: &str) -> Option<String> {
+        let origin = hosts::Origin::named(cloud)?;
+        let st = self.app.state();
+        st.vault_by_name(vault_name)
+            .map(|v| origin.vault_uri(&v.name))
+    }
     pub fn set_faults(&self, faults: FaultConfig) {
         *self.app.faults() = faults;
     }
