@@ -182,3 +182,9 @@ async fn us_government_runs_the_whole_path() {
 async fn china_runs_the_whole_path() {
     whole_path_on("china", Cloud::china()).await;
 }
+
+/// The same slice on the public cloud, so all three run one test.
+#[tokio::test]
+async fn public_cloud_runs_the_whole_path() {
+    whole_path_on("public", Cloud::public()).await;
+}
