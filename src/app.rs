@@ -164,6 +164,10 @@ pub enum StartError {
     )]
     SimulatorUrlWithAzure,
     #[error(
+        "--first-party-principal-id (or CMK_FIRST_PARTY_PRINCIPAL_ID) does not apply to the embedded simulator: its Cosmos DB first party is its own principal in its own tenant; drop it, or give --simulator-url of a simulator seeded with that principal"
+    )]
+    FirstPartyWithEmbeddedSimulator,
+    #[error(
         "--simulator-url {0:?}: {1} (give the address `cmk-operator simulate` printed, e.g. https://127.0.0.1:8443/, and its --simulator-ca-file)"
     )]
     SimulatorUrl(String, String),
@@ -230,6 +234,13 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         (Backend::Simulator, None) => return Err(StartError::NoEmbeddedSimulator),
         #[cfg(feature = "simulator")]
         (Backend::Simulator, None) => {
+            if opts
+                .first_party_principal_id
+                .as_deref()
+                .is_some_and(|id| !id.trim().is_empty())
+            {
+                return Err(StartError::FirstPartyWithEmbeddedSimulator);
+            }
             tracing::warn!(
                 cloud = %named_cloud,
                 "using the embedded Azure simulator; pass --azure azure to manage real Azure"
@@ -512,6 +523,24 @@ mod tests {
                 "{backend}: {err}"
             );
         }
+    }
+
+    #[cfg(feature = "simulator")]
+    #[tokio::test]
+    async fn a_first_party_id_is_refused_by_name_with_the_embedded_simulator() {
+        let err = run(opts(&[
+            "--azure",
+            "simulator",
+            "--first-party-principal-id",
+            "00000000-0000-0000-0000-000000000001",
+        ]))
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, StartError::FirstPartyWithEmbeddedSimulator),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--first-party-principal-id"));
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //! first-party and user-assigned paths reach Ready, with only the shipped
 //! role, without one request leaving that cloud.
 
+use std::process::{Command, Stdio};
+
 use cmk_operator::api::{OperationKind, PendingOperation};
 use cmk_operator::azure::cloud::Cloud;
 use cmk_operator::azure::{AzureError, AzurePort};
 use serde_json::json;
 
 use crate::azure_permissions::restricted_in;
+use crate::common;
 use crate::support::*;
 
 /// Whether `host` is one of `cloud`'s: its ARM or login host, or a vault under its suffix.
@@ -187,4 +190,80 @@ async fn china_runs_the_whole_path() {
 #[tokio::test]
 async fn public_cloud_runs_the_whole_path() {
     whole_path_on("public", Cloud::public()).await;
+}
+
+/// `cmk-operator run --azure simulator --cloud NAME` (plus `extra`) in the
+/// test's namespace, the test's in-process operator stopped first.
+async fn operator_binary(env: &mut Env, cloud: &str, extra: &[String]) -> Process {
+    env.stop_operator().await;
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_cmk-operator"))
+            .args(["--log-format", "text", "run", "--azure", "simulator"])
+            .args(["--cloud", cloud])
+            .args(extra)
+            .args(["--namespace", &env.ns, "--leader-election", "false"])
+            .arg("--tenancy-config")
+            .arg(tenancy_config_file(&env.ns))
+            .args(["--health-listen", "127.0.0.1:0", "--poll-seconds", "1"])
+            .env("KUBECONFIG", common::kubeconfig_path())
+            .env_remove("CMK_FIRST_PARTY_PRINCIPAL_ID")
+            .env_remove("AZURE_CLIENT_ID")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the operator binary starts"),
+    )
+}
+
+/// The binary with `--cloud AzureChinaCloud` and an external simulator
+/// (`--simulator-url`): it addresses the simulator as China, nothing else.
+#[tokio::test]
+async fn the_binary_honours_cloud_with_an_external_simulator() {
+    let cloud = Cloud::china();
+    let mut env = Env::start_in("cloud-ext", Default::default(), Some(cloud.clone())).await;
+    let ca = simulator_ca_file(&env.sim, &env.ns);
+    let extra = [
+        "--simulator-url".to_owned(),
+        env.sim.base_url().to_owned(),
+        "--simulator-ca-file".to_owned(),
+        ca.display().to_string(),
+    ];
+    let _operator = operator_binary(&mut env, &cloud.name, &extra).await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example("10-account-first-party.yaml", json!({}))
+        .await;
+    let b = env
+        .binding_reason("orders-key", "KeyReady")
+        .await
+        .status
+        .unwrap();
+    env.account_reason("orders", "Ready").await;
+    assert_eq!(
+        b.key_uri.as_deref(),
+        Some("https://cmk-demo-policies.vault.azure.cn/keys/cosmos-orders")
+    );
+    assert_stayed_on(&env, &cloud);
+}
+
+/// The binary with `--cloud AzureUSGovernment` and its embedded simulator:
+/// the demo's key URI carries the Government suffix.
+#[tokio::test]
+async fn the_binary_honours_cloud_with_the_embedded_simulator() {
+    let mut env = Env::start("cloud-emb").await;
+    let _operator = operator_binary(&mut env, "AzureUSGovernment", &[]).await;
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example("10-account-first-party.yaml", json!({}))
+        .await;
+    let b = env
+        .binding_reason("orders-key", "KeyReady")
+        .await
+        .status
+        .unwrap();
+    env.account_reason("orders", "Ready").await;
+    assert_eq!(
+        b.key_uri.as_deref(),
+        Some("https://cmk-demo-policies.vault.usgovcloudapi.net/keys/cosmos-orders")
+    );
 }
