@@ -164,6 +164,10 @@ pub enum StartError {
     )]
     SimulatorUrlWithAzure,
     #[error(
+        "--first-party-principal-id (or CMK_FIRST_PARTY_PRINCIPAL_ID) does not apply to the embedded simulator: its Cosmos DB first party is its own principal in its own tenant; drop it, or give --simulator-url of a simulator seeded with that principal"
+    )]
+    FirstPartyWithEmbeddedSimulator,
+    #[error(
         "--simulator-url {0:?}: {1} (give the address `cmk-operator simulate` printed, e.g. https://127.0.0.1:8443/, and its --simulator-ca-file)"
     )]
     SimulatorUrl(String, String),
@@ -207,10 +211,15 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
             tenancy_file::FOLLOW_EVERY,
         ));
     }
+    // Resolved for every backend: the simulator serves each cloud's hosts, so
+    // `--cloud` means there what it means against Azure (never ignored).
+    let named_cloud =
+        Cloud::by_name(&opts.cloud).ok_or_else(|| StartError::UnknownCloud(opts.cloud.clone()))?;
     let (azure, first_party) = match (opts.azure, &opts.simulator_url) {
         (Backend::Simulator, Some(url)) => {
-            let cloud = external_simulator(url, opts.simulator_ca_file.as_deref()).await?;
-            tracing::warn!(simulator = %url, "using an external Azure simulator");
+            let cloud =
+                external_simulator(url, opts.simulator_ca_file.as_deref(), named_cloud).await?;
+            tracing::warn!(simulator = %url, cloud = %cloud, "using an external Azure simulator");
             let (credential, first_party) = external_simulator_identity(&opts, &cloud)?;
             let settings = AzureSettings {
                 cloud,
@@ -225,7 +234,15 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         (Backend::Simulator, None) => return Err(StartError::NoEmbeddedSimulator),
         #[cfg(feature = "simulator")]
         (Backend::Simulator, None) => {
+            if opts
+                .first_party_principal_id
+                .as_deref()
+                .is_some_and(|id| !id.trim().is_empty())
+            {
+                return Err(StartError::FirstPartyWithEmbeddedSimulator);
+            }
             tracing::warn!(
+                cloud = %named_cloud,
                 "using the embedded Azure simulator; pass --azure azure to manage real Azure"
             );
             let config = SimConfig {
@@ -236,7 +253,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
             let sim = crate::embedded::start(config).await?;
             let (client_id, client_secret, _) = sim.operator_credentials();
             let settings = AzureSettings {
-                cloud: sim.cloud(),
+                cloud: sim.cloud_as(named_cloud),
                 credential: CredentialSource::ClientSecret {
                     tenant_id: sim.tenant_id().to_owned(),
                     client_id,
@@ -253,8 +270,7 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         }
         (Backend::Azure, Some(_)) => return Err(StartError::SimulatorUrlWithAzure),
         (Backend::Azure, None) => {
-            let cloud = Cloud::by_name(&opts.cloud)
-                .ok_or_else(|| StartError::UnknownCloud(opts.cloud.clone()))?;
+            let cloud = named_cloud;
             let first_party = real_azure_settings(&opts, &cloud)?;
             let settings = AzureSettings {
                 cloud,
@@ -352,10 +368,11 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The public cloud resolved to the simulator at `url`, trusting its CA file.
+/// `cloud` resolved to the simulator at `url`, trusting its CA file.
 async fn external_simulator(
     url: &str,
     ca_file: Option<&std::path::Path>,
+    cloud: Cloud,
 ) -> Result<Cloud, StartError> {
     let bad = |why: String| StartError::SimulatorUrl(url.to_owned(), why);
     let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -373,7 +390,7 @@ async fn external_simulator(
     let ca_file = ca_file.ok_or_else(|| bad("--simulator-ca-file is missing".into()))?;
     let ca_pem = std::fs::read_to_string(ca_file)
         .map_err(|e| bad(format!("cannot read {}: {e}", ca_file.display())))?;
-    Ok(Cloud::simulator(addr, &ca_pem))
+    Ok(cloud.redirected(addr, &ca_pem))
 }
 
 /// The object id of the first-party principal, once every setting real Azure
@@ -476,4 +493,100 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunOptions,
+    }
+
+    fn opts(args: &[&str]) -> RunOptions {
+        Cli::try_parse_from(std::iter::once("cmk-operator").chain(args.iter().copied()))
+            .expect("options parse")
+            .run
+    }
+
+    #[tokio::test]
+    async fn an_unknown_cloud_is_refused_by_name_with_the_simulator_too() {
+        for backend in ["simulator", "azure"] {
+            let err = run(opts(&["--azure", backend, "--cloud", "AzureMars"]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, StartError::UnknownCloud(c) if c == "AzureMars"),
+                "{backend}: {err}"
+            );
+        }
+    }
+
+    #[cfg(feature = "simulator")]
+    #[tokio::test]
+    async fn a_first_party_id_is_refused_by_name_with_the_embedded_simulator() {
+        let err = run(opts(&[
+            "--azure",
+            "simulator",
+            "--first-party-principal-id",
+            "00000000-0000-0000-0000-000000000001",
+        ]))
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, StartError::FirstPartyWithEmbeddedSimulator),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--first-party-principal-id"));
+    }
+
+    #[test]
+    fn a_missing_first_party_id_names_the_chosen_clouds_application() {
+        for (name, app_id) in [
+            (
+                "AzureUSGovernment",
+                crate::azure::cloud::COSMOS_APP_ID_US_GOV,
+            ),
+            ("AzureChinaCloud", crate::azure::cloud::COSMOS_APP_ID_PUBLIC),
+        ] {
+            let o = opts(&["--cloud", name]);
+            let cloud = Cloud::by_name(&o.cloud).unwrap();
+            let Err(StartError::AzureSettingsMissing(missing)) = real_azure_settings(&o, &cloud)
+            else {
+                panic!("{name}: the first-party id is missing");
+            };
+            assert!(
+                missing[0].contains(&format!("az ad sp show --id {app_id}")),
+                "{name}: {missing:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_external_simulator_is_addressed_as_the_named_cloud() {
+        let dir = std::env::temp_dir().join(format!("cmk-cloud-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "PEM").unwrap();
+        for named in [Cloud::us_government(), Cloud::china()] {
+            let cloud = external_simulator("https://127.0.0.1:8443/", Some(&ca), named.clone())
+                .await
+                .unwrap();
+            assert_eq!(
+                cloud.redirect.as_ref().map(|r| r.addr),
+                Some(([127, 0, 0, 1], 8443).into())
+            );
+            assert_eq!(
+                Cloud {
+                    redirect: None,
+                    ..cloud
+                },
+                named
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

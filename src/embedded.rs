@@ -11,11 +11,14 @@ use crate::sim::{
     Seed, SeedIdentity, SeedRoleAssignment, SeedVault, SimConfig, SimError, SimHandle, Simulator,
 };
 
-/// The operator's view of a simulator: the public cloud's host names
-/// resolved to its address, and its CA trusted (the simulator crate knows
-/// nothing of the operator's transport).
+/// The operator's view of a simulator: a cloud's host names resolved to its
+/// address, and its CA trusted (the simulator crate knows nothing of the
+/// operator's transport). The simulator serves every cloud's hosts.
 pub trait SimCloud {
+    /// The public cloud, resolved to the simulator.
     fn cloud(&self) -> Cloud;
+    /// `cloud` (e.g. [`Cloud::us_government`]) resolved to the simulator.
+    fn cloud_as(&self, cloud: Cloud) -> Cloud;
     /// An HTTP client that resolves Azure's host names (every cloud's) to the
     /// simulator and trusts only its CA.
     fn http_client(&self) -> Arc<dyn azure_core::HttpClient>;
@@ -24,6 +27,9 @@ pub trait SimCloud {
 impl SimCloud for SimHandle {
     fn cloud(&self) -> Cloud {
         Cloud::simulator(self.addr(), self.ca_pem())
+    }
+    fn cloud_as(&self, cloud: Cloud) -> Cloud {
+        cloud.redirected(self.addr(), self.ca_pem())
     }
     fn http_client(&self) -> Arc<dyn azure_core::HttpClient> {
         crate::azure::sdk::http_client_for(&self.cloud())

@@ -1,7 +1,7 @@
 //! Azure clouds: where ARM, Entra ID and Key Vault live, and who the Cosmos DB
-//! first-party principal is, for each sovereign cloud. The simulator is the
-//! public cloud with its host names resolved to the simulator's address and
-//! the simulator's CA trusted: every check runs as against Azure.
+//! first-party principal is, for each sovereign cloud. The simulator is any of
+//! them with its host names resolved to the simulator's address and the
+//! simulator's CA trusted: every check runs as against that cloud.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -95,11 +95,20 @@ impl Cloud {
     pub fn simulator(addr: SocketAddr, ca_pem: &str) -> Self {
         Cloud {
             name: "Simulator".into(),
+            ..Self::public().redirected(addr, ca_pem)
+        }
+    }
+
+    /// This cloud with its host names resolved to the simulator at `addr`
+    /// (CA `ca_pem`): name, hosts, audiences, suffix and first-party app id
+    /// stay this cloud's, so the simulator is addressed as this cloud.
+    pub fn redirected(self, addr: SocketAddr, ca_pem: &str) -> Self {
+        Cloud {
             redirect: Some(Redirect {
                 addr,
                 ca_pem: ca_pem.to_owned(),
             }),
-            ..Self::public()
+            ..self
         }
     }
 
@@ -173,6 +182,22 @@ mod tests {
             COSMOS_APP_ID_US_GOV
         );
         assert!(Cloud::by_name("mars").is_none());
+    }
+
+    #[test]
+    fn a_sovereign_cloud_redirected_keeps_its_own_names() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        for cloud in [Cloud::us_government(), Cloud::china()] {
+            let sim = cloud.clone().redirected(addr, "PEM");
+            assert_eq!(
+                Cloud {
+                    redirect: None,
+                    ..sim.clone()
+                },
+                cloud
+            );
+            assert_eq!(sim.redirect.as_ref().map(|r| r.addr), Some(addr));
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! any one action taken out of it, some path fails with Azure's 403 and the
 //! operator's condition names the action, the scope and the fix.
 
+use cmk_operator::azure::cloud::Cloud;
 use cmk_operator::sim::{Seed, SeedRoleAssignment, SeedRoleDefinition, SimConfig};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -57,11 +58,21 @@ fn role_seed(actions: &[String]) -> Seed {
 
 /// An Env whose operator holds only the shipped role (less `without`).
 async fn restricted(prefix: &str, without: Option<&str>) -> Env {
+    restricted_in(prefix, without, None).await
+}
+
+/// The same with the operator addressing the simulator as `cloud`: the role
+/// file names no cloud, so the same file is assigned there.
+pub(crate) async fn restricted_in(
+    prefix: &str,
+    without: Option<&str>,
+    cloud: Option<Cloud>,
+) -> Env {
     let config = SimConfig {
         operator_role_assignments: Vec::new(),
         ..SimConfig::for_tests()
     };
-    let env = Env::start_with(prefix, config).await;
+    let env = Env::start_in(prefix, config, cloud).await;
     let actions: Vec<String> = shipped_actions()
         .into_iter()
         .filter(|a| Some(a.as_str()) != without)

@@ -7,6 +7,7 @@ mod support;
 
 mod azure_permissions;
 mod boundaries;
+mod clouds;
 mod credentials;
 mod events;
 mod hostile;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cmk_operator::api::{CosmosAccountCMK, KeyVaultBinding};
+use cmk_operator::azure::cloud::Cloud;
 use cmk_operator::azure::rate_limit::RateLimiter;
 use cmk_operator::azure::sdk::{AzureSettings, CredentialSource, SdkAzure};
 use cmk_operator::controller::{self, Settings};
@@ -29,6 +30,9 @@ pub struct Env {
     pub client: kube::Client,
     pub ns: String,
     pub sim: SimHandle,
+    /// The cloud the operator addresses the simulator as (public unless
+    /// [`Env::start_in`] names another).
+    pub cloud: Cloud,
     pub settings: Settings,
     /// The client the operator runs with (the admin's unless a test narrows it).
     pub operator_client: kube::Client,
@@ -49,10 +53,20 @@ impl Env {
     /// The same with a simulator configured by the test (e.g. an operator
     /// principal holding no role until the test seeds one).
     pub async fn start_with(prefix: &str, config: SimConfig) -> Env {
+        Self::start_in(prefix, config, None).await
+    }
+
+    /// The same with the operator addressing the simulator as `cloud`
+    /// (its hosts, audiences and vault suffix), as `--cloud` does.
+    pub async fn start_in(prefix: &str, config: SimConfig, cloud: Option<Cloud>) -> Env {
         let (client, ns) = common::test_namespace(prefix).await;
         let sim = cmk_operator::embedded::start(config)
             .await
             .expect("simulator starts");
+        let cloud = match cloud {
+            Some(c) => sim.cloud_as(c),
+            None => sim.cloud(),
+        };
         let settings = Settings {
             first_party_principal: sim.config().cosmos_first_party_object_id.clone(),
             resync: Duration::from_secs(2),
@@ -71,6 +85,7 @@ impl Env {
             client,
             ns,
             sim,
+            cloud,
             settings,
             operator: None,
         };
@@ -81,7 +96,7 @@ impl Env {
     fn azure(&self) -> SdkAzure {
         let (client_id, client_secret, _) = self.sim.operator_credentials();
         SdkAzure::new(AzureSettings {
-            cloud: self.sim.cloud(),
+            cloud: self.cloud.clone(),
             credential: CredentialSource::ClientSecret {
                 tenant_id: self.sim.tenant_id().to_owned(),
                 client_id,

@@ -1,6 +1,9 @@
 """A first slice of the seed's procedure with Microsoft's Python SDKs, at their
 default settings, against whatever `management.azure.com`,
-`login.microsoftonline.com` and `<vault>.vault.azure.net` resolve to.
+`login.microsoftonline.com` and `<vault>.vault.azure.net` resolve to. For a
+sovereign cloud, the SDKs' documented settings name it: `AZURE_AUTHORITY_HOST`
+(read by the credential) and `SEED_ARM_ENDPOINT` (the management clients'
+`base_url` and credential scope); Key Vault's scope comes from its challenge.
 
 tests/sim/python_sdks.rs runs it against the simulator: a hosts file bind-mounted
 in a private mount namespace and the simulator's CA as the trust store are
@@ -12,17 +15,23 @@ failure, naming the step.
 from azure.keyvault.keys import KeyClient
 from azure.mgmt.cosmosdb import CosmosDBManagementClient
 from azure.mgmt.keyvault import KeyVaultManagementClient
+import os
+
 from seed_common import ACCOUNT, RG, SUB, VAULT, cred, step
+
+ARM = os.environ.get("SEED_ARM_ENDPOINT", "https://management.azure.com").rstrip("/")
+# The management clients' settings for a cloud: endpoint and token scope.
+MGMT = {"base_url": ARM, "credential_scopes": [f"{ARM}/.default"]}
 
 
 def token():
-    t = cred.get_token("https://management.azure.com/.default")
+    t = cred.get_token(f"{ARM}/.default")
     return {"expires_on": t.expires_on}
 
 
 step("token", token)
 
-kv_mgmt = KeyVaultManagementClient(cred, SUB)
+kv_mgmt = KeyVaultManagementClient(cred, SUB, **MGMT)
 
 
 def get_vault():
@@ -47,7 +56,7 @@ def create_key():
 key = step("create_key", create_key)
 versionless = f"{vault['vault_uri']}keys/cmk"
 
-cosmos = CosmosDBManagementClient(cred, SUB)
+cosmos = CosmosDBManagementClient(cred, SUB, **MGMT)
 
 
 def create_account():

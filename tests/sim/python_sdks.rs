@@ -16,7 +16,8 @@
 //! `restoreParameters`, once on the new identity and once on the source's),
 //! the restored accounts carrying the source's user-assigned identity (the
 //! seed's last FAQ), and the source's delete, after which only the account
-//! restored on its own new identity keeps its key.
+//! restored on its own new identity keeps its key. The first slice runs again
+//! on US Government, named only through the SDKs' documented settings.
 //!
 //! The only changes to the client are those of docs/simulator.md's recipe:
 //! a hosts file bind-mounted over /etc/hosts in a private mount namespace
@@ -386,5 +387,100 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
         .find(|e| e.operation == "DatabaseAccounts_CreateOrUpdate")
         .expect("the account PUT");
     assert!(put.api_version.is_some(), "{put:?}");
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The first slice on US Government: the SDKs are told the cloud only through
+/// their documented settings (`AZURE_AUTHORITY_HOST`; the management
+/// clients' `base_url` and credential scope), and every request they make
+/// goes to that cloud's hosts with that cloud's audiences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdks_run_the_first_slice_on_us_government() {
+    assert!(
+        is_root(),
+        "this test needs root: it binds port 443 and bind-mounts /etc/hosts in a private mount namespace"
+    );
+    let python = tokio::task::spawn_blocking(python_with_sdks)
+        .await
+        .expect("install");
+    // Another address than the public test's, so both may run at once.
+    let ip = match own_loopback() {
+        IpAddr::V4(v4) => {
+            let [a, _, c, d] = v4.octets();
+            IpAddr::V4(Ipv4Addr::new(a, 78, c, d))
+        }
+        v6 => v6,
+    };
+    let work = repo().join(format!("target/python-sdks/usgov-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("work dir");
+    let ca = work.join("ca.pem");
+    let sim = Simulator::start(SimConfig {
+        listen: SocketAddr::new(ip, 443),
+        ca_file: Some(ca.clone()),
+        ..SimConfig::for_tests()
+    })
+    .await
+    .expect("simulator on port 443 of its own loopback address");
+    let fp = first_party(&sim);
+    sim.seed(&Seed {
+        vaults: vec![good_vault(&sim, "kv-py", &[&fp])],
+        ..Default::default()
+    })
+    .unwrap();
+    let (client_id, secret, _) = sim.operator_credentials();
+    let env = [
+        ("AZURE_TENANT_ID", sim.tenant_id().to_owned()),
+        ("AZURE_CLIENT_ID", client_id),
+        ("AZURE_CLIENT_SECRET", secret),
+        (
+            "AZURE_AUTHORITY_HOST",
+            "https://login.microsoftonline.us".to_owned(),
+        ),
+        (
+            "SEED_ARM_ENDPOINT",
+            "https://management.usgovcloudapi.net".to_owned(),
+        ),
+        ("SEED_SUBSCRIPTION", SUB.to_owned()),
+        ("SEED_RESOURCE_GROUP", RG.to_owned()),
+        ("SEED_VAULT", "kv-py".to_owned()),
+        ("SEED_ACCOUNT", "acct-py".to_owned()),
+    ];
+    // Only this cloud's names resolve: a request to another cloud fails.
+    let names = [
+        "management.usgovcloudapi.net",
+        "login.microsoftonline.us",
+        "kv-py.vault.usgovcloudapi.net",
+    ];
+    let script = repo().join("tests/python/seed_slice.py");
+    let (p, c) = (python.clone(), ca.clone());
+    let out = tokio::task::spawn_blocking(move || in_recipe(&p, &script, ip, &names, &c, &env))
+        .await
+        .expect("python ran");
+    let steps = steps_of(&out, "seed_slice.py");
+    assert_eq!(
+        step(&steps, "get_vault")["vault_uri"],
+        "https://kv-py.vault.usgovcloudapi.net/"
+    );
+    let kid = step(&steps, "create_key")["kid"].as_str().unwrap();
+    assert!(
+        kid.starts_with("https://kv-py.vault.usgovcloudapi.net/keys/cmk/"),
+        "{kid}"
+    );
+    assert_eq!(
+        step(&steps, "get_account")["key_vault_key_uri"],
+        "https://kv-py.vault.usgovcloudapi.net/keys/cmk"
+    );
+    let audiences = [
+        "",
+        "https://management.usgovcloudapi.net",
+        "https://vault.usgovcloudapi.net",
+    ];
+    for ((host, audience), n) in sim.host_audiences() {
+        assert!(names.contains(&host.as_str()), "{n} request(s) to {host}");
+        assert!(
+            audiences.contains(&audience.as_str()),
+            "{n} request(s) to {host} for {audience}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
 }

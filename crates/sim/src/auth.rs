@@ -49,6 +49,18 @@ pub fn mint(key: u64, claims: &Claims) -> String {
     format!("simtok.{payload}.{sig}")
 }
 
+/// The audience of the request's bearer token, when it carries one the
+/// simulator signed (valid or not for where it was sent): what the ledger
+/// records, so a test sees which cloud's audience a client asked for.
+pub fn bearer_audience(app: &App, headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get("authorization")?.to_str().ok()?;
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))?;
+    let key = app.state().token_key;
+    verify(key, token.trim()).map(|c| c.aud)
+}
+
 fn verify(key: u64, token: &str) -> Option<Claims> {
     let rest = token.strip_prefix("simtok.")?;
     let (payload, sig) = rest.split_once('.')?;

@@ -94,7 +94,7 @@ impl Default for Origin {
 }
 
 /// `host` and `port` of a `Host` value (`name`, `name:port`, `[v6]:port`).
-fn split_host(value: &str) -> (String, Option<u16>) {
+pub(crate) fn split_host(value: &str) -> (String, Option<u16>) {
     let value = value.trim();
     let (host, port) = match value.rsplit_once(':') {
         Some((h, p)) if !p.contains(']') && (!h.contains(':') || h.ends_with(']')) => {
@@ -142,6 +142,19 @@ impl Origin {
             port,
             ..Origin::default()
         }
+    }
+
+    /// The origin of a client addressing `cloud` by its `az cloud list` name
+    /// (or the operator's `AzurePublicCloud`), on port 443.
+    pub fn named(cloud: &str) -> Option<Origin> {
+        let cloud = match cloud {
+            "AzurePublicCloud" => PUBLIC,
+            name => CLOUDS.iter().find(|c| c.name.eq_ignore_ascii_case(name))?,
+        };
+        Some(Origin {
+            cloud,
+            ..Origin::default()
+        })
     }
 
     fn port_suffix(&self) -> String {
@@ -210,6 +223,15 @@ mod tests {
         assert_eq!(origin("[::1]:9").port, Some(9));
         assert_eq!(origin("a.b.vault.azure.net").service, Service::Other);
         assert_eq!(origin("vault.azure.net").service, Service::Other);
+        assert_eq!(
+            Origin::named("AzureUSGovernment").map(|o| o.vault_uri("kv")),
+            Some("https://kv.vault.usgovcloudapi.net/".to_owned())
+        );
+        assert_eq!(
+            Origin::named("AzurePublicCloud").map(|o| o.cloud),
+            Some(PUBLIC)
+        );
+        assert!(Origin::named("mars").is_none());
     }
 
     #[test]

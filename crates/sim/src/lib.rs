@@ -37,7 +37,7 @@ pub use faults::{
     ErrorFault, FaultConfig, HostileAnswer, HostileFault, LatencyFault, LroFault, LroMode,
     ThrottleFault,
 };
-pub use metrics::{Counters, LedgerEntry};
+pub use metrics::{Counters, HostAudiences, LedgerEntry};
 pub use seed::{
     Seed, SeedIdentity, SeedKey, SeedProvider, SeedRoleAssignment, SeedRoleDefinition, SeedVault,
 };
@@ -219,6 +219,15 @@ impl SimHandle {
         st.vault_by_name(vault_name)
             .map(|v| hosts::Origin::default().vault_uri(&v.name))
     }
+    /// The vault's URI as `cloud` names it (`https://{vault}.vault.azure.cn/`
+    /// for `AzureChinaCloud`): the one the simulator hands out to a client
+    /// that addresses it as that cloud. `None` for an unknown vault or cloud.
+    pub fn vault_uri_in(&self, cloud: &str, vault_name: &str) -> Option<String> {
+        let origin = hosts::Origin::named(cloud)?;
+        let st = self.app.state();
+        st.vault_by_name(vault_name)
+            .map(|v| origin.vault_uri(&v.name))
+    }
     pub fn set_faults(&self, faults: FaultConfig) {
         *self.app.faults() = faults;
     }
@@ -273,8 +282,13 @@ impl SimHandle {
     pub fn ledger(&self) -> Vec<LedgerEntry> {
         self.app.metrics().ledger.clone()
     }
+    /// Every `(host, token audience)` requests used so far ("" when none), with counts.
+    pub fn host_audiences(&self) -> metrics::HostAudiences {
+        self.app.metrics().host_audiences.clone()
+    }
     pub fn reset_counters(&self) {
         let mut m = self.app.metrics();
+        m.host_audiences.clear();
         m.counters.clear();
         m.arrived.clear();
         m.ledger.clear();

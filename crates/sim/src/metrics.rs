@@ -21,7 +21,18 @@ pub struct LedgerEntry {
     /// The request's `api-version`, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// The host name the client named (`management.usgovcloudapi.net`): which
+    /// cloud it addressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The audience of the bearer token it presented, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
+
+/// Where a request went and with what token audience ("" for none); every
+/// request counts, reads too, so a test can prove a client stayed on one cloud.
+pub type HostAudiences = BTreeMap<(String, String), u64>;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -30,6 +41,7 @@ pub struct Metrics {
     /// latency: a test sees a call it made hang while it hangs.
     pub arrived: BTreeMap<String, u64>,
     pub ledger: Vec<LedgerEntry>,
+    pub host_audiences: HostAudiences,
     next_seq: u64,
 }
 
@@ -44,8 +56,21 @@ impl Metrics {
         operation: &str,
         status: u16,
         caller: Option<String>,
+        audience: Option<String>,
     ) {
         let (method, path) = (req.method.as_str(), req.path.as_str());
+        let host = req
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| super::hosts::split_host(v).0);
+        *self
+            .host_audiences
+            .entry((
+                host.clone().unwrap_or_default(),
+                audience.clone().unwrap_or_default(),
+            ))
+            .or_default() += 1;
         *self
             .counters
             .entry(operation.to_owned())
@@ -63,6 +88,8 @@ impl Metrics {
                 status,
                 caller,
                 api_version: req.q("api-version").map(str::to_owned),
+                host,
+                audience,
             });
         }
     }

@@ -388,7 +388,9 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
             .insert("x-ms-correlation-request-id", corr);
     }
     let status = resp.status().as_u16();
-    app.metrics().record(&req, &operation, status, caller);
+    let audience = super::auth::bearer_audience(&app, &req.headers);
+    app.metrics()
+        .record(&req, &operation, status, caller, audience);
     resp
 }
 
