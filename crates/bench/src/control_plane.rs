@@ -16,15 +16,22 @@ fn external() -> Option<PathBuf> {
     std::env::var_os(KUBECONFIG_ENV).map(PathBuf::from)
 }
 
-/// `tests/control-plane/down`: stops the API server and etcd, keeps etcd's data.
-pub fn control_plane_down() -> Res<()> {
-    if let Some(k) = external() {
-        return Err(format!(
+/// Refuses a run that stops and restarts the control plane when it is not
+/// this checkout's own (another worktree's, named by `CMK_TEST_KUBECONFIG`).
+pub fn ensure_owned() -> Res<()> {
+    match external() {
+        Some(k) => Err(format!(
             "this run stops and restarts the control plane, and {KUBECONFIG_ENV}={} names one this checkout does not own: unset it",
             k.display()
         )
-        .into());
+        .into()),
+        None => Ok(()),
     }
+}
+
+/// `tests/control-plane/down`: stops the API server and etcd, keeps etcd's data.
+pub fn control_plane_down() -> Res<()> {
+    ensure_owned()?;
     let script = repo_root()?.join("tests/control-plane/down");
     let st = Command::new(&script)
         .stdout(std::io::stderr())
