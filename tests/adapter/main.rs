@@ -8,6 +8,7 @@ mod adapter_support;
 #[path = "../sim_support/mod.rs"]
 mod sim_support;
 
+mod connections;
 mod credentials;
 mod errors;
 mod lro;

@@ -10,7 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::Res;
 use crate::cli::FaultArgs;
-use crate::world::{World, control_plane_down, control_plane_up, log_tail};
+use crate::control_plane::{control_plane_down, control_plane_up};
+use crate::world::{World, log_tail};
 
 pub async fn apiserver_restart(
     w: &mut World,

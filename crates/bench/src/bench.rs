@@ -85,6 +85,7 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
     // Let the operator start its watches before the clock starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
     w.sim.reset_counters();
+    let connections_before = w.sim.connections_accepted();
     let base = sample(pid).unwrap_or_default();
     let t0 = Instant::now();
     w.apply_world(n).await?;
@@ -101,6 +102,7 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
     }
     let at_ready = sample(pid).unwrap_or_default();
     let conv = counters(&w.sim);
+    let connections = w.sim.connections_accepted() - connections_before;
     eprintln!("bench: all {n} Ready after {ready_at:.1?}");
 
     // Steady state: let stragglers finish, then one window of whole resync intervals.
@@ -209,6 +211,10 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         shared
     );
     println!(
+        "TCP connections the simulator accepted until Ready: {connections} ({:.2} per call)",
+        connections as f64 / conv.values().flat_map(|m| m.values()).sum::<u64>().max(1) as f64
+    );
+    println!(
         "steady state ({:.0} s window, {:.2} account resync intervals of {resync:.0} s):",
         window.as_secs_f64(),
         resyncs
@@ -246,6 +252,7 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         "callsPerAccountTotal": conv_total as f64 / n as f64,
         "peakRssMiB": peak_mib, "steadyRssMiB": steady_rss_mib,
         "cpuSecsToReady": conv_cpu, "steadyCpuPct": steady_cpu_pct,
+        "connectionsToReady": connections,
     });
     w.cleanup().await;
     Ok(v)

@@ -28,6 +28,10 @@ impl Rng {
 pub async fn run_fault(args: FaultArgs) -> Res<()> {
     let n = args.accounts;
     let timeout = Duration::from_secs(args.timeout_seconds);
+    if args.kind == FaultKind::ApiserverRestart {
+        // Before anything is set up.
+        crate::control_plane::ensure_owned()?;
+    }
     let mut w = World::up(
         args.common.clone(),
         &format!("cmk-fault-{:?}", args.kind).to_ascii_lowercase(),

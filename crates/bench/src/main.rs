@@ -12,8 +12,9 @@
 //! target/release/cmk-bench fault sigkill --accounts 50 --kills 50
 //! ```
 //!
-//! Modules: `cli` (flags), `world` (control plane, namespace, simulator,
-//! operator processes), `bench` (the run), `measure` and `proc_stats` (what
+//! Modules: `cli` (flags), `repo` (where the checkout is), `control_plane`
+//! (`tests/control-plane/up`/`down`, or `CMK_TEST_KUBECONFIG`'s), `world`
+//! (namespace, simulator, operator processes), `bench` (the run), `measure` and `proc_stats` (what
 //! it measures), `fault` (the fault runs) with `revoke`, `apiserver_restart`
 //! and `leader_handover`, and `check` (the clean-ledger check they end with).
 
@@ -21,24 +22,20 @@ mod apiserver_restart;
 mod bench;
 mod check;
 mod cli;
+mod control_plane;
 mod fault;
 mod leader_handover;
 mod measure;
 mod proc_stats;
+mod repo;
 mod revoke;
 mod world;
-
-use std::path::PathBuf;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Cmd};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -18,8 +18,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
+use crate::Res;
 use crate::cli::Common;
-use crate::{Res, repo_root};
+use crate::control_plane::{control_plane_up, kubectl};
+use crate::repo::repo_root;
 
 /// Simulator, control plane, namespace and the operator process.
 pub struct World {
@@ -42,10 +44,14 @@ pub struct World {
 
 impl World {
     pub async fn up(common: Common, prefix: &str) -> Res<World> {
-        eprintln!("bench: bringing up the control plane (tests/control-plane/up)");
+        let root = repo_root()?;
+        eprintln!(
+            "bench: repository {}; the control plane (tests/control-plane/up, or CMK_TEST_KUBECONFIG)",
+            root.display()
+        );
         let kubeconfig = control_plane_up()?;
-        let kubectl = repo_root().join("target/control-plane/bin/kubectl");
-        let crds = repo_root().join("crds/cosmoscmk.io.yaml");
+        let kubectl = kubectl(&kubeconfig)?;
+        let crds = root.join("crds/cosmoscmk.io.yaml");
         for args in [
             vec![
                 "apply",
@@ -88,7 +94,7 @@ impl World {
         )
         .await?;
 
-        let dir = repo_root().join("target/bench");
+        let dir = root.join("target/bench");
         std::fs::create_dir_all(&dir)?;
         let ca_file = dir.join(format!("{ns}-simulator-ca.pem"));
         let sim = cmk_operator::embedded::start(SimConfig {
@@ -100,12 +106,10 @@ impl World {
         })
         .await?;
         sim.set_faults(realistic(&common));
-        let operator_bin = common.operator.clone().unwrap_or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(|d| d.join("cmk-operator")))
-                .unwrap_or_else(|| repo_root().join("target/release/cmk-operator"))
-        });
+        let operator_bin = match &common.operator {
+            Some(path) => path.clone(),
+            None => default_operator(root)?,
+        };
         let log = dir.join(format!("{ns}-operator.log"));
         let tenancy = dir.join(format!("{ns}-tenancy.yaml"));
         std::fs::write(
@@ -415,32 +419,31 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// `tests/control-plane/down`: stops the API server and etcd, keeps etcd's data.
-pub fn control_plane_down() -> Res<()> {
-    let st = Command::new(repo_root().join("tests/control-plane/down"))
-        .stdout(std::io::stderr())
-        .status()?;
-    if !st.success() {
-        return Err("tests/control-plane/down failed".into());
-    }
-    Ok(())
-}
-
-/// `tests/control-plane/up`; returns the kubeconfig path (its last stdout line).
-pub fn control_plane_up() -> Res<PathBuf> {
-    let out = Command::new(repo_root().join("tests/control-plane/up"))
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !out.status.success() {
-        return Err("tests/control-plane/up failed".into());
-    }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim(),
-    ))
+/// `cmk-operator` next to this binary (the same build), else the release one
+/// of the checkout.
+fn default_operator(root: &Path) -> Res<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("cmk-operator")));
+    let candidates: Vec<PathBuf> = beside
+        .into_iter()
+        .chain([root.join("target/release/cmk-operator")])
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "no cmk-operator at {}: build it (cargo build --release --workspace --bins) or pass --operator",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" nor ")
+            )
+            .into()
+        })
 }
 
 pub fn account_name(ns: &str, j: usize) -> String {

@@ -14,6 +14,7 @@ pub mod arm_limits;
 pub mod auth;
 pub mod cmk_rules;
 pub mod config;
+pub mod connections;
 pub mod errors;
 pub mod faults;
 pub mod hosts;
@@ -58,6 +59,7 @@ pub struct SimHandle {
     shutdown: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     state_file: Option<PathBuf>,
+    connections: Arc<connections::Connections>,
 }
 
 impl Simulator {
@@ -135,7 +137,8 @@ impl Simulator {
         let (tx, rx) = watch::channel(false);
         let app = Arc::new(App::new(config, base_url, state, rx.clone()));
         let router = server::router(app.clone());
-        let listener = tls.listener(listener);
+        let connections = Arc::new(connections::Connections::default());
+        let listener = tls.listener(listener, connections.clone());
         let mut rx2 = rx;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router)
@@ -151,6 +154,7 @@ impl Simulator {
             shutdown: tx,
             task: Some(task),
             state_file,
+            connections,
         })
     }
 }
@@ -231,6 +235,23 @@ impl SimHandle {
     pub fn set_faults(&self, faults: FaultConfig) {
         *self.app.faults() = faults;
     }
+    /// TCP connections the listener has accepted since start.
+    pub fn connections_accepted(&self) -> u64 {
+        self.connections.accepted()
+    }
+
+    /// Drops a kept-alive connection, unanswered, when a request arrives on it
+    /// after it sat idle at least `limit` (`None`: never), as a load balancer
+    /// past its idle timeout does.
+    pub fn set_idle_connection_limit(&self, limit: Option<Duration>) {
+        self.connections.set_idle_limit(limit);
+    }
+
+    /// Requests dropped unanswered under that limit.
+    pub fn requests_dropped_idle(&self) -> u64 {
+        self.connections.dropped_idle()
+    }
+
     /// Lets every stalled operation run on: each finishes its normal duration
     /// from now (Azure's stuck operations end eventually; this is that moment).
     /// Returns how many were released.

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::connections::{Connections, IdleDrop};
 use super::hosts::CLOUDS;
 
 /// The CA's subject: fixed, so a CA re-created from its saved key signs
@@ -147,15 +148,20 @@ impl Tls {
     }
 
     /// Serves TLS on `listener`: handshakes run concurrently (a slow client
-    /// holds back nobody), and finished ones are handed to axum.
-    pub fn listener(&self, listener: TcpListener) -> TlsListener {
+    /// holds back nobody), and finished ones are handed to axum. Every
+    /// accepted connection is counted in `connections`, and served under its
+    /// idle limit.
+    pub fn listener(&self, listener: TcpListener, connections: Arc<Connections>) -> TlsListener {
         let local = listener.local_addr();
         let (tx, rx) = mpsc::channel(64);
         let acceptor = self.acceptor.clone();
         let task = tokio::spawn(async move {
             loop {
                 let (tcp, peer) = match listener.accept().await {
-                    Ok(x) => x,
+                    Ok(x) => {
+                        connections.count_accepted();
+                        x
+                    }
                     Err(e) => {
                         // Out of file descriptors and the like: wait, as axum does.
                         tracing::debug!(error = %e, "simulator accept failed");
@@ -165,10 +171,11 @@ impl Tls {
                 };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
+                let connections = connections.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            let _ = tx.send((IdleDrop::new(tls, connections), peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -180,9 +187,12 @@ impl Tls {
     }
 }
 
+/// A connection as axum serves it.
+pub type Served = IdleDrop<TlsStream<tokio::net::TcpStream>>;
+
 /// An axum [`axum::serve::Listener`] that yields finished TLS connections.
 pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(Served, SocketAddr)>,
     local: std::io::Result<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -194,7 +204,7 @@ impl Drop for TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<tokio::net::TcpStream>;
+    type Io = Served;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -1,5 +1,7 @@
 //! HTTP plumbing shared by every call: pipelines without retries (the
-//! controllers retry, and a 429 must reach the rate limiter), a policy that
+//! controllers retry, and a 429 must reach the rate limiter; the transport's
+//! one retry of a request lost with a dead kept-alive connection is below
+//! them, see `transport`), a policy that
 //! keeps what azure_core's `HttpError` hides (`Retry-After`, `x-ms-substatus`,
 //! the inner error code), and the mapping of SDK errors to `AzureError`.
 
@@ -20,15 +22,21 @@ use serde_json::Value;
 use crate::azure::cloud::{Cloud, Redirect};
 use crate::azure::errors::AzureError;
 
+use super::transport;
+
 const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
 const SUB_STATUS: HeaderName = HeaderName::from_static("x-ms-substatus");
 
 /// One HTTP client (and connection pool) for every adapter in the process.
-fn shared_http_client() -> Arc<dyn HttpClient> {
+fn shared_http_client() -> Result<Arc<dyn HttpClient>, transport::BuildError> {
     static CLIENT: OnceLock<Arc<dyn HttpClient>> = OnceLock::new();
-    CLIENT.get_or_init(azure_core::new_http_client).clone()
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let built: Arc<dyn HttpClient> = Arc::new(transport::for_azure()?);
+    Ok(CLIENT.get_or_init(|| built).clone())
 }
 
 /// The HTTP client for `cloud`: the shared one for Azure; for a redirected
@@ -37,14 +45,14 @@ fn shared_http_client() -> Arc<dyn HttpClient> {
 /// and trusts its CA alone. URLs, TLS server-name checks and token audiences
 /// stay the cloud's own.
 pub fn http_client_for(cloud: &Cloud) -> Result<Arc<dyn HttpClient>, AzureError> {
-    let Some(Redirect { addr, ca_pem }) = &cloud.redirect else {
-        return Ok(shared_http_client());
-    };
     let refuse = |what: &str, e: &dyn fmt::Display| AzureError::Rejected {
         operation: "Configure".into(),
         status: 400,
         code: "InvalidTransport".into(),
         message: format!("the {} of cloud {}: {e}", what, cloud.name),
+    };
+    let Some(Redirect { addr, ca_pem }) = &cloud.redirect else {
+        return shared_http_client().map_err(|e| refuse("HTTP client", &e));
     };
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
         .map_err(|e| refuse("CA certificate", &e))?;
@@ -65,16 +73,14 @@ pub fn http_client_for(cloud: &Cloud) -> Result<Arc<dyn HttpClient>, AzureError>
         resolver.names.extend(names);
         resolver.vault_suffixes.push(suffix.to_ascii_lowercase());
     }
-    let client = reqwest::ClientBuilder::new()
-        // As azure_core builds its own (a hyper pooling issue it works around).
-        .pool_max_idle_per_host(0)
+    let client = transport::client_builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(ca)
         .https_only(true)
         .dns_resolver(Arc::new(resolver))
         .build()
         .map_err(|e| refuse("HTTP client", &e))?;
-    Ok(Arc::new(client))
+    Ok(Arc::new(transport::Reusing::new(client)))
 }
 
 /// Name resolution for a redirected cloud: Azure's host names to one address.

@@ -18,6 +18,7 @@ mod ids;
 mod keys;
 mod listing;
 mod lro;
+mod transport;
 mod vaults;
 
 use std::fmt;
