@@ -164,6 +164,10 @@ pub enum StartError {
     )]
     SimulatorUrlWithAzure,
     #[error(
+        "--simulator-ca-file (or CMK_SIMULATOR_CA_FILE) only applies with --simulator-url: the embedded simulator and real Azure bring their own trust; drop it, or give the --simulator-url it belongs to"
+    )]
+    SimulatorCaFileWithoutUrl,
+    #[error(
         "--first-party-principal-id (or CMK_FIRST_PARTY_PRINCIPAL_ID) does not apply to the embedded simulator: its Cosmos DB first party is its own principal in its own tenant; drop it, or give --simulator-url of a simulator seeded with that principal"
     )]
     FirstPartyWithEmbeddedSimulator,
@@ -193,6 +197,10 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     let call_timeout = Duration::from_secs(30);
     if opts.max_retry_after_seconds == 0 {
         return Err(StartError::MaxRetryAfter);
+    }
+    // A flag that cannot apply is refused by name, never ignored.
+    if opts.simulator_ca_file.is_some() && opts.simulator_url.is_none() {
+        return Err(StartError::SimulatorCaFileWithoutUrl);
     }
     let max_retry_after = Duration::from_secs(opts.max_retry_after_seconds);
     // Keeps the embedded simulator alive as long as the operator runs.

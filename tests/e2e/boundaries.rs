@@ -28,6 +28,46 @@ async fn holds_access(env: &Env, vault: &str, principal: &str) -> bool {
     env.sim.holds_key_access(vault, principal)
 }
 
+/// The example binding and `orders` (first party, disabling previous
+/// versions) Ready: the key URI and the version in use.
+async fn ready_orders_disabling_previous_versions(env: &Env) -> (String, String) {
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example(
+        "10-account-first-party.yaml",
+        json!({"spec": {"rotation": {"disablePreviousVersion": true}}}),
+    )
+    .await;
+    let a = env.account_reason("orders", "Ready").await;
+    let s = a.status.unwrap();
+    (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap())
+}
+
+/// A new version of the key, made as a person would (Key Vault rotation).
+async fn new_key_version(env: &Env, key_uri: &str) {
+    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
+    env.backdoor()
+        .create_key(
+            &vault_uri,
+            "cosmos-orders",
+            cmk_operator::api::KeyType::Rsa,
+            3072,
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until `orders` moved off `v1` and keeps it as retained.
+async fn retired(env: &Env, v1: &str) -> cmk_operator::api::CosmosAccountCMK {
+    env.wait(&env.accounts(), "orders", "v1 retired", |a| {
+        a.status.as_ref().is_some_and(|s| {
+            s.retained_key_versions.iter().any(|r| r.version == v1)
+                && s.key_version_in_use.as_deref() != Some(v1)
+        })
+    })
+    .await
+}
+
 fn ready_message(a: &cmk_operator::api::CosmosAccountCMK) -> String {
     a.status
         .as_ref()
@@ -400,39 +440,15 @@ async fn a_restore_from_a_source_outside_the_cluster_checks_its_identity() {
 #[tokio::test]
 async fn a_version_is_kept_for_the_longest_backup_window_azure_shows_on_its_key() {
     let env = Env::start("long-window").await;
-    env.apply_example("00-binding-access-policy.yaml", json!({}))
-        .await;
-    env.apply_example(
-        "10-account-first-party.yaml",
-        json!({"spec": {"rotation": {"disablePreviousVersion": true}}}),
-    )
-    .await;
-    let a = env.account_reason("orders", "Ready").await;
-    let s = a.status.unwrap();
-    let (key_uri, v1) = (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap());
+    let (key_uri, v1) = ready_orders_disabling_previous_versions(&env).await;
     let long = cmk_operator::api::BackupPolicy {
         periodic_retention_hours: Some(720),
         ..Default::default()
     };
     env.create_foreign_account_in(SUB, "cmk-demo-longkeep", &key_uri, Default::default(), long)
         .await;
-    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
-    env.backdoor()
-        .create_key(
-            &vault_uri,
-            "cosmos-orders",
-            cmk_operator::api::KeyType::Rsa,
-            3072,
-        )
-        .await
-        .unwrap();
-    env.wait(&env.accounts(), "orders", "v1 retired", |a| {
-        a.status.as_ref().is_some_and(|s| {
-            s.retained_key_versions.iter().any(|r| r.version == v1)
-                && s.key_version_in_use.as_deref() != Some(v1.as_str())
-        })
-    })
-    .await;
+    new_key_version(&env, &key_uri).await;
+    retired(&env, &v1).await;
 
     // Past the spec's 8 h and the 24 h grace: kept for Azure's 720 h.
     env.settings
@@ -520,34 +536,9 @@ async fn a_grant_a_resource_of_the_cluster_still_needs_is_kept() {
 #[tokio::test]
 async fn a_status_patch_cannot_hurry_a_version_past_its_grace_period() {
     let env = Env::start("status-retired").await;
-    env.apply_example("00-binding-access-policy.yaml", json!({}))
-        .await;
-    env.apply_example(
-        "10-account-first-party.yaml",
-        json!({"spec": {"rotation": {"disablePreviousVersion": true}}}),
-    )
-    .await;
-    let a = env.account_reason("orders", "Ready").await;
-    let s = a.status.unwrap();
-    let (key_uri, v1) = (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap());
-    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
-    env.backdoor()
-        .create_key(
-            &vault_uri,
-            "cosmos-orders",
-            cmk_operator::api::KeyType::Rsa,
-            3072,
-        )
-        .await
-        .unwrap();
-    let rotated = env
-        .wait(&env.accounts(), "orders", "v1 retired", |a| {
-            a.status.as_ref().is_some_and(|s| {
-                s.retained_key_versions.iter().any(|r| r.version == v1)
-                    && s.key_version_in_use.as_deref() != Some(v1.as_str())
-            })
-        })
-        .await;
+    let (key_uri, v1) = ready_orders_disabling_previous_versions(&env).await;
+    new_key_version(&env, &key_uri).await;
+    let rotated = retired(&env, &v1).await;
 
     // "Retired ten days ago, safe since nine": a status edit.
     let long_ago = |h: i64| {

@@ -89,6 +89,17 @@ fn a_simulator_url_with_real_azure_is_refused() {
 }
 
 #[test]
+fn a_simulator_ca_file_without_its_url_is_refused() {
+    for backend in ["simulator", "azure"] {
+        let err = refused(&["--azure", backend, "--simulator-ca-file", "/tmp/ca.pem"]);
+        assert!(
+            err.contains("--simulator-ca-file") && err.contains("--simulator-url"),
+            "{backend}: {err}"
+        );
+    }
+}
+
+#[test]
 fn an_external_simulator_needs_https_and_its_ca_file() {
     let err = refused(&[
         "--azure",
