@@ -23,6 +23,17 @@ async fn delete_now(env: &Env, name: &str) {
         .unwrap();
 }
 
+/// The example binding, opted in to removing unused grants: its vault's id.
+async fn opted_in_binding(env: &Env) -> String {
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
+    )
+    .await;
+    let binding = env.bindings().get("orders-key").await.unwrap();
+    binding.spec.vault_resource_id
+}
+
 /// Judged by the simulator's own rule, not by the adapter under test.
 async fn holds_access(env: &Env, vault: &str, principal: &str) -> bool {
     env.sim.holds_key_access(vault, principal)
@@ -276,11 +287,7 @@ async fn a_central_vaults_first_party_grant_is_kept_unless_opted_in_and_unused_e
     // first-party account in a third subscription uses the vault.
     drop(env);
     let env = Env::start("central-vault-2").await;
-    env.apply_example(
-        "00-binding-access-policy.yaml",
-        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
-    )
-    .await;
+    assert_eq!(opted_in_binding(&env).await, vault);
     env.apply_example("10-account-first-party.yaml", delete)
         .await;
     let a = env.account_reason("orders", "Ready").await;
@@ -325,18 +332,7 @@ async fn a_central_vaults_first_party_grant_is_kept_unless_opted_in_and_unused_e
 async fn a_status_patch_cannot_aim_a_grant_removal_at_another_teams_vault() {
     let mut env = Env::start("status-vault").await;
     let fp = env.settings.first_party_principal.clone();
-    env.apply_example(
-        "00-binding-access-policy.yaml",
-        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
-    )
-    .await;
-    let ours = env
-        .bindings()
-        .get("orders-key")
-        .await
-        .unwrap()
-        .spec
-        .vault_resource_id;
+    let ours = opted_in_binding(&env).await;
     // The other team's vault, which already serves the first party.
     let theirs = ours.replace("cmk-demo-policies", "cmk-demo-rbac");
     let account = format!(
@@ -492,18 +488,7 @@ async fn a_version_is_kept_for_the_longest_backup_window_azure_shows_on_its_key(
 async fn a_grant_a_resource_of_the_cluster_still_needs_is_kept() {
     let env = Env::start("peer-needs").await;
     let fp = env.settings.first_party_principal.clone();
-    env.apply_example(
-        "00-binding-access-policy.yaml",
-        json!({"spec": {"grantRemoval": "RemoveWhenUnused"}}),
-    )
-    .await;
-    let vault = env
-        .bindings()
-        .get("orders-key")
-        .await
-        .unwrap()
-        .spec
-        .vault_resource_id;
+    let vault = opted_in_binding(&env).await;
     env.apply_example(
         "10-account-first-party.yaml",
         json!({"spec": {"deletionPolicy": DELETE}}),
