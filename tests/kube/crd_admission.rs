@@ -72,6 +72,9 @@ struct Case {
     expect: String,
     #[serde(default)]
     update: bool,
+    /// The field path the error names (`spec.capabilities: ...`).
+    #[serde(default)]
+    field: Option<String>,
 }
 
 #[tokio::test]
@@ -95,12 +98,19 @@ async fn invalid_resources_are_refused_with_clear_messages() {
             common::merge_patch(&mut obj, &case.patch);
             api.create(&PostParams::default(), &to_dynamic(&obj)).await
         };
+        let at_field = |message: &str| {
+            case.field
+                .as_ref()
+                .is_none_or(|f| message.contains(&format!("{f}: ")))
+        };
         match result {
             Err(kube::Error::Api(status))
-                if status.code == 422 && status.message.contains(&case.expect) => {}
+                if status.code == 422
+                    && status.message.contains(&case.expect)
+                    && at_field(&status.message) => {}
             Err(e) => failures.push(format!(
-                "{}: refused, but the message lacks {:?}: {e}",
-                case.name, case.expect
+                "{}: refused, but the message lacks {:?} (at {:?}): {e}",
+                case.name, case.expect, case.field
             )),
             Ok(_) => failures.push(format!(
                 "{}: accepted, expected {:?}",

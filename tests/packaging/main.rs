@@ -6,8 +6,10 @@ mod common;
 
 mod argocd_health;
 mod chart;
+mod chart_aggregate;
 mod chart_on_node;
 mod chart_rbac;
+mod chart_values;
 mod cli_refuses;
 mod crds_in_sync;
 mod image;

@@ -35,26 +35,41 @@ use super::patterns;
 #[x_kube(
     validation = Rule::new("oldSelf.hasValue() || self.backupPolicy.type != 'Continuous' || self.identity.type == 'UserAssigned'")
         .optional_old_self(true)
-        .message("continuous backup with a customer-managed key needs a UserAssigned identity when the account is created: set identity.type to UserAssigned with userAssignedIdentityId, or create with Periodic backup and switch later"),
+        .message("continuous backup with a customer-managed key needs a UserAssigned identity when the account is created: set identity.type to UserAssigned with userAssignedIdentityId, or create with Periodic backup and switch later")
+        .field_path(".identity.type"),
     validation = Rule::new("oldSelf.hasValue() || !has(self.restore) || self.identity.type == 'UserAssigned'")
         .optional_old_self(true)
-        .message("a restore needs a UserAssigned identity (the source account's identities are not carried over): set identity.type to UserAssigned with userAssignedIdentityId"),
+        .message("a restore needs a UserAssigned identity (the source account's identities are not carried over): set identity.type to UserAssigned with userAssignedIdentityId")
+        .field_path(".identity.type"),
     validation = Rule::new("has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)")
-        .message("restore can only be set when the resource is created: it cannot be added, changed or removed later; create a new CosmosAccountCMK to restore again"),
+        .message("restore can only be set when the resource is created: it cannot be added, changed or removed later; create a new CosmosAccountCMK to restore again")
+        .field_path(".restore")
+        .reason(kube::core::Reason::FieldValueForbidden),
     validation = Rule::new("oldSelf.backupPolicy.type != 'Continuous' || self.backupPolicy.type == 'Continuous'")
-        .message("backupPolicy cannot go from Continuous back to Periodic: Azure's migration to continuous backup is one-way"),
+        .message("backupPolicy cannot go from Continuous back to Periodic: Azure's migration to continuous backup is one-way")
+        .field_path(".backupPolicy.type")
+        .reason(kube::core::Reason::FieldValueForbidden),
     validation = Rule::new("self.backupPolicy.type != 'Continuous' || self.identity.type != 'FirstParty'")
-        .message("Azure does not support the first-party identity on accounts with continuous backup: use identity.type SystemAssigned or UserAssigned (at creation, continuous backup needs UserAssigned)"),
+        .message("Azure does not support the first-party identity on accounts with continuous backup: use identity.type SystemAssigned or UserAssigned (at creation, continuous backup needs UserAssigned)")
+        .field_path(".identity.type")
+        .reason(kube::core::Reason::FieldValueForbidden),
     validation = Rule::new("(has(self.capabilities) && size(self.capabilities) > 0) == (has(oldSelf.capabilities) && size(oldSelf.capabilities) > 0) && (!has(self.capabilities) || !has(oldSelf.capabilities) || self.capabilities == oldSelf.capabilities)")
-        .message("capabilities are immutable: they select the account's API and features, which the operator does not change after creation; create a new account"),
+        .message("capabilities are immutable: they select the account's API and features, which the operator does not change after creation; create a new account")
+        .field_path(".capabilities")
+        .reason(kube::core::Reason::FieldValueForbidden),
     validation = Rule::new("!has(self.restore) || !self.adoptExistingAccount")
-        .message("restore creates a new account, adoptExistingAccount takes over an existing one: set only one of them"),
+        .message("restore creates a new account, adoptExistingAccount takes over an existing one: set only one of them")
+        .field_path(".adoptExistingAccount")
+        .reason(kube::core::Reason::FieldValueForbidden),
     validation = Rule::new("!has(self.capabilities) || self.capabilities.filter(c, c in ['EnableCassandra', 'EnableTable', 'EnableGremlin', 'EnableMongo']).size() <= 1")
-        .message("an account has one API: at most one of EnableCassandra, EnableTable, EnableGremlin and EnableMongo"),
+        .message("an account has one API: at most one of EnableCassandra, EnableTable, EnableGremlin and EnableMongo")
+        .field_path(".capabilities"),
     validation = Rule::new("!has(self.capabilities) || self.kind == 'MongoDB' || !self.capabilities.exists(c, c == 'EnableMongo')")
-        .message("EnableMongo needs kind MongoDB"),
+        .message("EnableMongo needs kind MongoDB")
+        .field_path(".capabilities"),
     validation = Rule::new("!has(self.capabilities) || self.kind != 'MongoDB' || !self.capabilities.exists(c, c in ['EnableCassandra', 'EnableTable', 'EnableGremlin'])")
-        .message("kind MongoDB is the API for MongoDB: it cannot also have EnableCassandra, EnableTable or EnableGremlin; use kind GlobalDocumentDB for those"),
+        .message("kind MongoDB is the API for MongoDB: it cannot also have EnableCassandra, EnableTable or EnableGremlin; use kind GlobalDocumentDB for those")
+        .field_path(".capabilities"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CosmosAccountCMKSpec {
@@ -215,9 +230,13 @@ impl AccountKind {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("self.type != 'UserAssigned' || has(self.userAssignedIdentityId)")
-        .message("identity type UserAssigned needs userAssignedIdentityId: set it to /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"),
+        .message("identity type UserAssigned needs userAssignedIdentityId: set it to /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>")
+        .field_path(".userAssignedIdentityId")
+        .reason(kube::core::Reason::FieldValueRequired),
     validation = Rule::new("self.type == 'UserAssigned' || !has(self.userAssignedIdentityId)")
-        .message("userAssignedIdentityId is only allowed with identity type UserAssigned: remove it, or set type to UserAssigned"),
+        .message("userAssignedIdentityId is only allowed with identity type UserAssigned: remove it, or set type to UserAssigned")
+        .field_path(".userAssignedIdentityId")
+        .reason(kube::core::Reason::FieldValueForbidden),
 )]
 pub struct AccountIdentity {
     /// `FirstParty` (the Cosmos DB service principal), `SystemAssigned` (the account's own
@@ -251,9 +270,13 @@ pub enum IdentityType {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("self.type == 'Continuous' || !has(self.continuousTier)")
-        .message("continuousTier only applies to Continuous backup: remove it, or set type to Continuous"),
+        .message("continuousTier only applies to Continuous backup: remove it, or set type to Continuous")
+        .field_path(".continuousTier")
+        .reason(kube::core::Reason::FieldValueForbidden),
     validation = Rule::new("self.type == 'Periodic' || (!has(self.periodicIntervalMinutes) && !has(self.periodicRetentionHours))")
-        .message("periodicIntervalMinutes and periodicRetentionHours only apply to Periodic backup: remove them, or set type to Periodic"),
+        .message("periodicIntervalMinutes and periodicRetentionHours only apply to Periodic backup: remove them, or set type to Periodic")
+        .field_path(".periodicIntervalMinutes")
+        .reason(kube::core::Reason::FieldValueForbidden),
 )]
 pub struct BackupPolicy {
     /// `Periodic` (default) or `Continuous` (point-in-time restore).
