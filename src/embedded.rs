@@ -102,6 +102,7 @@ pub fn example_world(sim: &SimHandle) -> Seed {
             principal_id: operator,
             principal_type: Some("ServicePrincipal".into()),
             name: None,
+            ..Default::default()
         }],
         ..Default::default()
     }

@@ -68,6 +68,27 @@ pub(crate) async fn restricted_in(
     without: Option<&str>,
     cloud: Option<Cloud>,
 ) -> Env {
+    restricted_assignment(prefix, without, cloud, None).await
+}
+
+/// The ABAC condition shipped for the role's assignment
+/// (deploy/azure/operator-role-assignment-condition.txt).
+pub(crate) fn shipped_condition() -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/azure/operator-role-assignment-condition.txt"),
+    )
+    .expect("deploy/azure/operator-role-assignment-condition.txt")
+}
+
+/// An Env whose operator holds only the shipped role (less `without`),
+/// assigned at the subscription with `condition` (ABAC) when given.
+pub(crate) async fn restricted_assignment(
+    prefix: &str,
+    without: Option<&str>,
+    cloud: Option<Cloud>,
+    condition: Option<String>,
+) -> Env {
     let config = SimConfig {
         operator_role_assignments: Vec::new(),
         ..SimConfig::for_tests()
@@ -86,7 +107,8 @@ pub(crate) async fn restricted_in(
         ),
         principal_id: operator,
         principal_type: Some("ServicePrincipal".into()),
-        name: None,
+        condition,
+        ..Default::default()
     }];
     env.sim.seed(&seed).expect("role seeded");
     env
@@ -156,7 +178,7 @@ async fn first_party(env: &Env) {
         .await;
 }
 
-async fn user_assigned(env: &Env) {
+pub(crate) async fn user_assigned(env: &Env) {
     // Opted in to removing its grants, so deletion exercises roleAssignments/delete.
     env.apply_example(
         "01-binding-rbac.yaml",

@@ -49,6 +49,7 @@ pub fn seed_team_vault(env: &Env) -> String {
                 principal_id: TEAM_OBJECT.into(),
                 principal_type: Some("ServicePrincipal".into()),
                 name: None,
+                ..Default::default()
             }],
             ..Default::default()
         })

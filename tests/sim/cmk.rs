@@ -215,6 +215,7 @@ async fn missing_grant_under_access_policies_and_under_rbac() {
             principal_id: first_party(&sim),
             principal_type: Some("ServicePrincipal".into()),
             name: None,
+            ..Default::default()
         }],
         ..Default::default()
     })

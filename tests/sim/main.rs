@@ -18,5 +18,6 @@ mod recorded_answers;
 mod replay;
 mod restorable;
 mod robustness;
+mod role_conditions;
 mod standalone;
 mod subscriptions;

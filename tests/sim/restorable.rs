@@ -344,6 +344,7 @@ async fn the_subscription_list_needs_restorable_read() {
             principal_id: oid.into(),
             principal_type: Some("ServicePrincipal".into()),
             name: None,
+            ..Default::default()
         }],
         ..Default::default()
     })

@@ -23,6 +23,7 @@ fn assignment(scope: &str, principal: &str) -> SeedRoleAssignment {
         principal_id: principal.into(),
         principal_type: Some("ServicePrincipal".into()),
         name: None,
+        ..Default::default()
     }
 }
 

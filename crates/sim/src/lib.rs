@@ -13,6 +13,7 @@ pub mod arm;
 pub mod arm_limits;
 pub mod auth;
 pub mod cmk_rules;
+pub mod conditions;
 pub mod config;
 pub mod connections;
 pub mod errors;
@@ -108,6 +109,8 @@ impl Simulator {
                     principal_id: config.operator_object_id.clone(),
                     principal_type: Some("ServicePrincipal".into()),
                     created_at: state::now_rfc3339(),
+                    condition: None,
+                    condition_version: None,
                 };
                 state
                     .role_assignments

@@ -88,6 +88,11 @@ pub struct SeedRoleAssignment {
     pub principal_id: String,
     pub principal_type: Option<String>,
     pub name: Option<String>,
+    /// An ABAC condition on the assignment (conditionVersion "2.0").
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub condition_version: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -194,6 +199,11 @@ pub fn apply(app: &Arc<App>, seed: &Seed) -> Result<Value, ApiError> {
             principal_id: r.principal_id.clone(),
             principal_type: r.principal_type.clone(),
             created_at: now_rfc3339(),
+            condition: r.condition.clone(),
+            condition_version: r
+                .condition
+                .as_ref()
+                .map(|_| r.condition_version.clone().unwrap_or_else(|| "2.0".into())),
         };
         let id = ra.id();
         put_assignment(app, &mut state, ra)?;

@@ -191,6 +191,13 @@ pub struct RoleAssignment {
     #[serde(default)]
     pub principal_type: Option<String>,
     pub created_at: String,
+    /// An ABAC condition (`crate::conditions`) limiting what the assignment
+    /// grants; `None`: unconditional.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// The condition's syntax version ("2.0").
+    #[serde(default)]
+    pub condition_version: Option<String>,
 }
 
 impl RoleAssignment {
@@ -200,6 +207,21 @@ impl RoleAssignment {
             self.scope.trim_end_matches('/'),
             self.name
         )
+    }
+    /// The attributes ABAC conditions name (`@Request`/`@Resource`).
+    pub fn condition_attributes(&self) -> crate::conditions::AssignmentAttributes {
+        crate::conditions::AssignmentAttributes {
+            role_definition_id: Some(self.role_guid()),
+            principal_id: Some(self.principal_id.clone()),
+            principal_type: self.principal_type.clone(),
+        }
+    }
+    /// Whether the assignment grants `action` to a request with `attrs`:
+    /// unconditional, or its condition holds (an unparseable one never does).
+    pub fn condition_allows(&self, action: &str, attrs: &crate::conditions::Attributes) -> bool {
+        self.condition
+            .as_deref()
+            .is_none_or(|c| crate::conditions::holds(c, action, attrs).unwrap_or(false))
     }
     /// The role definition GUID, whatever form the id was written in.
     pub fn role_guid(&self) -> String {
@@ -484,14 +506,37 @@ impl State {
         scope: &str,
         allowed: impl Fn(&super::roles::Permission) -> bool,
     ) -> bool {
+        self.assignments_allowing(principal, scope, allowed)
+            .next()
+            .is_some()
+    }
+    /// `principal`'s role assignments at `scope` or above whose role allows `allowed`.
+    fn assignments_allowing<'a>(
+        &'a self,
+        principal: &'a str,
+        scope: &str,
+        allowed: impl Fn(&super::roles::Permission) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a RoleAssignment> + 'a {
         let target = scope.trim_end_matches('/').to_ascii_lowercase();
-        self.role_assignments.values().any(|ra| {
+        self.role_assignments.values().filter(move |ra| {
             ra.principal_id.eq_ignore_ascii_case(principal)
                 && scope_covers(&ra.scope, &target)
                 && self
                     .role_permission(&ra.role_guid())
                     .is_some_and(|p| allowed(&p))
         })
+    }
+    /// Like [`Self::principal_may`] for one ARM `action`, honouring the
+    /// assignments' ABAC conditions (`crate::conditions`) with `attrs`.
+    pub fn principal_may_act(
+        &self,
+        principal: &str,
+        scope: &str,
+        action: &str,
+        attrs: &crate::conditions::Attributes,
+    ) -> bool {
+        self.assignments_allowing(principal, scope, |p| super::roles::allows_action(p, action))
+            .any(|ra| ra.condition_allows(action, attrs))
     }
     pub fn vault_by_name(&self, name: &str) -> Option<&Vault> {
         let lower = name.to_ascii_lowercase();

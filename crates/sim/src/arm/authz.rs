@@ -17,6 +17,10 @@
 //! `operationsStatus` URL is subscription-level, so a role assigned only on a
 //! resource group cannot poll it.
 //!
+//! Role assignment conditions (ABAC, `crate::conditions`) are honoured: an
+//! assignment whose condition does not hold for the request grants nothing
+//! for it, and the refusal is the same `AuthorizationFailed`.
+//!
 //! Linked checks: assigning a user-assigned identity to an account also needs
 //! `Microsoft.ManagedIdentity/userAssignedIdentities/assign/action` on the
 //! identity (`LinkedAuthorizationFailed`, the Managed Identity Operator role's
@@ -29,8 +33,8 @@ use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
 use super::Target;
+use crate::conditions::{AssignmentAttributes, Attributes};
 use crate::errors::ApiError;
-use crate::roles::allows_action;
 use crate::server::{App, Req};
 
 pub const ASSIGN_IDENTITY: &str = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action";
@@ -130,8 +134,49 @@ pub fn required(target: &Target, req: &Req) -> Option<(String, String)> {
 
 /// Whether `oid` may perform `action` at `scope`.
 pub fn may(app: &App, oid: &str, action: &str, scope: &str) -> bool {
-    app.state()
-        .principal_may(oid, scope, |p| allows_action(p, action))
+    may_with(app, oid, action, scope, &Attributes::default())
+}
+
+/// Whether `oid` may perform `action` at `scope` for a request with `attrs`
+/// (what role assignment conditions look at).
+pub fn may_with(app: &App, oid: &str, action: &str, scope: &str, attrs: &Attributes) -> bool {
+    app.state().principal_may_act(oid, scope, action, attrs)
+}
+
+/// The attributes a role assignment write (its body) or delete (the stored
+/// assignment at `path`) offers to conditions.
+fn assignment_attributes(app: &App, req: &Req, target: &Target, path: &str) -> Attributes {
+    let mut attrs = Attributes::default();
+    if !matches!(target, Target::RoleAssignment { name: Some(_), .. }) {
+        return attrs;
+    }
+    match req.method.as_str() {
+        "PUT" => {
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+            let text = |k: &str| {
+                body.pointer(&format!("/properties/{k}"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            attrs.request = AssignmentAttributes {
+                role_definition_id: text("roleDefinitionId").map(|id| {
+                    id.rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase()
+                }),
+                principal_id: text("principalId"),
+                principal_type: text("principalType"),
+            };
+        }
+        "DELETE" => {
+            if let Some(ra) = app.state().role_assignments.get(&path.to_ascii_lowercase()) {
+                attrs.resource = ra.condition_attributes();
+            }
+        }
+        _ => {}
+    }
+    attrs
 }
 
 /// Azure's 403 `AuthorizationFailed`.
@@ -150,7 +195,8 @@ pub fn authorize(app: &App, req: &Req, target: &Target, oid: &str) -> Result<(),
     let Some((action, scope)) = required(target, req) else {
         return Ok(());
     };
-    if !may(app, oid, &action, &scope) {
+    let attrs = assignment_attributes(app, req, target, &scope);
+    if !may_with(app, oid, &action, &scope, &attrs) {
         return Err(denied(oid, &action, &scope));
     }
     if let Target::Accounts {

@@ -10,7 +10,7 @@ use crate::server::{App, Req, json_resp};
 use crate::state::{RoleAssignment, State, now_rfc3339};
 
 pub fn assignment_json(ra: &RoleAssignment) -> Value {
-    json!({
+    let mut v = json!({
         "id": ra.id(),
         "name": ra.name,
         "type": "Microsoft.Authorization/roleAssignments",
@@ -22,7 +22,12 @@ pub fn assignment_json(ra: &RoleAssignment) -> Value {
             "createdOn": ra.created_at,
             "updatedOn": ra.created_at,
         },
-    })
+    });
+    if let Some(c) = &ra.condition {
+        v["properties"]["condition"] = json!(c);
+        v["properties"]["conditionVersion"] = json!(ra.condition_version);
+    }
+    v
 }
 
 /// Validates and stores a role assignment; `Ok(true)` when newly created.
@@ -168,6 +173,18 @@ pub fn handle(
                     .and_then(Value::as_str)
                     .map(str::to_owned),
                 created_at: now_rfc3339(),
+                condition: p
+                    .get("condition")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                // Without a version, a condition is "2.0" (Role Assignments
+                // - Create, conditionVersion; conditions-role-assignments-rest).
+                condition_version: p.get("condition").and_then(Value::as_str).map(|_| {
+                    p.get("conditionVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("2.0")
+                        .to_owned()
+                }),
             };
             let created = put_assignment(app, &mut state, ra)?;
             let stored = state.role_assignments.get(&k).ok_or_else(not_found)?;
