@@ -101,6 +101,10 @@ pub struct RunOptions {
     /// With --simulator-url: the simulator's CA certificate (PEM; `simulate --ca-file`).
     #[arg(long, env = "CMK_SIMULATOR_CA_FILE")]
     pub simulator_ca_file: Option<std::path::PathBuf>,
+    /// With --azure azure: CA certificates (a PEM file) to trust for Azure's
+    /// hosts besides the public roots, e.g. a TLS-inspecting proxy's.
+    #[arg(long, env = "CMK_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<std::path::PathBuf>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080", env = "CMK_HEALTH_LISTEN")]
     pub health_listen: std::net::SocketAddr,
@@ -168,6 +172,12 @@ pub enum StartError {
     )]
     SimulatorCaFileWithoutUrl,
     #[error(
+        "--extra-ca-file (or CMK_EXTRA_CA_FILE) only applies with --azure azure: the simulator brings its own trust; drop it, or use --azure azure"
+    )]
+    ExtraCaFileWithSimulator,
+    #[error(transparent)]
+    ExtraCa(#[from] crate::azure::sdk::ExtraCaError),
+    #[error(
         "--first-party-principal-id (or CMK_FIRST_PARTY_PRINCIPAL_ID) does not apply to the embedded simulator: its Cosmos DB first party is its own principal in its own tenant; drop it, or give --simulator-url of a simulator seeded with that principal"
     )]
     FirstPartyWithEmbeddedSimulator,
@@ -201,6 +211,13 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     // A flag that cannot apply is refused by name, never ignored.
     if opts.simulator_ca_file.is_some() && opts.simulator_url.is_none() {
         return Err(StartError::SimulatorCaFileWithoutUrl);
+    }
+    if let Some(path) = &opts.extra_ca_file {
+        if opts.azure == Backend::Simulator {
+            return Err(StartError::ExtraCaFileWithSimulator);
+        }
+        let count = crate::azure::sdk::trust_extra_roots(path)?;
+        tracing::info!(file = %path.display(), certificates = count, "trusting extra CA certificates for Azure");
     }
     let max_retry_after = Duration::from_secs(opts.max_retry_after_seconds);
     // Keeps the embedded simulator alive as long as the operator runs.

@@ -48,7 +48,8 @@ fn all_options(ns: &str) -> Vec<String> {
         "--set-json".to_owned(),
         format!("extraObjects={EXTRA_OBJECTS}"),
         "--set-json".to_owned(),
-        format!(r#"extraArgs=["--lease-namespace={ns}"]"#),
+        // The chart README's CA example (the CLI parses it, see below).
+        r#"extraArgs=["--extra-ca-file=/etc/ssl/corp/ca.crt"]"#.to_owned(),
         "--set-json".to_owned(),
         format!("extraVolumes={CA_VOLUMES}"),
         "--set-json".to_owned(),

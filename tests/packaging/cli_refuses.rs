@@ -100,6 +100,25 @@ fn a_simulator_ca_file_without_its_url_is_refused() {
 }
 
 #[test]
+fn an_extra_ca_file_applies_to_azure_only_and_must_hold_certificates() {
+    let err = refused(&["--azure", "simulator", "--extra-ca-file", "/tmp/ca.pem"]);
+    assert!(
+        err.contains("--extra-ca-file") && err.contains("only applies with --azure azure"),
+        "{err}"
+    );
+    let err = refused(&[
+        "--azure",
+        "azure",
+        "--extra-ca-file",
+        "/nonexistent/corp-ca.pem",
+    ]);
+    assert!(
+        err.contains("/nonexistent/corp-ca.pem") && err.contains("cannot be read"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_external_simulator_needs_https_and_its_ca_file() {
     let err = refused(&[
         "--azure",

@@ -19,6 +19,7 @@ mod keys;
 mod listing;
 mod lro;
 mod transport;
+pub use transport::{ExtraCaError, trust_extra_roots};
 mod vaults;
 
 use std::fmt;
