@@ -188,8 +188,11 @@ impl Parser<'_> {
                 let Tok::Word(op) = self.next()? else {
                     return None;
                 };
-                let Tok::Values(values) = self.next()? else {
-                    return None;
+                // `{a, b}`, 'a', or a bare GUID.
+                let values = match self.next()? {
+                    Tok::Values(values) => values,
+                    Tok::Word(value) => vec![value],
+                    _ => return None,
                 };
                 self.compare(&source, &name, &op, &values)
             }
@@ -208,8 +211,15 @@ impl Parser<'_> {
             "PrincipalType" => &attrs.principal_type,
             _ => return None,
         };
-        let op = op.strip_prefix("ForAnyOfAnyValues:").unwrap_or(op);
-        let equal = match op {
+        // `ForAnyOfAnyValues:` holds when some listed value satisfies the
+        // comparison, `ForAnyOfAllValues:` when every one does; a bare
+        // operator takes one value.
+        let (quantifier, base) = match op.split_once(':') {
+            Some((q @ ("ForAnyOfAnyValues" | "ForAnyOfAllValues"), base)) => (Some(q), base),
+            Some(_) => return None,
+            None => (None, op),
+        };
+        let equal = match base {
             "GuidEquals" | "StringEqualsIgnoreCase" => true,
             "GuidNotEquals" | "StringNotEqualsIgnoreCase" => false,
             _ => return None,
@@ -217,8 +227,13 @@ impl Parser<'_> {
         let Some(actual) = actual else {
             return Some(false);
         };
-        let any = values.iter().any(|v| v.eq_ignore_ascii_case(actual));
-        Some(if equal { any } else { !any })
+        let test = |v: &String| v.eq_ignore_ascii_case(actual) == equal;
+        match (quantifier, values) {
+            (Some("ForAnyOfAnyValues"), _) => Some(values.iter().any(test)),
+            (Some(_), _) => Some(values.iter().all(test)),
+            (None, [one]) => Some(test(one)),
+            (None, _) => None,
+        }
     }
 }
 
@@ -279,6 +294,21 @@ mod tests {
         assert_eq!(holds(&c, WRITE, &attrs), Some(false));
         attrs.request.principal_type = Some("group".into());
         assert_eq!(holds(&c, WRITE, &attrs), Some(true));
+    }
+
+    #[test]
+    fn not_equals_forms_exclude_the_listed_roles() {
+        let c = format!(
+            "(!(ActionMatches{{'{WRITE}'}})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAllValues:GuidNotEquals {{{OWNER}, {CSEU}}})"
+        );
+        assert_eq!(holds(&c, WRITE, &with(Some(OWNER), None)), Some(false));
+        let reader = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+        assert_eq!(holds(&c, WRITE, &with(Some(reader), None)), Some(true));
+        let single = format!(
+            "@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] GuidNotEquals {OWNER}"
+        );
+        assert_eq!(holds(&single, WRITE, &with(Some(OWNER), None)), Some(false));
+        assert_eq!(holds(&single, WRITE, &with(Some(CSEU), None)), Some(true));
     }
 
     #[test]
