@@ -34,6 +34,9 @@ pub const MAX_RETAINED_VERSIONS: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BindingState {
     Missing,
+    /// Its spec changed and its status has not caught up yet: a moment of a
+    /// key change, not a fault, so the account reports it without a Warning.
+    Updating,
     NotReady {
         message: String,
     },
@@ -548,6 +551,19 @@ fn vault_stage(out: &mut Out<'_>) -> Flow<Key> {
                 "KeyVaultBinding {name} not found in this namespace: create it or fix spec.keyVaultBindingRef"
             );
             return ControlFlow::Break(out.waiting(Stage::Vault, r::BINDING_NOT_FOUND, msg));
+        }
+        BindingState::Updating => {
+            let msg = format!(
+                "KeyVaultBinding {name} is applying its latest change; the account follows once it is Ready"
+            );
+            return ControlFlow::Break(out.blocked(
+                Stage::Vault,
+                Phase::Provisioning,
+                r::BINDING_NOT_READY,
+                msg,
+                None,
+                Requeue::Resync,
+            ));
         }
         BindingState::NotReady { message } => {
             let msg = format!("KeyVaultBinding {name} is not Ready: {message}");

@@ -150,6 +150,17 @@ fn missing_binding_waits_and_leaves_later_stages_unknown() {
 }
 
 #[test]
+fn a_binding_catching_up_with_its_spec_is_progress_not_a_wait() {
+    // A key change: the binding's spec moved, its status has not yet. Phase
+    // Waiting would publish a Warning for an ordinary rotation.
+    let mut w = World::new(IdentityType::FirstParty);
+    w.binding = BindingState::Updating;
+    let d = w.decide();
+    assert_eq!(reason(&d, VAULT_READY), "False/BindingNotReady");
+    assert_eq!(d.status.phase, Phase::Provisioning);
+}
+
+#[test]
 fn binding_not_ready_waits_with_its_message() {
     let mut w = World::new(IdentityType::FirstParty);
     w.binding = BindingState::NotReady {
