@@ -295,3 +295,10 @@ fn every_ignored_field_says_why() {
         assert!(!i.reason.trim().is_empty(), "{} has no reason", i.path);
     }
 }
+
+/// A key rotated under a rotation policy with `expiryTime` gets `exp`.
+#[tokio::test]
+async fn keyvault_key_rotation() {
+    let t = replay("keyvault_key_rotation.yaml").await;
+    assert_eq!(t.unmodelled.len(), 0);
+}
