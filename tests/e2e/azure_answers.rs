@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use cmk_operator::api::CosmosAccountCMK;
 use cmk_operator::api::conditions::find;
-use cmk_operator::azure::AzurePort;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -92,16 +91,7 @@ async fn a_previous_version_someone_disabled_reads_as_disabled() {
         json!({"rotation": {"disablePreviousVersion": true, "previousVersionGraceHours": 24}}),
     )
     .await;
-    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
-    env.backdoor()
-        .create_key(
-            &vault_uri,
-            "cosmos-orders",
-            cmk_operator::api::KeyType::Rsa,
-            3072,
-        )
-        .await
-        .unwrap();
+    env.new_key_version(&key_uri).await;
     env.wait(&env.accounts(), "orders", "v1 retired", |a| {
         a.status.as_ref().is_some_and(|s| {
             s.retained_key_versions.iter().any(|r| r.version == v1)

@@ -3,24 +3,34 @@
 
 use crate::sim_support::*;
 
+use std::sync::Arc;
+
 use azure_core::Method;
-use cmk_operator::sim::Seed;
+use azure_core::auth::TokenCredential;
+use cmk_operator::sim::{Seed, SimHandle};
 use serde_json::{Value, json};
+
+/// A simulator with one vault the operator's principal may use: the vault's
+/// URI, a credential and its Key Vault scope.
+async fn with_vault(name: &str) -> (SimHandle, String, Arc<dyn TokenCredential>, String) {
+    let sim = start().await;
+    sim.seed(&Seed {
+        vaults: vec![good_vault(&sim, name, &[])],
+        ..Default::default()
+    })
+    .unwrap();
+    let vault = sim.vault_uri(name).unwrap();
+    let cred = credential(&sim);
+    let scope = kv_scope(&sim, name);
+    (sim, vault, cred, scope)
+}
 
 /// A key rotated under a policy with `expiryTime` `P30D` expires 30 days after
 /// its creation (azure-cli test_keyvault_key_rotation.yaml, 2023: created
 /// 1699275450, exp 1701867450); the version it replaced keeps no `exp`.
 #[tokio::test]
 async fn a_rotation_under_a_policy_sets_exp() {
-    let sim = start().await;
-    sim.seed(&Seed {
-        vaults: vec![good_vault(&sim, "kv-exp", &[])],
-        ..Default::default()
-    })
-    .unwrap();
-    let vault = sim.vault_uri("kv-exp").unwrap();
-    let cred = credential(&sim);
-    let scope = kv_scope(&sim, "kv-exp");
+    let (sim, vault, cred, scope) = with_vault("kv-exp").await;
     let call = |m: Method, path: &str, body: Option<Value>| {
         let url = format!("{vault}{path}?api-version=7.5");
         let (sim, cred, scope) = (&sim, &cred, &scope);
@@ -40,14 +50,13 @@ async fn a_rotation_under_a_policy_sets_exp() {
         Some(created + 30 * 86_400),
         "{rotated}"
     );
-    let v1 = first["key"]["kid"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let (_, old) = call(Method::Get, &format!("keys/k/{v1}"), None).await;
+    let kid = first["key"]["kid"].as_str().unwrap();
+    let (_, old) = call(
+        Method::Get,
+        &format!("keys/{}", kid.rsplit_once("/keys/").unwrap().1),
+        None,
+    )
+    .await;
     assert!(old["attributes"].get("exp").is_none(), "{old}");
 }
 
@@ -55,15 +64,7 @@ async fn a_rotation_under_a_policy_sets_exp() {
 /// and the last page's is `null`; out-of-range sizes are refused by name.
 #[tokio::test]
 async fn lists_page_by_maxresults_with_next_link() {
-    let sim = start().await;
-    sim.seed(&Seed {
-        vaults: vec![good_vault(&sim, "kv-pages", &[])],
-        ..Default::default()
-    })
-    .unwrap();
-    let vault = sim.vault_uri("kv-pages").unwrap();
-    let cred = credential(&sim);
-    let scope = kv_scope(&sim, "kv-pages");
+    let (sim, vault, cred, scope) = with_vault("kv-pages").await;
     for _ in 0..5 {
         let url = format!("{vault}keys/k/create?api-version=7.4");
         let (s, b) = send(

@@ -115,7 +115,7 @@ pub const IGNORED: &[Ignored] = &[
         path: "attributes.exp",
         when_recorded: None,
         treat: Treat::Shape,
-        reason: "time of the rotation + the policy's expiryTime; that sum is checked by sim_keyvault::a_rotation_under_a_policy_sets_exp",
+        reason: "time of the rotation + the policy's expiryTime; that sum is checked by key_lists_and_expiry::a_rotation_under_a_policy_sets_exp",
     },
     Ignored {
         path: "error.message",
