@@ -321,13 +321,37 @@ async fn a_migration_whose_reads_finish_first_waits_for_its_operation() {
 #[tokio::test]
 async fn a_restore_from_the_subscription_wide_restorable_list() {
     let env = Env::start("answers-restore").await;
+    restore_from_the_list(&env, false).await;
+}
+
+/// The same for a source deleted before the restore (the list gives its
+/// `deletionTime`; the restore time lies before it).
+#[tokio::test]
+async fn a_restore_of_a_deleted_account_from_the_restorable_list() {
+    let env = Env::start("answers-restore-deleted").await;
+    restore_from_the_list(&env, true).await;
+}
+
+async fn restore_from_the_list(env: &Env, deleted: bool) {
     env.apply_example("00-binding-access-policy.yaml", json!({}))
         .await;
-    env.apply_example("13-account-continuous-backup.yaml", json!({}))
-        .await;
+    env.apply_example(
+        "13-account-continuous-backup.yaml",
+        json!({"spec": {"deletionPolicy": "Delete"}}),
+    )
+    .await;
     env.account_reason("ledger", "Ready").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let when = jiff::Timestamp::now();
+    if deleted {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        env.accounts()
+            .delete("ledger", &Default::default())
+            .await
+            .expect("deleted");
+        env.wait_gone("ledger").await;
+        assert!(!env.account_exists("cmk-demo-ledger").await);
+    }
     let (status, list) = env
         .arm(
             azure_core::Method::Get,
@@ -345,11 +369,17 @@ async fn a_restore_from_the_subscription_wide_restorable_list() {
         .find(|i| i["properties"]["accountName"] == "cmk-demo-ledger")
         .unwrap_or_else(|| panic!("the source is listed: {list}"))
         .clone();
-    let oldest: jiff::Timestamp = item["properties"]["oldestRestorableTime"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("oldestRestorableTime: {item}"));
+    let time = |field: &str| -> Option<jiff::Timestamp> {
+        item["properties"][field]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+    };
+    let oldest = time("oldestRestorableTime").unwrap_or_else(|| panic!("{item}"));
     assert!(oldest <= when, "{item}");
+    match time("deletionTime") {
+        Some(gone) => assert!(deleted && when < gone, "{item}"),
+        None => assert!(!deleted, "a deleted source lists its deletionTime: {item}"),
+    }
     let source = item["id"].as_str().unwrap();
     let by_id = env.sim.arrived("RestorableDatabaseAccounts_GetByLocation");
     env.apply_example(
@@ -359,7 +389,7 @@ async fn a_restore_from_the_subscription_wide_restorable_list() {
     )
     .await;
     let restored = env.account_reason("ledger-restored", "Ready").await;
-    let body = in_azure(&env, "cmk-demo-ledger-restored").await;
+    let body = in_azure(env, "cmk-demo-ledger-restored").await;
     assert_eq!(body["properties"]["createMode"], "Restore");
     assert_eq!(
         body["properties"]["restoreParameters"]["restoreSource"]
