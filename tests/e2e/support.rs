@@ -458,6 +458,22 @@ impl Env {
         }
     }
 
+    /// A new version of the key `key_uri` names (`…/keys/{name}`), made as a
+    /// person would (Key Vault rotation), through the operator's adapter.
+    pub async fn new_key_version(&self, key_uri: &str) {
+        use cmk_operator::azure::AzurePort;
+        let (vault, name) = key_uri.rsplit_once("/keys/").expect("a key URI");
+        self.backdoor()
+            .create_key(
+                &format!("{vault}/"),
+                name.trim_end_matches('/'),
+                cmk_operator::api::KeyType::Rsa,
+                3072,
+            )
+            .await
+            .expect("a new key version");
+    }
+
     /// Re-enables a key version through the Key Vault data plane.
     pub async fn enable_key_version(&self, key_uri: &str, version: &str) {
         self.set_key_version_enabled(key_uri, version, true).await;

@@ -12,6 +12,7 @@ mod cmk;
 mod cosmos;
 mod faults;
 mod fidelity;
+mod key_lists_and_expiry;
 mod keyvault;
 mod python_sdks;
 mod recorded_answers;

@@ -294,4 +294,22 @@ fn every_ignored_field_says_why() {
     for i in compare::IGNORED {
         assert!(!i.reason.trim().is_empty(), "{} has no reason", i.path);
     }
+    for (path, _, reason) in compare::BY_ID {
+        assert!(!reason.trim().is_empty(), "{path} has no reason");
+    }
+}
+
+/// A key rotated under a rotation policy with `expiryTime` gets `exp`.
+#[tokio::test]
+async fn keyvault_key_rotation() {
+    let t = replay("keyvault_key_rotation.yaml").await;
+    assert_eq!(t.unmodelled.len(), 0);
+}
+
+/// Cosmos DB's region list and one region (2024): zones, residency and
+/// backup redundancies per region as recorded.
+#[tokio::test]
+async fn cosmosdb_locations() {
+    let t = replay("cosmosdb_locations.yaml").await;
+    assert_eq!(t.unmodelled.len(), 0);
 }

@@ -820,7 +820,8 @@ fn update(
                 // test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml,
                 // 2024). It used to outlive it, so a client trusting the
                 // operation met a 412 on its next write.
-                app.lro_duration_ms(),
+                // Tests may move the end (SimHandle::set_migration_offset).
+                app.lro_duration_ms() + app.migration_offset_ms(),
             )?
         }
         _ => None,

@@ -2,6 +2,8 @@
 //! firewall and permission checks, then the key operations.
 
 pub mod keys;
+mod paging;
+mod policy_expiry;
 
 use std::sync::Arc;
 
