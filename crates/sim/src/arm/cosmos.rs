@@ -518,10 +518,23 @@ fn create(
         a.pending_op = Some(op.clone());
     }
     // The create answer echoes the requested default identity, empty when the
-    // request named none; Azure fills it in by the end of the operation.
+    // request named none; Azure fills it in by the end of the operation. A
+    // restore's answer names the identity at once and its regions' endpoints
+    // empty (azure-cli test_cosmosdb_restore_using_create.yaml, 2024).
     let asked = props_default_identity(body);
+    let restore = create_mode.eq_ignore_ascii_case("Restore");
     lro_answer(app, links, state, &k, &op, |answer| {
-        answer["properties"]["defaultIdentity"] = json!(asked);
+        if restore {
+            for list in ["locations", "readLocations", "writeLocations"] {
+                if let Some(Value::Array(regions)) = answer["properties"].get_mut(list) {
+                    for r in regions {
+                        r["documentEndpoint"] = json!("");
+                    }
+                }
+            }
+        } else {
+            answer["properties"]["defaultIdentity"] = json!(asked);
+        }
     })
 }
 
@@ -606,6 +619,11 @@ fn restore_checks(
             "restoreTimestampInUtc '{ts_raw}' is not a valid UTC timestamp."
         ))
     })?;
+    // Answered in Azure's spelling: `…T02:25:26.000Z` asked reads back
+    // `…T02:25:26Z` (azure-cli test_cosmosdb_restore_using_create.yaml, 2024).
+    if let Some(Value::Object(rp)) = props.get_mut("restoreParameters") {
+        rp.insert("restoreTimestampInUtc".into(), json!(ts.to_string()));
+    }
     let ms = ts.as_millisecond();
     let (oldest, latest) = (src.oldest_ms(app), src.latest_ms());
     if ms < oldest || ms > latest {
@@ -645,11 +663,21 @@ fn restore_checks(
 }
 
 /// What a restored account reports beyond the request, as recorded
-/// (azure-cli test_cosmosdb_system_identity_restore.yaml, 2023): the source's
-/// continuous backup policy unless the request names one, and in
-/// `restoreParameters` the source's region and the defaults of what the
-/// request left out.
+/// (azure-cli test_cosmosdb_system_identity_restore.yaml, 2023;
+/// test_cosmosdb_restore_using_create.yaml, 2024): the source's continuous
+/// backup policy unless the request names one, in `restoreParameters` the
+/// source's region and the defaults of what the request left out, and the
+/// values a restored account reads where a created one reads others
+/// (`minimalTlsVersion` `Tls` beside its source's `Tls12` in the same 2024
+/// transcript, an empty `analyticalStorageConfiguration`, `capacity`).
 fn restored_as_recorded(props: &mut Map<String, Value>, source: &Account) {
+    props.entry("minimalTlsVersion").or_insert(json!("Tls"));
+    props
+        .entry("analyticalStorageConfiguration")
+        .or_insert(json!({}));
+    props
+        .entry("capacity")
+        .or_insert(json!({"totalThroughputLimit": -1}));
     if !props.contains_key("backupPolicy") {
         let tier = source.backup_tier().to_owned();
         props.insert(
