@@ -324,3 +324,12 @@ async fn cosmosdb_restore_using_create() {
     let t = replay("cosmosdb_restore_using_create.yaml").await;
     assert_eq!(t.unmodelled.len(), 6);
 }
+
+/// The oldest kept recording (2020, api-version 2020-06-01-preview): a
+/// create answered `Creating`, and two PATCHes answered with the account as
+/// it stood (old tags and properties), `Updating`.
+#[tokio::test]
+async fn cosmosdb_create_database_account() {
+    let t = replay("cosmosdb_create_database_account.yaml").await;
+    assert_eq!(t.unmodelled.len(), 1);
+}
