@@ -460,7 +460,7 @@ async fn account_lifecycle_create_update_delete() {
     assert!(acct.revoked.is_none());
     assert_eq!(
         acct.customer_managed_key_status.as_deref(),
-        Some("Access to the configured customer managed key confirmed.")
+        Some("Access to the configured customer managed key confirmed. ")
     );
     assert_eq!(sim.count("DatabaseAccounts_CreateOrUpdate"), 1);
     // The subscription-wide list (DatabaseAccounts_List) holds it too.

@@ -282,7 +282,10 @@ pub fn check_access(
     })
 }
 
-pub const STATUS_OK: &str = "Access to the configured customer managed key confirmed.";
+/// `customerManagedKeyStatus` of an account with key access, trailing space
+/// included (every answer of azure-cli test_cosmosdb_system_identity_restore.yaml,
+/// 2023; replayed).
+pub const STATUS_OK: &str = "Access to the configured customer managed key confirmed. ";
 
 /// The `customerManagedKeyStatus` text for a revoked account.
 pub fn revoked_status(substatus: u32) -> String {

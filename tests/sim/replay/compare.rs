@@ -70,6 +70,18 @@ pub const IGNORED: &[Ignored] = &[
         reason: "a principal minted per system-assigned identity",
     },
     Ignored {
+        path: "properties.principalId",
+        when_recorded: None,
+        treat: Treat::Bind,
+        reason: "a principal minted per user-assigned identity",
+    },
+    Ignored {
+        path: "properties.clientId",
+        when_recorded: None,
+        treat: Treat::Bind,
+        reason: "an application id minted per user-assigned identity",
+    },
+    Ignored {
         path: "key.kid",
         when_recorded: None,
         treat: Treat::Bind,
@@ -163,7 +175,7 @@ pub const IGNORED: &[Ignored] = &[
         path: "properties.locations[].provisioningState",
         when_recorded: Some("Succeeded"),
         treat: Treat::Shape,
-        reason: "recordings disagree on the regions in a PATCH answer: Updating in 2022 (five answers), Succeeded in 2024 (one); the simulator says Updating. Compared by shape wherever Azure recorded Succeeded",
+        reason: "recordings disagree on the regions in a PATCH answer: Updating in 2020 and 2022 (seven answers), Succeeded in 2023 and 2024 (three); the simulator says Updating (the count; see docs/simulator.md). Compared by shape wherever Azure recorded Succeeded",
     },
     Ignored {
         path: "properties.readLocations[].provisioningState",
@@ -208,10 +220,28 @@ pub const IGNORED: &[Ignored] = &[
         reason: "a GUID Azure mints per region; the simulator's accounts have one region entry and reuse the account's instance id (nothing reads it)",
     },
     Ignored {
-        path: "properties.vaultUri",
-        when_recorded: Some("https://cli-test-kv-key-000002.vault.azure.net"),
+        path: "properties.creationTime",
+        when_recorded: None,
         treat: Treat::Shape,
-        reason: "the create answer's URI lacks the trailing slash every later read has (2020); the simulator always has it",
+        reason: "time the source account was made",
+    },
+    Ignored {
+        path: "properties.oldestRestorableTime",
+        when_recorded: None,
+        treat: Treat::Shape,
+        reason: "as value[].properties.oldestRestorableTime",
+    },
+    Ignored {
+        path: "properties.restorableLocations[].creationTime",
+        when_recorded: None,
+        treat: Treat::Shape,
+        reason: "time the source's region was made",
+    },
+    Ignored {
+        path: "properties.restorableLocations[].regionalDatabaseAccountInstanceId",
+        when_recorded: None,
+        treat: Treat::Shape,
+        reason: "as value[].properties.restorableLocations[].regionalDatabaseAccountInstanceId",
     },
 ];
 

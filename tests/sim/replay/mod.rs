@@ -28,6 +28,14 @@ const UNMODELLED: &[(&str, &str)] = &[
         "Azure AD Graph (retired): the simulator models Entra's token endpoint only",
     ),
     (
+        "https://graph.microsoft.com/",
+        "Microsoft Graph (the signed-in user): the simulator models Entra's token endpoint only",
+    ),
+    (
+        "/restorableSqlResources",
+        "the databases restorable at a time: the simulator holds no databases",
+    ),
+    (
         "/resourcegroups/cli_test",
         "resource groups are not modelled (any name is accepted)",
     ),
@@ -46,12 +54,21 @@ fn rewrites(sim: &SimHandle) -> Vec<(String, String)> {
             "54826b22-38d6-4fb2-bad9-b7b93a3e9c5a".into(),
             sim.tenant_id().to_owned(),
         ),
+        // Tenant of the 2023 restore recording.
+        (
+            "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            sim.tenant_id().to_owned(),
+        ),
         // The signed-in users who ran the tests: the simulator's operator.
         (
             "3707fb2f-ac10-4591-a04f-8b0d786ea37d".into(),
             operator.clone(),
         ),
-        ("9ac02ab3-5061-4ec6-a3d8-2cdaa5f29efa".into(), operator),
+        (
+            "9ac02ab3-5061-4ec6-a3d8-2cdaa5f29efa".into(),
+            operator.clone(),
+        ),
+        ("e508ff30-2f46-4182-986f-e520b845da67".into(), operator),
         // Cosmos DB's first-party service principal in the recording's tenant.
         (
             "5f66a281-6495-4430-9104-f976b12c4962".into(),
@@ -332,4 +349,14 @@ async fn cosmosdb_restore_using_create() {
 async fn cosmosdb_create_database_account() {
     let t = replay("cosmosdb_create_database_account.yaml").await;
     assert_eq!(t.unmodelled.len(), 1);
+}
+
+/// A CMK account on a user-assigned identity, its system identity assigned
+/// and made the default, then `az cosmosdb restore` (2023) through the
+/// subscription-wide restorable list onto another user-assigned identity:
+/// only that identity listed, the source's key, tier and region.
+#[tokio::test]
+async fn cosmosdb_system_identity_restore() {
+    let t = replay("cosmosdb_system_identity_restore.yaml").await;
+    assert_eq!(t.unmodelled.len(), 9);
 }

@@ -169,6 +169,12 @@ pub fn handle(
                 // 2023); reads that follow say `Succeeded` here, where Azure
                 // took a few seconds (its vault is usable here at once).
                 answer["properties"]["provisioningState"] = json!("RegisteringDns");
+                // …and its URI lacks the trailing slash every later read has
+                // (the same two recordings).
+                if let Some(uri) = answer["properties"]["vaultUri"].as_str() {
+                    let trimmed = uri.trim_end_matches('/').to_owned();
+                    answer["properties"]["vaultUri"] = json!(trimmed);
+                }
             }
             Ok(json_resp(StatusCode::OK, answer))
         }
