@@ -337,6 +337,36 @@ async fn key_expires_on(env: &Env, at: Option<String>) {
         .expect("binding status patched");
 }
 
+/// Adds (or removes) a True `KeyExpiring` condition on the binding, as the
+/// rotation work does within the notify window; the operator keeps the
+/// conditions it does not set.
+async fn set_key_expiring(env: &Env, on: bool) {
+    let b = env.bindings().get(BINDING).await.expect("binding");
+    let mut conditions: Vec<Value> = b
+        .status
+        .map(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "KeyExpiring")
+        .map(|c| serde_json::to_value(c).expect("a condition"))
+        .collect();
+    if on {
+        conditions.push(json!({
+            "type": "KeyExpiring", "status": "True", "reason": "KeyExpiring",
+            "message": "the key version in use expires within the notify window",
+            "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }));
+    }
+    env.bindings()
+        .patch_status(
+            BINDING,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": conditions}})),
+        )
+        .await
+        .expect("binding conditions patched");
+}
+
 #[tokio::test]
 async fn chart_alerts_fire_on_what_the_operator_really_exports() {
     let mut env = Env::start("alerts").await;
@@ -386,6 +416,22 @@ async fn chart_alerts_fire_on_what_the_operator_really_exports() {
         &["--set", "prometheusRule.rules.keyExpiring.withinDays=5"],
         &none_of(&[KEY_EXPIRING]),
     );
+    // Within the binding's own notify window (its KeyExpiring condition,
+    // which the rotation work raises) the alert fires whatever withinDays says.
+    set_key_expiring(&env, true).await;
+    let notified = scrape_when(addr, "KeyExpiring in /metrics", |s| {
+        s.iter().any(|s| {
+            s.name == "cmk_operator_resource_condition" && s.labels["type"] == "KeyExpiring"
+        })
+    })
+    .await;
+    promtool_says(
+        "expiring-notify-window",
+        input_series(&notified),
+        &["--set", "prometheusRule.rules.keyExpiring.withinDays=5"],
+        &expected,
+    );
+    set_key_expiring(&env, false).await;
     key_expires_on(&env, None).await;
 
     // Revoked: the version in use disabled behind the operator's back.
