@@ -323,15 +323,25 @@ const ACCOUNT: &str = "orders";
 const VAULT: &str = "cmk-demo-policies";
 const KEY: &str = "cosmos-orders";
 
-/// Sets (or with `None` removes) `status.keyExpiresOn` of the binding, as the
-/// operator does once it reads the key's `exp` (the rotation work on
+/// Gives the key version in use an `exp` at `at` in the simulator (or
+/// none), and sets `status.keyExpiresOn` to the same time, as the operator
+/// does once it reads the key's `exp` (the rotation work on
 /// `KeyVaultBindingStatus`); the operator keeps what its status holds.
-async fn key_expires_on(env: &Env, at: Option<String>) {
+async fn key_expires_on(env: &Env, key_uri: &str, version: &str, at: Option<jiff::Timestamp>) {
+    let exp = at.map(|t| t.as_second());
+    env.update_key_version(key_uri, version, json!({ "exp": exp }))
+        .await;
+    let at = at.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    patch_binding_status(env, json!({ "keyExpiresOn": at })).await;
+}
+
+/// A merge patch of the binding's status (`null` removes a field).
+async fn patch_binding_status(env: &Env, status: Value) {
     env.bindings()
         .patch_status(
             BINDING,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"keyExpiresOn": at}})),
+            &Patch::Merge(json!({ "status": status })),
         )
         .await
         .expect("binding status patched");
@@ -357,14 +367,7 @@ async fn set_key_expiring(env: &Env, on: bool) {
             "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         }));
     }
-    env.bindings()
-        .patch_status(
-            BINDING,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": conditions}})),
-        )
-        .await
-        .expect("binding conditions patched");
+    patch_binding_status(env, json!({ "conditions": conditions })).await;
 }
 
 #[tokio::test]
@@ -390,11 +393,7 @@ async fn chart_alerts_fire_on_what_the_operator_really_exports() {
 
     // The key expires in 10 days: within the default 30-day window, not within 5 days.
     let in_ten_days = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(240);
-    key_expires_on(
-        &env,
-        Some(in_ten_days.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-    )
-    .await;
+    key_expires_on(&env, &key_uri, &version, Some(in_ten_days)).await;
     let expiring = scrape_when(addr, "the key's expiry in /metrics", |s| {
         s.iter()
             .any(|s| s.name == "cmk_operator_key_expiration_timestamp_seconds")
@@ -432,7 +431,7 @@ async fn chart_alerts_fire_on_what_the_operator_really_exports() {
         &expected,
     );
     set_key_expiring(&env, false).await;
-    key_expires_on(&env, None).await;
+    key_expires_on(&env, &key_uri, &version, None).await;
 
     // Revoked: the version in use disabled behind the operator's back.
     env.set_key_version_enabled(&key_uri, &version, false).await;

@@ -20,7 +20,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common;
 
@@ -490,6 +490,13 @@ impl Env {
     /// Enables or disables a key version as a person would, through Key Vault's
     /// data plane (the operator's adapter never disables a key's latest version).
     pub async fn set_key_version_enabled(&self, key_uri: &str, version: &str, enabled: bool) {
+        self.update_key_version(key_uri, version, json!({"enabled": enabled}))
+            .await;
+    }
+
+    /// Changes a key version's attributes (`enabled`, `exp`, ...) through Key
+    /// Vault's data plane, as a person would.
+    pub async fn update_key_version(&self, key_uri: &str, version: &str, attributes: Value) {
         let (_, _, operator) = self.sim.operator_credentials();
         let token = self
             .sim
@@ -500,8 +507,7 @@ impl Env {
         req.insert_header("authorization", format!("Bearer {token}"));
         req.insert_header("content-type", "application/json");
         req.set_body(
-            serde_json::to_vec(&serde_json::json!({"attributes": {"enabled": enabled}}))
-                .expect("json"),
+            serde_json::to_vec(&serde_json::json!({ "attributes": attributes })).expect("json"),
         );
         let resp = self
             .sim

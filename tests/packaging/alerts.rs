@@ -461,3 +461,26 @@ fn service_monitor_keeps_the_resources_namespace_label() {
         json!(false)
     );
 }
+
+#[test]
+fn helm_lint_strict_is_clean_with_alerts_and_dashboard() {
+    let chart = common::helm::chart_dir();
+    let out = common::helm::helm(&[
+        "lint",
+        "--strict",
+        chart.to_str().expect("utf-8"),
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "grafanaDashboard.enabled=true",
+        "--set",
+        "metrics.service.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ])
+    .unwrap_or_else(|e| panic!("helm lint --strict failed:\n{e}"));
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+    for bad in ["[WARNING]", "[ERROR]"] {
+        assert!(!out.contains(bad), "helm lint reported {bad}:\n{out}");
+    }
+}
