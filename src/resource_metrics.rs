@@ -2,8 +2,12 @@
 //! key's expiry and next rotation per binding, and when an account's earliest
 //! retired key version becomes safe to disable. Like the phase counts
 //! (`telemetry::CacheGauges`), they are computed at scrape time from the
-//! shared caches (cert-manager's scrape-time collector idea): a deleted
-//! object leaves its cache and so its series, with nothing to forget.
+//! shared caches, as cert-manager's `CertificateCollector` lists its
+//! certificates at each `Collect` (cert-manager/cert-manager,
+//! internal/collectors/certificate_collector.go @76ca203a): a deleted object
+//! leaves its cache and so its series, with nothing to forget. Unlike that
+//! collector, an unknown time exports no series rather than 0, which an
+//! "expires within" rule would read as long expired.
 //!
 //! Cardinality stays bounded: one condition series per resource and
 //! condition type (its status and reason are labels of that one series), and
