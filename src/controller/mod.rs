@@ -10,6 +10,7 @@ pub mod context;
 pub mod error;
 #[cfg(test)]
 mod fake_azure;
+mod figures;
 pub mod grant_gate;
 mod guard_facts;
 pub mod listed;
@@ -392,6 +393,17 @@ pub async fn run<A: WithCredential>(
                 cache_counts(&ctx, &ctx.bindings),
                 cache_counts(&ctx, &ctx.accounts),
             ]
+        })
+    }));
+    let figured = Arc::downgrade(&ctx);
+    ctx.metrics.figures_from(Box::new(move || {
+        figured.upgrade().map_or_else(Vec::new, |ctx| {
+            let bindings = ctx.bindings.state();
+            let accounts = ctx.accounts.state();
+            let bindings = bindings.iter().map(|b| figures::binding(b));
+            bindings
+                .chain(accounts.iter().map(|a| figures::account(a)))
+                .collect()
         })
     }));
     let synced = {

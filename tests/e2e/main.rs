@@ -5,6 +5,7 @@
 mod common;
 mod support;
 
+mod alerts;
 mod azure_answers;
 mod azure_permissions;
 mod boundaries;

@@ -164,6 +164,14 @@ pub struct KeyVaultBindingStatus {
     /// The key's current (latest enabled) version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_version: Option<String>,
+    /// When the key version in use expires (its `exp` attribute, RFC 3339 UTC);
+    /// absent when it has no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_expires_on: Option<String>,
+    /// When Key Vault's rotation policy next rotates the key (RFC 3339 UTC);
+    /// absent without a rotation policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_on: Option<String>,
     /// Whether the operator created the key (it never deletes keys either way).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub key_created_by_operator: bool,
