@@ -4,6 +4,7 @@
 pub mod account;
 mod act_account;
 pub mod binding;
+mod binding_rotation;
 mod cleanup_account;
 pub mod clock;
 pub mod context;
