@@ -94,7 +94,7 @@ fn kid(base: &str, name: &str, version: &str) -> String {
     format!("{base}keys/{name}/{version}")
 }
 
-fn bundle(vault: &Vault, base: &str, key: &Key, kv: &KeyVersion) -> Value {
+pub fn bundle(vault: &Vault, base: &str, key: &Key, kv: &KeyVersion) -> Value {
     let mut jwk = json!({
         "kid": kid(base, &key.name, &kv.version),
         "kty": kv.kty,
