@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod argocd_actions;
 mod argocd_health;
 mod chart;
 mod chart_on_node;
