@@ -126,6 +126,7 @@ async fn keys_latest_version_create_and_disable() {
         version: v2,
         enabled: true,
         key_type,
+        ..
     } = azure.get_key(&vault.vault_uri, "two").await.unwrap()
     else {
         panic!("present and enabled expected")
