@@ -122,16 +122,7 @@ async fn a_policy_changed_in_key_vault_is_restored_and_one_set_by_others_is_left
     })
     .await;
     // Someone shortens the schedule in Key Vault: the spec's comes back.
-    let key_uri = env
-        .bindings()
-        .get("orders-key")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .key_uri
-        .unwrap();
-    let vault = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
+    let vault = env.binding_vault_uri("orders-key").await;
     let drifted = cmk_operator::api::KeyRotation {
         rotate_after: Some("P30D".into()),
         ..Default::default()

@@ -12,6 +12,17 @@ use cosmosdb::models::DatabaseAccountCreateUpdateParameters;
 use serde_json::{Value, json};
 use sim_support::*;
 
+/// `POST {key}/rotate` as a person would.
+async fn rotate_now(
+    sim: &cmk_operator::sim::SimHandle,
+    cred: &std::sync::Arc<dyn azure_core::auth::TokenCredential>,
+    scope: &str,
+    key_uri: &str,
+) -> (u16, Value) {
+    let url = format!("{key_uri}/rotate?api-version=7.4");
+    send(sim, cred, scope, Method::Post, &url, None).await
+}
+
 fn account_on(key_uri: &str) -> DatabaseAccountCreateUpdateParameters {
     serde_json::from_value(json!({
         "location": "westus",
@@ -78,15 +89,7 @@ async fn a_policy_rotates_on_schedule_and_sets_the_expiry_of_new_versions() {
     assert!((27..=29).contains(&(exp - created)), "{exp} - {created}");
 
     // An on-demand rotation under the policy gets the expiry as well.
-    let (status, manual) = send(
-        &sim,
-        &cred,
-        &scope,
-        Method::Post,
-        &format!("{uri}/rotate?api-version=7.4"),
-        None,
-    )
-    .await;
+    let (status, manual) = rotate_now(&sim, &cred, &scope, &uri).await;
     assert_eq!(status, 200);
     let made = manual["attributes"]["created"].as_i64().unwrap();
     assert_eq!(
@@ -180,15 +183,7 @@ async fn an_expired_version_wraps_nothing_and_revokes_the_account_on_it() {
     );
 
     // A new version (no expiry) gives access back.
-    send(
-        &sim,
-        &cred,
-        &scope,
-        Method::Post,
-        &format!("{uri}/rotate?api-version=7.4"),
-        None,
-    )
-    .await;
+    rotate_now(&sim, &cred, &scope, &uri).await;
     let status = accounts
         .get(SUB, RG, "acct-exp")
         .await
