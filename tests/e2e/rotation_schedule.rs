@@ -205,6 +205,11 @@ async fn the_rotate_annotation_rotates_once_per_value() {
     assert_ne!(v2, v1);
     assert_eq!(accounts_follow(&env).await, v2);
     assert_eq!(env.calls("KeyVault_RotateKey"), 1);
+    assert_eq!(
+        env.calls("KeyVault_GetKeyRotationPolicy") + env.calls("KeyVault_UpdateKeyRotationPolicy"),
+        0,
+        "without spec.key.rotation the key's policy is neither read nor written"
+    );
     assert!(
         env.event_reasons("orders-key")
             .await
