@@ -23,6 +23,15 @@ async fn rotate_now(
     send(sim, cred, scope, Method::Post, &url, None).await
 }
 
+/// The account's `customerManagedKeyStatus`.
+async fn cmk_status(client: &cosmosdb::Client, name: &str) -> String {
+    let a = client.database_accounts_client().get(SUB, RG, name).await;
+    a.unwrap()
+        .properties
+        .and_then(|p| p.customer_managed_key_status)
+        .expect("a CMK account reports its key status")
+}
+
 fn account_on(key_uri: &str) -> DatabaseAccountCreateUpdateParameters {
     serde_json::from_value(json!({
         "location": "westus",
@@ -169,14 +178,7 @@ async fn an_expired_version_wraps_nothing_and_revokes_the_account_on_it() {
     .await;
     assert_eq!(status, 200, "{unwrapped}");
 
-    let status = accounts
-        .get(SUB, RG, "acct-exp")
-        .await
-        .unwrap()
-        .properties
-        .unwrap()
-        .customer_managed_key_status
-        .unwrap();
+    let status = cmk_status(&client, "acct-exp").await;
     assert!(
         status.contains("revoked") && status.contains("4002"),
         "{status}"
@@ -184,13 +186,6 @@ async fn an_expired_version_wraps_nothing_and_revokes_the_account_on_it() {
 
     // A new version (no expiry) gives access back.
     rotate_now(&sim, &cred, &scope, &uri).await;
-    let status = accounts
-        .get(SUB, RG, "acct-exp")
-        .await
-        .unwrap()
-        .properties
-        .unwrap()
-        .customer_managed_key_status
-        .unwrap();
+    let status = cmk_status(&client, "acct-exp").await;
     assert!(!status.contains("revoked"), "{status}");
 }
