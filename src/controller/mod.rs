@@ -4,6 +4,7 @@
 pub mod account;
 mod act_account;
 pub mod binding;
+mod binding_rotation;
 mod cleanup_account;
 pub mod clock;
 pub mod context;
@@ -534,10 +535,18 @@ mod tests {
             with(&[("team", "a")]), // not ours: dropped
             with(&[("team", "a"), ("cosmoscmk.io/confirm-owner", "u0")]),
             with(&[("team", "b"), ("cosmoscmk.io/confirm-owner", "u0")]), // dropped
+            // A new reconcile or rotate value wakes the controller; the same again does not.
+            with(&[(crate::api::RECONCILE_ANNOTATION, "1")]),
+            with(&[(crate::api::RECONCILE_ANNOTATION, "1")]), // dropped
+            with(&[(crate::api::RECONCILE_ANNOTATION, "2")]),
+            with(&[
+                (crate::api::RECONCILE_ANNOTATION, "2"),
+                (crate::api::ROTATE_ANNOTATION, "a"),
+            ]),
         ]);
         let (live, _) = reflector::store();
         let passed = only_spec_changes(events, live).count().await;
-        assert_eq!(passed, 2);
+        assert_eq!(passed, 5);
     }
 
     #[tokio::test]

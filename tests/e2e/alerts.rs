@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cmk_operator::sim::{FaultConfig, ThrottleFault};
 use cmk_operator::telemetry::Metrics;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use serde_json::{Value, json};
 
 use crate::common::helm::{docs, find, render, scratch_dir};
@@ -323,51 +323,21 @@ const ACCOUNT: &str = "orders";
 const VAULT: &str = "cmk-demo-policies";
 const KEY: &str = "cosmos-orders";
 
-/// Gives the key version in use an `exp` at `at` in the simulator (or
-/// none), and sets `status.keyExpiresOn` to the same time, as the operator
-/// does once it reads the key's `exp` (the rotation work on
-/// `KeyVaultBindingStatus`); the operator keeps what its status holds.
+/// Gives the key version in use an expiry (or none); the operator reads it
+/// at its next resync and reports it in the binding's status.
 async fn key_expires_on(env: &Env, key_uri: &str, version: &str, at: Option<jiff::Timestamp>) {
     let exp = at.map(|t| t.as_second());
     env.update_key_version(key_uri, version, json!({ "exp": exp }))
         .await;
-    let at = at.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-    patch_binding_status(env, json!({ "keyExpiresOn": at })).await;
 }
 
-/// A merge patch of the binding's status (`null` removes a field).
-async fn patch_binding_status(env: &Env, status: Value) {
-    env.bindings()
-        .patch_status(
-            BINDING,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .expect("binding status patched");
-}
-
-/// Adds (or removes) a True `KeyExpiring` condition on the binding, as the
-/// rotation work does within the notify window; the operator keeps the
-/// conditions it does not set.
-async fn set_key_expiring(env: &Env, on: bool) {
-    let b = env.bindings().get(BINDING).await.expect("binding");
-    let mut conditions: Vec<Value> = b
-        .status
-        .map(|s| s.conditions)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.type_ != "KeyExpiring")
-        .map(|c| serde_json::to_value(c).expect("a condition"))
-        .collect();
-    if on {
-        conditions.push(json!({
-            "type": "KeyExpiring", "status": "True", "reason": "KeyExpiring",
-            "message": "the key version in use expires within the notify window",
-            "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        }));
-    }
-    patch_binding_status(env, json!({ "conditions": conditions })).await;
+/// The binding's `KeyExpiring` condition has this status in a scrape.
+fn key_expiring_is(scrape: &[Sample], status: &str) -> bool {
+    scrape.iter().any(|s| {
+        s.name == "cmk_operator_resource_condition"
+            && s.labels["type"] == "KeyExpiring"
+            && s.labels["status"] == status
+    })
 }
 
 #[tokio::test]
@@ -391,12 +361,14 @@ async fn chart_alerts_fire_on_what_the_operator_really_exports() {
     .await;
     promtool_says("ready", input_series(&ready), &[], &none_of(&ALL));
 
-    // The key expires in 10 days: within the default 30-day window, not within 5 days.
-    let in_ten_days = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(240);
-    key_expires_on(&env, &key_uri, &version, Some(in_ten_days)).await;
-    let expiring = scrape_when(addr, "the key's expiry in /metrics", |s| {
+    // The key expires in 40 days: outside the binding's notify window (30
+    // days by default, so KeyExpiring is False), inside a 45-day alert window.
+    let days = |d: i64| jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * d);
+    key_expires_on(&env, &key_uri, &version, Some(days(40))).await;
+    let far = scrape_when(addr, "the key's expiry in /metrics", |s| {
         s.iter()
             .any(|s| s.name == "cmk_operator_key_expiration_timestamp_seconds")
+            && key_expiring_is(s, "False")
     })
     .await;
     let expiring_alert = labels(&[
@@ -408,30 +380,33 @@ async fn chart_alerts_fire_on_what_the_operator_really_exports() {
     ]);
     let mut expected = none_of(&[KEY_REVOKED, NOT_READY, NO_LEADER, DELETION_BLOCKED]);
     expected.insert(KEY_EXPIRING, vec![expiring_alert]);
-    promtool_says("expiring", input_series(&expiring), &[], &expected);
+    promtool_says("expiring-far", input_series(&far), &[], &none_of(&ALL));
     promtool_says(
-        "expiring-narrow-window",
-        input_series(&expiring),
-        &["--set", "prometheusRule.rules.keyExpiring.withinDays=5"],
-        &none_of(&[KEY_EXPIRING]),
+        "expiring-wide-window",
+        input_series(&far),
+        &["--set", "prometheusRule.rules.keyExpiring.withinDays=45"],
+        &expected,
     );
-    // Within the binding's own notify window (its KeyExpiring condition,
-    // which the rotation work raises) the alert fires whatever withinDays says.
-    set_key_expiring(&env, true).await;
+    // In 10 days: within the binding's notify window, so the operator raises
+    // KeyExpiring and the alert fires whatever withinDays says.
+    key_expires_on(&env, &key_uri, &version, Some(days(10))).await;
     let notified = scrape_when(addr, "KeyExpiring in /metrics", |s| {
-        s.iter().any(|s| {
-            s.name == "cmk_operator_resource_condition" && s.labels["type"] == "KeyExpiring"
-        })
+        key_expiring_is(s, "True")
     })
     .await;
+    promtool_says("expiring", input_series(&notified), &[], &expected);
     promtool_says(
         "expiring-notify-window",
         input_series(&notified),
         &["--set", "prometheusRule.rules.keyExpiring.withinDays=5"],
         &expected,
     );
-    set_key_expiring(&env, false).await;
     key_expires_on(&env, &key_uri, &version, None).await;
+    scrape_when(addr, "no expiry in /metrics", |s| {
+        !s.iter()
+            .any(|s| s.name == "cmk_operator_key_expiration_timestamp_seconds")
+    })
+    .await;
 
     // Revoked: the version in use disabled behind the operator's back.
     env.set_key_version_enabled(&key_uri, &version, false).await;

@@ -20,6 +20,7 @@ mod operability;
 mod ownership;
 mod preflight;
 mod replicas;
+mod rotation_schedule;
 mod sharing;
 mod spec_fields;
 mod tenancy;

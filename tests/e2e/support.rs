@@ -193,6 +193,19 @@ impl Env {
         name
     }
 
+    /// The vault URI (with its trailing `/`) of a binding's key, from its status.
+    pub async fn binding_vault_uri(&self, binding: &str) -> String {
+        let key_uri = self
+            .bindings()
+            .get(binding)
+            .await
+            .expect("binding exists")
+            .status
+            .and_then(|s| s.key_uri)
+            .expect("the binding reports its key URI");
+        format!("{}/", key_uri.rsplit_once("/keys/").expect("a key URI").0)
+    }
+
     pub fn accounts(&self) -> Api<CosmosAccountCMK> {
         Api::namespaced(self.client.clone(), &self.ns)
     }

@@ -5,6 +5,7 @@
 mod common;
 
 mod alerts;
+mod argocd_actions;
 mod argocd_health;
 mod chart;
 mod chart_on_node;

@@ -19,5 +19,6 @@ mod recorded_answers;
 mod replay;
 mod restorable;
 mod robustness;
+mod rotation_policy;
 mod standalone;
 mod subscriptions;

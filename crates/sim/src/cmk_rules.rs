@@ -264,6 +264,19 @@ pub fn check_access(
             )
         })?,
     };
+    if crate::keyvault::rotation::expired(version, super::state::now_ms()) {
+        // Cosmos DB wraps with the key; Key Vault refuses wrapKey on an
+        // expired version ("About keys", `exp`), which revokes the account.
+        return Err(cmk_err(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            Some(4002),
+            format!(
+                "The key '{}' version '{}' in Key Vault '{}' is expired.",
+                kref.key, version.version, vault.name
+            ),
+        ));
+    }
     if !version.enabled {
         return Err(cmk_err(
             StatusCode::FORBIDDEN,

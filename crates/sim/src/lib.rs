@@ -329,6 +329,12 @@ impl SimHandle {
         self.app
             .set_retention_day_ms(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     }
+    /// Shortens (or restores) a day of key rotation policies, so a test can
+    /// see a rotation schedule (`rotateAfter`, `expiryTime`) play out.
+    pub fn set_key_day(&self, d: Duration) {
+        self.app
+            .set_key_day_ms(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1));
+    }
     /// Mints a token for tests (e.g. expired: negative lifetime, or another audience).
     pub fn issue_token(&self, object_id: &str, audience: &str, lifetime_secs: i64) -> String {
         let now = jiff::Timestamp::now().as_second();

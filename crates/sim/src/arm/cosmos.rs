@@ -991,6 +991,8 @@ pub fn refresh_cmk(app: &App, state: &mut State, k: &str) {
     let Some(uri) = a.key_uri().map(str::to_owned) else {
         return;
     };
+    // Key Vault rotates on its schedule whether or not anyone reads the vault.
+    crate::keyvault::rotation::apply_all(state, now_ms(), app.key_day_ms());
     let faults = app.faults_snapshot();
     let result = bound_to_deleted_source(state, &a)
         .and_then(|()| cmk_rules::principal_for(app, state, &a.identity, a.default_identity()))
