@@ -566,6 +566,9 @@ async fn assert_runs(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_release_installs_from_an_oci_registry_upgrades_and_uninstalls_on_a_real_node() {
+    // The tools first (minutes on a fresh machine), while the other tests
+    // on the node may run.
+    tools();
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let built = built_image();
