@@ -14,3 +14,4 @@ mod cli_refuses;
 mod crds_in_sync;
 mod image;
 mod kustomize;
+mod release;
