@@ -20,6 +20,7 @@ pub mod crd_check;
 #[cfg(feature = "simulator")]
 pub mod embedded;
 pub mod leader;
+pub mod resource_metrics;
 pub mod telemetry;
 pub mod tenancy;
 pub mod tenancy_file;

@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::resource_metrics::{FigureSource, ResourceGauges};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
     kind: String,
@@ -114,11 +116,39 @@ pub struct KindCounts {
 /// Computes the per-object gauges on each scrape (the controllers set it).
 pub type CountSource = Box<dyn Fn() -> Vec<KindCounts> + Send + Sync>;
 
+/// A function the controllers hand over, called at each scrape.
+pub(crate) struct ScrapeSource<T>(Mutex<Option<Box<dyn Fn() -> T + Send + Sync>>>);
+
+impl<T> Default for ScrapeSource<T> {
+    fn default() -> Self {
+        ScrapeSource(Mutex::new(None))
+    }
+}
+
+impl<T> ScrapeSource<T> {
+    /// Replaces an earlier source.
+    pub(crate) fn set(&self, source: Box<dyn Fn() -> T + Send + Sync>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
+    }
+
+    /// What the source says now; None before one is set.
+    pub(crate) fn now(&self) -> Option<T> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|source| source())
+    }
+}
+
 /// The gauges computed at scrape time: an object deleted from the cluster
 /// leaves its cache, so it leaves these gauges with nothing to forget.
 #[derive(Default)]
 struct CacheGauges {
-    source: Mutex<Option<CountSource>>,
+    source: ScrapeSource<Vec<KindCounts>>,
 }
 
 impl std::fmt::Debug for CacheGauges {
@@ -129,13 +159,8 @@ impl std::fmt::Debug for CacheGauges {
 
 impl Collector for CacheGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counts = match &*self
-            .source
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            Some(source) => source(),
-            None => return Ok(()),
+        let Some(counts) = self.source.now() else {
+            return Ok(());
         };
         let resources = Family::<PhaseLabels, Gauge>::default();
         let failing = Family::<KindLabels, Gauge>::default();
@@ -182,6 +207,7 @@ pub struct Metrics {
     throttled: Counter,
     leader: Gauge,
     cache_gauges: Arc<CacheGauges>,
+    resource_gauges: Arc<ResourceGauges>,
     readiness: AtomicU8,
 }
 
@@ -198,6 +224,7 @@ impl Default for Metrics {
             throttled: Counter::default(),
             leader: Gauge::default(),
             cache_gauges: Arc::default(),
+            resource_gauges: Arc::default(),
             readiness: AtomicU8::new(Readiness::Starting as u8),
             registry: Registry::default(),
         };
@@ -253,6 +280,7 @@ impl Default for Metrics {
             metrics.leader.clone(),
         );
         registry.register_collector(Box::new(metrics.cache_gauges.clone()));
+        registry.register_collector(Box::new(metrics.resource_gauges.clone()));
         Metrics {
             registry,
             ..metrics
@@ -320,11 +348,13 @@ impl Metrics {
 
     /// Where the per-object gauges come from (replaces an earlier source).
     pub fn count_from(&self, source: CountSource) {
-        *self
-            .cache_gauges
-            .source
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
+        self.cache_gauges.source.set(source);
+    }
+
+    /// Where the per-resource gauges (conditions, key times) come from
+    /// (replaces an earlier source).
+    pub fn figures_from(&self, source: FigureSource) {
+        self.resource_gauges.set_source(source);
     }
 
     /// Whether this process reconciles now.

@@ -8,7 +8,7 @@ use super::errors::AzureError;
 use super::port::{
     AccountChange, AccountRef, AzurePort, DisableOutcome, NewAccount, RevokeOutcome,
 };
-use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
+use crate::api::{Grant, KeyRotation, KeyType, PendingOperation, PermissionModel};
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
 use crate::reconcile::destructive::RestorableAccount;
@@ -72,6 +72,33 @@ impl<A: AzurePort> AzurePort for Instrumented<A> {
             self.inner.create_key(vault_uri, name, key_type, size),
         )
         .await
+    }
+    async fn get_rotation_policy(
+        &self,
+        vault_uri: &str,
+        name: &str,
+    ) -> Result<KeyRotation, AzureError> {
+        self.observe(
+            "GetKeyRotationPolicy",
+            self.inner.get_rotation_policy(vault_uri, name),
+        )
+        .await
+    }
+    async fn set_rotation_policy(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        policy: &KeyRotation,
+    ) -> Result<KeyRotation, AzureError> {
+        self.observe(
+            "UpdateKeyRotationPolicy",
+            self.inner.set_rotation_policy(vault_uri, name, policy),
+        )
+        .await
+    }
+    async fn rotate_key(&self, vault_uri: &str, name: &str) -> Result<KeyFacts, AzureError> {
+        self.observe("RotateKey", self.inner.rotate_key(vault_uri, name))
+            .await
     }
     async fn disable_key_version(
         &self,

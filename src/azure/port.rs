@@ -8,7 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::errors::AzureError;
 use crate::api::{
-    BackupPolicy, Grant, KeyType, Location, PendingOperation, PermissionModel, RestoreSource,
+    BackupPolicy, Grant, KeyRotation, KeyType, Location, PendingOperation, PermissionModel,
+    RestoreSource,
 };
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
@@ -77,6 +78,29 @@ pub trait AzurePort: Send + Sync + 'static {
         name: &str,
         key_type: KeyType,
         size: i32,
+    ) -> impl Future<Output = Result<KeyFacts, AzureError>> + Send;
+
+    /// The key's rotation policy as Key Vault reports it (`GET /keys/{name}/rotationpolicy`).
+    fn get_rotation_policy(
+        &self,
+        vault_uri: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<KeyRotation, AzureError>> + Send;
+
+    /// Writes the key's rotation policy (`PUT /keys/{name}/rotationpolicy`);
+    /// returns it as Key Vault stored it.
+    fn set_rotation_policy(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        policy: &KeyRotation,
+    ) -> impl Future<Output = Result<KeyRotation, AzureError>> + Send;
+
+    /// Makes a new version of the key now (`POST /keys/{name}/rotate`).
+    fn rotate_key(
+        &self,
+        vault_uri: &str,
+        name: &str,
     ) -> impl Future<Output = Result<KeyFacts, AzureError>> + Send;
 
     /// Disables one version of a key that is not the key's latest version (checked

@@ -185,9 +185,7 @@ pub(super) fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Bind
             key_uri,
             model,
         },
-        _ if status.observed_generation != b.metadata.generation => BindingState::NotReady {
-            message: "its latest change has not been reconciled yet".to_owned(),
-        },
+        _ if status.observed_generation != b.metadata.generation => BindingState::Updating,
         _ => BindingState::NotReady {
             message: ready.map_or_else(|| "not reconciled yet".to_owned(), |c| c.message.clone()),
         },

@@ -10,11 +10,12 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
+use super::binding_rotation;
 use super::context::Context;
 use super::error::Error;
 use super::report;
 use super::tenancy_gate;
-use crate::api::KeyVaultBinding;
+use crate::api::{KeyVaultBinding, Phase};
 use crate::azure::AzurePort;
 use crate::azure::scoped::WithCredential;
 use crate::reconcile::binding::{
@@ -67,12 +68,14 @@ async fn reconcile_inner<A: WithCredential>(
             generation: obj.metadata.generation,
             status: &status,
             vault: vault.clone(),
-            key,
+            key: key.clone(),
             now: Time(Timestamp::now()),
         };
         let mut decision = binding::decide(&observed);
+        let mut key = key;
         if let (Some(action), Some(v)) = (&decision.action, &vault) {
             let created = act(&obj, &ctx, &*azure, action, &v.vault_uri).await?;
+            key = Some(created.clone());
             // Decide again with the key in hand, so the status says Ready at once.
             let first = decision.status.clone();
             decision = binding::decide(&BindingObserved {
@@ -81,6 +84,18 @@ async fn reconcile_inner<A: WithCredential>(
                 ..observed
             });
             decision.status.key_created_by_operator = true;
+        }
+        if let (Phase::Ready, Some(v), Some(k)) = (decision.status.phase, &vault, key) {
+            binding_rotation::key_lifecycle(
+                &api,
+                &obj,
+                &ctx,
+                &*azure,
+                &v.vault_uri,
+                k,
+                &mut decision.status,
+            )
+            .await?;
         }
         report_outcome(&api, &obj, &ctx, &decision.status).await?;
         Ok(Action::requeue(ctx.settings.resync))

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
+use crate::api::{Grant, KeyRotation, KeyType, PendingOperation, PermissionModel};
 use crate::azure::{
     AccountChange, AccountRef, AzureError, AzurePort, DisableOutcome, NewAccount, RevokeOutcome,
 };
@@ -66,6 +66,20 @@ impl AzurePort for FakeAzure {
         _: i32,
     ) -> Result<KeyFacts, AzureError> {
         self.unexpected("create_key")
+    }
+    async fn get_rotation_policy(&self, _: &str, _: &str) -> Result<KeyRotation, AzureError> {
+        self.unexpected("get_rotation_policy")
+    }
+    async fn set_rotation_policy(
+        &self,
+        _: &str,
+        _: &str,
+        _: &KeyRotation,
+    ) -> Result<KeyRotation, AzureError> {
+        self.unexpected("set_rotation_policy")
+    }
+    async fn rotate_key(&self, _: &str, _: &str) -> Result<KeyFacts, AzureError> {
+        self.unexpected("rotate_key")
     }
     async fn disable_key_version(&self, _: &str, _: &str) -> Result<DisableOutcome, AzureError> {
         self.unexpected("disable_key_version")

@@ -4,12 +4,14 @@
 pub mod account;
 mod act_account;
 pub mod binding;
+mod binding_rotation;
 mod cleanup_account;
 pub mod clock;
 pub mod context;
 pub mod error;
 #[cfg(test)]
 mod fake_azure;
+mod figures;
 pub mod grant_gate;
 mod guard_facts;
 pub mod listed;
@@ -394,6 +396,17 @@ pub async fn run<A: WithCredential>(
             ]
         })
     }));
+    let figured = Arc::downgrade(&ctx);
+    ctx.metrics.figures_from(Box::new(move || {
+        figured.upgrade().map_or_else(Vec::new, |ctx| {
+            let bindings = ctx.bindings.state();
+            let accounts = ctx.accounts.state();
+            let bindings = bindings.iter().map(|b| figures::binding(b));
+            bindings
+                .chain(accounts.iter().map(|a| figures::account(a)))
+                .collect()
+        })
+    }));
     let synced = {
         let (listed, metrics) = (ctx.listed.clone(), ctx.metrics.clone());
         let stop = shutdown.clone();
@@ -522,10 +535,18 @@ mod tests {
             with(&[("team", "a")]), // not ours: dropped
             with(&[("team", "a"), ("cosmoscmk.io/confirm-owner", "u0")]),
             with(&[("team", "b"), ("cosmoscmk.io/confirm-owner", "u0")]), // dropped
+            // A new reconcile or rotate value wakes the controller; the same again does not.
+            with(&[(crate::api::RECONCILE_ANNOTATION, "1")]),
+            with(&[(crate::api::RECONCILE_ANNOTATION, "1")]), // dropped
+            with(&[(crate::api::RECONCILE_ANNOTATION, "2")]),
+            with(&[
+                (crate::api::RECONCILE_ANNOTATION, "2"),
+                (crate::api::ROTATE_ANNOTATION, "a"),
+            ]),
         ]);
         let (live, _) = reflector::store();
         let passed = only_spec_changes(events, live).count().await;
-        assert_eq!(passed, 2);
+        assert_eq!(passed, 5);
     }
 
     #[tokio::test]

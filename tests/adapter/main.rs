@@ -13,3 +13,4 @@ mod credentials;
 mod errors;
 mod lro;
 mod ops;
+mod rotation;

@@ -126,6 +126,7 @@ async fn keys_latest_version_create_and_disable() {
         version: v2,
         enabled: true,
         key_type,
+        ..
     } = azure.get_key(&vault.vault_uri, "two").await.unwrap()
     else {
         panic!("present and enabled expected")
@@ -179,14 +180,21 @@ async fn keys_latest_version_create_and_disable() {
     // recorded) without falling back to the version list.
     set_key_version_enabled(&sim, &uri, &v3, false).await;
     let listed = sim.count("KeyVault_GetKeyVersions");
+    let KeyFacts::Present {
+        version,
+        enabled,
+        key_type,
+        created,
+        ..
+    } = azure.get_key(&vault.vault_uri, "two").await.unwrap()
+    else {
+        panic!("the key is there")
+    };
     assert_eq!(
-        azure.get_key(&vault.vault_uri, "two").await.unwrap(),
-        KeyFacts::Present {
-            version: v3.clone(),
-            enabled: false,
-            key_type: "RSA".into()
-        }
+        (version, enabled, key_type.as_str()),
+        (v3.clone(), false, "RSA")
     );
+    assert!(created.is_some(), "Key Vault's attributes.created is read");
     assert_eq!(sim.count("KeyVault_GetKeyVersions"), listed);
     assert_eq!(sim.count_status("KeyVault_UpdateKey", 200), 2);
     // A key URI on another host never receives the Key Vault token.
@@ -460,7 +468,7 @@ async fn account_lifecycle_create_update_delete() {
     assert!(acct.revoked.is_none());
     assert_eq!(
         acct.customer_managed_key_status.as_deref(),
-        Some("Access to the configured customer managed key confirmed.")
+        Some("Access to the configured customer managed key confirmed. ")
     );
     assert_eq!(sim.count("DatabaseAccounts_CreateOrUpdate"), 1);
     // The subscription-wide list (DatabaseAccounts_List) holds it too.

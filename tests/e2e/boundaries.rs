@@ -54,20 +54,6 @@ async fn ready_orders_disabling_previous_versions(env: &Env) -> (String, String)
     (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap())
 }
 
-/// A new version of the key, made as a person would (Key Vault rotation).
-async fn new_key_version(env: &Env, key_uri: &str) {
-    let vault_uri = format!("{}/", key_uri.rsplit_once("/keys/").unwrap().0);
-    env.backdoor()
-        .create_key(
-            &vault_uri,
-            "cosmos-orders",
-            cmk_operator::api::KeyType::Rsa,
-            3072,
-        )
-        .await
-        .unwrap();
-}
-
 /// Waits until `orders` moved off `v1` and keeps it as retained.
 async fn retired(env: &Env, v1: &str) -> cmk_operator::api::CosmosAccountCMK {
     env.wait(&env.accounts(), "orders", "v1 retired", |a| {
@@ -443,7 +429,7 @@ async fn a_version_is_kept_for_the_longest_backup_window_azure_shows_on_its_key(
     };
     env.create_foreign_account_in(SUB, "cmk-demo-longkeep", &key_uri, Default::default(), long)
         .await;
-    new_key_version(&env, &key_uri).await;
+    env.new_key_version(&key_uri).await;
     retired(&env, &v1).await;
 
     // Past the spec's 8 h and the 24 h grace: kept for Azure's 720 h.
@@ -522,7 +508,7 @@ async fn a_grant_a_resource_of_the_cluster_still_needs_is_kept() {
 async fn a_status_patch_cannot_hurry_a_version_past_its_grace_period() {
     let env = Env::start("status-retired").await;
     let (key_uri, v1) = ready_orders_disabling_previous_versions(&env).await;
-    new_key_version(&env, &key_uri).await;
+    env.new_key_version(&key_uri).await;
     let rotated = retired(&env, &v1).await;
 
     // "Retired ten days ago, safe since nine": a status edit.

@@ -90,6 +90,16 @@ async fn a_new_key_in_the_binding_moves_the_account_to_it() {
             .await
             .contains(&"SettingKeyUri".to_owned())
     );
+    // An ordinary key change is progress: while the binding catches up with
+    // its spec the account says so, but never with a Warning.
+    let warnings: Vec<String> = env
+        .events_about("orders")
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| format!("{:?}: {:?}", e.reason, e.note))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(
         env.calls("DatabaseAccounts_CreateOrUpdate"),
         1,

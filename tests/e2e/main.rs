@@ -5,6 +5,8 @@
 mod common;
 mod support;
 
+mod alerts;
+mod azure_answers;
 mod azure_permissions;
 mod boundaries;
 mod clouds;
@@ -18,6 +20,7 @@ mod operability;
 mod ownership;
 mod preflight;
 mod replicas;
+mod rotation_schedule;
 mod sharing;
 mod spec_fields;
 mod tenancy;

@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use cmk_operator::api::{CosmosAccountCMK, KeyVaultBinding};
 use cmk_operator::azure::cloud::Cloud;
+use cmk_operator::azure::instrumented::Instrumented;
 use cmk_operator::azure::rate_limit::RateLimiter;
 use cmk_operator::azure::sdk::{AzureSettings, CredentialSource, SdkAzure};
 use cmk_operator::controller::{self, Settings};
 use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::{SimConfig, SimHandle};
+use cmk_operator::telemetry::Metrics;
 use cmk_operator::tenancy::{NamespaceAllowance, TenancyPolicy};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common;
 
@@ -36,6 +38,9 @@ pub struct Env {
     pub settings: Settings,
     /// The client the operator runs with (the admin's unless a test narrows it).
     pub operator_client: kube::Client,
+    /// What the running operator exports on `/metrics` (new at each start,
+    /// as a new process's are).
+    pub metrics: Arc<Metrics>,
     operator: Option<Operator>,
 }
 
@@ -87,6 +92,7 @@ impl Env {
             sim,
             cloud,
             settings,
+            metrics: Arc::default(),
             operator: None,
         };
         env.start_operator();
@@ -112,12 +118,14 @@ impl Env {
     /// Starts (or restarts) the operator.
     pub fn start_operator(&mut self) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let metrics = Arc::new(cmk_operator::telemetry::Metrics::default());
+        // As `run` without leader election: Azure calls counted, leading.
+        self.metrics = Arc::default();
+        self.metrics.set_leader(true);
         let fut = controller::run(
             self.operator_client.clone(),
-            self.azure(),
+            Instrumented::new(self.azure(), self.metrics.clone()),
             self.settings.clone(),
-            metrics,
+            self.metrics.clone(),
             async move {
                 let _ = stopped.await;
             },
@@ -183,6 +191,19 @@ impl Env {
             other => panic!("unexpected kind {other:?}"),
         }
         name
+    }
+
+    /// The vault URI (with its trailing `/`) of a binding's key, from its status.
+    pub async fn binding_vault_uri(&self, binding: &str) -> String {
+        let key_uri = self
+            .bindings()
+            .get(binding)
+            .await
+            .expect("binding exists")
+            .status
+            .and_then(|s| s.key_uri)
+            .expect("the binding reports its key URI");
+        format!("{}/", key_uri.rsplit_once("/keys/").expect("a key URI").0)
     }
 
     pub fn accounts(&self) -> Api<CosmosAccountCMK> {
@@ -458,6 +479,22 @@ impl Env {
         }
     }
 
+    /// A new version of the key `key_uri` names (`…/keys/{name}`), made as a
+    /// person would (Key Vault rotation), through the operator's adapter.
+    pub async fn new_key_version(&self, key_uri: &str) {
+        use cmk_operator::azure::AzurePort;
+        let (vault, name) = key_uri.rsplit_once("/keys/").expect("a key URI");
+        self.backdoor()
+            .create_key(
+                &format!("{vault}/"),
+                name.trim_end_matches('/'),
+                cmk_operator::api::KeyType::Rsa,
+                3072,
+            )
+            .await
+            .expect("a new key version");
+    }
+
     /// Re-enables a key version through the Key Vault data plane.
     pub async fn enable_key_version(&self, key_uri: &str, version: &str) {
         self.set_key_version_enabled(key_uri, version, true).await;
@@ -466,6 +503,13 @@ impl Env {
     /// Enables or disables a key version as a person would, through Key Vault's
     /// data plane (the operator's adapter never disables a key's latest version).
     pub async fn set_key_version_enabled(&self, key_uri: &str, version: &str, enabled: bool) {
+        self.update_key_version(key_uri, version, json!({"enabled": enabled}))
+            .await;
+    }
+
+    /// Changes a key version's attributes (`enabled`, `exp`, ...) through Key
+    /// Vault's data plane, as a person would.
+    pub async fn update_key_version(&self, key_uri: &str, version: &str, attributes: Value) {
         let (_, _, operator) = self.sim.operator_credentials();
         let token = self
             .sim
@@ -476,8 +520,7 @@ impl Env {
         req.insert_header("authorization", format!("Bearer {token}"));
         req.insert_header("content-type", "application/json");
         req.set_body(
-            serde_json::to_vec(&serde_json::json!({"attributes": {"enabled": enabled}}))
-                .expect("json"),
+            serde_json::to_vec(&serde_json::json!({ "attributes": attributes })).expect("json"),
         );
         let resp = self
             .sim

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 const KINDS: [&str; 2] = ["KeyVaultBinding", "CosmosAccountCMK"];
 
-fn argocd_dir() -> PathBuf {
+pub fn argocd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/argocd")
 }
 
@@ -51,7 +51,7 @@ fn health_tests() -> Vec<HealthTest> {
 }
 
 /// The `data` of the argocd-cm patch.
-fn argocd_cm_data() -> serde_json::Map<String, Value> {
+pub fn argocd_cm_data() -> serde_json::Map<String, Value> {
     let text = std::fs::read_to_string(argocd_dir().join("argocd-cm.yaml"))
         .expect("deploy/argocd/argocd-cm.yaml exists");
     let cm: Value = serde_saphyr::from_str(&text).expect("argocd-cm.yaml is YAML");
@@ -168,7 +168,11 @@ io.write(tostring(hs.status), "\0", tostring(hs.message))
 fn argocd_cm_embeds_health_lua_for_both_kinds() {
     let lua = std::fs::read_to_string(argocd_dir().join("health.lua")).expect("health.lua");
     let data = argocd_cm_data();
-    let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
+    let keys: BTreeSet<&str> = data
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("resource.customizations.health."))
+        .collect();
     let want: Vec<String> = KINDS.iter().map(|k| health_key(k)).collect();
     let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
     assert_eq!(
@@ -240,7 +244,7 @@ fn every_sample_is_tested_and_every_phase_is_covered() {
     }
 }
 
-fn load(input_path: &str) -> Value {
+pub fn load(input_path: &str) -> Value {
     let text = std::fs::read_to_string(argocd_dir().join(input_path))
         .unwrap_or_else(|e| panic!("{input_path}: {e}"));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{input_path}: {e}"))
@@ -317,6 +321,14 @@ impl EngineResult {
 /// the Go module proxy, the go1.27 toolchain fetched when older) and runs it
 /// over deploy/argocd.
 fn argo_engine() -> Vec<EngineLine> {
+    engine_output(&[])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// What argocd-health prints for deploy/argocd with `args` after it.
+pub fn engine_output(args: &[&str]) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let build = Command::new(root.join("tests/argocd/build"))
         .stderr(Stdio::inherit())
@@ -331,6 +343,7 @@ fn argo_engine() -> Vec<EngineLine> {
     let bin = stdout.lines().last().expect("the binary's path").trim();
     let out = Command::new(bin)
         .arg(argocd_dir())
+        .args(args)
         .output()
         .expect("argocd-health runs");
     assert!(
@@ -338,11 +351,7 @@ fn argo_engine() -> Vec<EngineLine> {
         "argocd-health failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
+    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 /// Argo CD's own code: the script as its settings manager reads it from

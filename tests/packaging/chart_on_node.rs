@@ -47,7 +47,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, ObjectMeta, Patch, Pat
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
-const NODE_IP: &str = "10.213.0.2";
+pub(crate) const NODE_IP: &str = "10.213.0.2";
 /// Where the chart projects the federated token (AZURE_FEDERATED_TOKEN_FILE),
 /// as Azure workload identity's webhook does.
 const TOKEN_FILE: &str = "/var/run/secrets/azure/tokens/azure-identity-token";
@@ -60,28 +60,28 @@ const CRDS: [&str; 2] = [
     "cosmosaccountcmks.cosmoscmk.io",
 ];
 /// Where the examples are applied (the tenancy policy allows it).
-const EXAMPLES_NS: &str = "cmk-examples";
+pub(crate) const EXAMPLES_NS: &str = "cmk-examples";
 /// The Helm release and its namespace.
-const RELEASE: &str = "cmk";
-const HELM_NS: &str = "cmk-chart";
+pub(crate) const RELEASE: &str = "cmk";
+pub(crate) const HELM_NS: &str = "cmk-chart";
 /// What the kustomize base installs into.
 const KUSTOMIZE_NS: &str = "cmk-system";
 
 /// The two halves use the same cluster-wide names; one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn root() -> &'static Path {
     common::repo_root()
 }
 
 /// `tests/cluster/up`, once per test binary: its kubeconfig.
-fn kubeconfig() -> &'static PathBuf {
+pub(crate) fn kubeconfig() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| common::script_output_path("tests/cluster/up"))
 }
 
 /// The node's network namespace (`tests/cluster/lib.sh` names it).
-fn netns() -> &'static str {
+pub(crate) fn netns() -> &'static str {
     static NS: OnceLock<String> = OnceLock::new();
     NS.get_or_init(|| {
         let out = Command::new("bash")
@@ -95,7 +95,7 @@ fn netns() -> &'static str {
     })
 }
 
-async fn client() -> kube::Client {
+pub(crate) async fn client() -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(kubeconfig()).expect("kubeconfig readable");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -104,7 +104,7 @@ async fn client() -> kube::Client {
 }
 
 /// Runs `cmd`, panicking with its output unless it succeeds; its stdout.
-fn run(what: &str, cmd: &mut Command) -> String {
+pub(crate) fn run(what: &str, cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what} cannot run: {e}"));
@@ -118,7 +118,7 @@ fn run(what: &str, cmd: &mut Command) -> String {
 }
 
 /// The cluster's kubectl.
-fn kubectl(args: &[&str]) -> String {
+pub(crate) fn kubectl(args: &[&str]) -> String {
     run(
         &format!("kubectl {args:?}"),
         Command::new(root().join("target/cluster/bin/kubectl"))
@@ -129,18 +129,26 @@ fn kubectl(args: &[&str]) -> String {
 }
 
 /// helm (tests/helm/build) against the test cluster.
-fn helm(args: &[&str]) -> String {
+pub(crate) fn helm(args: &[&str]) -> String {
     let kubeconfig = kubeconfig().to_str().expect("utf-8 path");
     let mut all = vec!["--kubeconfig", kubeconfig];
     all.extend_from_slice(args);
     common::helm::helm(&all).unwrap_or_else(|e| panic!("helm {args:?} failed:\n{e}"))
 }
 
-/// The operator's image: built by `deploy/image/build` (the release binary
-/// and the Debian base; nothing pulled) and imported into the node's
-/// containerd, once per test binary. Its repository and tag.
-fn image() -> &'static (String, String) {
-    static IMAGE: OnceLock<(String, String)> = OnceLock::new();
+/// What `deploy/image/build` made: the OCI archive, the OCI layout beside it,
+/// and the image's repository and tag.
+pub(crate) struct BuiltImage {
+    pub(crate) archive: PathBuf,
+    pub(crate) layout: PathBuf,
+    pub(crate) repository: String,
+    pub(crate) tag: String,
+}
+
+/// The operator's image, built by `deploy/image/build` (the release binary
+/// and the Debian base; nothing pulled), once per test binary.
+pub(crate) fn built_image() -> &'static BuiltImage {
+    static IMAGE: OnceLock<BuiltImage> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let started = Instant::now();
         let mut build = crate::image::image_build_command();
@@ -149,33 +157,90 @@ fn image() -> &'static (String, String) {
             "deploy/image/build ({:.0} s):\n{stdout}",
             started.elapsed().as_secs_f64()
         );
-        let archive = stdout.lines().last().expect("the archive path").trim();
-        let name = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("image:"))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no image: line in deploy/image/build's output:\n{stdout}"));
+        let line = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_else(|| {
+                    panic!("no {key} line in deploy/image/build's output:\n{stdout}")
+                })
+                .to_owned()
+        };
+        let name = line("image:");
         let (repository, tag) = name.rsplit_once(':').expect("image name has a tag");
+        BuiltImage {
+            archive: PathBuf::from(stdout.lines().last().expect("the archive path").trim()),
+            layout: PathBuf::from(line("layout:")),
+            repository: repository.to_owned(),
+            tag: tag.to_owned(),
+        }
+    })
+}
+
+/// The operator's image imported into the node's containerd, once per test
+/// binary. Its repository and tag.
+fn image() -> &'static (String, String) {
+    static IMAGE: OnceLock<(String, String)> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let built = built_image();
         kubeconfig(); // the cluster is up before importing
         run(
             "tests/cluster/import",
-            Command::new(root().join("tests/cluster/import")).arg(archive),
+            Command::new(root().join("tests/cluster/import")).arg(&built.archive),
         );
-        (repository.to_owned(), tag.to_owned())
+        (built.repository.clone(), built.tag.clone())
     })
+}
+
+/// A reverse nsproxy: `NODE_IP:port` in the node's namespace (where Pods
+/// and containerd connect) to `127.0.0.1:port` on the host.
+pub(crate) fn reverse_proxy(port: u16) -> Child {
+    Command::new(root().join("target/cluster/bin/nsproxy"))
+        .args(["-listen", &format!("{NODE_IP}:{port}")])
+        .args(["-listen-netns", &format!("/run/netns/{}", netns())])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nsproxy starts")
+}
+
+/// Waits until `https://name:port/path` answers from inside the node's
+/// namespace, connected as a Pod's connection arrives (`NODE_IP:port`, the
+/// reverse nsproxy), the server's certificate verified against `ca` for `name`.
+pub(crate) async fn answers_in_node(ca: &Path, name: &str, port: u16, path: &str) {
+    common::eventually(
+        Duration::from_secs(30),
+        &format!("https://{name}:{port}{path} answering through the reverse nsproxy"),
+        || {
+            let ok = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", netns()))
+                .args(["curl", "-fsS", "--max-time", "2", "--cacert"])
+                .arg(ca)
+                .arg("--connect-to")
+                .arg(format!("{name}:{port}:{NODE_IP}:{port}"))
+                .arg(format!("https://{name}:{port}{path}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            std::future::ready(ok.then_some(()))
+        },
+    )
+    .await;
 }
 
 /// The Azure simulator on the host's loopback, seeded with the world
 /// deploy/examples expects (as `run --azure simulator` embeds it), and a
 /// reverse nsproxy that lets the Pods reach it at `NODE_IP:port`.
-struct Azure {
+pub(crate) struct Azure {
     sim: SimHandle,
     proxy: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Azure {
-    async fn start() -> Azure {
+    pub(crate) async fn start() -> Azure {
         let sim = cmk_operator::embedded::start(SimConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             lro_duration: Duration::from_secs(1),
@@ -184,14 +249,7 @@ impl Azure {
         .await
         .expect("simulator starts");
         let port = sim.addr().port();
-        let ns_path = format!("/run/netns/{}", netns());
-        let proxy = Command::new(root().join("target/cluster/bin/nsproxy"))
-            .args(["-listen", &format!("{NODE_IP}:{port}")])
-            .args(["-listen-netns", &ns_path])
-            .args(["-connect", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("nsproxy starts");
+        let proxy = reverse_proxy(port);
         let azure = Azure {
             sim,
             proxy,
@@ -202,40 +260,22 @@ impl Azure {
         let ca = root().join(format!("target/chart-on-node/sim-ca-{port}.pem"));
         std::fs::create_dir_all(ca.parent().expect("dir")).expect("scratch dir");
         std::fs::write(&ca, azure.sim.ca_pem()).expect("CA written");
-        common::eventually(
-            Duration::from_secs(20),
-            "the simulator answering through the reverse nsproxy",
-            || {
-                let ok = Command::new("nsenter")
-                    .arg(format!("--net={ns_path}"))
-                    .args(["curl", "-fsS", "--max-time", "2", "--cacert"])
-                    .arg(&ca)
-                    .arg("--connect-to")
-                    .arg(format!("127.0.0.1:{port}:{NODE_IP}:{port}"))
-                    .arg(format!("https://127.0.0.1:{port}/_admin/health"))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                std::future::ready(ok.then_some(()))
-            },
-        )
-        .await;
+        answers_in_node(&ca, "127.0.0.1", port, "/_admin/health").await;
         azure
     }
 
-    fn ca_pem(&self) -> &str {
+    pub(crate) fn ca_pem(&self) -> &str {
         self.sim.ca_pem()
     }
 
-    fn tenant(&self) -> &str {
+    pub(crate) fn tenant(&self) -> &str {
         self.sim.tenant_id()
     }
 
     /// The operator's service principal federated with `namespace/account`'s
     /// tokens (as workload identity is set up in Azure); its client id. The
     /// image has no simulator secret: it signs in as in production.
-    fn federate_operator(&self, namespace: &str, account: &str) -> String {
+    pub(crate) fn federate_operator(&self, namespace: &str, account: &str) -> String {
         let (client_id, secret, object_id) = self.sim.operator_credentials();
         self.sim
             .seed(&Seed {
@@ -258,7 +298,7 @@ impl Azure {
     }
 
     /// The Cosmos DB first party's object id in the simulator's tenant.
-    fn first_party(&self) -> String {
+    pub(crate) fn first_party(&self) -> String {
         self.sim.config().cosmos_first_party_object_id.clone()
     }
 }
@@ -295,7 +335,7 @@ fn kill_container(id: &str) {
 }
 
 /// A scratch directory of this test under target/.
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = root().join("target/chart-on-node").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -303,7 +343,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// The tenancy policy: the examples' namespace, on the examples' subscription.
-fn tenancy() -> serde_json::Value {
+pub(crate) fn tenancy() -> serde_json::Value {
     json!({"namespaces": [{
         "namespace": EXAMPLES_NS,
         "operatorIdentity": true,
@@ -312,7 +352,7 @@ fn tenancy() -> serde_json::Value {
 }
 
 /// Deletes a namespace (if there) and waits until it is gone.
-async fn delete_namespace(client: &kube::Client, ns: &str) {
+pub(crate) async fn delete_namespace(client: &kube::Client, ns: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let _ = api.delete(ns, &DeleteParams::default()).await;
     common::eventually(
@@ -323,7 +363,7 @@ async fn delete_namespace(client: &kube::Client, ns: &str) {
     .await;
 }
 
-async fn create_namespace(client: &kube::Client, ns: &str) {
+pub(crate) async fn create_namespace(client: &kube::Client, ns: &str) {
     Api::<Namespace>::all(client.clone())
         .create(
             &Default::default(),
@@ -378,7 +418,7 @@ where
 /// A clean cluster: what an earlier (failed) run of either half left is
 /// removed, resources first (their finalizers dropped), then namespaces,
 /// cluster-wide RBAC and the CRDs.
-async fn reset(client: &kube::Client) {
+pub(crate) async fn reset(client: &kube::Client) {
     let _ = common::helm::helm(&[
         "--kubeconfig",
         kubeconfig().to_str().expect("utf-8"),
@@ -405,7 +445,7 @@ async fn reset(client: &kube::Client) {
     delete_crds(client).await;
 }
 
-async fn delete_crds(client: &kube::Client) {
+pub(crate) async fn delete_crds(client: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in CRDS {
         let _ = crds.delete(crd, &DeleteParams::default()).await;
@@ -423,7 +463,12 @@ async fn delete_crds(client: &kube::Client) {
 
 /// Waits until the Deployment has rolled out `generation`: every replica
 /// updated, ready and available.
-async fn rolled_out(client: &kube::Client, ns: &str, name: &str, replicas: i32) -> Deployment {
+pub(crate) async fn rolled_out(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> Deployment {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let started = Instant::now();
     let d = common::eventually(
@@ -458,7 +503,12 @@ fn is_ready(pod: &Pod) -> bool {
 
 /// The Deployment's Pods (not being deleted), `count` of them, each Running
 /// and Ready, its readiness coming from the HTTP probe on /readyz.
-async fn ready_pods(client: &kube::Client, ns: &str, selector: &str, count: usize) -> Vec<Pod> {
+pub(crate) async fn ready_pods(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    count: usize,
+) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pods = common::eventually(
         Duration::from_secs(180),
@@ -518,7 +568,7 @@ fn names(pods: &[Pod]) -> BTreeSet<String> {
 
 /// The Lease's holder, once it is one of `candidates`; and exactly one of
 /// them says in its log that it became leader (the others stand by).
-async fn leader(client: &kube::Client, ns: &str, lease: &str, pods: &[Pod]) -> String {
+pub(crate) async fn leader(client: &kube::Client, ns: &str, lease: &str, pods: &[Pod]) -> String {
     let candidates = names(pods);
     let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
     let holder = common::eventually(
@@ -558,7 +608,12 @@ fn phase(value: &serde_json::Value) -> String {
 
 /// Waits until every KeyVaultBinding and CosmosAccountCMK in `ns` is Ready,
 /// `bindings` and `accounts` of them.
-async fn examples_ready(client: &kube::Client, ns: &str, bindings: usize, accounts: usize) {
+pub(crate) async fn examples_ready(
+    client: &kube::Client,
+    ns: &str,
+    bindings: usize,
+    accounts: usize,
+) {
     let kvb: Api<KeyVaultBinding> = Api::namespaced(client.clone(), ns);
     let acc: Api<CosmosAccountCMK> = Api::namespaced(client.clone(), ns);
     let started = Instant::now();
@@ -615,7 +670,7 @@ async fn examples_ready(client: &kube::Client, ns: &str, bindings: usize, accoun
 
 /// Deletes every example resource in `ns` and waits until the operator has
 /// released them (its finalizers gone, the objects with them).
-async fn delete_examples(client: &kube::Client, ns: &str) {
+pub(crate) async fn delete_examples(client: &kube::Client, ns: &str) {
     let kvb: Api<KeyVaultBinding> = Api::namespaced(client.clone(), ns);
     let acc: Api<CosmosAccountCMK> = Api::namespaced(client.clone(), ns);
     acc.delete_collection(&DeleteParams::default(), &ListParams::default())
@@ -638,7 +693,7 @@ async fn delete_examples(client: &kube::Client, ns: &str) {
 
 /// The example files deploy/demo applies: all but the restore, which needs a
 /// source account's instance id.
-fn example_files() -> Vec<PathBuf> {
+pub(crate) fn example_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("deploy/examples"))
         .expect("deploy/examples")
         .map(|e| e.expect("entry").path())
@@ -651,7 +706,7 @@ fn example_files() -> Vec<PathBuf> {
 }
 
 /// How many documents of `kind` the files hold.
-fn count_kind(files: &[PathBuf], kind: &str) -> usize {
+pub(crate) fn count_kind(files: &[PathBuf], kind: &str) -> usize {
     files
         .iter()
         .map(|f| {
@@ -764,7 +819,10 @@ async fn replica_sets(client: &kube::Client, ns: &str, selector: &str) -> Vec<(S
 /// CRDs (`crds.keep`, on by default), and the Lease, which the operator
 /// creates at run time (like any controller's leader-election Lease; it
 /// goes with the namespace). Returns the Lease's holder after the uninstall.
-async fn assert_helm_release_gone(client: &kube::Client, fullname: &str) -> Option<String> {
+pub(crate) async fn assert_helm_release_gone(
+    client: &kube::Client,
+    fullname: &str,
+) -> Option<String> {
     let instance = format!("app.kubernetes.io/instance={RELEASE}");
     let by_instance = ListParams::default().labels(&instance);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), HELM_NS);
@@ -867,6 +925,47 @@ async fn assert_helm_release_gone(client: &kube::Client, fullname: &str) -> Opti
     lease.spec.and_then(|s| s.holder_identity)
 }
 
+/// The chart's values for the test cluster but the image: the Azure
+/// endpoints (the simulator), the tenancy policy (without one the operator
+/// refuses every resource), and workload identity with the chart's own token
+/// projection (this cluster has no workload identity webhook). The operator
+/// signs in through workload identity: the projected token exchanged at the
+/// simulator's token endpoint for the service principal federated with the
+/// ServiceAccount `fullname` in HELM_NS.
+pub(crate) fn operator_values(azure: &Azure, fullname: &str) -> serde_json::Value {
+    let client_id = azure.federate_operator(HELM_NS, fullname);
+    json!({
+        "simulator": {"url": azure.url, "caCert": azure.ca_pem()},
+        "workloadIdentity": {"enabled": true, "clientId": client_id, "projectToken": true},
+        "azure": {"tenantId": azure.tenant()},
+        "operator": {"firstPartyPrincipalId": azure.first_party()},
+        "tenancy": tenancy(),
+    })
+}
+
+/// Applies the examples into EXAMPLES_NS and waits until all are Ready.
+pub(crate) async fn apply_examples(client: &kube::Client) {
+    let files = example_files();
+    for f in &files {
+        kubectl(&["apply", "-n", EXAMPLES_NS, "-f", f.to_str().expect("utf-8")]);
+    }
+    examples_ready(
+        client,
+        EXAMPLES_NS,
+        count_kind(&files, "KeyVaultBinding"),
+        count_kind(&files, "CosmosAccountCMK"),
+    )
+    .await;
+}
+
+/// After a Helm test: its namespaces and the CRDs it kept (`crds.keep`) go,
+/// so the next test starts from a clean cluster.
+pub(crate) async fn clean_up_helm_release(client: &kube::Client) {
+    delete_namespace(client, EXAMPLES_NS).await;
+    delete_namespace(client, HELM_NS).await;
+    delete_crds(client).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_installs_runs_elects_reconciles_upgrades_and_uninstalls_on_a_real_node() {
     let _serial = SERIAL.lock().await;
@@ -880,22 +979,9 @@ async fn the_chart_installs_runs_elects_reconciles_upgrades_and_uninstalls_on_a_
     let fullname = format!("{RELEASE}-cosmos-cmk-operator");
     let selector =
         format!("app.kubernetes.io/name=cosmos-cmk-operator,app.kubernetes.io/instance={RELEASE}");
-    // Default values but the image, the Azure endpoints (the simulator),
-    // the tenancy policy (without one the operator refuses every resource),
-    // and workload identity with the chart's own token projection (this
-    // cluster has no workload identity webhook).
-    // The operator signs in through workload identity: the projected token
-    // exchanged at the simulator's token endpoint for the service principal
-    // federated with the chart's ServiceAccount.
-    let client_id = azure.federate_operator(HELM_NS, &fullname);
-    let values = json!({
-        "image": {"repository": repository, "tag": tag},
-        "simulator": {"url": azure.url, "caCert": azure.ca_pem()},
-        "workloadIdentity": {"enabled": true, "clientId": client_id, "projectToken": true},
-        "azure": {"tenantId": azure.tenant()},
-        "operator": {"firstPartyPrincipalId": azure.first_party()},
-        "tenancy": tenancy(),
-    });
+    // Default values but the image (imported) and `operator_values`.
+    let mut values = operator_values(&azure, &fullname);
+    values["image"] = json!({"repository": repository, "tag": tag});
     let dir = scratch("helm");
     let values_file = dir.join("values.yaml");
     std::fs::write(
@@ -932,17 +1018,7 @@ async fn the_chart_installs_runs_elects_reconciles_upgrades_and_uninstalls_on_a_
     // One leader; the examples reconciled by it, against the simulator.
     let holder = leader(&client, HELM_NS, &fullname, &pods).await;
     eprintln!("leader: {holder}");
-    let files = example_files();
-    for f in &files {
-        kubectl(&["apply", "-n", EXAMPLES_NS, "-f", f.to_str().expect("utf-8")]);
-    }
-    examples_ready(
-        &client,
-        EXAMPLES_NS,
-        count_kind(&files, "KeyVaultBinding"),
-        count_kind(&files, "CosmosAccountCMK"),
-    )
-    .await;
+    apply_examples(&client).await;
 
     // Deleting the leader's Pod hands the Lease to another replica: first
     // as `kubectl delete pod` does (SIGTERM: the leader gives the Lease up),
@@ -1076,9 +1152,7 @@ async fn the_chart_installs_runs_elects_reconciles_upgrades_and_uninstalls_on_a_
     eprintln!("helm half done in {:?}", started.elapsed());
 
     // Clean up for the kustomize half (CRDs kept by crds.keep included).
-    delete_namespace(&client, EXAMPLES_NS).await;
-    delete_namespace(&client, HELM_NS).await;
-    delete_crds(&client).await;
+    clean_up_helm_release(&client).await;
     drop(azure);
 }
 

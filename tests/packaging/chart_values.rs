@@ -210,6 +210,7 @@ fn service_monitor_brings_its_service_and_pod_monitor_needs_none() {
         (&endpoint["port"], &endpoint["path"], &endpoint["interval"]),
         (&json!("metrics"), &json!("/metrics"), &json!("15s"))
     );
+    assert_eq!(endpoint["honorLabels"], true, "as the ServiceMonitor's");
     // It selects the operator's pods, whose container names the port.
     let d = find(&pm, "Deployment")[0];
     for (k, v) in monitor["spec"]["selector"]["matchLabels"]

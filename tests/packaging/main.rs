@@ -4,6 +4,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alerts;
+mod argocd_actions;
 mod argocd_health;
 mod chart;
 mod chart_aggregate;
@@ -14,3 +16,4 @@ mod cli_refuses;
 mod crds_in_sync;
 mod image;
 mod kustomize;
+mod release;

@@ -82,7 +82,7 @@ async fn happy_path_reports_cmk_fields_and_follows_rotation() {
     );
     assert_eq!(
         props.customer_managed_key_status.as_deref(),
-        Some("Access to the configured customer managed key confirmed.")
+        Some("Access to the configured customer managed key confirmed. ")
     );
 
     // keyVaultKeyUriVersion is not in the 0.21 model (2024-09-01-preview): read it raw.

@@ -423,10 +423,15 @@ async fn vaults_and_identities_through_management_sdks() {
             .vault_uri
             .as_deref()
             .unwrap()
-            .eq("https://kv-mgmt.vault.azure.net/")
+            .eq("https://kv-mgmt.vault.azure.net"),
+        "the create answer's URI has no trailing slash (recorded 2020, 2023)"
     );
     let got = kv.vaults_client().get(RG, "kv-mgmt", SUB).await.unwrap();
     assert_eq!(got.properties.enable_rbac_authorization, Some(true));
+    assert_eq!(
+        got.properties.vault_uri.as_deref(),
+        Some("https://kv-mgmt.vault.azure.net/")
+    );
     let cred = credential(&sim);
     let url = format!(
         "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-mgmt?api-version=2024-11-01",

@@ -324,7 +324,7 @@ async fn python_sdks_run_the_seed_procedure_unchanged_but_for_hosts_and_trust() 
         .to_ascii_lowercase()
     };
     let (source_id, new_id) = (id_of("id-py"), id_of("id-py-restore"));
-    let ok = "Access to the configured customer managed key confirmed.";
+    let ok = "Access to the configured customer managed key confirmed. ";
     let restored = step(&steps, "restore_with_new_identity");
     assert_eq!(restored["provisioning_state"], "Succeeded", "{restored}");
     assert_eq!(

@@ -3,4 +3,5 @@
 //! next (`reconcile`). No I/O: the operator crate observes, acts and reports.
 
 pub mod api;
+pub mod iso_duration;
 pub mod reconcile;

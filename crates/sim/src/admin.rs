@@ -75,7 +75,7 @@ fn inner(app: &Arc<App>, req: &Req) -> Result<Response, ApiError> {
         )),
         (["config"], &Method::GET) => Ok(json_resp(
             StatusCode::OK,
-            json!({"lroDurationMs": app.lro_duration_ms(), "retentionDayMs": app.retention_day_ms(), "tenantId": app.config.tenant_id}),
+            json!({"lroDurationMs": app.lro_duration_ms(), "retentionDayMs": app.retention_day_ms(), "keyDayMs": app.key_day_ms(), "tenantId": app.config.tenant_id}),
         )),
         (["config"], &Method::PUT) => {
             let v: Value = serde_json::from_slice(&req.body)
@@ -86,9 +86,13 @@ fn inner(app: &Arc<App>, req: &Req) -> Result<Response, ApiError> {
             if let Some(ms) = v.get("retentionDayMs").and_then(Value::as_i64) {
                 app.set_retention_day_ms(ms.max(0));
             }
+            if let Some(ms) = v.get("keyDayMs").and_then(Value::as_i64) {
+                // At least a millisecond: a zero-length day would rotate without end.
+                app.set_key_day_ms(ms.max(1));
+            }
             Ok(json_resp(
                 StatusCode::OK,
-                json!({"lroDurationMs": app.lro_duration_ms(), "retentionDayMs": app.retention_day_ms()}),
+                json!({"lroDurationMs": app.lro_duration_ms(), "retentionDayMs": app.retention_day_ms(), "keyDayMs": app.key_day_ms()}),
             ))
         }
         (["save"], &Method::POST) => {

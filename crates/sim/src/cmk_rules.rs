@@ -264,6 +264,19 @@ pub fn check_access(
             )
         })?,
     };
+    if crate::keyvault::rotation::expired(version, super::state::now_ms()) {
+        // Cosmos DB wraps with the key; Key Vault refuses wrapKey on an
+        // expired version ("About keys", `exp`), which revokes the account.
+        return Err(cmk_err(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            Some(4002),
+            format!(
+                "The key '{}' version '{}' in Key Vault '{}' is expired.",
+                kref.key, version.version, vault.name
+            ),
+        ));
+    }
     if !version.enabled {
         return Err(cmk_err(
             StatusCode::FORBIDDEN,
@@ -282,7 +295,10 @@ pub fn check_access(
     })
 }
 
-pub const STATUS_OK: &str = "Access to the configured customer managed key confirmed.";
+/// `customerManagedKeyStatus` of an account with key access, trailing space
+/// included (every answer of azure-cli test_cosmosdb_system_identity_restore.yaml,
+/// 2023; replayed).
+pub const STATUS_OK: &str = "Access to the configured customer managed key confirmed. ";
 
 /// The `customerManagedKeyStatus` text for a revoked account.
 pub fn revoked_status(substatus: u32) -> String {

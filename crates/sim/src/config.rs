@@ -44,6 +44,11 @@ pub struct SimConfig {
     /// Continuous30Days one for 30. A real day by default; tests shorten it
     /// (also at run time: `SimHandle::set_retention_day`, `_admin/config`).
     pub retention_day: Duration,
+    /// How long one day of a key rotation policy lasts (`rotateAfter`,
+    /// `expiryTime`, ...): a real day by default; tests shorten it to see a
+    /// schedule play out (also at run time: `SimHandle::set_key_day`,
+    /// `_admin/config` `keyDayMs`).
+    pub key_day: Duration,
     /// Accounts per page of the subscription-wide account list
     /// (`DatabaseAccounts_List`); further pages are reached by `nextLink`.
     pub list_page_size: usize,
@@ -66,6 +71,7 @@ impl Default for SimConfig {
             operator_role_assignments: vec![("/".into(), super::roles::OWNER.into())],
             revocation_recovery: Duration::from_secs(60),
             retention_day: Duration::from_secs(24 * 60 * 60),
+            key_day: Duration::from_secs(24 * 60 * 60),
             // Large: the Cosmos DB spec declares this list unpaged
             // (`x-ms-pageable.nextLinkName: null`), so stock clients read one page.
             list_page_size: 1000,

@@ -320,11 +320,23 @@ impl SimHandle {
     pub fn set_lro_duration(&self, d: Duration) {
         self.app.set_lro_duration_ms(d.as_millis() as i64);
     }
+    /// Lets a periodic → continuous migration end `offset_ms` after its update's
+    /// operation (negative: before it), where Azure was recorded ending both
+    /// together (0, the default): for clients that must not trust one of the two.
+    pub fn set_migration_offset(&self, offset_ms: i64) {
+        self.app.set_migration_offset_ms(offset_ms);
+    }
     /// Shortens (or restores) a day of continuous-backup retention, so a
     /// test can let a deleted account's restore window pass.
     pub fn set_retention_day(&self, d: Duration) {
         self.app
             .set_retention_day_ms(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    }
+    /// Shortens (or restores) a day of key rotation policies, so a test can
+    /// see a rotation schedule (`rotateAfter`, `expiryTime`) play out.
+    pub fn set_key_day(&self, d: Duration) {
+        self.app
+            .set_key_day_ms(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1));
     }
     /// Mints a token for tests (e.g. expired: negative lifetime, or another audience).
     pub fn issue_token(&self, object_id: &str, audience: &str, lifetime_secs: i64) -> String {

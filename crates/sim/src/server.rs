@@ -38,6 +38,11 @@ pub struct App {
     pub lro_ms: Mutex<i64>,
     /// Run-time override of `config.retention_day` (ms).
     retention_day_ms: Mutex<i64>,
+    /// How much longer (negative: shorter) a backup migration runs than its
+    /// update's operation; 0 as recorded (see `SimHandle::set_migration_offset`).
+    migration_offset_ms: Mutex<i64>,
+    /// Run-time override of `config.key_day` (ms).
+    key_day_ms: Mutex<i64>,
     /// Levels of the ARM token buckets (`FaultConfig::arm_rate_limit`).
     arm_buckets: Mutex<super::arm_limits::Buckets>,
 }
@@ -67,6 +72,8 @@ impl App {
             shutdown,
             lro_ms: Mutex::new(lro_ms),
             retention_day_ms: Mutex::new(retention_day_ms),
+            migration_offset_ms: Mutex::new(0),
+            key_day_ms: Mutex::new(i64::try_from(config.key_day.as_millis()).unwrap_or(i64::MAX)),
             arm_buckets: Mutex::default(),
             config,
         }
@@ -89,11 +96,23 @@ impl App {
     pub fn set_lro_duration_ms(&self, ms: i64) {
         *lock(&self.lro_ms) = ms;
     }
+    pub fn migration_offset_ms(&self) -> i64 {
+        *lock(&self.migration_offset_ms)
+    }
+    pub fn set_migration_offset_ms(&self, ms: i64) {
+        *lock(&self.migration_offset_ms) = ms;
+    }
     pub fn retention_day_ms(&self) -> i64 {
         *lock(&self.retention_day_ms)
     }
     pub fn set_retention_day_ms(&self, ms: i64) {
         *lock(&self.retention_day_ms) = ms;
+    }
+    pub fn key_day_ms(&self) -> i64 {
+        *lock(&self.key_day_ms)
+    }
+    pub fn set_key_day_ms(&self, ms: i64) {
+        *lock(&self.key_day_ms) = ms;
     }
     fn roll(&self) -> f64 {
         let mut x = lock(&self.rng);

@@ -20,7 +20,12 @@ const KV_API: &str = "7.4";
 impl SdkAzure {
     /// Checks that `vault_uri` is a vault of this cloud (the Key Vault token goes
     /// nowhere else) and returns the parsed key reference.
-    fn key_ref(&self, op: &str, vault_uri: &str, name: &str) -> Result<KeyUri, AzureError> {
+    pub(super) fn key_ref(
+        &self,
+        op: &str,
+        vault_uri: &str,
+        name: &str,
+    ) -> Result<KeyUri, AzureError> {
         let uri = format!("{}/keys/{name}", vault_uri.trim_end_matches('/'));
         self.parse_key_uri(op, &uri)
     }
@@ -37,7 +42,7 @@ impl SdkAzure {
     /// One data-plane request; 403/404 come back as the answer's failure for the
     /// caller to interpret, everything else as an error. Key Vault throttles per
     /// vault, so the vault is the rate-limiter bucket.
-    async fn kv(
+    pub(super) async fn kv(
         &self,
         op: &str,
         key: &KeyUri,
@@ -104,7 +109,7 @@ impl SdkAzure {
             Err(f) if f.status == 404 => return Ok(KeyFacts::Missing),
             Err(f) => return Err(f.into_error(OP)),
         };
-        let versions: Vec<(String, bool, i64)> = items
+        let versions: Vec<(String, bool, i64, Option<i64>)> = items
             .iter()
             .filter_map(|i| {
                 let kid = i.get("kid").and_then(Value::as_str)?;
@@ -113,10 +118,12 @@ impl SdkAzure {
                     .and_then(|a| a.get("enabled"))
                     .and_then(Value::as_bool);
                 let created = attrs.and_then(|a| a.get("created")).and_then(Value::as_i64);
+                let exp = attrs.and_then(|a| a.get("exp")).and_then(Value::as_i64);
                 Some((
                     last_segment(kid),
                     flag.unwrap_or(true),
                     created.unwrap_or(0),
+                    exp,
                 ))
             })
             .collect();
@@ -157,6 +164,8 @@ impl SdkAzure {
             version: latest.0,
             enabled: latest.1,
             key_type,
+            created: unix(Some(latest.2).filter(|c| *c > 0)),
+            expires: unix(latest.3),
         })
     }
 
@@ -331,7 +340,7 @@ fn is_disabled(f: &Failure) -> bool {
 
 /// A key bundle: version from `key.kid`, enabled, type. A bundle without a
 /// `key.kid` version is refused (it would read as a key with no version).
-fn bundle_facts(op: &str, a: &Answer) -> Result<KeyFacts, AzureError> {
+pub(super) fn bundle_facts(op: &str, a: &Answer) -> Result<KeyFacts, AzureError> {
     let b = &a.body;
     let s = |p: &str| b.pointer(p).and_then(Value::as_str).unwrap_or_default();
     let version = last_segment(s("/key/kid"));
@@ -349,7 +358,14 @@ fn bundle_facts(op: &str, a: &Answer) -> Result<KeyFacts, AzureError> {
             .and_then(Value::as_bool)
             .unwrap_or(true),
         key_type: s("/key/kty").to_owned(),
+        created: unix(b.pointer("/attributes/created").and_then(Value::as_i64)),
+        expires: unix(b.pointer("/attributes/exp").and_then(Value::as_i64)),
     })
+}
+
+/// Key Vault's Unix-seconds times.
+fn unix(secs: Option<i64>) -> Option<k8s_openapi::jiff::Timestamp> {
+    secs.and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
 }
 
 #[cfg(test)]

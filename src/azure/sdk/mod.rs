@@ -15,6 +15,7 @@ mod credentials;
 mod grants;
 mod http;
 mod ids;
+mod key_rotation;
 mod keys;
 mod listing;
 mod lro;
@@ -43,7 +44,7 @@ use super::port::{
     AccountChange, AccountRef, AzurePort, DisableOutcome, NewAccount, RevokeOutcome,
 };
 use super::rate_limit::{CallKind, RateLimiter};
-use crate::api::{Grant, KeyType, PendingOperation, PermissionModel};
+use crate::api::{Grant, KeyRotation, KeyType, PendingOperation, PermissionModel};
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
 use crate::reconcile::destructive::RestorableAccount;
@@ -327,6 +328,24 @@ impl AzurePort for SdkAzure {
         size: i32,
     ) -> Result<KeyFacts, AzureError> {
         self.new_key(vault_uri, name, key_type, size).await
+    }
+    async fn get_rotation_policy(
+        &self,
+        vault_uri: &str,
+        name: &str,
+    ) -> Result<KeyRotation, AzureError> {
+        self.read_rotation_policy(vault_uri, name).await
+    }
+    async fn set_rotation_policy(
+        &self,
+        vault_uri: &str,
+        name: &str,
+        policy: &KeyRotation,
+    ) -> Result<KeyRotation, AzureError> {
+        self.write_rotation_policy(vault_uri, name, policy).await
+    }
+    async fn rotate_key(&self, vault_uri: &str, name: &str) -> Result<KeyFacts, AzureError> {
+        self.new_version(vault_uri, name).await
     }
     async fn disable_key_version(
         &self,

@@ -10,6 +10,8 @@ pub const VAULT_READY: &str = "VaultReady";
 pub const IDENTITY_GRANTED: &str = "IdentityGranted";
 pub const ACCOUNT_CREATED: &str = "AccountCreated";
 pub const ROTATION_TRACKED: &str = "RotationTracked";
+/// `KeyVaultBinding`: the key version in use nears (or passed) its expiry.
+pub const KEY_EXPIRING: &str = "KeyExpiring";
 /// Aggregate condition of both kinds.
 pub const READY: &str = "Ready";
 

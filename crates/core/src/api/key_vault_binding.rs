@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{AzureErrorRecord, CredentialRef, Phase};
+use super::key_rotation::{KeyRotation, RotateRequest};
 use super::patterns;
 
 /// A Key Vault key checked and prepared for Cosmos DB customer-managed keys: the vault
@@ -103,6 +104,12 @@ pub struct KeySpec {
     #[x_kube(validation = Rule::new("self in [2048, 3072, 4096]")
         .message("key size must be 2048, 3072 or 4096 bits; use 3072 (recommended) or 4096"))]
     pub size: i32,
+
+    /// Key Vault's rotation policy for the key: rotate on a schedule, expire
+    /// new versions, notify before expiry (docs/rotating-keys.md). Omit it to
+    /// leave the key's policy as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<KeyRotation>,
 }
 
 fn default_true() -> bool {
@@ -164,6 +171,18 @@ pub struct KeyVaultBindingStatus {
     /// The key's current (latest enabled) version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_version: Option<String>,
+    /// When the key's current version expires (RFC 3339); absent when it has no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_expires_on: Option<String>,
+    /// When Key Vault's rotation policy rotates the key next (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_on: Option<String>,
+    /// The key's rotation policy as Key Vault reports it (read when `spec.key.rotation` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_policy: Option<KeyRotation>,
+    /// The last `cosmoscmk.io/rotate` request acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_request: Option<RotateRequest>,
     /// Whether the operator created the key (it never deletes keys either way).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub key_created_by_operator: bool,

@@ -7,11 +7,13 @@
 mod common;
 pub mod conditions;
 mod cosmos_account;
+mod key_rotation;
 mod key_vault_binding;
 mod patterns;
 
 pub use common::*;
 pub use cosmos_account::*;
+pub use key_rotation::*;
 pub use key_vault_binding::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -34,6 +34,9 @@ pub const MAX_RETAINED_VERSIONS: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BindingState {
     Missing,
+    /// Its spec changed and its status has not caught up yet: a moment of a
+    /// key change, not a fault, so the account reports it without a Warning.
+    Updating,
     NotReady {
         message: String,
     },
@@ -549,6 +552,19 @@ fn vault_stage(out: &mut Out<'_>) -> Flow<Key> {
             );
             return ControlFlow::Break(out.waiting(Stage::Vault, r::BINDING_NOT_FOUND, msg));
         }
+        BindingState::Updating => {
+            let msg = format!(
+                "KeyVaultBinding {name} is applying its latest change; the account follows once it is Ready"
+            );
+            return ControlFlow::Break(out.blocked(
+                Stage::Vault,
+                Phase::Provisioning,
+                r::BINDING_NOT_READY,
+                msg,
+                None,
+                Requeue::Resync,
+            ));
+        }
         BindingState::NotReady { message } => {
             let msg = format!("KeyVaultBinding {name} is not Ready: {message}");
             return ControlFlow::Break(out.waiting(Stage::Vault, r::BINDING_NOT_READY, msg));
@@ -635,23 +651,15 @@ fn account_stage(out: &mut Out<'_>, key: &Key, a: &AccountFacts, principal: &str
         out.status.identity_principal_id = Some(principal.to_owned());
     }
 
-    match a.provisioning_state.as_str() {
-        "Succeeded" => {}
-        "Failed" => {
-            let msg = format!(
-                "account {} is in provisioning state Failed in Azure: inspect it in the portal",
-                spec.account_name
-            );
-            return ControlFlow::Break(out.failed(
-                Stage::Account,
-                r::ACCOUNT_PROVISIONING_FAILED,
-                msg,
-            ));
-        }
-        other => {
-            let msg = format!("account {} is {other} in Azure", spec.account_name);
-            return ControlFlow::Break(out.busy(r::UPDATING_ACCOUNT, msg));
-        }
+    if a.provisioning_state == "Failed" {
+        let msg = format!(
+            "account {} is in provisioning state Failed in Azure: inspect it in the portal",
+            spec.account_name
+        );
+        return ControlFlow::Break(out.failed(Stage::Account, r::ACCOUNT_PROVISIONING_FAILED, msg));
+    }
+    if let Some(d) = wait_for_azure(out, a) {
+        return ControlFlow::Break(d);
     }
 
     // Azure is migrating the backup to continuous: other updates wait for it.
@@ -727,6 +735,29 @@ fn rotation_stage(out: &mut Out<'_>, a: &AccountFacts, key: &Key) -> Decision {
     }
 }
 
+/// Azure still creates or updates the account (any state but Succeeded or
+/// Failed: `Creating` in every recorded create answer, `Updating` in every
+/// recorded PATCH answer): a write now would be refused with 412, so none is
+/// made until it settles.
+fn wait_for_azure(out: &mut Out<'_>, a: &AccountFacts) -> Option<Decision> {
+    match a.provisioning_state.as_str() {
+        "Succeeded" | "Failed" => None,
+        other => {
+            let msg = format!("account {} is {other} in Azure", out.o.spec.account_name);
+            Some(out.busy(r::UPDATING_ACCOUNT, msg))
+        }
+    }
+}
+
+/// Writes the owner tags, once Azure no longer holds the account.
+fn tag_owner(out: &mut Out<'_>, a: &AccountFacts, reason: &str, msg: String) -> Decision {
+    if let Some(d) = wait_for_azure(out, a) {
+        return d;
+    }
+    let tag = Action::TagAccount(out.o.me.clone());
+    out.acting(Stage::Account, reason, msg, tag)
+}
+
 /// Stops at an account this resource may not write to: one owned by another
 /// resource, or an unowned one not (or not fully) adopted. Adopting writes the
 /// owner tags before anything else, recording the key version the account used.
@@ -743,8 +774,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                     "ownership of account {} confirmed: writing its owner tags with this resource's uid",
                     spec.account_name
                 );
-                let tag = Action::TagAccount(o.me.clone());
-                return Some(out.acting(Stage::Account, r::UPDATING_OWNER_TAGS, msg, tag));
+                return Some(tag_owner(out, a, r::UPDATING_OWNER_TAGS, msg));
             }
             // Managed as before; only a deletion waits for the confirmation.
             out.owner_note = Some(format!(
@@ -758,8 +788,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                 "account {} carries this resource's owner tags under the previous cluster id: moving them to cluster id {}",
                 spec.account_name, o.me.cluster
             );
-            let tag = Action::TagAccount(o.me.clone());
-            Some(out.acting(Stage::Account, r::UPDATING_OWNER_TAGS, msg, tag))
+            Some(tag_owner(out, a, r::UPDATING_OWNER_TAGS, msg))
         }
         Ownership::MineUnderPreviousId => None,
         Ownership::OtherCluster(owner) => {
@@ -848,12 +877,7 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                 "adopting account {}: writing its owner tags ({})",
                 spec.account_name, o.me
             );
-            Some(out.acting(
-                Stage::Account,
-                r::ADOPTING_ACCOUNT,
-                msg,
-                Action::TagAccount(o.me.clone()),
-            ))
+            Some(tag_owner(out, a, r::ADOPTING_ACCOUNT, msg))
         }
     }
 }

@@ -150,6 +150,17 @@ fn missing_binding_waits_and_leaves_later_stages_unknown() {
 }
 
 #[test]
+fn a_binding_catching_up_with_its_spec_is_progress_not_a_wait() {
+    // A key change: the binding's spec moved, its status has not yet. Phase
+    // Waiting would publish a Warning for an ordinary rotation.
+    let mut w = World::new(IdentityType::FirstParty);
+    w.binding = BindingState::Updating;
+    let d = w.decide();
+    assert_eq!(reason(&d, VAULT_READY), "False/BindingNotReady");
+    assert_eq!(d.status.phase, Phase::Provisioning);
+}
+
+#[test]
 fn binding_not_ready_waits_with_its_message() {
     let mut w = World::new(IdentityType::FirstParty);
     w.binding = BindingState::NotReady {
@@ -317,6 +328,27 @@ fn account_still_provisioning_waits_and_failed_account_is_reported() {
         reason(&w.decide(), ACCOUNT_CREATED),
         "False/AccountProvisioningFailed"
     );
+}
+
+/// Adoption's owner tags wait while Azure holds the account (`Creating`,
+/// `Updating`): a write then would meet a 412 (found by the e2e test
+/// azure_answers::accounts_azure_reports_creating_or_updating_are_waited_for).
+#[test]
+fn an_account_azure_still_holds_is_not_tagged_until_it_settles() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.spec.adopt_existing_account = true;
+    let mut a = account("FirstPartyIdentity");
+    a.tags.clear();
+    for state in ["Creating", "Updating"] {
+        a.provisioning_state = state.into();
+        w.account = AccountState::Found(a.clone());
+        let d = w.decide();
+        assert_eq!((&d.action, d.requeue), (&None, Requeue::Soon), "{state}");
+        assert_eq!(reason(&d, READY), "False/UpdatingAccount", "{state}");
+    }
+    a.provisioning_state = "Succeeded".into();
+    w.account = AccountState::Found(a);
+    assert_eq!(w.decide().action, Some(Action::TagAccount(me())));
 }
 
 #[test]

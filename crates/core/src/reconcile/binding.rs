@@ -2,6 +2,7 @@
 //! Pure: no I/O, time is an argument.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 use super::reasons as r;
 use crate::api::conditions::{self, FALSE, READY, TRUE};
@@ -33,6 +34,10 @@ pub enum KeyFacts {
         version: String,
         enabled: bool,
         key_type: String,
+        /// The version's `attributes.created`, when Key Vault says.
+        created: Option<Timestamp>,
+        /// The version's `attributes.exp`, when it has one.
+        expires: Option<Timestamp>,
     },
 }
 

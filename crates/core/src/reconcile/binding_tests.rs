@@ -53,6 +53,8 @@ fn present(enabled: bool) -> Option<KeyFacts> {
         version: "abc123".into(),
         enabled,
         key_type: "RSA".into(),
+        created: None,
+        expires: None,
     })
 }
 
@@ -165,6 +167,8 @@ fn non_rsa_key_is_refused() {
         version: "v".into(),
         enabled: true,
         key_type: "EC".into(),
+        created: None,
+        expires: None,
     });
     assert_eq!(ready(&run(&spec(), Some(vault()), key)).1, "KeyNotRsa");
 }

@@ -7,6 +7,7 @@ pub mod destructive;
 pub mod outcomes;
 pub mod ownership;
 pub mod reasons;
+pub mod rotation;
 pub mod sharing;
 pub mod spec_drift;
 

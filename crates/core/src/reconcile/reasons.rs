@@ -19,6 +19,11 @@ pub const KEY_DISABLED: &str = "KeyDisabled";
 pub const KEY_NOT_RSA: &str = "KeyNotRsa";
 pub const CREATING_KEY: &str = "CreatingKey";
 pub const KEY_READY: &str = "KeyReady";
+// KeyExpiring condition of a binding.
+pub const WITHIN_NOTIFY_WINDOW: &str = "WithinNotifyWindow";
+pub const NO_ROTATION_BEFORE_EXPIRY: &str = "NoRotationBeforeExpiry";
+pub const KEY_EXPIRED: &str = "KeyExpired";
+pub const EXPIRY_FAR: &str = "ExpiryFar";
 
 // CosmosAccountCMK
 pub const BINDING_NOT_FOUND: &str = "BindingNotFound";

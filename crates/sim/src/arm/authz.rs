@@ -81,6 +81,7 @@ pub fn required(target: &Target, req: &Req) -> Option<(String, String)> {
             },
             path,
         ),
+        Target::CosmosLocations { .. } => ("Microsoft.DocumentDB/locations/read".into(), path),
         Target::Restorable { .. } | Target::SubscriptionRestorable { .. } => (
             "Microsoft.DocumentDB/locations/restorableDatabaseAccounts/read".into(),
             path,

@@ -518,10 +518,27 @@ fn create(
         a.pending_op = Some(op.clone());
     }
     // The create answer echoes the requested default identity, empty when the
-    // request named none; Azure fills it in by the end of the operation.
+    // request named none; Azure fills it in by the end of the operation. A
+    // restore's answer says the first-party identity, no identity at all and
+    // its regions' endpoints empty, whatever the request names (azure-cli
+    // test_cosmosdb_system_identity_restore.yaml 2023, on a user-assigned
+    // identity; test_cosmosdb_restore_using_create.yaml 2024, on none).
     let asked = props_default_identity(body);
+    let restore = create_mode.eq_ignore_ascii_case("Restore");
     lro_answer(app, links, state, &k, &op, |answer| {
-        answer["properties"]["defaultIdentity"] = json!(asked);
+        if restore {
+            answer["properties"]["defaultIdentity"] = json!("FirstPartyIdentity");
+            answer["identity"] = json!({"type": "None"});
+            for list in ["locations", "readLocations", "writeLocations"] {
+                if let Some(Value::Array(regions)) = answer["properties"].get_mut(list) {
+                    for r in regions {
+                        r["documentEndpoint"] = json!("");
+                    }
+                }
+            }
+        } else {
+            answer["properties"]["defaultIdentity"] = json!(asked);
+        }
     })
 }
 
@@ -606,6 +623,11 @@ fn restore_checks(
             "restoreTimestampInUtc '{ts_raw}' is not a valid UTC timestamp."
         ))
     })?;
+    // Answered in Azure's spelling: `…T02:25:26.000Z` asked reads back
+    // `…T02:25:26Z` (azure-cli test_cosmosdb_restore_using_create.yaml, 2024).
+    if let Some(Value::Object(rp)) = props.get_mut("restoreParameters") {
+        rp.insert("restoreTimestampInUtc".into(), json!(ts.to_string()));
+    }
     let ms = ts.as_millisecond();
     let (oldest, latest) = (src.oldest_ms(app), src.latest_ms());
     if ms < oldest || ms > latest {
@@ -645,11 +667,21 @@ fn restore_checks(
 }
 
 /// What a restored account reports beyond the request, as recorded
-/// (azure-cli test_cosmosdb_system_identity_restore.yaml, 2023): the source's
-/// continuous backup policy unless the request names one, and in
-/// `restoreParameters` the source's region and the defaults of what the
-/// request left out.
+/// (azure-cli test_cosmosdb_system_identity_restore.yaml, 2023;
+/// test_cosmosdb_restore_using_create.yaml, 2024): the source's continuous
+/// backup policy unless the request names one, in `restoreParameters` the
+/// source's region and the defaults of what the request left out, and the
+/// values a restored account reads where a created one reads others
+/// (`minimalTlsVersion` `Tls` beside its source's `Tls12` in the same 2024
+/// transcript, an empty `analyticalStorageConfiguration`, `capacity`).
 fn restored_as_recorded(props: &mut Map<String, Value>, source: &Account) {
+    props.entry("minimalTlsVersion").or_insert(json!("Tls"));
+    props
+        .entry("analyticalStorageConfiguration")
+        .or_insert(json!({}));
+    props
+        .entry("capacity")
+        .or_insert(json!({"totalThroughputLimit": -1}));
     if !props.contains_key("backupPolicy") {
         let tier = source.backup_tier().to_owned();
         props.insert(
@@ -820,7 +852,8 @@ fn update(
                 // test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml,
                 // 2024). It used to outlive it, so a client trusting the
                 // operation met a 412 on its next write.
-                app.lro_duration_ms(),
+                // Tests may move the end (SimHandle::set_migration_offset).
+                app.lro_duration_ms() + app.migration_offset_ms(),
             )?
         }
         _ => None,
@@ -958,6 +991,8 @@ pub fn refresh_cmk(app: &App, state: &mut State, k: &str) {
     let Some(uri) = a.key_uri().map(str::to_owned) else {
         return;
     };
+    // Key Vault rotates on its schedule whether or not anyone reads the vault.
+    crate::keyvault::rotation::apply_all(state, now_ms(), app.key_day_ms());
     let faults = app.faults_snapshot();
     let result = bound_to_deleted_source(state, &a)
         .and_then(|()| cmk_rules::principal_for(app, state, &a.identity, a.default_identity()))
@@ -1057,6 +1092,11 @@ fn identity_json(app: &App, state: &State, a: &Account) -> Value {
     let mut v = json!({"type": a.identity.type_});
     if let Some(p) = &a.identity.system_principal_id {
         v["principalId"] = json!(p);
+    }
+    // The tenant beside any identity, user-assigned ones alone included
+    // (azure-cli test_cosmosdb_system_identity_restore.yaml, 2023: the create
+    // answer and the restored account's reads; some reads leave it out).
+    if !a.identity.type_.eq_ignore_ascii_case("None") {
         v["tenantId"] = json!(app.config.tenant_id);
     }
     if !a.identity.user_assigned.is_empty() {
@@ -1171,9 +1211,9 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
 
 /// Fields the 2023 and 2024 recordings carry (api-versions 2023-11-15,
 /// 2024-11-15; azure-cli test_cosmosdb_system_identity_restore.yaml and
-/// test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml). Where they
-/// disagree the newest wins: `minimalTlsVersion` read `Tls` in 2023, `Tls12`
-/// in 2024.
+/// test_cosmosdb_sql_migrate_periodic_to_continuous7days.yaml).
+/// `minimalTlsVersion` reads `Tls12` on created accounts in both years (a
+/// restored one reads `Tls`: `restored_as_recorded`).
 fn newer_defaults(p: &mut Map<String, Value>, a: &Account) {
     for (field, default) in [
         ("enableFullFidelityChangeFeed", json!(false)),

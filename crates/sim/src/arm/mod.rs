@@ -5,6 +5,7 @@ pub mod account_rules;
 pub mod api_versions;
 pub mod authz;
 pub mod cosmos;
+mod cosmos_locations;
 pub mod identities;
 pub mod lro;
 pub mod providers;
@@ -46,6 +47,11 @@ pub enum Target {
     /// `GET /subscriptions/{s}/providers/Microsoft.DocumentDB/restorableDatabaseAccounts`.
     SubscriptionRestorable {
         sub: String,
+    },
+    /// `GET /subscriptions/{s}/providers/Microsoft.DocumentDB/locations[/{loc}]`.
+    CosmosLocations {
+        sub: String,
+        loc: Option<String>,
     },
     /// `GET /subscriptions`: the subscriptions the caller can see.
     Subscriptions,
@@ -161,6 +167,17 @@ pub fn classify(segs: &[String]) -> Target {
         {
             Target::SubscriptionAccounts { sub: own(sub) }
         }
+        [_, sub, p, ns, l, rest @ ..]
+            if eq(p, "providers")
+                && eq(ns, "Microsoft.DocumentDB")
+                && eq(l, "locations")
+                && rest.len() <= 1 =>
+        {
+            Target::CosmosLocations {
+                sub: own(sub),
+                loc: rest.first().map(|x| own(x)),
+            }
+        }
         [_, sub, p, ns, ty]
             if eq(p, "providers")
                 && eq(ns, "Microsoft.DocumentDB")
@@ -242,6 +259,8 @@ pub fn operation_name(t: &Target, m: &Method) -> &'static str {
         }
         (Target::Restorable { .. }, _) => "RestorableDatabaseAccounts_GetByLocation",
         (Target::SubscriptionRestorable { .. }, _) => "RestorableDatabaseAccounts_List",
+        (Target::CosmosLocations { loc: None, .. }, _) => "Locations_List",
+        (Target::CosmosLocations { .. }, _) => "Locations_Get",
         (Target::Subscriptions, _) => "Subscriptions_List",
         (Target::Accounts { name: None, .. }, _) => "DatabaseAccounts_ListByResourceGroup",
         (Target::SubscriptionAccounts { .. }, _) => "DatabaseAccounts_List",
@@ -401,6 +420,15 @@ pub fn handle(app: &Arc<App>, req: &Req, target: Target) -> (Response, Option<St
                     None,
                 )?;
                 restorable::list_subscription(app, req, &sub)
+            }
+            Target::CosmosLocations { sub, loc } => {
+                check_api_version(req, api_versions::COSMOS, "locations", None)?;
+                let cloud = match req.origin.cloud.name {
+                    "AzureChinaCloud" => regions::Cloud::China,
+                    "AzureUSGovernment" => regions::Cloud::UsGovernment,
+                    _ => regions::Cloud::Public,
+                };
+                cosmos_locations::handle(&sub, loc.as_deref(), cloud)
             }
             Target::Subscriptions => {
                 // Microsoft.Resources' own endpoint: its own refusal.

@@ -81,6 +81,10 @@ pub const REGIONS: &[(&str, &str, Cloud)] = &[
     ("uaecentral", "UAE Central", Cloud::Public),
     ("southafricawest", "South Africa West", Cloud::Public),
     ("brazilsoutheast", "Brazil Southeast", Cloud::Public),
+    // Listed to Cosmos DB on 2024-02-20 (azure-cli test_cosmosdb_locations.yaml).
+    ("malaysiasouth", "Malaysia South", Cloud::Public),
+    ("taiwannorth", "Taiwan North", Cloud::Public),
+    ("taiwannorthwest", "Taiwan Northwest", Cloud::Public),
     ("swedensouth", "Sweden South", Cloud::Public),
     ("centraluseuap", "Central US EUAP", Cloud::Public),
     ("eastus2euap", "East US 2 EUAP", Cloud::Public),

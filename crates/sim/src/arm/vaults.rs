@@ -161,8 +161,22 @@ pub fn handle(
             let tags = body.get("tags").cloned().unwrap_or_else(|| json!({}));
             // Key Vault answers 200 for creates too; a 201 makes the 0.21 SDK
             // poller re-send the PUT after its default 30 s.
-            let (v, _created) = put_vault(app, &mut state, sub, rg, name, location, tags, &props)?;
-            Ok(json_resp(StatusCode::OK, vault_json(&req.origin, &v)))
+            let (v, created) = put_vault(app, &mut state, sub, rg, name, location, tags, &props)?;
+            let mut answer = vault_json(&req.origin, &v);
+            if created {
+                // A new vault's answer is `RegisteringDns` (azure-cli
+                // test_keyvault_key.yaml 2020, test_cosmosdb_system_identity_restore.yaml
+                // 2023); reads that follow say `Succeeded` here, where Azure
+                // took a few seconds (its vault is usable here at once).
+                answer["properties"]["provisioningState"] = json!("RegisteringDns");
+                // …and its URI lacks the trailing slash every later read has
+                // (the same two recordings).
+                if let Some(uri) = answer["properties"]["vaultUri"].as_str() {
+                    let trimmed = uri.trim_end_matches('/').to_owned();
+                    answer["properties"]["vaultUri"] = json!(trimmed);
+                }
+            }
+            Ok(json_resp(StatusCode::OK, answer))
         }
         ("PUT", [ap, kind]) if ap.eq_ignore_ascii_case("accessPolicies") => {
             let body = req.json(Style::Arm)?;

@@ -2,6 +2,8 @@
 //! firewall and permission checks, then the key operations.
 
 pub mod keys;
+mod paging;
+pub mod rotation;
 
 use std::sync::Arc;
 
@@ -136,6 +138,19 @@ pub fn handle(
         }
         // kid uses the host (cloud, port) the client addressed the vault with.
         let base = req.origin.vault_uri(&vault.name);
+        let (now, day) = (crate::state::now_ms(), app.key_day_ms());
+        rotation::apply_schedule(&mut state, &vault, now, day);
+        if matches!(op, "KeyVault_WrapKey" | "KeyVault_Encrypt") {
+            rotation::refuse_expired(&state, &vault, op, rest, now)?;
+        }
+        if op == "KeyVault_RotateKey"
+            && let Some((key, kv)) = rotation::rotate(&mut state, &vault, &rest[1], now, day)?
+        {
+            return Ok(crate::server::json_resp(
+                StatusCode::OK,
+                keys::bundle(&vault, &base, &key, &kv),
+            ));
+        }
         keys::handle(&mut state, req, &vault, &base, op, rest)
     })();
     (result.unwrap_or_else(IntoResponse::into_response), caller)
