@@ -550,6 +550,7 @@ impl Env {
                 backup,
                 restore: None,
                 tags,
+                settings: Default::default(),
             })
             .await
             .expect("foreign account accepted");

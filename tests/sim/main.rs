@@ -13,6 +13,7 @@ mod cosmos;
 mod faults;
 mod fidelity;
 mod keyvault;
+mod policy;
 mod python_sdks;
 mod recorded_answers;
 mod replay;

@@ -460,6 +460,9 @@ pub struct State {
     /// instance id.
     #[serde(default)]
     pub deleted_accounts: BTreeMap<String, DeletedAccount>,
+    /// Azure Policy assignments, by lower-cased assignment id.
+    #[serde(default)]
+    pub policy_assignments: BTreeMap<String, super::arm::policy::Assignment>,
     /// The TLS certificate authority (kept so a client's trusted CA file
     /// stays valid across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]

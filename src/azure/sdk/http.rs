@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::azure::cloud::{Cloud, Redirect};
 use crate::azure::errors::AzureError;
+use crate::reconcile::policy::PolicyViolation;
 
 use super::transport;
 
@@ -141,6 +142,9 @@ pub(crate) struct Failure {
     pub message: String,
     /// `error.innererror.code` (Key Vault: `KeyDisabled`, ...).
     pub inner_code: Option<String>,
+    /// The `PolicyViolation` entries of `error.additionalInfo` (403
+    /// `RequestDisallowedByPolicy`).
+    pub policy_violations: Vec<PolicyViolation>,
 }
 
 impl fmt::Display for Failure {
@@ -174,10 +178,18 @@ impl Failure {
             code,
             message: truncate(message),
             inner_code: text(err.pointer("/innererror/code")),
+            policy_violations: policy_violations(err),
         }
     }
 
     pub(crate) fn into_error(self, operation: &str) -> AzureError {
+        if self.status == 403 && self.code == "RequestDisallowedByPolicy" {
+            return AzureError::DisallowedByPolicy {
+                operation: operation.to_owned(),
+                violations: self.policy_violations,
+                message: self.message,
+            };
+        }
         AzureError::from_response(
             operation,
             self.status,
@@ -187,6 +199,35 @@ impl Failure {
             &self.message,
         )
     }
+}
+
+/// The assignments ARM names in `additionalInfo` (`type` `PolicyViolation`,
+/// `info` with `policyDefinitionId`, `policyAssignmentId`, their display
+/// names, the scope and the parameters; shape as in MicrosoftDocs/azure-docs
+/// articles/automation/enforce-job-execution-hybrid-worker.md, commit 866d237).
+fn policy_violations(err: &Value) -> Vec<PolicyViolation> {
+    let Some(list) = err.get("additionalInfo").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    list.iter()
+        .filter(|e| e.get("type").and_then(Value::as_str) == Some("PolicyViolation"))
+        .filter_map(|e| e.get("info"))
+        .filter_map(|i| {
+            Some(PolicyViolation {
+                definition_id: text(i, "policyDefinitionId")?,
+                definition_display_name: text(i, "policyDefinitionDisplayName"),
+                assignment_id: text(i, "policyAssignmentId").unwrap_or_default(),
+                assignment_display_name: text(i, "policyAssignmentDisplayName"),
+                assignment_scope: text(i, "policyAssignmentScope"),
+                tag_name: i
+                    .pointer("/policyAssignmentParameters/tagName/value")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            })
+        })
+        .take(8)
+        .collect()
 }
 
 fn status_text(status: u16) -> &'static str {

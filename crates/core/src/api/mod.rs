@@ -4,12 +4,14 @@
 //! rules so the API server refuses bad input at admission instead of the
 //! operator discovering it half-way through an Azure procedure.
 
+mod account_settings;
 mod common;
 pub mod conditions;
 mod cosmos_account;
 mod key_vault_binding;
 mod patterns;
 
+pub use account_settings::*;
 pub use common::*;
 pub use cosmos_account::*;
 pub use key_vault_binding::*;

@@ -376,6 +376,18 @@ fn create(
                 "The 'properties' object is required to create a database account.",
             )
         })?;
+    // ARM judges the request against Azure Policy before the resource
+    // provider sees it.
+    super::policy::enforce(
+        state,
+        &super::policy::Resource {
+            id: &format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{TYPE}/{name}"),
+            name,
+            tags: body.get("tags").unwrap_or(&json!({})),
+            properties: props_in,
+        },
+    )?;
+    account_rules::settings_valid(props_in)?;
     let mut props = strip_read_only(props_in);
     let has_cmk = props
         .get("keyVaultKeyUri")
@@ -748,6 +760,24 @@ fn update(
         .get("properties")
         .map(strip_read_only)
         .unwrap_or_default();
+    // ARM judges a write by the account it would leave (the request merged
+    // into the account), before the resource provider sees it.
+    let mut merged = if is_put {
+        Map::new()
+    } else {
+        cur.properties.as_object().cloned().unwrap_or_default()
+    };
+    merged.extend(patch.clone());
+    super::policy::enforce(
+        state,
+        &super::policy::Resource {
+            id: &cur.id(),
+            name: &cur.name,
+            tags: body.get("tags").unwrap_or(&cur.tags),
+            properties: &Value::Object(merged),
+        },
+    )?;
+    account_rules::settings_valid(&Value::Object(patch.clone()))?;
     // What actually changes.
     let changed: Vec<String> = patch
         .iter()

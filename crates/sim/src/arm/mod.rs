@@ -7,6 +7,7 @@ pub mod authz;
 pub mod cosmos;
 pub mod identities;
 pub mod lro;
+pub mod policy;
 pub mod providers;
 pub mod regions;
 pub mod restorable;
