@@ -6,6 +6,7 @@ mod common;
 mod support;
 
 mod azure_permissions;
+mod azure_policy;
 mod boundaries;
 mod clouds;
 mod credentials;

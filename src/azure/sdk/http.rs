@@ -722,6 +722,35 @@ mod tests {
         );
     }
 
+    /// Azure's refusal by policy (shape of the Microsoft docs example and the
+    /// 2025 Cosmos DB recording, see `policy_violations`): the typed error
+    /// names the policy, the assignment and the spec field, and is retried
+    /// slowly (no hot loop).
+    #[test]
+    fn a_policy_refusal_names_the_policy_and_the_field() {
+        let body = br#"{"error":{"code":"RequestDisallowedByPolicy","target":"acct","message":"Resource 'acct' was disallowed by policy. Reasons: 'no keys'. See error details for policy resource IDs.","additionalInfo":[{"type":"PolicyViolation","info":{"policyDefinitionDisplayName":"Cosmos DB database accounts should have local authentication methods disabled","policyDefinitionId":"/providers/Microsoft.Authorization/policyDefinitions/5450f5bd-9c72-4390-a9c4-a7aba4edfdd2","policyDefinitionName":"5450f5bd-9c72-4390-a9c4-a7aba4edfdd2","policyDefinitionEffect":"Deny","policyAssignmentId":"/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a1","policyAssignmentName":"a1","policyAssignmentDisplayName":"Entra only","policyAssignmentScope":"/subscriptions/s","policyAssignmentParameters":{}}}]}}"#;
+        let e = Failure::from_parts(403, &Headers::new(), body).into_error("CreateAccount");
+        assert_eq!(e.reason(), "DisallowedByPolicy");
+        assert_eq!(e.class(), crate::azure::ErrorClass::UserFixable);
+        assert_eq!(e.http_status(), Some(403));
+        let text = e.to_string();
+        for part in [
+            "policy 'Cosmos DB database accounts should have local authentication methods disabled'",
+            "assignment 'Entra only' (/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a1)",
+            "set spec.disableLocalAuth to true",
+        ] {
+            assert!(text.contains(part), "{part:?} missing: {text}");
+        }
+        // Without additionalInfo, Azure's own words.
+        let e = Failure::from_parts(
+            403,
+            &Headers::new(),
+            br#"{"error":{"code":"RequestDisallowedByPolicy","message":"Resource 'acct' was disallowed by policy."}}"#,
+        )
+        .into_error("CreateAccount");
+        assert!(e.to_string().contains("was disallowed by policy"), "{e}");
+    }
+
     fn response(status: u16, body: Vec<u8>) -> azure_core::Response {
         let status = azure_core::StatusCode::try_from(status).unwrap();
         azure_core::Response::new(

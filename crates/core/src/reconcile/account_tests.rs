@@ -22,6 +22,11 @@ pub(super) fn spec(identity: IdentityType) -> CosmosAccountCMKSpec {
     let example = include_str!("../../../../deploy/examples/10-account-first-party.yaml");
     let obj: CosmosAccountCMK = serde_saphyr::from_str(example).expect("example parses");
     let mut spec = obj.spec;
+    // The example's Azure Policy settings and tags are settings_drift_tests'
+    // subject; here the account facts carry none of them.
+    spec.tags.clear();
+    spec.public_network_access = None;
+    spec.disable_local_auth = None;
     spec.identity.type_ = identity;
     if identity == IdentityType::UserAssigned {
         spec.identity.user_assigned_identity_id = Some(UA_ID.to_owned());
