@@ -11,15 +11,11 @@ use std::time::Duration;
 use azure_core::Method;
 use serde_json::{Value, json};
 
+use cmk_operator::reconcile::policy::{DENY_LOCAL_AUTH, DENY_PUBLIC_NETWORK, REQUIRE_TAG};
+
 use crate::common;
 use crate::support::*;
 
-const PUBLIC: &str =
-    "/providers/Microsoft.Authorization/policyDefinitions/797b37f7-06b8-444c-b1ad-fc62867f335a";
-const LOCAL_AUTH: &str =
-    "/providers/Microsoft.Authorization/policyDefinitions/5450f5bd-9c72-4390-a9c4-a7aba4edfdd2";
-const TAG: &str =
-    "/providers/Microsoft.Authorization/policyDefinitions/871b6d14-10aa-478d-b590-94f262ecfa99";
 const RU_EVENT: &str = "CmkRequestUnitOverhead";
 
 /// The CRDs of this checkout (the API server is shared with other checkouts,
@@ -30,21 +26,26 @@ async fn start(prefix: &str) -> Env {
     env
 }
 
+/// A built-in policy definition's id.
+fn builtin(guid: &str) -> String {
+    format!("/providers/Microsoft.Authorization/policyDefinitions/{guid}")
+}
+
 /// What an organisation with the three built-ins set to Deny has.
 fn deny_all(env: &Env) {
     let scope = format!("/subscriptions/{SUB}");
     for (name, body) in [
         (
             "deny-public-cosmos",
-            json!({"scope": scope, "policyDefinitionId": PUBLIC, "effect": "Deny", "displayName": "No public Cosmos DB"}),
+            json!({"scope": scope, "policyDefinitionId": builtin(DENY_PUBLIC_NETWORK), "effect": "Deny", "displayName": "No public Cosmos DB"}),
         ),
         (
             "deny-local-auth",
-            json!({"scope": scope, "policyDefinitionId": LOCAL_AUTH, "effect": "Deny"}),
+            json!({"scope": scope, "policyDefinitionId": builtin(DENY_LOCAL_AUTH), "effect": "Deny"}),
         ),
         (
             "require-cost-center",
-            json!({"scope": scope, "policyDefinitionId": TAG, "parameters": {"tagName": {"value": "costCenter"}}}),
+            json!({"scope": scope, "policyDefinitionId": builtin(REQUIRE_TAG), "parameters": {"tagName": {"value": "costCenter"}}}),
         ),
     ] {
         env.sim

@@ -5,6 +5,7 @@
 //! compliant write, an `Audit` assignment or one over another scope lets it
 //! through; a PATCH is judged by the account it would leave.
 
+use super::account_changes::settled;
 use crate::sim_support;
 
 use azure_core::Method;
@@ -12,7 +13,6 @@ use cmk_operator::embedded::SimCloud;
 use serde_json::{Value, json};
 use sim_support::*;
 
-const API: &str = "2025-10-15";
 const PUBLIC: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/797b37f7-06b8-444c-b1ad-fc62867f335a";
 const LOCAL_AUTH: &str =
@@ -20,28 +20,14 @@ const LOCAL_AUTH: &str =
 const TAG: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/871b6d14-10aa-478d-b590-94f262ecfa99";
 
-fn url(sim: &cmk_operator::sim::SimHandle, name: &str) -> String {
-    format!(
-        "{}subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/{name}?api-version={API}",
-        endpoint(sim)
-    )
-}
-
+/// An account call (no action suffix).
 async fn call(
     sim: &cmk_operator::sim::SimHandle,
     method: Method,
     name: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    send(
-        sim,
-        &credential(sim),
-        ARM_SCOPE,
-        method,
-        &url(sim, name),
-        body,
-    )
-    .await
+    super::account_changes::call(sim, method, name, "", body).await
 }
 
 fn create_body(props: Value, tags: Value) -> Value {
@@ -72,18 +58,6 @@ async fn assign(sim: &cmk_operator::sim::SimHandle, name: &str, body: Value) -> 
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
-}
-
-async fn settled(sim: &cmk_operator::sim::SimHandle, name: &str) -> Value {
-    for _ in 0..400 {
-        let (status, a) = call(sim, Method::Get, name, None).await;
-        assert_eq!(status, 200, "{a}");
-        if a["properties"]["provisioningState"] == "Succeeded" {
-            return a;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("account {name} never settled");
 }
 
 #[tokio::test]
@@ -175,6 +149,20 @@ async fn a_denied_create_answers_azures_refusal_shape() {
     for (k, v) in props.as_object().unwrap() {
         assert_eq!(&a["properties"][k], v, "{k}");
     }
+    // A rule sent without its flag reads back with it false, as recorded.
+    let (status, b) = call(
+        &sim,
+        Method::Patch,
+        "closed-acct",
+        Some(json!({"properties": {"virtualNetworkRules": [{"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/b"}]}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    let a = settled(&sim, "closed-acct").await;
+    assert_eq!(
+        a["properties"]["virtualNetworkRules"][0]["ignoreMissingVNetServiceEndpoint"],
+        false
+    );
 }
 
 #[tokio::test]

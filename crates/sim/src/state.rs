@@ -373,18 +373,7 @@ impl Account {
         {
             return "MongoDB";
         }
-        let has = |cap: &str| {
-            self.properties
-                .get("capabilities")
-                .and_then(Value::as_array)
-                .is_some_and(|caps| {
-                    caps.iter().any(|c| {
-                        c.get("name")
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| n.eq_ignore_ascii_case(cap))
-                    })
-                })
-        };
+        let has = |cap: &str| has_capability(&self.properties, cap);
         if has("EnableCassandra") {
             "Cassandra"
         } else if has("EnableTable") {
@@ -545,6 +534,21 @@ pub fn new_version() -> String {
 
 /// Whether an assignment at `assigned` applies at `target` (equal, or an
 /// ancestor at a `/` boundary; `/` is the root scope). Case-insensitive.
+/// Whether account `properties` list the capability `cap` (names compare
+/// case-insensitively).
+pub fn has_capability(properties: &Value, cap: &str) -> bool {
+    properties
+        .get("capabilities")
+        .and_then(Value::as_array)
+        .is_some_and(|caps| {
+            caps.iter().any(|c| {
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(cap))
+            })
+        })
+}
+
 pub fn scope_covers(assigned: &str, target: &str) -> bool {
     let a = assigned.trim_end_matches('/').to_ascii_lowercase();
     let t = target.trim_end_matches('/').to_ascii_lowercase();

@@ -104,92 +104,67 @@ impl SdkAzure {
     ) -> Result<PendingOperation, AzureError> {
         let kind = change.operation();
         let op = kind.as_str();
-        let body =
-            match change {
-                AccountChange::EnableSystemIdentity | AccountChange::AddUserAssignedIdentity(_) => {
-                    // ARM replaces the identity block: carry the existing identities over.
-                    let current = self.account_json(op, account).await?.ok_or_else(|| {
-                        AzureError::NotFound {
-                            operation: op.to_owned(),
-                            message: format!("account {} does not exist", account.name),
-                        }
-                    })?;
-                    let identity = identity_with(&current.body, change)
-                        .map_err(|why| unusable_read(op, current.status, &why))?;
-                    json!({"identity": identity})
+        let body = match change {
+            AccountChange::EnableSystemIdentity | AccountChange::AddUserAssignedIdentity(_) => {
+                // ARM replaces the identity block: carry the existing identities over.
+                let current = self.account_now(op, account).await?;
+                let identity = identity_with(&current.body, change)
+                    .map_err(|why| unusable_read(op, current.status, &why))?;
+                json!({"identity": identity})
+            }
+            AccountChange::SetDefaultIdentity(v) => {
+                json!({"properties": {"defaultIdentity": v}})
+            }
+            AccountChange::SetKeyUri(uri) => {
+                json!({"properties": {"keyVaultKeyUri": self.versionless(op, uri)?}})
+            }
+            AccountChange::SetLocations(locations) => {
+                // ARM replaces the region list: re-read it now, and write only
+                // when it differs from the new list by the one region meant, so
+                // a region added meanwhile by someone else is never dropped.
+                let current = self.account_now(op, account).await?;
+                let have = locations_of(&current.body["properties"]);
+                one_region_apart(&have, locations)
+                    .map_err(|why| unusable_read(op, current.status, &why))?;
+                json!({"properties": {"locations": locations_body(locations)}})
+            }
+            AccountChange::SetBackupPolicy(policy) => {
+                json!({"properties": {"backupPolicy": backup_body(policy)}})
+            }
+            AccountChange::SetSettings(update) => {
+                let mut body = json!({"properties": settings_body(&update.settings)});
+                if !update.tags.is_empty() {
+                    // ARM replaces the whole tag set: carry every tag over, read now.
+                    let kept = self.tags_now(op, account).await?;
+                    body["tags"] = json!(merged_tags(&kept, &update.tags));
                 }
-                AccountChange::SetDefaultIdentity(v) => {
-                    json!({"properties": {"defaultIdentity": v}})
-                }
-                AccountChange::SetKeyUri(uri) => {
-                    json!({"properties": {"keyVaultKeyUri": self.versionless(op, uri)?}})
-                }
-                AccountChange::SetLocations(locations) => {
-                    // ARM replaces the region list: re-read it now, and write only
-                    // when it differs from the new list by the one region meant, so
-                    // a region added meanwhile by someone else is never dropped.
-                    let current = self.account_json(op, account).await?.ok_or_else(|| {
-                        AzureError::NotFound {
-                            operation: op.to_owned(),
-                            message: format!("account {} does not exist", account.name),
-                        }
-                    })?;
-                    let have = locations_of(&current.body["properties"]);
-                    one_region_apart(&have, locations)
-                        .map_err(|why| unusable_read(op, current.status, &why))?;
-                    json!({"properties": {"locations": locations_body(locations)}})
-                }
-                AccountChange::SetBackupPolicy(policy) => {
-                    json!({"properties": {"backupPolicy": backup_body(policy)}})
-                }
-                AccountChange::SetSettings(update) => {
-                    let mut body = json!({"properties": settings_body(&update.settings)});
-                    if !update.tags.is_empty() {
-                        // ARM replaces the whole tag set: carry every tag over, read now.
-                        let current = self.account_json(op, account).await?.ok_or_else(|| {
-                            AzureError::NotFound {
-                                operation: op.to_owned(),
-                                message: format!("account {} does not exist", account.name),
-                            }
-                        })?;
-                        let kept = tags_to_keep(&current.body)
-                            .map_err(|why| unusable_read(op, current.status, &why))?;
-                        body["tags"] = json!(merged_tags(&kept, &update.tags));
-                    }
-                    // Raw, in one PATCH: the SDK's update model drops tags, and a
-                    // deny assignment judges the account as the whole PATCH leaves it.
-                    let answer = self.arm_write(op, account, Method::Patch, &body).await?;
-                    return Ok(self.pending(kind, account, Some(answer)));
-                }
-                AccountChange::ChangeFailoverPriorities(locations) => {
-                    // Its own operation (ARM refuses a write-region change in an update).
-                    let body = json!({"failoverPolicies": locations.iter().map(|l| json!({
+                // Raw, in one PATCH: the SDK's update model drops tags, and a
+                // deny assignment judges the account as the whole PATCH leaves it.
+                let answer = self.arm_write(op, account, Method::Patch, &body).await?;
+                return Ok(self.pending(kind, account, Some(answer)));
+            }
+            AccountChange::ChangeFailoverPriorities(locations) => {
+                // Its own operation (ARM refuses a write-region change in an update).
+                let body = json!({"failoverPolicies": locations.iter().map(|l| json!({
                         "locationName": l.location_name,
                         "failoverPriority": l.failover_priority,
                     })).collect::<Vec<_>>()});
-                    let answer = self
-                        .arm_request(op, account, "/failoverPriorityChange", Method::Post, &body)
-                        .await?;
-                    return Ok(self.pending(kind, account, Some(answer)));
-                }
-                AccountChange::SetOwner(owner) => {
-                    // ARM replaces the whole tag set: carry every other tag over, read now.
-                    let current = self.account_json(op, account).await?.ok_or_else(|| {
-                        AzureError::NotFound {
-                            operation: op.to_owned(),
-                            message: format!("account {} does not exist", account.name),
-                        }
-                    })?;
-                    let kept = tags_to_keep(&current.body)
-                        .map_err(|why| unusable_read(op, current.status, &why))?;
-                    let tags = ownership::with_owner(&kept, owner);
-                    // Raw: the SDK's update model drops tags.
-                    let answer = self
-                        .arm_write(op, account, Method::Patch, &json!({"tags": tags}))
-                        .await?;
-                    return Ok(self.pending(kind, account, Some(answer)));
-                }
-            };
+                let answer = self
+                    .arm_request(op, account, "/failoverPriorityChange", Method::Post, &body)
+                    .await?;
+                return Ok(self.pending(kind, account, Some(answer)));
+            }
+            AccountChange::SetOwner(owner) => {
+                // ARM replaces the whole tag set: carry every other tag over, read now.
+                let kept = self.tags_now(op, account).await?;
+                let tags = ownership::with_owner(&kept, owner);
+                // Raw: the SDK's update model drops tags.
+                let answer = self
+                    .arm_write(op, account, Method::Patch, &json!({"tags": tags}))
+                    .await?;
+                return Ok(self.pending(kind, account, Some(answer)));
+            }
+        };
         let params: cosmosdb::models::DatabaseAccountUpdateParameters = super::model(op, body)?;
         let client = self.inner.cosmos.database_accounts_client();
         let a = account;
@@ -291,6 +266,26 @@ impl SdkAzure {
             }
         })
         .await
+    }
+
+    /// The account read now, for a write that must carry over what it holds.
+    async fn account_now(&self, op: &str, account: &AccountRef) -> Result<Answer, AzureError> {
+        self.account_json(op, account)
+            .await?
+            .ok_or_else(|| AzureError::NotFound {
+                operation: op.to_owned(),
+                message: format!("account {} does not exist", account.name),
+            })
+    }
+
+    /// The tags a tag write must carry over (ARM replaces the whole set), read now.
+    async fn tags_now(
+        &self,
+        op: &str,
+        account: &AccountRef,
+    ) -> Result<BTreeMap<String, String>, AzureError> {
+        let current = self.account_now(op, account).await?;
+        tags_to_keep(&current.body).map_err(|why| unusable_read(op, current.status, &why))
     }
 
     /// A write to the account sent as JSON, outside the SDK's models.

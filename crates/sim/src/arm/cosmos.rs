@@ -1167,6 +1167,15 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
     ] {
         p.entry(field).or_insert(default);
     }
+    // Each rule reads back with its flag (recorded: azure-cli
+    // test_cosmosdb_network_rule_add.yaml, 2024, commit 02ca802), false when
+    // the request left it out.
+    if let Some(Value::Array(rules)) = p.get_mut("virtualNetworkRules") {
+        for r in rules.iter_mut().filter_map(Value::as_object_mut) {
+            r.entry("ignoreMissingVNetServiceEndpoint")
+                .or_insert(json!(false));
+        }
+    }
     p.entry("consistencyPolicy").or_insert(json!({"defaultConsistencyLevel": "Session", "maxIntervalInSeconds": 5, "maxStalenessPrefix": 100}));
     newer_defaults(&mut p, a);
     let backup = match a.properties.get("backupPolicy") {

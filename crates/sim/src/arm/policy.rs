@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::errors::ApiError;
-use crate::state::{State, scope_covers};
+use crate::state::{State, has_capability, scope_covers};
 
 const ACCOUNT_TYPE: &str = "Microsoft.DocumentDB/databaseAccounts";
 /// "Require a tag on resources": the one definition with a required parameter.
@@ -335,17 +335,9 @@ fn local_auth_enabled(r: &Resource<'_>, _: &Assignment) -> Option<Vec<Value>> {
     if v.and_then(Value::as_bool) == Some(true) {
         return None;
     }
-    let api = r
-        .properties
-        .get("capabilities")
-        .and_then(Value::as_array)
-        .is_some_and(|caps| {
-            caps.iter().any(|c| {
-                c.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| API_CAPABILITIES.iter().any(|a| a.eq_ignore_ascii_case(n)))
-            })
-        });
+    let api = API_CAPABILITIES
+        .iter()
+        .any(|cap| has_capability(r.properties, cap));
     (!api).then(|| {
         vec![
             type_matches(),
