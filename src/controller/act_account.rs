@@ -223,7 +223,11 @@ async fn carry_out<A: WithCredential>(
             status.pending_operation =
                 Some(change(AccountChange::SetSettings(update.clone())).await?);
             (
-                "UpdatingAccountSettings",
+                if update.owner.is_some() {
+                    "AdoptingAccount"
+                } else {
+                    "UpdatingAccountSettings"
+                },
                 format!("updating the account's settings{}", settings_words(update)),
             )
         }

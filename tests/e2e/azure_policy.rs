@@ -229,6 +229,45 @@ async fn adoption_leaves_the_settings_the_spec_does_not_set() {
 }
 
 #[tokio::test]
+async fn an_account_made_before_the_assignment_is_adopted_in_one_compliant_write() {
+    let env = start("policy-adopt-deny").await;
+    let body = json!({
+        "location": "eastus",
+        "kind": "GlobalDocumentDB",
+        "properties": {"databaseAccountOfferType": "Standard",
+            "locations": [{"locationName": "eastus", "failoverPriority": 0}]}
+    });
+    let (status, b) = env
+        .arm(
+            Method::Put,
+            &Env::account_path("cmk-demo-legacy"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{b}");
+    // Assigned afterwards: the account does not comply, so Azure refuses any
+    // write that leaves it so, a tag write included.
+    deny_all(&env);
+    env.apply_example("00-binding-access-policy.yaml", json!({}))
+        .await;
+    env.apply_example(
+        "15-account-existing.yaml",
+        json!({"spec": {"publicNetworkAccess": "Disabled", "disableLocalAuth": true, "tags": {"costCenter": "legacy"}}}),
+    )
+    .await;
+    env.account_reason("legacy", "Ready").await;
+    let a = azure_account(&env, "cmk-demo-legacy").await;
+    assert_eq!(a["properties"]["publicNetworkAccess"], "Disabled");
+    assert_eq!(a["tags"]["cosmoscmk.io-name"], "legacy");
+    assert!(
+        a["properties"]["keyVaultKeyUri"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("/keys/cosmos-orders")),
+        "{a}"
+    );
+}
+
+#[tokio::test]
 async fn the_request_unit_overhead_is_told_once_per_created_account() {
     let mut env = start("policy-ru").await;
     env.apply_example("00-binding-access-policy.yaml", json!({}))

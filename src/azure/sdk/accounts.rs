@@ -133,10 +133,14 @@ impl SdkAzure {
             }
             AccountChange::SetSettings(update) => {
                 let mut body = json!({"properties": settings_body(&update.settings)});
-                if !update.tags.is_empty() {
+                if !update.tags.is_empty() || update.owner.is_some() {
                     // ARM replaces the whole tag set: carry every tag over, read now.
                     let kept = self.tags_now(op, account).await?;
-                    body["tags"] = json!(merged_tags(&kept, &update.tags));
+                    let mut tags = merged_tags(&kept, &update.tags);
+                    if let Some(owner) = &update.owner {
+                        tags = ownership::with_owner(&tags, owner);
+                    }
+                    body["tags"] = json!(tags);
                 }
                 // Raw, in one PATCH: the SDK's update model drops tags, and a
                 // deny assignment judges the account as the whole PATCH leaves it.

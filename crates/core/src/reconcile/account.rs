@@ -867,6 +867,19 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                 let reason = "in use when the account was adopted; its backups may need it";
                 retain_version(out, uri, version, reason);
             }
+            // Settings the spec sets go out with the owner tags: a deny
+            // assignment would refuse a tag write to an account that does not
+            // comply yet, however the spec means to fix it.
+            if let Some((what, mut update)) = settings_drift::difference(&a.settings, &a.tags, spec)
+            {
+                update.owner = Some(o.me.clone());
+                let msg = format!(
+                    "adopting account {}: writing its owner tags ({}) with the settings the spec sets ({what})",
+                    spec.account_name, o.me
+                );
+                let action = Action::UpdateSettings(update);
+                return Some(out.acting(Stage::Account, r::ADOPTING_ACCOUNT, msg, action));
+            }
             let msg = format!(
                 "adopting account {}: writing its owner tags ({})",
                 spec.account_name, o.me

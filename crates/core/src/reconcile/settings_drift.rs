@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use super::ownership::Owner;
 use crate::api::{
     AccountSettings, CosmosAccountCMKSpec, IpRule, OWNER_TAG_PREFIX, VirtualNetworkRule,
 };
@@ -28,6 +29,8 @@ pub struct SettingsUpdate {
     /// The user's tags to set (every other tag on the account is kept, and the
     /// owner tags are never among these).
     pub tags: BTreeMap<String, String>,
+    /// Adoption: the owner tags go out in the same write (see `account`).
+    pub owner: Option<Owner>,
 }
 
 impl SettingsUpdate {

@@ -99,6 +99,7 @@ fn drift_of_set_fields_converges_in_one_patch_before_any_other_change() {
                 ..Default::default()
             },
             tags: [("env".to_owned(), "prod".to_owned())].into(),
+            owner: None,
         }
     );
     assert_eq!(
@@ -181,4 +182,32 @@ fn user_tags_never_include_an_owner_tag_name() {
     .into();
     let tags = settings_drift::user_tags(&w.spec);
     assert_eq!(tags.keys().collect::<Vec<_>>(), ["env"]);
+}
+
+#[test]
+fn adoption_writes_the_owner_tags_with_the_settings_the_spec_sets() {
+    let mut w = World::new(IdentityType::FirstParty);
+    found(&mut w);
+    w.spec.adopt_existing_account = true;
+    w.spec.public_network_access = Some(PublicNetworkAccess::Disabled);
+    facts(&mut w).tags.clear();
+    let d = w.decide();
+    let Some(Action::UpdateSettings(u)) = d.action.clone() else {
+        panic!("expected one write with the owner tags, got {:?}", d.action);
+    };
+    assert_eq!(u.owner, Some(super::account_tests::me()));
+    assert_eq!(
+        u.settings.public_network_access,
+        Some(PublicNetworkAccess::Disabled)
+    );
+    assert_eq!(
+        reason(&d, ACCOUNT_CREATED),
+        format!("False/{}", r::ADOPTING_ACCOUNT)
+    );
+    // Nothing to set: the owner tags alone, as before.
+    w.spec.public_network_access = None;
+    assert_eq!(
+        w.decide().action,
+        Some(Action::TagAccount(super::account_tests::me()))
+    );
 }
