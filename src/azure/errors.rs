@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::reconcile::policy::{self, PolicyViolation};
+
 /// How an error should be handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -125,6 +127,17 @@ pub enum AzureError {
         scope: String,
         message: String,
     },
+    /// ARM's 403 `RequestDisallowedByPolicy`: an Azure Policy assignment
+    /// denied the write. Named with the field that makes the account comply.
+    #[error(
+        "{operation}: Azure Policy denied the request: {}. Set the field in the spec; the operator retries with backoff",
+        policy::describe(.violations, .message)
+    )]
+    DisallowedByPolicy {
+        operation: String,
+        violations: Vec<PolicyViolation>,
+        message: String,
+    },
     #[error("{operation}: not found: {message}")]
     NotFound { operation: String, message: String },
     #[error(
@@ -168,6 +181,7 @@ impl AzureError {
             Self::Authentication { .. }
             | Self::Forbidden { .. }
             | Self::AuthorizationFailed { .. }
+            | Self::DisallowedByPolicy { .. }
             | Self::NotFound { .. } => ErrorClass::UserFixable,
             // Permission and revocation errors are often transient while grants propagate:
             // never terminal, retried slowly.
@@ -203,6 +217,7 @@ impl AzureError {
             Self::Authentication { .. } => "AzureAuthenticationFailed",
             Self::Forbidden { .. } => "AzureForbidden",
             Self::AuthorizationFailed { .. } => "AuthorizationFailed",
+            Self::DisallowedByPolicy { .. } => crate::reconcile::reasons::DISALLOWED_BY_POLICY,
             Self::NotFound { .. } => "AzureResourceNotFound",
             Self::Cmk { cause, .. } => cause.reason(),
             Self::InvalidResponse { .. } => "AzureInvalidResponse",
@@ -219,7 +234,9 @@ impl AzureError {
             | Self::InvalidResponse { status, .. }
             | Self::Rejected { status, .. } => Some(*status),
             Self::Authentication { .. } => Some(401),
-            Self::Forbidden { .. } | Self::AuthorizationFailed { .. } => Some(403),
+            Self::Forbidden { .. }
+            | Self::AuthorizationFailed { .. }
+            | Self::DisallowedByPolicy { .. } => Some(403),
             Self::NotFound { .. } => Some(404),
             Self::Timeout { .. } | Self::Transport { .. } => None,
         }
@@ -269,6 +286,11 @@ impl AzureError {
                     },
                 }
             }
+            403 if code == "RequestDisallowedByPolicy" => Self::DisallowedByPolicy {
+                operation,
+                violations: Vec::new(),
+                message,
+            },
             403 => Self::Forbidden {
                 operation,
                 code,

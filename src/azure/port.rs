@@ -8,8 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::errors::AzureError;
 use crate::api::{
-    BackupPolicy, Grant, KeyRotation, KeyType, Location, PendingOperation, PermissionModel,
-    RestoreSource,
+    AccountSettings, BackupPolicy, Grant, KeyRotation, KeyType, Location, PendingOperation,
+    PermissionModel, RestoreSource,
 };
 use crate::reconcile::account::{AccountFacts, OperationState};
 use crate::reconcile::binding::{KeyFacts, VaultFacts};
@@ -48,8 +48,10 @@ pub struct NewAccount {
     pub user_assigned_identity: Option<String>,
     pub backup: BackupPolicy,
     pub restore: Option<RestoreSource>,
-    /// Owner tags (the account's only tags at creation).
+    /// The user's tags and the owner tags (which win).
     pub tags: BTreeMap<String, String>,
+    /// The settings the spec sets; the rest are left to Azure's defaults.
+    pub settings: AccountSettings,
 }
 
 // The values the port answers with live in the core, beside the rules that

@@ -18,6 +18,12 @@ use crate::azure::{AccountChange, AccountRef, NewAccount};
 use crate::reconcile::account::Action as Step;
 use crate::reconcile::destructive;
 
+/// The Request Unit overhead of customer-managed keys, as the CMK guide's FAQ
+/// "How do customer-managed keys influence capacity planning?" gives it
+/// (shared/seed/how-to-setup-customer-managed-keys.md).
+pub const RU_OVERHEAD_REASON: &str = "CmkRequestUnitOverhead";
+pub const RU_OVERHEAD_NOTE: &str = "customer-managed keys add Request Units to every operation: about +6% per write (plus about 0.06 RU per indexed property), +5% per point read and +15% per query or change-feed read; plan provisioned throughput accordingly";
+
 /// Field names Cassandra reserves under CMK (the seed's warning).
 const CASSANDRA_RESERVED: &str = "id, ttl, _ts, _etag, _rid, _self, _attachments, _epk";
 
@@ -68,6 +74,20 @@ pub(super) async fn act<A: WithCredential>(
         &done.note,
     )
     .await;
+    if matches!(step, Step::CreateAccount(_)) {
+        // Once per account: the create call is made once (its operation is
+        // persisted in status before anything else runs), so a resync or a
+        // restart never repeats this.
+        report::publish(
+            &ctx.recorder,
+            &reference,
+            EventType::Normal,
+            RU_OVERHEAD_REASON,
+            name,
+            RU_OVERHEAD_NOTE,
+        )
+        .await;
+    }
     if matches!(step, Step::CreateAccount(_))
         && obj
             .spec
@@ -130,6 +150,7 @@ async fn carry_out<A: WithCredential>(
                 backup: obj.spec.backup_policy.clone(),
                 restore: obj.spec.restore.clone(),
                 tags: c.tags.clone(),
+                settings: c.settings.clone(),
             };
             status.pending_operation = Some(azure.create_account(&new).await?);
             (
@@ -198,6 +219,18 @@ async fn carry_out<A: WithCredential>(
                 format!("setting the backup policy to {}", backup_words(policy)),
             )
         }
+        Step::UpdateSettings(update) => {
+            status.pending_operation =
+                Some(change(AccountChange::SetSettings(update.clone())).await?);
+            (
+                if update.owner.is_some() {
+                    "AdoptingAccount"
+                } else {
+                    "UpdatingAccountSettings"
+                },
+                format!("updating the account's settings{}", settings_words(update)),
+            )
+        }
         Step::DisableKeyVersion { key_uri, version } => {
             let now = ctx.settings.clock.now();
             let retired_at = status
@@ -237,5 +270,44 @@ fn backup_words(b: &crate::api::BackupPolicy) -> String {
             b.periodic_retention_hours
                 .unwrap_or(crate::api::DEFAULT_PERIODIC_RETENTION_HOURS)
         ),
+    }
+}
+
+/// What a settings update writes, for an event.
+fn settings_words(u: &crate::reconcile::settings_drift::SettingsUpdate) -> String {
+    let s = &u.settings;
+    let mut parts = Vec::new();
+    if let Some(v) = s.public_network_access {
+        parts.push(format!("publicNetworkAccess {}", v.as_str()));
+    }
+    if let Some(v) = s.disable_local_auth {
+        parts.push(format!("disableLocalAuth {v}"));
+    }
+    if let Some(v) = s.minimal_tls_version {
+        parts.push(format!("minimalTlsVersion {}", v.as_str()));
+    }
+    if let Some(v) = s.network_acl_bypass {
+        parts.push(format!("networkAclBypass {}", v.as_str()));
+    }
+    if let Some(v) = s.is_virtual_network_filter_enabled {
+        parts.push(format!("isVirtualNetworkFilterEnabled {v}"));
+    }
+    if let Some(v) = &s.ip_rules {
+        parts.push(format!("{} IP rule(s)", v.len()));
+    }
+    if let Some(v) = &s.virtual_network_rules {
+        parts.push(format!("{} virtual network rule(s)", v.len()));
+    }
+    if let Some(v) = &s.network_acl_bypass_resource_ids {
+        parts.push(format!("{} bypass resource id(s)", v.len()));
+    }
+    if !u.tags.is_empty() {
+        let names: Vec<&str> = u.tags.keys().map(String::as_str).collect();
+        parts.push(format!("tags {}", names.join(", ")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join(", "))
     }
 }

@@ -74,6 +74,7 @@ pub fn new_account(name: &str, key_uri: &str) -> NewAccount {
         backup: BackupPolicy::default(),
         restore: None,
         tags: Default::default(),
+        settings: Default::default(),
     }
 }
 

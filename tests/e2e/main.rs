@@ -8,6 +8,7 @@ mod support;
 mod alerts;
 mod azure_answers;
 mod azure_permissions;
+mod azure_policy;
 mod boundaries;
 mod clouds;
 mod credentials;

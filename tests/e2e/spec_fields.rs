@@ -225,6 +225,47 @@ async fn every_spec_field_converges_or_is_refused() {
         .count();
     assert!(grants >= 2, "{grants} GrantedKeyAccess event(s)");
 
+    // The settings Azure Policy looks at, and tags: all in one write.
+    let a = converges(
+        &env,
+        json!({"publicNetworkAccess": "Enabled", "disableLocalAuth": false, "minimalTlsVersion": "Tls11",
+            "ipRules": [{"ipAddressOrRange": "23.43.230.120"}], "isVirtualNetworkFilterEnabled": true,
+            "virtualNetworkRules": [{"id": "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/cmk-demo/providers/Microsoft.Network/virtualNetworks/v/subnets/s"}],
+            "networkAclBypass": "AzureServices", "networkAclBypassResourceIds": ["/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/cmk-demo/providers/Microsoft.Synapse/workspaces/w"],
+            "tags": {"costCenter": "cc-2"}}),
+    )
+    .await;
+    let p = &a["properties"];
+    assert_eq!(
+        (
+            &p["publicNetworkAccess"],
+            &p["disableLocalAuth"],
+            &p["minimalTlsVersion"],
+            &p["isVirtualNetworkFilterEnabled"],
+            &p["networkAclBypass"]
+        ),
+        (
+            &json!("Enabled"),
+            &json!(false),
+            &json!("Tls11"),
+            &json!(true),
+            &json!("AzureServices")
+        )
+    );
+    assert_eq!(p["ipRules"], json!([{"ipAddressOrRange": "23.43.230.120"}]));
+    assert_eq!(p["virtualNetworkRules"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        p["networkAclBypassResourceIds"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(a["tags"]["costCenter"], "cc-2");
+    assert!(
+        env.event_reasons(NAME)
+            .await
+            .iter()
+            .any(|r| r == "UpdatingAccountSettings")
+    );
+
     // Behaviour fields: accepted, nothing written to the account.
     let writes = env.calls("DatabaseAccounts_Update");
     for spec in [

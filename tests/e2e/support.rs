@@ -593,6 +593,7 @@ impl Env {
                 backup,
                 restore: None,
                 tags,
+                settings: Default::default(),
             })
             .await
             .expect("foreign account accepted");

@@ -19,7 +19,7 @@ fn url(sim: &cmk_operator::sim::SimHandle, name: &str, suffix: &str) -> String {
     )
 }
 
-async fn call(
+pub(crate) async fn call(
     sim: &cmk_operator::sim::SimHandle,
     method: Method,
     name: &str,
@@ -38,7 +38,7 @@ async fn call(
 }
 
 /// Waits until the account is no longer updating; returns it.
-async fn settled(sim: &cmk_operator::sim::SimHandle, name: &str) -> Value {
+pub(crate) async fn settled(sim: &cmk_operator::sim::SimHandle, name: &str) -> Value {
     for _ in 0..400 {
         let (status, a) = call(sim, Method::Get, name, "", None).await;
         assert_eq!(status, 200, "{a}");

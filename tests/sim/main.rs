@@ -14,6 +14,7 @@ mod faults;
 mod fidelity;
 mod key_lists_and_expiry;
 mod keyvault;
+mod policy;
 mod python_sdks;
 mod recorded_answers;
 mod replay;

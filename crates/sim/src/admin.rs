@@ -1,5 +1,6 @@
 //! Admin API under `/_admin/` (no authentication: loopback tooling only).
-//! Seeding, faults, counters, ledger, LRO timing, state save/load, test tokens.
+//! Seeding, faults, counters, ledger, LRO timing, state save/load, test tokens,
+//! Azure Policy assignments.
 
 use std::sync::Arc;
 
@@ -94,6 +95,35 @@ fn inner(app: &Arc<App>, req: &Req) -> Result<Response, ApiError> {
                 StatusCode::OK,
                 json!({"lroDurationMs": app.lro_duration_ms(), "retentionDayMs": app.retention_day_ms(), "keyDayMs": app.key_day_ms()}),
             ))
+        }
+        // Azure Policy assignments (crates/sim/src/arm/policy.rs).
+        (["policyAssignments"], &Method::GET) => {
+            let state = app.state();
+            let list: Vec<Value> = state
+                .policy_assignments
+                .values()
+                .map(|a| a.json())
+                .collect();
+            Ok(json_resp(StatusCode::OK, json!({"value": list})))
+        }
+        (["policyAssignments", name], &Method::PUT) => {
+            let a: super::arm::policy::Assignment = serde_json::from_slice(&req.body)
+                .map_err(|e| bad(format!("invalid policy assignment: {e}")))?;
+            let v = super::arm::policy::put(&mut app.state(), name, a)?;
+            Ok(json_resp(StatusCode::OK, v))
+        }
+        (["policyAssignments", name], &Method::DELETE) => {
+            let mut state = app.state();
+            let before = state.policy_assignments.len();
+            state
+                .policy_assignments
+                .retain(|_, a| !a.name.eq_ignore_ascii_case(name));
+            Ok(if state.policy_assignments.len() < before {
+                StatusCode::OK
+            } else {
+                StatusCode::NO_CONTENT
+            }
+            .into_response())
         }
         (["save"], &Method::POST) => {
             let v = req.json(Style::Arm)?;

@@ -57,6 +57,9 @@ pub struct ApiError {
     /// Cosmos DB substatus (CMK failures); also sent as `x-ms-substatus`.
     pub substatus: Option<u32>,
     pub headers: Vec<(String, String)>,
+    /// More members of an ARM `error` object (`target`, `additionalInfo`).
+    /// Boxed: most errors have none, and every `Result` carries the size.
+    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl ApiError {
@@ -69,6 +72,7 @@ impl ApiError {
             inner_code: None,
             substatus: None,
             headers: Vec::new(),
+            details: None,
         }
     }
     pub fn arm(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
@@ -92,6 +96,13 @@ impl ApiError {
         self.headers.push((name.to_owned(), value.into()));
         self
     }
+    /// Adds a member to the ARM `error` object.
+    pub fn detail(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value);
+        self
+    }
     pub fn with_style(mut self, style: Style) -> Self {
         self.style = style;
         self
@@ -99,7 +110,15 @@ impl ApiError {
 
     pub fn body(&self) -> serde_json::Value {
         match self.style {
-            Style::Arm => json!({"error": {"code": self.code, "message": self.message}}),
+            Style::Arm => {
+                let mut err = serde_json::Map::new();
+                err.insert("code".into(), json!(self.code));
+                if let Some(d) = &self.details {
+                    err.extend(d.as_ref().clone());
+                }
+                err.insert("message".into(), json!(self.message));
+                json!({"error": err})
+            }
             Style::KeyVault => {
                 let mut err = json!({"code": self.code, "message": self.message});
                 if let Some(inner) = &self.inner_code {

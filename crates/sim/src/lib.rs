@@ -203,6 +203,23 @@ impl SimHandle {
     pub fn seed(&self, seed: &Seed) -> Result<serde_json::Value, SimError> {
         seed::apply(&self.app, seed).map_err(|e| SimError::Seed(e.message))
     }
+    /// Adds (or replaces) the Azure Policy assignment `name`, as the admin API's
+    /// `PUT /_admin/policyAssignments/{name}` does; returns it as shown there.
+    pub fn assign_policy(
+        &self,
+        name: &str,
+        assignment: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let a = serde_json::from_value(assignment).map_err(|e| e.to_string())?;
+        arm::policy::put(&mut self.app.state(), name, a).map_err(|e| e.message)
+    }
+    /// Removes the Azure Policy assignment `name` (any scope).
+    pub fn unassign_policy(&self, name: &str) {
+        self.app
+            .state()
+            .policy_assignments
+            .retain(|_, a| !a.name.eq_ignore_ascii_case(name));
+    }
     /// Whether `principal` may get, wrap and unwrap keys of the vault named by
     /// `vault_id` (its last segment), under the vault's active permission
     /// model, as the simulator's own CMK rule judges it: tests check grants

@@ -395,18 +395,7 @@ impl Account {
         {
             return "MongoDB";
         }
-        let has = |cap: &str| {
-            self.properties
-                .get("capabilities")
-                .and_then(Value::as_array)
-                .is_some_and(|caps| {
-                    caps.iter().any(|c| {
-                        c.get("name")
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| n.eq_ignore_ascii_case(cap))
-                    })
-                })
-        };
+        let has = |cap: &str| has_capability(&self.properties, cap);
         if has("EnableCassandra") {
             "Cassandra"
         } else if has("EnableTable") {
@@ -482,6 +471,9 @@ pub struct State {
     /// instance id.
     #[serde(default)]
     pub deleted_accounts: BTreeMap<String, DeletedAccount>,
+    /// Azure Policy assignments, by lower-cased assignment id.
+    #[serde(default)]
+    pub policy_assignments: BTreeMap<String, super::arm::policy::Assignment>,
     /// The TLS certificate authority (kept so a client's trusted CA file
     /// stays valid across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -587,6 +579,21 @@ pub fn new_version() -> String {
 
 /// Whether an assignment at `assigned` applies at `target` (equal, or an
 /// ancestor at a `/` boundary; `/` is the root scope). Case-insensitive.
+/// Whether account `properties` list the capability `cap` (names compare
+/// case-insensitively).
+pub fn has_capability(properties: &Value, cap: &str) -> bool {
+    properties
+        .get("capabilities")
+        .and_then(Value::as_array)
+        .is_some_and(|caps| {
+            caps.iter().any(|c| {
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(cap))
+            })
+        })
+}
+
 pub fn scope_covers(assigned: &str, target: &str) -> bool {
     let a = assigned.trim_end_matches('/').to_ascii_lowercase();
     let t = target.trim_end_matches('/').to_ascii_lowercase();

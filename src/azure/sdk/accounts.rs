@@ -5,6 +5,7 @@
 use azure_core::{Method, Url};
 use serde_json::{Map, Value, json};
 
+use super::account_settings::{merged_tags, settings_body, settings_of};
 use super::http::Answer;
 use super::{SdkAzure, cosmosdb};
 use crate::api::AzureErrorRecord;
@@ -103,73 +104,71 @@ impl SdkAzure {
     ) -> Result<PendingOperation, AzureError> {
         let kind = change.operation();
         let op = kind.as_str();
-        let body =
-            match change {
-                AccountChange::EnableSystemIdentity | AccountChange::AddUserAssignedIdentity(_) => {
-                    // ARM replaces the identity block: carry the existing identities over.
-                    let current = self.account_json(op, account).await?.ok_or_else(|| {
-                        AzureError::NotFound {
-                            operation: op.to_owned(),
-                            message: format!("account {} does not exist", account.name),
-                        }
-                    })?;
-                    let identity = identity_with(&current.body, change)
-                        .map_err(|why| unusable_read(op, current.status, &why))?;
-                    json!({"identity": identity})
+        let body = match change {
+            AccountChange::EnableSystemIdentity | AccountChange::AddUserAssignedIdentity(_) => {
+                // ARM replaces the identity block: carry the existing identities over.
+                let current = self.account_now(op, account).await?;
+                let identity = identity_with(&current.body, change)
+                    .map_err(|why| unusable_read(op, current.status, &why))?;
+                json!({"identity": identity})
+            }
+            AccountChange::SetDefaultIdentity(v) => {
+                json!({"properties": {"defaultIdentity": v}})
+            }
+            AccountChange::SetKeyUri(uri) => {
+                json!({"properties": {"keyVaultKeyUri": self.versionless(op, uri)?}})
+            }
+            AccountChange::SetLocations(locations) => {
+                // ARM replaces the region list: re-read it now, and write only
+                // when it differs from the new list by the one region meant, so
+                // a region added meanwhile by someone else is never dropped.
+                let current = self.account_now(op, account).await?;
+                let have = locations_of(&current.body["properties"]);
+                one_region_apart(&have, locations)
+                    .map_err(|why| unusable_read(op, current.status, &why))?;
+                json!({"properties": {"locations": locations_body(locations)}})
+            }
+            AccountChange::SetBackupPolicy(policy) => {
+                json!({"properties": {"backupPolicy": backup_body(policy)}})
+            }
+            AccountChange::SetSettings(update) => {
+                let mut body = json!({"properties": settings_body(&update.settings)});
+                if !update.tags.is_empty() || update.owner.is_some() {
+                    // ARM replaces the whole tag set: carry every tag over, read now.
+                    let kept = self.tags_now(op, account).await?;
+                    let mut tags = merged_tags(&kept, &update.tags);
+                    if let Some(owner) = &update.owner {
+                        tags = ownership::with_owner(&tags, owner);
+                    }
+                    body["tags"] = json!(tags);
                 }
-                AccountChange::SetDefaultIdentity(v) => {
-                    json!({"properties": {"defaultIdentity": v}})
-                }
-                AccountChange::SetKeyUri(uri) => {
-                    json!({"properties": {"keyVaultKeyUri": self.versionless(op, uri)?}})
-                }
-                AccountChange::SetLocations(locations) => {
-                    // ARM replaces the region list: re-read it now, and write only
-                    // when it differs from the new list by the one region meant, so
-                    // a region added meanwhile by someone else is never dropped.
-                    let current = self.account_json(op, account).await?.ok_or_else(|| {
-                        AzureError::NotFound {
-                            operation: op.to_owned(),
-                            message: format!("account {} does not exist", account.name),
-                        }
-                    })?;
-                    let have = locations_of(&current.body["properties"]);
-                    one_region_apart(&have, locations)
-                        .map_err(|why| unusable_read(op, current.status, &why))?;
-                    json!({"properties": {"locations": locations_body(locations)}})
-                }
-                AccountChange::SetBackupPolicy(policy) => {
-                    json!({"properties": {"backupPolicy": backup_body(policy)}})
-                }
-                AccountChange::ChangeFailoverPriorities(locations) => {
-                    // Its own operation (ARM refuses a write-region change in an update).
-                    let body = json!({"failoverPolicies": locations.iter().map(|l| json!({
+                // Raw, in one PATCH: the SDK's update model drops tags, and a
+                // deny assignment judges the account as the whole PATCH leaves it.
+                let answer = self.arm_write(op, account, Method::Patch, &body).await?;
+                return Ok(self.pending(kind, account, Some(answer)));
+            }
+            AccountChange::ChangeFailoverPriorities(locations) => {
+                // Its own operation (ARM refuses a write-region change in an update).
+                let body = json!({"failoverPolicies": locations.iter().map(|l| json!({
                         "locationName": l.location_name,
                         "failoverPriority": l.failover_priority,
                     })).collect::<Vec<_>>()});
-                    let answer = self
-                        .arm_request(op, account, "/failoverPriorityChange", Method::Post, &body)
-                        .await?;
-                    return Ok(self.pending(kind, account, Some(answer)));
-                }
-                AccountChange::SetOwner(owner) => {
-                    // ARM replaces the whole tag set: carry every other tag over, read now.
-                    let current = self.account_json(op, account).await?.ok_or_else(|| {
-                        AzureError::NotFound {
-                            operation: op.to_owned(),
-                            message: format!("account {} does not exist", account.name),
-                        }
-                    })?;
-                    let kept = tags_to_keep(&current.body)
-                        .map_err(|why| unusable_read(op, current.status, &why))?;
-                    let tags = ownership::with_owner(&kept, owner);
-                    // Raw: the SDK's update model drops tags.
-                    let answer = self
-                        .arm_write(op, account, Method::Patch, &json!({"tags": tags}))
-                        .await?;
-                    return Ok(self.pending(kind, account, Some(answer)));
-                }
-            };
+                let answer = self
+                    .arm_request(op, account, "/failoverPriorityChange", Method::Post, &body)
+                    .await?;
+                return Ok(self.pending(kind, account, Some(answer)));
+            }
+            AccountChange::SetOwner(owner) => {
+                // ARM replaces the whole tag set: carry every other tag over, read now.
+                let kept = self.tags_now(op, account).await?;
+                let tags = ownership::with_owner(&kept, owner);
+                // Raw: the SDK's update model drops tags.
+                let answer = self
+                    .arm_write(op, account, Method::Patch, &json!({"tags": tags}))
+                    .await?;
+                return Ok(self.pending(kind, account, Some(answer)));
+            }
+        };
         let params: cosmosdb::models::DatabaseAccountUpdateParameters = super::model(op, body)?;
         let client = self.inner.cosmos.database_accounts_client();
         let a = account;
@@ -271,6 +270,26 @@ impl SdkAzure {
             }
         })
         .await
+    }
+
+    /// The account read now, for a write that must carry over what it holds.
+    async fn account_now(&self, op: &str, account: &AccountRef) -> Result<Answer, AzureError> {
+        self.account_json(op, account)
+            .await?
+            .ok_or_else(|| AzureError::NotFound {
+                operation: op.to_owned(),
+                message: format!("account {} does not exist", account.name),
+            })
+    }
+
+    /// The tags a tag write must carry over (ARM replaces the whole set), read now.
+    async fn tags_now(
+        &self,
+        op: &str,
+        account: &AccountRef,
+    ) -> Result<BTreeMap<String, String>, AzureError> {
+        let current = self.account_now(op, account).await?;
+        tags_to_keep(&current.body).map_err(|why| unusable_read(op, current.status, &why))
     }
 
     /// A write to the account sent as JSON, outside the SDK's models.
@@ -389,6 +408,9 @@ pub(super) fn create_body(new: &NewAccount, key_uri: &str) -> Value {
         || b.periodic_retention_hours.is_some()
     {
         props["backupPolicy"] = backup_body(b);
+    }
+    if let Some(p) = props.as_object_mut() {
+        p.extend(settings_body(&new.settings));
     }
     if let Some(r) = &new.restore {
         props["createMode"] = json!("Restore");
@@ -715,6 +737,7 @@ pub(super) fn facts_from_json(v: &Value) -> AccountFacts {
         }),
         backup: backup_of(p),
         locations: locations_of(p),
+        settings: settings_of(p),
     }
 }
 
@@ -803,6 +826,7 @@ mod tests {
                 timestamp: Some("2026-01-31T12:00:00Z".into()),
             }),
             tags: [("cosmoscmk.io-name".to_owned(), "orders".to_owned())].into(),
+            settings: Default::default(),
         }
     }
 

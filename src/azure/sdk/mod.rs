@@ -10,6 +10,7 @@
 //! limiter), and requests bypass azure_core's transport policy, whose debug
 //! log prints the `Authorization` header (see `http.rs`).
 
+mod account_settings;
 mod accounts;
 mod credentials;
 mod grants;

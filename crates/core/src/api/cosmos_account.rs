@@ -5,6 +5,12 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use super::account_settings::{
+    AccountSettings, IpRule, MinimalTlsVersion, NetworkAclBypass, PublicNetworkAccess,
+    VirtualNetworkRule,
+};
 use super::common::{AzureErrorRecord, CredentialRef, LocalObjectRef, Phase};
 use super::key_vault_binding::PermissionModel;
 use super::patterns;
@@ -169,6 +175,74 @@ pub struct CosmosAccountCMKSpec {
     /// Azure credentials for the account's subscription; omit to use the operator's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_ref: Option<CredentialRef>,
+
+    /// Azure tags for the account, besides the operator's owner tags (which always
+    /// win and cannot be set here). Written at creation and kept at these values;
+    /// a tag removed from this list is left on the account (docs/azure-policy.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 11))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, !k.lowerAscii().startsWith('cosmoscmk.io-'))")
+            .message("tag names starting with cosmoscmk.io- are the operator's owner tags and cannot be set in spec.tags: rename the tag"),
+        validation = Rule::new("self.all(k, size(k) <= 128 && size(self[k]) <= 256)")
+            .message("Azure tag names are at most 128 characters and values at most 256: shorten the tag"),
+    )]
+    pub tags: BTreeMap<String, String>,
+
+    /// `Enabled`, `Disabled` (private endpoints only) or `SecuredByPerimeter`. Unset
+    /// leaves Azure's value (`Enabled` for a new account). The built-in policy
+    /// "Azure Cosmos DB should disable public network access" wants `Disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_network_access: Option<PublicNetworkAccess>,
+
+    /// IP firewall rules (the whole list; unset leaves Azure's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000))]
+    pub ip_rules: Option<Vec<IpRule>>,
+
+    /// Virtual network (subnet) rules (the whole list; unset leaves Azure's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub virtual_network_rules: Option<Vec<VirtualNetworkRule>>,
+
+    /// Whether the virtual network rules are enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_virtual_network_filter_enabled: Option<bool>,
+
+    /// `None` or `AzureServices` (the services in `networkAclBypassResourceIds` bypass the firewall).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_acl_bypass: Option<NetworkAclBypass>,
+
+    /// ARM ids of the Azure services allowed through with `networkAclBypass: AzureServices`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 1024)))]
+    pub network_acl_bypass_resource_ids: Option<Vec<String>>,
+
+    /// `true` allows only Microsoft Entra ID (no account keys). The built-in policy
+    /// "Cosmos DB database accounts should have local authentication methods
+    /// disabled" wants `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_local_auth: Option<bool>,
+
+    /// Lowest TLS version clients may use: `Tls`, `Tls11` or `Tls12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimal_tls_version: Option<MinimalTlsVersion>,
+}
+
+impl CosmosAccountCMKSpec {
+    /// The account settings the spec sets (the rest left to Azure).
+    pub fn settings(&self) -> AccountSettings {
+        AccountSettings {
+            public_network_access: self.public_network_access,
+            ip_rules: self.ip_rules.clone(),
+            virtual_network_rules: self.virtual_network_rules.clone(),
+            is_virtual_network_filter_enabled: self.is_virtual_network_filter_enabled,
+            network_acl_bypass: self.network_acl_bypass,
+            network_acl_bypass_resource_ids: self.network_acl_bypass_resource_ids.clone(),
+            disable_local_auth: self.disable_local_auth,
+            minimal_tls_version: self.minimal_tls_version,
+        }
+    }
 }
 
 /// Changes to an adopted account the user agrees to.
@@ -566,6 +640,7 @@ pub enum OperationKind {
     SetLocations,
     ChangeFailoverPriorities,
     SetBackupPolicy,
+    SetAccountSettings,
     DeleteAccount,
     #[serde(other)]
     Unknown,
@@ -584,6 +659,7 @@ impl OperationKind {
             Self::SetLocations => "SetLocations",
             Self::ChangeFailoverPriorities => "ChangeFailoverPriorities",
             Self::SetBackupPolicy => "SetBackupPolicy",
+            Self::SetAccountSettings => "SetAccountSettings",
             Self::DeleteAccount => "DeleteAccount",
             Self::Unknown => "Unknown",
         }

@@ -4,6 +4,7 @@
 //! rules so the API server refuses bad input at admission instead of the
 //! operator discovering it half-way through an Azure procedure.
 
+mod account_settings;
 mod common;
 pub mod conditions;
 mod cosmos_account;
@@ -11,6 +12,7 @@ mod key_rotation;
 mod key_vault_binding;
 mod patterns;
 
+pub use account_settings::*;
 pub use common::*;
 pub use cosmos_account::*;
 pub use key_rotation::*;

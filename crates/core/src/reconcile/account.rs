@@ -13,6 +13,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::destructive;
 use super::ownership::{self, Owner, Ownership};
 use super::reasons as r;
+use super::settings_drift::{self, SettingsUpdate};
 use super::sharing::{self, Peer};
 use super::spec_drift::{self, BackupFacts, Difference, Fix, Reported};
 use crate::api::conditions::{
@@ -20,9 +21,9 @@ use crate::api::conditions::{
     VAULT_READY,
 };
 use crate::api::{
-    AccountIdentity, AzureErrorRecord, BackupPolicy, CosmosAccountCMKSpec, CosmosAccountCMKStatus,
-    Grant, IdentityType, Location, OperationKind, PermissionModel, Phase, ReconcilePolicy,
-    RetainedKeyVersion, same_id,
+    AccountIdentity, AccountSettings, AzureErrorRecord, BackupPolicy, CosmosAccountCMKSpec,
+    CosmosAccountCMKStatus, Grant, IdentityType, Location, OperationKind, PermissionModel, Phase,
+    ReconcilePolicy, RetainedKeyVersion, same_id,
 };
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -75,6 +76,8 @@ pub struct AccountFacts {
     pub backup: Option<BackupFacts>,
     /// The account's regions (empty when Azure did not report them).
     pub locations: Vec<Location>,
+    /// The settings Azure Policy looks at, each `None` when Azure did not report it.
+    pub settings: AccountSettings,
 }
 
 impl AccountFacts {
@@ -180,8 +183,11 @@ pub struct CreateAccount {
     /// `FirstPartyIdentity`, or `UserAssignedIdentity=<id>`.
     pub default_identity: String,
     pub user_assigned_identity: Option<String>,
-    /// The owner tags the account is created with.
+    /// The tags the account is created with: the user's and the owner tags
+    /// (which win).
     pub tags: BTreeMap<String, String>,
+    /// The settings the spec sets (the rest left to Azure's defaults).
+    pub settings: AccountSettings,
 }
 
 /// One Azure call.
@@ -209,6 +215,8 @@ pub enum Action {
     ChangeFailoverPriorities(Vec<Location>),
     /// Migrates to continuous backup, or changes the tier, interval or retention.
     SetBackupPolicy(BackupPolicy),
+    /// Network, local auth and TLS settings and the user's tags, in one PATCH.
+    UpdateSettings(SettingsUpdate),
     DisableKeyVersion {
         key_uri: String,
         version: String,
@@ -674,7 +682,22 @@ fn account_stage(out: &mut Out<'_>, key: &Key, a: &AccountFacts, principal: &str
     // Every difference between the spec and the account: corrected one write
     // at a time (identity, default identity, key, backup, regions), or, when
     // one is refused, none written and all named.
-    let mut diffs = cmk_differences(a, spec, &want_default, &key.key_uri, principal.is_empty());
+    // The settings first: a deny assignment refuses every other write to an
+    // account that does not comply, and these make it comply.
+    let mut diffs: Vec<Difference> = settings_drift::difference(&a.settings, &a.tags, spec)
+        .map(|(what, update)| Difference {
+            what,
+            fix: Fix::Change(Action::UpdateSettings(update), r::UPDATING_ACCOUNT_SETTINGS),
+        })
+        .into_iter()
+        .collect();
+    diffs.extend(cmk_differences(
+        a,
+        spec,
+        &want_default,
+        &key.key_uri,
+        principal.is_empty(),
+    ));
     adopt_region_record(out, a);
     let managed = out.status.managed_regions.clone();
     diffs.extend(spec_drift::differences(a.reported(), spec, &managed));
@@ -873,6 +896,19 @@ fn ownership_gate(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
                 let reason = "in use when the account was adopted; its backups may need it";
                 retain_version(out, uri, version, reason);
             }
+            // Settings the spec sets go out with the owner tags: a deny
+            // assignment would refuse a tag write to an account that does not
+            // comply yet, however the spec means to fix it.
+            if let Some((what, mut update)) = settings_drift::difference(&a.settings, &a.tags, spec)
+            {
+                update.owner = Some(o.me.clone());
+                let msg = format!(
+                    "adopting account {}: writing its owner tags ({}) with the settings the spec sets ({what})",
+                    spec.account_name, o.me
+                );
+                let action = Action::UpdateSettings(update);
+                return Some(out.acting(Stage::Account, r::ADOPTING_ACCOUNT, msg, action));
+            }
             let msg = format!(
                 "adopting account {}: writing its owner tags ({})",
                 spec.account_name, o.me
@@ -1025,7 +1061,8 @@ fn create_or_report_missing(
             "FirstPartyIdentity".to_owned()
         },
         user_assigned_identity: ua,
-        tags: o.me.tags(),
+        tags: ownership::with_owner(&settings_drift::user_tags(spec), &o.me),
+        settings: spec.settings(),
     };
     let msg = format!(
         "creating account {} with key {}",

@@ -18,10 +18,15 @@ const UA_ID: &str = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourc
 const KEY: &str = "https://vault.example/keys/k1";
 const VAULT: &str = "/subscriptions/00000000-0000-0000-0000-00000000c0de/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v";
 
-fn spec(identity: IdentityType) -> CosmosAccountCMKSpec {
+pub(super) fn spec(identity: IdentityType) -> CosmosAccountCMKSpec {
     let example = include_str!("../../../../deploy/examples/10-account-first-party.yaml");
     let obj: CosmosAccountCMK = serde_saphyr::from_str(example).expect("example parses");
     let mut spec = obj.spec;
+    // The example's Azure Policy settings and tags are settings_drift_tests'
+    // subject; here the account facts carry none of them.
+    spec.tags.clear();
+    spec.public_network_access = None;
+    spec.disable_local_auth = None;
     spec.identity.type_ = identity;
     if identity == IdentityType::UserAssigned {
         spec.identity.user_assigned_identity_id = Some(UA_ID.to_owned());
@@ -41,7 +46,7 @@ fn ready_binding() -> BindingState {
     }
 }
 
-fn me() -> Owner {
+pub(super) fn me() -> Owner {
     Owner {
         cluster: "c1".into(),
         namespace: "team-a".into(),
@@ -51,7 +56,7 @@ fn me() -> Owner {
 }
 
 /// An account this resource owns (its owner tags name it).
-fn account(default_identity: &str) -> AccountFacts {
+pub(super) fn account(default_identity: &str) -> AccountFacts {
     AccountFacts {
         tags: me().tags(),
         id: "/subscriptions/x/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a"
@@ -65,27 +70,27 @@ fn account(default_identity: &str) -> AccountFacts {
     }
 }
 
-struct World {
-    spec: CosmosAccountCMKSpec,
-    status: CosmosAccountCMKStatus,
-    binding: BindingState,
-    provider: bool,
-    ua_principal: Option<String>,
-    granted: Vec<String>,
-    account: AccountState,
-    operation: Option<OperationState>,
-    now: Timestamp,
-    recreate: Option<String>,
-    confirm_owner: Option<String>,
-    previous_cluster: Option<&'static str>,
-    restorable_deleted: Option<Result<Vec<String>, String>>,
-    peers: Vec<Peer>,
-    peer_grants: Vec<Grant>,
-    restore: Option<RestoreFacts>,
+pub(super) struct World {
+    pub(super) spec: CosmosAccountCMKSpec,
+    pub(super) status: CosmosAccountCMKStatus,
+    pub(super) binding: BindingState,
+    pub(super) provider: bool,
+    pub(super) ua_principal: Option<String>,
+    pub(super) granted: Vec<String>,
+    pub(super) account: AccountState,
+    pub(super) operation: Option<OperationState>,
+    pub(super) now: Timestamp,
+    pub(super) recreate: Option<String>,
+    pub(super) confirm_owner: Option<String>,
+    pub(super) previous_cluster: Option<&'static str>,
+    pub(super) restorable_deleted: Option<Result<Vec<String>, String>>,
+    pub(super) peers: Vec<Peer>,
+    pub(super) peer_grants: Vec<Grant>,
+    pub(super) restore: Option<RestoreFacts>,
 }
 
 impl World {
-    fn new(identity: IdentityType) -> Self {
+    pub(super) fn new(identity: IdentityType) -> Self {
         World {
             spec: spec(identity),
             status: CosmosAccountCMKStatus::default(),
@@ -106,7 +111,7 @@ impl World {
             restore: None,
         }
     }
-    fn decide(&self) -> Decision {
+    pub(super) fn decide(&self) -> Decision {
         let o = Observed {
             spec: &self.spec,
             generation: Some(1),
@@ -132,7 +137,7 @@ impl World {
     }
 }
 
-fn reason(d: &Decision, type_: &str) -> String {
+pub(super) fn reason(d: &Decision, type_: &str) -> String {
     conditions::find(&d.status.conditions, type_)
         .map(|c| format!("{}/{}", c.status, c.reason))
         .unwrap_or_default()
@@ -239,7 +244,8 @@ fn user_assigned_account_is_created_with_its_default_identity() {
             key_uri: KEY.into(),
             default_identity: format!("UserAssignedIdentity={UA_ID}"),
             user_assigned_identity: Some(UA_ID.into()),
-            tags: me().tags(),
+            tags: super::ownership::with_owner(&w.spec.tags, &me()),
+            settings: w.spec.settings(),
         }))
     );
     assert_eq!(reason(&d, ACCOUNT_CREATED), "False/CreatingAccount");

@@ -6,8 +6,10 @@ pub mod binding;
 pub mod destructive;
 pub mod outcomes;
 pub mod ownership;
+pub mod policy;
 pub mod reasons;
 pub mod rotation;
+pub mod settings_drift;
 pub mod sharing;
 pub mod spec_drift;
 
@@ -15,5 +17,7 @@ pub mod spec_drift;
 mod account_tests;
 #[cfg(test)]
 mod binding_tests;
+#[cfg(test)]
+mod settings_drift_tests;
 #[cfg(test)]
 mod spec_drift_tests;

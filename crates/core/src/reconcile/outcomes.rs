@@ -4,6 +4,7 @@
 
 use crate::api::{BackupPolicy, Location, OperationKind};
 use crate::reconcile::ownership::Owner;
+use crate::reconcile::settings_drift::SettingsUpdate;
 
 /// One staged change to an existing account (Azure rejects bundling them).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum AccountChange {
     ChangeFailoverPriorities(Vec<Location>),
     /// A new backup policy (migration to continuous, tier, interval, retention).
     SetBackupPolicy(BackupPolicy),
+    /// The settings that differ and the user's tags (others kept), in one PATCH.
+    SetSettings(SettingsUpdate),
 }
 
 impl AccountChange {
@@ -34,6 +37,7 @@ impl AccountChange {
             Self::SetLocations(_) => OperationKind::SetLocations,
             Self::ChangeFailoverPriorities(_) => OperationKind::ChangeFailoverPriorities,
             Self::SetBackupPolicy(_) => OperationKind::SetBackupPolicy,
+            Self::SetSettings(_) => OperationKind::SetAccountSettings,
         }
     }
 }

@@ -65,3 +65,8 @@ pub const CHANGING_FAILOVER_PRIORITIES: &str = "ChangingFailoverPriorities";
 pub const UPDATING_BACKUP_POLICY: &str = "UpdatingBackupPolicy";
 pub const MIGRATING_TO_CONTINUOUS_BACKUP: &str = "MigratingToContinuousBackup";
 pub const CHANGE_REFUSED: &str = "ChangeRefused";
+// The settings Azure Policy looks at (network, local auth, TLS) and the user's tags.
+pub const UPDATING_ACCOUNT_SETTINGS: &str = "UpdatingAccountSettings";
+// Both kinds: Azure Policy denied a write (403 `RequestDisallowedByPolicy`);
+// the message names the policy, its assignment and the spec field to set.
+pub const DISALLOWED_BY_POLICY: &str = "DisallowedByPolicy";

@@ -93,6 +93,41 @@ pub fn name_exists_status(state: &State, name: &str) -> StatusCode {
     }
 }
 
+/// The enumerated account settings take only the values of Cosmos DB's REST
+/// spec (2025-10-15: `PublicNetworkAccess`, `NetworkAclBypass`,
+/// `MinimalTlsVersion`); the wording of the refusal is the simulator's (no
+/// recording of it).
+pub fn settings_valid(props: &Value) -> Result<(), ApiError> {
+    const ENUMS: [(&str, &[&str]); 3] = [
+        (
+            "publicNetworkAccess",
+            &["Enabled", "Disabled", "SecuredByPerimeter"],
+        ),
+        ("networkAclBypass", &["None", "AzureServices"]),
+        ("minimalTlsVersion", &["Tls", "Tls11", "Tls12"]),
+    ];
+    for (field, allowed) in ENUMS {
+        let Some(v) = props.get(field) else { continue };
+        let ok = v
+            .as_str()
+            .is_some_and(|s| allowed.iter().any(|a| a.eq_ignore_ascii_case(s)));
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "The value {v} of '{field}' is not valid: the allowed values are {}.",
+                allowed.join(", ")
+            )));
+        }
+    }
+    for field in ["disableLocalAuth", "isVirtualNetworkFilterEnabled"] {
+        if props.get(field).is_some_and(|v| !v.is_boolean()) {
+            return Err(ApiError::bad_request(format!(
+                "The value of '{field}' must be a boolean."
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

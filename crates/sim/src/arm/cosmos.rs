@@ -376,6 +376,18 @@ fn create(
                 "The 'properties' object is required to create a database account.",
             )
         })?;
+    // ARM judges the request against Azure Policy before the resource
+    // provider sees it.
+    super::policy::enforce(
+        state,
+        &super::policy::Resource {
+            id: &format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{TYPE}/{name}"),
+            name,
+            tags: body.get("tags").unwrap_or(&json!({})),
+            properties: props_in,
+        },
+    )?;
+    account_rules::settings_valid(props_in)?;
     let mut props = strip_read_only(props_in);
     let has_cmk = props
         .get("keyVaultKeyUri")
@@ -780,6 +792,24 @@ fn update(
         .get("properties")
         .map(strip_read_only)
         .unwrap_or_default();
+    // ARM judges a write by the account it would leave (the request merged
+    // into the account), before the resource provider sees it.
+    let mut merged = if is_put {
+        Map::new()
+    } else {
+        cur.properties.as_object().cloned().unwrap_or_default()
+    };
+    merged.extend(patch.clone());
+    super::policy::enforce(
+        state,
+        &super::policy::Resource {
+            id: &cur.id(),
+            name: &cur.name,
+            tags: body.get("tags").unwrap_or(&cur.tags),
+            properties: &Value::Object(merged),
+        },
+    )?;
+    account_rules::settings_valid(&Value::Object(patch.clone()))?;
     // What actually changes.
     let changed: Vec<String> = patch
         .iter()
@@ -1176,6 +1206,15 @@ pub fn account_json(app: &App, state: &State, a: &Account) -> Value {
         ("networkAclBypassResourceIds", json!([])),
     ] {
         p.entry(field).or_insert(default);
+    }
+    // Each rule reads back with its flag (recorded: azure-cli
+    // test_cosmosdb_network_rule_add.yaml, 2024, commit 02ca802), false when
+    // the request left it out.
+    if let Some(Value::Array(rules)) = p.get_mut("virtualNetworkRules") {
+        for r in rules.iter_mut().filter_map(Value::as_object_mut) {
+            r.entry("ignoreMissingVNetServiceEndpoint")
+                .or_insert(json!(false));
+        }
     }
     p.entry("consistencyPolicy").or_insert(json!({"defaultConsistencyLevel": "Session", "maxIntervalInSeconds": 5, "maxStalenessPrefix": 100}));
     newer_defaults(&mut p, a);

@@ -8,6 +8,7 @@ pub mod cosmos;
 mod cosmos_locations;
 pub mod identities;
 pub mod lro;
+pub mod policy;
 pub mod providers;
 pub mod regions;
 pub mod restorable;
