@@ -12,6 +12,7 @@ pub mod error;
 mod fake_azure;
 pub mod grant_gate;
 mod guard_facts;
+mod key_watch;
 pub mod listed;
 mod observe_account;
 pub mod op_durations;
@@ -362,8 +363,13 @@ pub async fn run<A: WithCredential>(
         .reconcile_all_on(settings.tenancy.changes());
     let accounts = account_ctl.store();
     let by_binding = accounts.clone();
-    let account_ctl =
-        account_ctl.watches_shared_stream(to_accounts, move |b: Arc<KeyVaultBinding>| {
+    // The key watch wakes the accounts on a key version whose state changed.
+    let (wake_accounts, woken) = futures::channel::mpsc::unbounded::<Arc<CosmosAccountCMK>>();
+    let account_ctl = account_ctl
+        .watches_shared_stream(woken, |a: Arc<CosmosAccountCMK>| {
+            Some(ObjectRef::from_obj(&*a))
+        })
+        .watches_shared_stream(to_accounts, move |b: Arc<KeyVaultBinding>| {
             let (ns, name) = (b.namespace(), b.name_any());
             by_binding
                 .state()
@@ -374,6 +380,7 @@ pub async fn run<A: WithCredential>(
         });
 
     let drain = settings.shutdown_drain;
+    let shutdown_for_keys = shutdown.clone();
     let drain_after = shutdown.clone();
     metrics.set_readiness(Readiness::Syncing);
     let ctx = Arc::new(Context::new(
@@ -441,7 +448,8 @@ pub async fn run<A: WithCredential>(
     // `drain` they are dropped, as SIGKILL would (every step is idempotent and
     // resumes from what Azure and the status hold), so the process ends
     // within the pod's grace period whatever Azure does.
-    let stopped = futures::future::join4(binding_feed, bindings, accounts, synced);
+    let keys = key_watch::run(ctx.clone(), wake_accounts, shutdown_for_keys);
+    let stopped = futures::future::join5(binding_feed, bindings, accounts, synced, keys);
     let overdue = async move {
         drain_after.await;
         tokio::time::sleep(drain).await;

@@ -18,6 +18,7 @@ mod operability;
 mod ownership;
 mod preflight;
 mod replicas;
+mod revocation_freshness;
 mod sharing;
 mod spec_fields;
 mod tenancy;
