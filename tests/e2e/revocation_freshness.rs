@@ -6,29 +6,32 @@
 
 use std::time::Duration;
 
+use crate::lifecycle::ready_orders;
+use crate::support::Env;
 use cmk_operator::api::Phase;
 use cmk_operator::sim::SimConfig;
-use serde_json::json;
 
-use crate::support::Env;
-
-#[tokio::test]
-async fn a_disabled_version_in_use_is_reported_via_the_key_side_before_any_resync() {
-    let env = Env::start_tuned("key-watch", SimConfig::for_tests(), None, |s| {
+/// The example account Ready, with account and binding resyncs an hour away
+/// and the key watch every `key_watch_secs` (0: off); its key URI and version.
+async fn ready_with_resync_an_hour_away(
+    prefix: &str,
+    key_watch_secs: u64,
+) -> (Env, String, String) {
+    let env = Env::start_tuned(prefix, SimConfig::for_tests(), None, |s| {
         s.resync = Duration::from_secs(3600);
-        s.key_watch = Duration::from_secs(1);
+        s.key_watch = Duration::from_secs(key_watch_secs);
     })
     .await;
-    env.apply_example("00-binding-access-policy.yaml", json!({}))
-        .await;
-    env.apply_example("10-account-first-party.yaml", json!({}))
-        .await;
-    let a = env.account_reason("orders", "Ready").await;
-    let s = a.status.unwrap();
-    let (key_uri, version) = (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap());
+    let (key_uri, version) = ready_orders(&env).await;
     // Let the reconciles of the convergence end (not a timing assertion: a
     // late one would only read the key as still enabled).
     tokio::time::sleep(Duration::from_secs(2)).await;
+    (env, key_uri, version)
+}
+
+#[tokio::test]
+async fn a_disabled_version_in_use_is_reported_via_the_key_side_before_any_resync() {
+    let (env, key_uri, version) = ready_with_resync_an_hour_away("key-watch", 1).await;
     let key_reads = env.calls("KeyVault_GetKey");
     let account_reads = env.calls("DatabaseAccounts_Get");
 
@@ -54,19 +57,7 @@ async fn a_disabled_version_in_use_is_reported_via_the_key_side_before_any_resyn
 /// account's resync: the test above proves the key side, not a resync.
 #[tokio::test]
 async fn without_the_key_watch_nothing_reads_the_key_before_the_resync() {
-    let env = Env::start_tuned("key-watch-off", SimConfig::for_tests(), None, |s| {
-        s.resync = Duration::from_secs(3600);
-        s.key_watch = Duration::ZERO;
-    })
-    .await;
-    env.apply_example("00-binding-access-policy.yaml", json!({}))
-        .await;
-    env.apply_example("10-account-first-party.yaml", json!({}))
-        .await;
-    let a = env.account_reason("orders", "Ready").await;
-    let s = a.status.unwrap();
-    let (key_uri, version) = (s.key_vault_key_uri.unwrap(), s.key_version_in_use.unwrap());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (env, key_uri, version) = ready_with_resync_an_hour_away("key-watch-off", 0).await;
     let account_reads = env.calls("DatabaseAccounts_Get");
     env.set_key_version_enabled(&key_uri, &version, false).await;
     // Three key-watch intervals of the test above.

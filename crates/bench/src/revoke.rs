@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use cmk_operator::api::conditions;
 use cmk_operator::embedded::SimCloud;
 use cmk_operator::sim::SimHandle;
-use futures::StreamExt;
 use kube::api::ListParams;
 use serde_json::json;
 
@@ -111,48 +110,36 @@ async fn wait_reason(
 ) -> Res<Duration> {
     let start = Instant::now();
     let mut seen: HashSet<String> = HashSet::new();
-    let stream = kube::runtime::watcher(w.accounts(), kube::runtime::watcher::Config::default());
-    futures::pin_mut!(stream);
-    loop {
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Err(format!(
-                "only {} of {} accounts report {reason} after {timeout:?}",
-                seen.len(),
-                names.len()
-            )
-            .into());
-        }
-        let ev = match tokio::time::timeout(left, stream.next()).await {
-            Ok(Some(Ok(ev))) => ev,
-            Ok(Some(Err(e))) => {
-                eprintln!("bench: watch error (retrying): {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+    let done = w
+        .watch_accounts(timeout, |ev| {
+            if let kube::runtime::watcher::Event::Apply(a)
+            | kube::runtime::watcher::Event::InitApply(a) = ev
+            {
+                let name = kube::ResourceExt::name_any(&a);
+                if names.contains(&name) {
+                    let has = a.status.as_ref().is_some_and(|s| {
+                        conditions::find(&s.conditions, conditions::READY)
+                            .is_some_and(|c| c.reason == reason)
+                    });
+                    if has {
+                        seen.insert(name);
+                    } else {
+                        seen.remove(&name);
+                    }
+                }
             }
-            Ok(None) => return Err("watch ended".into()),
-            Err(_) => continue,
-        };
-        use kube::runtime::watcher::Event as E;
-        if let E::Apply(a) | E::InitApply(a) = ev {
-            let name = kube::ResourceExt::name_any(&a);
-            if !names.contains(&name) {
-                continue;
-            }
-            let has = a.status.as_ref().is_some_and(|s| {
-                conditions::find(&s.conditions, conditions::READY)
-                    .is_some_and(|c| c.reason == reason)
-            });
-            if has {
-                seen.insert(name);
-            } else {
-                seen.remove(&name);
-            }
-            if seen.len() == names.len() {
-                return Ok(start.elapsed());
-            }
-        }
+            seen.len() == names.len()
+        })
+        .await?;
+    if !done {
+        return Err(format!(
+            "only {} of {} accounts report {reason} after {timeout:?}",
+            seen.len(),
+            names.len()
+        )
+        .into());
     }
+    Ok(start.elapsed())
 }
 
 pub async fn set_key_enabled(

@@ -316,17 +316,52 @@ impl World {
     ) -> Res<HashMap<String, Duration>> {
         let start = Instant::now();
         let mut turned: HashMap<String, Duration> = HashMap::new();
-        let deadline = start + timeout;
         let mut ready: HashSet<String> = HashSet::new();
+        use kube::runtime::watcher::Event as E;
+        let done = self
+            .watch_accounts(timeout, |ev| {
+                match ev {
+                    E::Apply(a) | E::InitApply(a) => {
+                        let name = kube::ResourceExt::name_any(&a);
+                        if is_ready(&a) {
+                            if ready.insert(name.clone()) {
+                                turned.insert(name, start.elapsed());
+                            }
+                        } else {
+                            ready.remove(&name);
+                        }
+                    }
+                    E::Delete(a) => {
+                        ready.remove(&kube::ResourceExt::name_any(&a));
+                    }
+                    E::Init => ready.clear(),
+                    E::InitDone => {}
+                }
+                ready.len() >= n
+            })
+            .await?;
+        if !done {
+            return Err(format!("{} of {n} accounts Ready after {timeout:?}", ready.len()).into());
+        }
+        Ok(turned)
+    }
+
+    /// Feeds every watch event on the accounts to `step` until it answers
+    /// true (`Ok(true)`) or `timeout` passes (`Ok(false)`); watch errors are
+    /// retried.
+    pub async fn watch_accounts(
+        &self,
+        timeout: Duration,
+        mut step: impl FnMut(kube::runtime::watcher::Event<CosmosAccountCMK>) -> bool,
+    ) -> Res<bool> {
+        let deadline = Instant::now() + timeout;
         let stream =
             kube::runtime::watcher(self.accounts(), kube::runtime::watcher::Config::default());
         futures::pin_mut!(stream);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(
-                    format!("{} of {n} accounts Ready after {timeout:?}", ready.len()).into(),
-                );
+                return Ok(false);
             }
             let ev =
                 match tokio::time::timeout(left.min(Duration::from_secs(5)), stream.next()).await {
@@ -339,26 +374,8 @@ impl World {
                     Ok(None) => return Err("watch ended".into()),
                     Err(_) => continue,
                 };
-            use kube::runtime::watcher::Event as E;
-            match ev {
-                E::Apply(a) | E::InitApply(a) => {
-                    let name = kube::ResourceExt::name_any(&a);
-                    if is_ready(&a) {
-                        if ready.insert(name.clone()) {
-                            turned.insert(name, start.elapsed());
-                        }
-                    } else {
-                        ready.remove(&name);
-                    }
-                }
-                E::Delete(a) => {
-                    ready.remove(&kube::ResourceExt::name_any(&a));
-                }
-                E::Init => ready.clear(),
-                E::InitDone => {}
-            }
-            if ready.len() >= n {
-                return Ok(turned);
+            if step(ev) {
+                return Ok(true);
             }
         }
     }
