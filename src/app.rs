@@ -57,6 +57,15 @@ pub struct RunOptions {
     /// allows 25): with many accounts the resync interval grows to stay within it.
     #[arg(long, default_value_t = 5.0, env = "CMK_RESYNC_READS_PER_SECOND")]
     pub resync_reads_per_second: f64,
+    /// Seconds between reads of each key version in use in Key Vault: a
+    /// disabled or deleted version wakes the accounts on it at once, however
+    /// long their resync has grown (0: off). See docs/scale.md.
+    #[arg(long, default_value_t = 30, env = "CMK_KEY_WATCH_SECONDS")]
+    pub key_watch_seconds: u64,
+    /// Key Vault reads per second per vault those checks may spend (Key Vault
+    /// allows 1,000 per 10 s per vault for RSA 3072-bit software keys).
+    #[arg(long, default_value_t = 2.0, env = "CMK_KEY_WATCH_READS_PER_SECOND")]
+    pub key_watch_reads_per_second: f64,
     /// The longest Azure `Retry-After` the operator honours, in seconds: a larger
     /// one (Azure has been seen to send absurd values) is read as this, so a
     /// subscription is never paused longer.
@@ -194,6 +203,10 @@ pub enum StartError {
     )]
     ResyncBudget(f64),
     #[error(
+        "--key-watch-reads-per-second must be a positive number of Key Vault reads per second per vault (got {0}); the default is 2"
+    )]
+    KeyWatchBudget(f64),
+    #[error(
         "--max-retry-after-seconds must be at least 1 (got 0): with 0 every throttled call would be retried at once, hammering a throttled subscription; the default is 300"
     )]
     MaxRetryAfter,
@@ -225,6 +238,9 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
     let mut _simulator = None;
     if !(opts.resync_reads_per_second.is_finite() && opts.resync_reads_per_second > 0.0) {
         return Err(StartError::ResyncBudget(opts.resync_reads_per_second));
+    }
+    if !(opts.key_watch_reads_per_second.is_finite() && opts.key_watch_reads_per_second > 0.0) {
+        return Err(StartError::KeyWatchBudget(opts.key_watch_reads_per_second));
     }
     let tenancy = LiveTenancy::new(PolicyInForce::Valid(load_tenancy(
         opts.tenancy_config.as_deref(),
@@ -350,6 +366,8 @@ pub async fn run(opts: RunOptions) -> Result<(), StartError> {
         clock: Clock::default(),
         tenancy,
         shutdown_drain: Duration::from_secs(opts.shutdown_drain_seconds),
+        key_watch: Duration::from_secs(opts.key_watch_seconds),
+        key_watch_reads_per_second: opts.key_watch_reads_per_second,
     };
     let azure = Instrumented::new(azure, metrics.clone());
     if !opts.leader_election {

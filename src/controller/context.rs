@@ -52,6 +52,13 @@ pub struct Settings {
     /// After the shutdown signal, how long in-flight reconciles may take to
     /// finish before they are dropped (below the pod's grace period).
     pub shutdown_drain: Duration,
+    /// How often each key version in use is read in Key Vault, so a disabled
+    /// or deleted version wakes its accounts at once (zero: never; the
+    /// accounts' own resync still finds it).
+    pub key_watch: Duration,
+    /// Key Vault reads per second per vault that those checks may spend: a
+    /// vault with many versions in use is read less often.
+    pub key_watch_reads_per_second: f64,
 }
 
 impl Default for Settings {
@@ -68,6 +75,8 @@ impl Default for Settings {
             clock: Clock::default(),
             tenancy: LiveTenancy::default(),
             shutdown_drain: Duration::from_secs(10),
+            key_watch: Duration::from_secs(30),
+            key_watch_reads_per_second: 2.0,
         }
     }
 }

@@ -14,6 +14,7 @@ mod fake_azure;
 mod figures;
 pub mod grant_gate;
 mod guard_facts;
+mod key_watch;
 pub mod listed;
 mod observe_account;
 pub mod op_durations;
@@ -364,8 +365,13 @@ pub async fn run<A: WithCredential>(
         .reconcile_all_on(settings.tenancy.changes());
     let accounts = account_ctl.store();
     let by_binding = accounts.clone();
-    let account_ctl =
-        account_ctl.watches_shared_stream(to_accounts, move |b: Arc<KeyVaultBinding>| {
+    // The key watch wakes the accounts on a key version whose state changed.
+    let (wake_accounts, woken) = futures::channel::mpsc::unbounded::<Arc<CosmosAccountCMK>>();
+    let account_ctl = account_ctl
+        .watches_shared_stream(woken, |a: Arc<CosmosAccountCMK>| {
+            Some(ObjectRef::from_obj(&*a))
+        })
+        .watches_shared_stream(to_accounts, move |b: Arc<KeyVaultBinding>| {
             let (ns, name) = (b.namespace(), b.name_any());
             by_binding
                 .state()
@@ -376,6 +382,7 @@ pub async fn run<A: WithCredential>(
         });
 
     let drain = settings.shutdown_drain;
+    let shutdown_for_keys = shutdown.clone();
     let drain_after = shutdown.clone();
     metrics.set_readiness(Readiness::Syncing);
     let ctx = Arc::new(Context::new(
@@ -454,7 +461,8 @@ pub async fn run<A: WithCredential>(
     // `drain` they are dropped, as SIGKILL would (every step is idempotent and
     // resumes from what Azure and the status hold), so the process ends
     // within the pod's grace period whatever Azure does.
-    let stopped = futures::future::join4(binding_feed, bindings, accounts, synced);
+    let keys = key_watch::run(ctx.clone(), wake_accounts, shutdown_for_keys);
+    let stopped = futures::future::join5(binding_feed, bindings, accounts, synced, keys);
     let overdue = async move {
         drain_after.await;
         tokio::time::sleep(drain).await;

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-async fn ready_orders(env: &Env) -> (String, String) {
+pub(crate) async fn ready_orders(env: &Env) -> (String, String) {
     env.apply_example("00-binding-access-policy.yaml", json!({}))
         .await;
     env.apply_example("10-account-first-party.yaml", json!({}))

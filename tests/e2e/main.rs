@@ -21,6 +21,7 @@ mod operability;
 mod ownership;
 mod preflight;
 mod replicas;
+mod revocation_freshness;
 mod rotation_schedule;
 mod sharing;
 mod spec_fields;

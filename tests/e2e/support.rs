@@ -64,6 +64,17 @@ impl Env {
     /// The same with the operator addressing the simulator as `cloud`
     /// (its hosts, audiences and vault suffix), as `--cloud` does.
     pub async fn start_in(prefix: &str, config: SimConfig, cloud: Option<Cloud>) -> Env {
+        Self::start_tuned(prefix, config, cloud, |_| {}).await
+    }
+
+    /// The same with the operator's settings changed by `tune` before it starts
+    /// (e.g. a long resync interval).
+    pub async fn start_tuned(
+        prefix: &str,
+        config: SimConfig,
+        cloud: Option<Cloud>,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Env {
         let (client, ns) = common::test_namespace(prefix).await;
         let sim = cmk_operator::embedded::start(config)
             .await
@@ -72,7 +83,7 @@ impl Env {
             Some(c) => sim.cloud_as(c),
             None => sim.cloud(),
         };
-        let settings = Settings {
+        let mut settings = Settings {
             first_party_principal: sim.config().cosmos_first_party_object_id.clone(),
             resync: Duration::from_secs(2),
             poll: Duration::from_millis(100),
@@ -84,7 +95,10 @@ impl Env {
             clock: Default::default(),
             tenancy: allow_namespace(&ns, &[&format!("/subscriptions/{SUB}")]).into(),
             shutdown_drain: Duration::from_secs(10),
+            key_watch: Duration::ZERO,
+            key_watch_reads_per_second: 2.0,
         };
+        tune(&mut settings);
         let mut env = Env {
             operator_client: client.clone(),
             client,

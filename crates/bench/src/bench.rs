@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::Res;
+use crate::cli::Common;
 use crate::cli::RunArgs;
 use crate::measure::{
     count_k8s_writes, counters, diff, effective_resync, floor, hard_floor, is_read_op,
     minimal_calls, shared_calls,
 };
 use crate::proc_stats::{clk_tck, sample, sampler};
-use crate::world::World;
+use crate::world::{World, subscription_index, throttled as throttled_common};
 
 /// Runs the benchmark `--repeat` times; with more than one run, prints the
 /// median of every figure (these machines are noisy: compare ratios).
@@ -92,14 +93,22 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
     let applied = t0.elapsed();
     eprintln!("bench: applied {n} accounts in {applied:.1?}");
     let waited = w
-        .wait_all_ready(n, Duration::from_secs(args.timeout_seconds))
+        .wait_all_ready_times(n, Duration::from_secs(args.timeout_seconds))
         .await;
     let ready_at = t0.elapsed();
-    if let Err(e) = waited {
-        eprintln!("bench: {e}; not ready: {:?}", w.not_ready().await?);
-        w.cleanup().await;
-        return Err(e);
-    }
+    let turned = match waited {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("bench: {e}; not ready: {:?}", w.not_ready().await?);
+            w.cleanup().await;
+            return Err(e);
+        }
+    };
+    // The watch started after applying: its times count from there.
+    let turned: std::collections::HashMap<String, f64> = turned
+        .into_iter()
+        .map(|(k, d)| (k, (d + applied).as_secs_f64()))
+        .collect();
     let at_ready = sample(pid).unwrap_or_default();
     let conv = counters(&w.sim);
     let connections = w.sim.connections_accepted() - connections_before;
@@ -108,7 +117,7 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
     // Steady state: let stragglers finish, then one window of whole resync intervals.
     let settle = Duration::from_secs(c.poll_seconds * 2 + 5);
     tokio::time::sleep(settle).await;
-    let resync = effective_resync(&c, n);
+    let resync = effective_resync(&c, n.div_ceil(c.subscriptions.max(1)));
     let window = args
         .steady_seconds
         .map_or(Duration::from_secs_f64(resync), Duration::from_secs);
@@ -128,8 +137,15 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
     // One read per account per (stretched) resync; a binding's resync reads its
     // vault and its key, at the unstretched interval.
     let resyncs = window.as_secs_f64() / resync;
+    // The key watch reads each version in use (one per binding here) per interval.
+    let key_watch_reads = if c.key_watch_seconds == 0 {
+        0.0
+    } else {
+        c.bindings as f64 * window.as_secs_f64() / c.key_watch_seconds as f64
+    };
     let expected_reads = n as f64 * resyncs
-        + 2.0 * c.bindings as f64 * window.as_secs_f64() / c.resync_seconds as f64;
+        + 2.0 * c.bindings as f64 * window.as_secs_f64() / c.resync_seconds as f64
+        + key_watch_reads;
     let steady_reads: u64 = steady
         .iter()
         .filter(|(op, _)| is_read_op(op))
@@ -153,8 +169,21 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
     let steady_cpu_pct =
         (s1.cpu_ticks.saturating_sub(s0.cpu_ticks)) as f64 / tck / window.as_secs_f64() * 100.0;
     let vaults = c.bindings.clamp(1, 2);
-    let (fl, fw, fr) = floor(&c, n, vaults);
-    let hard = hard_floor(&c, n, vaults);
+    let per_sub = per_subscription(&c, n, vaults, &turned);
+    // Subscriptions converge side by side: the run's floor is the largest of theirs.
+    let (fl, fw, fr) = if c.subscriptions > 1 {
+        per_sub
+            .iter()
+            .map(|s| (s.floor, 0.0, 0.0))
+            .fold((0.0, 0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a })
+    } else {
+        floor(&c, n, vaults)
+    };
+    let hard = if c.subscriptions > 1 {
+        per_sub.iter().map(|s| s.hard_floor).fold(0.0, f64::max)
+    } else {
+        hard_floor(&c, n, vaults)
+    };
 
     println!(
         "\n== cmk-bench: {n} accounts over {} bindings ==",
@@ -187,6 +216,9 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         "  hard floor (one poll per account, after its creation ended) {hard:.1} s; ratio {:.2}",
         ready_at.as_secs_f64() / hard
     );
+    if c.subscriptions > 1 {
+        print_subscriptions(&per_sub);
+    }
     println!("Azure calls per account until Ready (operation: per account [statuses]):");
     let mut conv_total = 0u64;
     for (op, by) in &conv {
@@ -253,7 +285,91 @@ async fn run_once(args: &RunArgs, run: u32) -> Res<Value> {
         "peakRssMiB": peak_mib, "steadyRssMiB": steady_rss_mib,
         "cpuSecsToReady": conv_cpu, "steadyCpuPct": steady_cpu_pct,
         "connectionsToReady": connections,
+        "subscriptions": c.subscriptions,
+        "throttleOne": c.throttle_one,
+        "fairness": per_sub.iter().filter(|s| !s.throttled).map(|s| s.time / s.hard_floor).fold(0.0, f64::max),
+        "bySubscription": per_sub.iter().map(|s| json!({
+            "index": s.index, "accounts": s.accounts, "throttled": s.throttled,
+            "timeToReadySecs": s.time, "floorSecs": s.floor, "hardFloorSecs": s.hard_floor,
+            "readyToHardFloorRatio": s.time / s.hard_floor,
+        })).collect::<Vec<_>>(),
     });
     w.cleanup().await;
     Ok(v)
+}
+
+/// One subscription's share of a run.
+struct SubscriptionFigures {
+    index: usize,
+    accounts: usize,
+    throttled: bool,
+    /// When its last account turned Ready (from applying the first).
+    time: f64,
+    floor: f64,
+    hard_floor: f64,
+}
+
+/// Per subscription: its accounts, when its last one turned Ready, and its
+/// own floors (its own buckets; the vaults, and so the shared grant writes,
+/// are in the first subscription).
+fn per_subscription(
+    c: &Common,
+    n: usize,
+    vaults: usize,
+    turned: &std::collections::HashMap<String, f64>,
+) -> Vec<SubscriptionFigures> {
+    let s = c.subscriptions.max(1);
+    (0..s)
+        .map(|i| {
+            let accounts = (0..n).filter(|j| j % s == i).count();
+            let throttled = c.throttle_one && s > 1 && i == s - 1;
+            let own = if throttled {
+                throttled_common(c)
+            } else {
+                c.clone()
+            };
+            let v = if i == 0 { vaults } else { 0 };
+            let time = turned
+                .iter()
+                .filter(|(name, _)| subscription_index(name, s) == Some(i))
+                .map(|(_, t)| *t)
+                .fold(0.0, f64::max);
+            SubscriptionFigures {
+                index: i,
+                accounts,
+                throttled,
+                time,
+                floor: floor(&own, accounts, v).0,
+                hard_floor: hard_floor(&own, accounts, v),
+            }
+        })
+        .collect()
+}
+
+fn print_subscriptions(subs: &[SubscriptionFigures]) {
+    println!("per subscription (time to its last Ready / its own one-poll floor):");
+    for s in subs {
+        println!(
+            "  sub {:>2}{} {:>6} accounts: {:>7.1} s / {:>6.1} s = {:.2} (Retry-After floor {:.1} s)",
+            s.index,
+            if s.throttled { " (throttled 1/10)" } else { "" },
+            s.accounts,
+            s.time,
+            s.hard_floor,
+            s.time / s.hard_floor,
+            s.floor
+        );
+    }
+    let unthrottled: Vec<&SubscriptionFigures> = subs.iter().filter(|s| !s.throttled).collect();
+    if let Some(slowest) = unthrottled
+        .iter()
+        .max_by(|a, b| (a.time / a.hard_floor).total_cmp(&(b.time / b.hard_floor)))
+    {
+        let fair = slowest.time / slowest.hard_floor;
+        println!(
+            "  fairness (slowest unthrottled subscription's time / its own floor): {fair:.2} (sub {}); {} within 1.2x",
+            slowest.index,
+            if fair <= 1.2 { "all" } else { "NOT all" }
+        );
+    }
 }

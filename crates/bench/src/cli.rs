@@ -62,6 +62,17 @@ pub struct Common {
     /// Bindings the accounts are spread over.
     #[arg(long, default_value_t = 4)]
     pub bindings: usize,
+    /// Subscriptions the accounts are spread over (round robin), each with
+    /// its own ARM token buckets in the simulator, as in ARM.
+    #[arg(long, default_value_t = 1)]
+    pub subscriptions: usize,
+    /// The last subscription's ARM buckets at a tenth (rates and bursts):
+    /// do the others still converge within their own floors?
+    #[arg(long)]
+    pub throttle_one: bool,
+    /// Operator --key-watch-seconds (0: off).
+    #[arg(long, default_value_t = 30)]
+    pub key_watch_seconds: u64,
     /// Leave the namespace behind (default: deleted at the end).
     #[arg(long)]
     pub keep: bool,
@@ -127,4 +138,8 @@ pub struct FaultArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout_seconds: u64,
+    /// Revocations in a row (revoke run): each disables the version in use,
+    /// waits until its accounts report it, re-enables it and waits for Ready.
+    #[arg(long, default_value_t = 1)]
+    pub revocations: u32,
 }

@@ -218,7 +218,7 @@ async fn fault_body(w: &mut World, args: &FaultArgs, n: usize, timeout: Duration
             w.start_operator()?;
             w.apply_world(n).await?;
             w.wait_all_ready(n, timeout).await?;
-            return revoke(w, n).await;
+            return revoke(w, n, args.revocations).await;
         }
         FaultKind::ApiserverRestart => return apiserver_restart(w, args, n, timeout).await,
         FaultKind::LeaderHandover => return leader_handover(w, n, timeout).await,

@@ -75,6 +75,17 @@ pub async fn count_k8s_writes(w: &World, window: Duration) -> Res<BTreeMap<Strin
                         }
                     }
                     WatchEvent::Bookmark(b) => rv_now = b.metadata.resource_version,
+                    // The API server compacted past our version (a busy
+                    // shared control plane): go on from a fresh list. A
+                    // write in that gap would be missed; it is said so.
+                    WatchEvent::Error(e) if e.code == 410 => {
+                        eprintln!(
+                            "bench: watch of the steady-state writes expired (410); relisting"
+                        );
+                        let list = api.list_metadata(&ListParams::default()).await?;
+                        rv_now = list.metadata.resource_version.unwrap_or_default();
+                        break;
+                    }
                     WatchEvent::Error(e) => return Err(format!("watch: {e:?}").into()),
                 }
                 if Instant::now() >= end {

@@ -1,7 +1,7 @@
 //! The world a run happens in: the local control plane, a fresh namespace,
 //! the Azure simulator in this process and the operator as a child process.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,10 +112,18 @@ impl World {
         };
         let log = dir.join(format!("{ns}-operator.log"));
         let tenancy = dir.join(format!("{ns}-tenancy.yaml"));
+        let scopes: String = (0..common.subscriptions.max(1))
+            .map(|i| {
+                format!(
+                    "      - /subscriptions/{}/resourceGroups/{RESOURCE_GROUP}\n",
+                    subscription(i)
+                )
+            })
+            .collect();
         std::fs::write(
             &tenancy,
             format!(
-                "namespaces:\n  - namespace: {ns}\n    operatorIdentity: true\n    scopes:\n      - /subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}\n"
+                "namespaces:\n  - namespace: {ns}\n    operatorIdentity: true\n    scopes:\n{scopes}"
             ),
         )?;
         eprintln!(
@@ -181,6 +189,7 @@ impl World {
                 c.resync_reads_per_second
             ))
             .args(["--concurrency", &c.concurrency.to_string()])
+            .args(["--key-watch-seconds", &c.key_watch_seconds.to_string()])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("CMK_LOG_FORMAT", "text")
             // The lease identity falls back to the pid only without POD_NAME.
@@ -241,6 +250,7 @@ impl World {
         }
         let api = self.accounts();
         let ns = self.ns.clone();
+        let subs = self.common.subscriptions.max(1);
         futures::stream::iter(0..accounts)
             .map(|j| {
                 let api = api.clone();
@@ -252,7 +262,7 @@ impl World {
                         "apiVersion": "cosmoscmk.io/v1alpha1", "kind": "CosmosAccountCMK",
                         "metadata": {"name": name},
                         "spec": {
-                            "subscriptionId": SUBSCRIPTION,
+                            "subscriptionId": subscription(j % subs),
                             "resourceGroup": RESOURCE_GROUP,
                             "accountName": account_name(&ns, j),
                             "locations": [{"locationName": "eastus", "failoverPriority": 0}],
@@ -294,17 +304,64 @@ impl World {
     /// Waits until all `n` accounts are Ready (a watch, not polling lists).
     pub async fn wait_all_ready(&self, n: usize, timeout: Duration) -> Res<Duration> {
         let start = Instant::now();
-        let deadline = start + timeout;
+        self.wait_all_ready_times(n, timeout).await?;
+        Ok(start.elapsed())
+    }
+
+    /// The same, answering when each account last turned Ready (from the start).
+    pub async fn wait_all_ready_times(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Res<HashMap<String, Duration>> {
+        let start = Instant::now();
+        let mut turned: HashMap<String, Duration> = HashMap::new();
         let mut ready: HashSet<String> = HashSet::new();
+        use kube::runtime::watcher::Event as E;
+        let done = self
+            .watch_accounts(timeout, |ev| {
+                match ev {
+                    E::Apply(a) | E::InitApply(a) => {
+                        let name = kube::ResourceExt::name_any(&a);
+                        if is_ready(&a) {
+                            if ready.insert(name.clone()) {
+                                turned.insert(name, start.elapsed());
+                            }
+                        } else {
+                            ready.remove(&name);
+                        }
+                    }
+                    E::Delete(a) => {
+                        ready.remove(&kube::ResourceExt::name_any(&a));
+                    }
+                    E::Init => ready.clear(),
+                    E::InitDone => {}
+                }
+                ready.len() >= n
+            })
+            .await?;
+        if !done {
+            return Err(format!("{} of {n} accounts Ready after {timeout:?}", ready.len()).into());
+        }
+        Ok(turned)
+    }
+
+    /// Feeds every watch event on the accounts to `step` until it answers
+    /// true (`Ok(true)`) or `timeout` passes (`Ok(false)`); watch errors are
+    /// retried.
+    pub async fn watch_accounts(
+        &self,
+        timeout: Duration,
+        mut step: impl FnMut(kube::runtime::watcher::Event<CosmosAccountCMK>) -> bool,
+    ) -> Res<bool> {
+        let deadline = Instant::now() + timeout;
         let stream =
             kube::runtime::watcher(self.accounts(), kube::runtime::watcher::Config::default());
         futures::pin_mut!(stream);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(
-                    format!("{} of {n} accounts Ready after {timeout:?}", ready.len()).into(),
-                );
+                return Ok(false);
             }
             let ev =
                 match tokio::time::timeout(left.min(Duration::from_secs(5)), stream.next()).await {
@@ -317,24 +374,8 @@ impl World {
                     Ok(None) => return Err("watch ended".into()),
                     Err(_) => continue,
                 };
-            use kube::runtime::watcher::Event as E;
-            match ev {
-                E::Apply(a) | E::InitApply(a) => {
-                    let name = kube::ResourceExt::name_any(&a);
-                    if is_ready(&a) {
-                        ready.insert(name);
-                    } else {
-                        ready.remove(&name);
-                    }
-                }
-                E::Delete(a) => {
-                    ready.remove(&kube::ResourceExt::name_any(&a));
-                }
-                E::Init => ready.clear(),
-                E::InitDone => {}
-            }
-            if ready.len() >= n {
-                return Ok(start.elapsed());
+            if step(ev) {
+                return Ok(true);
             }
         }
     }
@@ -446,6 +487,47 @@ fn default_operator(root: &Path) -> Res<PathBuf> {
         })
 }
 
+/// The i-th subscription of a run: the example world's first, then made-up
+/// ones (the simulator's operator is Owner at `/` and providers are
+/// registered by default, so any subscription works).
+pub fn subscription(i: usize) -> String {
+    if i == 0 {
+        SUBSCRIPTION.to_owned()
+    } else {
+        format!("00000000-0000-0000-{i:04x}-00000000c0de")
+    }
+}
+
+/// Which subscription account `acct-NNNN` of a run is in (`apply_world`'s round robin).
+pub fn subscription_index(account: &str, subscriptions: usize) -> Option<usize> {
+    let j: usize = account.strip_prefix("acct-")?.parse().ok()?;
+    Some(j % subscriptions.max(1))
+}
+
+/// The ARM buckets of a throttled subscription: a tenth of the run's.
+pub fn throttled(c: &Common) -> Common {
+    Common {
+        arm_reads_per_second: c.arm_reads_per_second / 10.0,
+        arm_read_burst: c.arm_read_burst / 10.0,
+        arm_writes_per_second: c.arm_writes_per_second / 10.0,
+        arm_write_burst: c.arm_write_burst / 10.0,
+        ..c.clone()
+    }
+}
+
+fn buckets(c: &Common) -> ArmRateLimit {
+    ArmRateLimit {
+        reads: cmk_operator::sim::arm_limits::BucketLimit {
+            per_second: c.arm_reads_per_second,
+            burst: c.arm_read_burst,
+        },
+        writes: cmk_operator::sim::arm_limits::BucketLimit {
+            per_second: c.arm_writes_per_second,
+            burst: c.arm_write_burst,
+        },
+    }
+}
+
 pub fn account_name(ns: &str, j: usize) -> String {
     // Globally unique in Azure: the namespace (with the pid) keeps runs apart.
     let pid = ns.rsplit('-').next().unwrap_or("0");
@@ -494,16 +576,16 @@ pub fn realistic(c: &Common) -> FaultConfig {
                 ms: c.arm_latency_ms,
             },
         ],
-        arm_rate_limit: Some(ArmRateLimit {
-            reads: cmk_operator::sim::arm_limits::BucketLimit {
-                per_second: c.arm_reads_per_second,
-                burst: c.arm_read_burst,
-            },
-            writes: cmk_operator::sim::arm_limits::BucketLimit {
-                per_second: c.arm_writes_per_second,
-                burst: c.arm_write_burst,
-            },
-        }),
+        arm_rate_limit: Some(buckets(c)),
+        arm_rate_limit_by_subscription: if c.throttle_one && c.subscriptions > 1 {
+            [(
+                subscription(c.subscriptions - 1).to_ascii_lowercase(),
+                buckets(&throttled(c)),
+            )]
+            .into()
+        } else {
+            Default::default()
+        },
         ..FaultConfig::default()
     }
 }

@@ -37,6 +37,11 @@ pub struct FaultConfig {
     /// ARM's per-subscription read/write token buckets (`src/sim/arm_limits.rs`); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm_rate_limit: Option<super::arm_limits::ArmRateLimit>,
+    /// Other buckets for some subscriptions (lower-cased ids), e.g. one
+    /// subscription throttled hard while the others keep ARM's figures.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub arm_rate_limit_by_subscription:
+        std::collections::BTreeMap<String, super::arm_limits::ArmRateLimit>,
     /// A share of matching requests answered 429 with `Retry-After`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub random_throttle: Vec<super::arm_limits::RandomThrottle>,

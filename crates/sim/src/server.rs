@@ -304,9 +304,17 @@ async fn handle(app: Arc<App>, req: Request) -> Response {
     }
     let roll = app.roll();
     let write = req.method != Method::GET && req.method != Method::HEAD;
-    let limited = match (app.faults().arm_rate_limit, &route) {
+    // Bound first: the guard of a `match` scrutinee lives through its arms.
+    let arm_limit = app.faults().arm_rate_limit;
+    let limited = match (arm_limit, &route) {
         (Some(limits), Route::Arm(_)) => {
             super::arm_limits::subscription_of(&req.path).and_then(|sub| {
+                let limits = app
+                    .faults()
+                    .arm_rate_limit_by_subscription
+                    .get(&sub.to_ascii_lowercase())
+                    .copied()
+                    .unwrap_or(limits);
                 lock(&app.arm_buckets)
                     .take(&limits, sub, write, std::time::Instant::now())
                     .err()

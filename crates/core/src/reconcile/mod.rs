@@ -4,6 +4,7 @@
 pub mod account;
 pub mod binding;
 pub mod destructive;
+pub mod key_watch;
 pub mod outcomes;
 pub mod ownership;
 pub mod policy;
@@ -17,6 +18,8 @@ pub mod spec_drift;
 mod account_tests;
 #[cfg(test)]
 mod binding_tests;
+#[cfg(test)]
+mod key_watch_tests;
 #[cfg(test)]
 mod settings_drift_tests;
 #[cfg(test)]
