@@ -29,7 +29,7 @@ use crate::chart_on_node::{
     built_image, clean_up_helm_release, client, delete_namespace, examples_ready, helm, kubeconfig,
     kubectl, leader, ready_pods, reset, reverse_proxy, rolled_out, run, scratch,
 };
-use crate::{common, readme};
+use crate::{chart_aggregate, common, readme};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -828,6 +828,9 @@ async fn a_signed_release_installs_from_an_oci_registry_upgrades_and_uninstalls_
         "installed, the README's key and account Ready after {:?}",
         started.elapsed()
     );
+    // The chart's ClusterRoles aggregated into `edit` and `view` by this
+    // cluster's kube-controller-manager, and what that grants in team-a.
+    chart_aggregate::aggregated_by_the_controller(&client, kubeconfig(), README_NS, "orders").await;
 
     // helm upgrade to the second version, verified first.
     verify_release(&registry, &public, &second, &sbom);
