@@ -81,6 +81,20 @@ async fn built_in_rules(client: &kube::Client, name: &str) -> Vec<PolicyRule> {
     rules
 }
 
+/// A RoleBinding `name` of the ClusterRole `role` to the user `user`.
+async fn bind(bindings: &Api<RoleBinding>, name: &str, role: &str, user: &str) {
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .expect("binding");
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap_or_else(|e| panic!("RoleBinding {name}: {e}"));
+}
+
 fn kind_api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("cosmoscmk.io", "v1alpha1", kind);
     Api::namespaced_with(
@@ -138,16 +152,7 @@ async fn edit_users_manage_the_kinds_and_view_users_read_them() {
             .create(&PostParams::default(), &role)
             .await
             .expect("stand-in role");
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("{user}-{built_in}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": stand_in},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }))
-        .expect("binding");
-        bindings
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("binding");
+        bind(&bindings, &format!("{user}-{built_in}"), &stand_in, user).await;
     }
 
     let alice = as_user("alice").await;
@@ -315,16 +320,7 @@ pub(crate) async fn aggregated_by_the_controller(
     }
     let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), ns);
     for (built_in, user) in [("edit", "alice"), ("view", "bob")] {
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("{user}-{built_in}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": built_in},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }))
-        .expect("binding");
-        bindings
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("binding");
+        bind(&bindings, &format!("{user}-{built_in}"), built_in, user).await;
     }
     common::eventually(
         Duration::from_secs(20),

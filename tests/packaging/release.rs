@@ -696,13 +696,24 @@ async fn apply_readme_resources(client: &kube::Client, readme: &str, dir: &Path)
     let get = readme::command(readme, SECTION, &["kubectl", "-n", README_NS, "get"]);
     let shown = kubectl(&get[1..].iter().map(String::as_str).collect::<Vec<_>>());
     eprintln!("{}:\n{shown}", get.join(" "));
-    for name in [
-        "keyvaultbinding.cosmoscmk.io/orders-key",
-        "cosmosaccountcmk.cosmoscmk.io/orders",
-    ] {
+    // What the README says it shows: the same rows, in the same order, Ready.
+    let rows = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains(".cosmoscmk.io/"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    };
+    let documented = readme::block(readme, SECTION, "", "cosmoscmk.io/");
+    assert_eq!(
+        rows(&shown),
+        rows(&documented),
+        "README.md's `{SECTION}` shows what `{}` prints",
+        get.join(" ")
+    );
+    for name in rows(&documented) {
         let line = shown
             .lines()
-            .find(|l| l.starts_with(name))
+            .find(|l| l.starts_with(name.as_str()))
             .unwrap_or_else(|| panic!("`{}` shows {name}: {shown}", get.join(" ")));
         assert!(
             line.split_whitespace().nth(1) == Some("Ready"),
