@@ -11,11 +11,14 @@
 //! ClusterRole matching the built-in role's own aggregationRule selectors,
 //! unioned into a stand-in role. What is proven is thus the chart's labels
 //! against the built-in roles' real selectors, and the rules' effect.
+//! `aggregated_by_the_controller` proves it with the real controller, on the
+//! test cluster (the release test calls it after its install).
 
 use crate::common;
 
 use std::time::Duration;
 
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
@@ -26,8 +29,12 @@ use common::helm::{apply, render};
 
 /// A client that sends every request as `user` (impersonation by the admin).
 async fn as_user(user: &str) -> kube::Client {
-    let mut kubeconfig =
-        Kubeconfig::read_from(common::kubeconfig_path()).expect("kubeconfig readable");
+    as_user_of(common::kubeconfig_path(), user).await
+}
+
+/// As `as_user`, through the admin of the cluster `kubeconfig` names.
+async fn as_user_of(kubeconfig: &std::path::Path, user: &str) -> kube::Client {
+    let mut kubeconfig = Kubeconfig::read_from(kubeconfig).expect("kubeconfig readable");
     for named in &mut kubeconfig.auth_infos {
         if let Some(auth) = named.auth_info.as_mut() {
             auth.impersonate = Some(user.to_owned());
@@ -72,6 +79,20 @@ async fn built_in_rules(client: &kube::Client, name: &str) -> Vec<PolicyRule> {
         }
     }
     rules
+}
+
+/// A RoleBinding `name` of the ClusterRole `role` to the user `user`.
+async fn bind(bindings: &Api<RoleBinding>, name: &str, role: &str, user: &str) {
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .expect("binding");
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap_or_else(|e| panic!("RoleBinding {name}: {e}"));
 }
 
 fn kind_api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
@@ -131,16 +152,7 @@ async fn edit_users_manage_the_kinds_and_view_users_read_them() {
             .create(&PostParams::default(), &role)
             .await
             .expect("stand-in role");
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("{user}-{built_in}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": stand_in},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }))
-        .expect("binding");
-        bindings
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("binding");
+        bind(&bindings, &format!("{user}-{built_in}"), &stand_in, user).await;
     }
 
     let alice = as_user("alice").await;
@@ -249,5 +261,143 @@ async fn edit_users_manage_the_kinds_and_view_users_read_them() {
             .delete(&format!("agg-{ns}-{suffix}"), &DeleteParams::default())
             .await
             .expect("role deleted");
+    }
+}
+
+/// Whether `user` may `verb` `resource` (a plural, or plural/subresource)
+/// of cosmoscmk.io in `ns`, as the API server's authorizer answers.
+async fn may(client: &kube::Client, user: &str, ns: &str, verb: &str, resource: &str) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (resource, None),
+    };
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"user": user, "resourceAttributes": {
+            "group": "cosmoscmk.io", "resource": resource, "subresource": subresource,
+            "namespace": ns, "verb": verb,
+        }},
+    }))
+    .expect("review");
+    Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SubjectAccessReview")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// On a cluster whose kube-controller-manager aggregates (the test
+/// cluster), with the chart installed (`rbac.aggregateClusterRoles`, on by
+/// default): the built-in `edit` and `view` roles come to hold the kinds'
+/// rules; in `ns` a user bound to `edit` may create, patch and delete both
+/// kinds (and patches `account`, an existing CosmosAccountCMK, as that
+/// user), never their status; a user bound to `view` reads them and nothing
+/// more. The bindings are removed afterwards.
+pub(crate) async fn aggregated_by_the_controller(
+    admin: &kube::Client,
+    kubeconfig: &std::path::Path,
+    ns: &str,
+    account: &str,
+) {
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    for built_in in ["edit", "view"] {
+        common::eventually(
+            Duration::from_secs(60),
+            &format!("the aggregation controller filling `{built_in}` with the kinds' rules"),
+            || async {
+                let rules = roles.get(built_in).await.ok()?.rules.unwrap_or_default();
+                rules
+                    .iter()
+                    .any(|r| {
+                        r.api_groups
+                            .as_deref()
+                            .is_some_and(|g| g.iter().any(|g| g == "cosmoscmk.io"))
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), ns);
+    for (built_in, user) in [("edit", "alice"), ("view", "bob")] {
+        bind(&bindings, &format!("{user}-{built_in}"), built_in, user).await;
+    }
+    common::eventually(
+        Duration::from_secs(20),
+        "the authorizer seeing the bindings",
+        || async {
+            may(admin, "bob", ns, "get", "cosmosaccountcmks")
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    for plural in ["keyvaultbindings", "cosmosaccountcmks"] {
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
+            assert!(
+                may(admin, "alice", ns, verb, plural).await,
+                "edit: {verb} {plural}"
+            );
+            let read = matches!(verb, "get" | "list" | "watch");
+            assert_eq!(
+                may(admin, "bob", ns, verb, plural).await,
+                read,
+                "view: {verb} {plural}"
+            );
+        }
+        for user in ["alice", "bob"] {
+            let status = format!("{plural}/status");
+            assert!(
+                !may(admin, user, ns, "patch", &status).await,
+                "{user}: patch {status}"
+            );
+        }
+        assert!(
+            !may(admin, "alice", "default", "create", plural).await,
+            "alice outside {ns}"
+        );
+    }
+    // Requests as those users, on the real resource.
+    let as_alice = kind_api(
+        &as_user_of(kubeconfig, "alice").await,
+        ns,
+        "CosmosAccountCMK",
+        "cosmosaccountcmks",
+    );
+    as_alice
+        .patch(
+            account,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"team": "payments"}}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("alice (edit) patches {account}: {e}"));
+    let as_bob = kind_api(
+        &as_user_of(kubeconfig, "bob").await,
+        ns,
+        "CosmosAccountCMK",
+        "cosmosaccountcmks",
+    );
+    as_bob
+        .get(account)
+        .await
+        .unwrap_or_else(|e| panic!("bob (view) reads {account}: {e}"));
+    forbidden(
+        "bob (view) patches",
+        as_bob
+            .patch(
+                account,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"x": "y"}}})),
+            )
+            .await,
+    );
+    for (built_in, user) in [("edit", "alice"), ("view", "bob")] {
+        bindings
+            .delete(&format!("{user}-{built_in}"), &DeleteParams::default())
+            .await
+            .expect("binding deleted");
     }
 }

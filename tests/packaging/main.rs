@@ -16,4 +16,5 @@ mod cli_refuses;
 mod crds_in_sync;
 mod image;
 mod kustomize;
+mod readme;
 mod release;

@@ -11,22 +11,25 @@
 //! packaged with its default `image.repository` at the registry, pushed with
 //! `helm push` and signed. Before the install the chart, the image and the
 //! SBOM are verified against the public key, and a key that did not sign is
-//! refused. Then `helm install oci://…/charts/cosmos-cmk-operator --version
-//! X` with only the tenancy and Azure values; the node pulls the signed
-//! digest; the examples reach Ready against the simulator; `helm upgrade` to
-//! a second pushed, signed version (chart X+1, a new image tag and digest)
-//! rolls the Pods onto it; after the examples are deleted, `helm uninstall`
-//! leaves only what docs/releasing.md says stays (the CRDs, `crds.keep`, and
+//! refused. Then README.md, followed as written (tests/packaging/readme.rs
+//! reads its blocks; a README that changes shape fails naming the section):
+//! its `kubectl create namespace`, its `helm install oci://…` with its
+//! values.yaml (the user's ids and Azure world filled with the simulator's,
+//! plus the short list of what differs from a real cluster); the node pulls
+//! the signed digest; its first key and account applied and Ready; its
+//! `helm upgrade --reuse-values` to a second pushed, signed version (chart
+//! X+1, a new image tag and digest) rolls the Pods onto it; its Uninstall:
+//! the resources deleted first, then `helm uninstall`, leaving only what it
+//! says stays (the CRDs, `crds.keep`, and
 //! the leader-election Lease). Needs what chart_on_node.rs needs, plus
 //! openssl; fails with the tools' message otherwise.
 
 use crate::chart_on_node::{
-    Azure, EXAMPLES_NS, HELM_NS, NODE_IP, RELEASE, SERIAL, answers_in_node, apply_examples,
-    assert_helm_release_gone, built_image, clean_up_helm_release, client, create_namespace,
-    delete_examples, helm, kubeconfig, leader, operator_values, ready_pods, reset, reverse_proxy,
-    rolled_out, run, scratch,
+    Azure, HELM_NS, NODE_IP, RELEASE, SERIAL, answers_in_node, assert_helm_release_gone,
+    built_image, clean_up_helm_release, client, delete_namespace, examples_ready, helm, kubeconfig,
+    kubectl, leader, ready_pods, reset, reverse_proxy, rolled_out, run, scratch,
 };
-use crate::common;
+use crate::{chart_aggregate, common, readme};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,6 +44,11 @@ use serde_json::json;
 const CHART: &str = "cosmos-cmk-operator";
 /// The image's repository in the registry (as ghcr.io/<org>/cosmos-cmk-operator).
 const IMAGE: &str = "cosmos-cmk-operator";
+/// The namespace the README's first key and account live in (and its
+/// tenancy values name), as the README writes it.
+const README_NS: &str = "team-a";
+/// The vault of the simulator's world (deploy/examples' access-policy vault).
+const VAULT: &str = "cmk-demo-policies";
 /// The password cosign encrypts the test's private keys with.
 const KEY_PASSWORD: &str = "cmk-release-test";
 
@@ -564,6 +572,156 @@ async fn assert_runs(
     .await;
 }
 
+/// The README's placeholders for the user's Azure world, filled with the
+/// simulator's (src/embedded.rs `example_world`). The resource group
+/// `team-a` stays: the simulator creates accounts in any group.
+fn fill(block: &str) -> String {
+    block
+        .replace("<sub>", cmk_operator::embedded::SUBSCRIPTION)
+        .replace("<vault rg>", cmk_operator::embedded::RESOURCE_GROUP)
+        .replace("<vault>", VAULT)
+}
+
+/// Panics naming the README's section if a `<placeholder>` is left.
+fn assert_filled(yaml: &str, section: &str) {
+    if let Some(at) = yaml.find('<') {
+        let line = yaml[at..].lines().next().unwrap_or_default();
+        panic!("README.md's `{section}` has a placeholder this test does not fill: {line}");
+    }
+}
+
+/// The README's values.yaml with the user's ids: the Cosmos DB first
+/// party's object id and the operator identity's client id (federated with
+/// the chart's ServiceAccount, as workload identity is set up in Azure).
+fn readme_values(readme: &str, azure: &Azure, fullname: &str) -> String {
+    const SECTION: &str = "### Install with Helm";
+    let block = readme::block(readme, SECTION, "yaml", "tenancy:");
+    let mut values: serde_json::Value = serde_saphyr::from_str(&fill(&block))
+        .unwrap_or_else(|e| panic!("README.md's `{SECTION}` values.yaml is not YAML: {e}"));
+    for (path, id) in [
+        ("/operator/firstPartyPrincipalId", azure.first_party()),
+        (
+            "/workloadIdentity/clientId",
+            azure.federate_operator(HELM_NS, fullname),
+        ),
+    ] {
+        let slot = values
+            .pointer_mut(path)
+            .unwrap_or_else(|| panic!("README.md's `{SECTION}` values.yaml has no {path}"));
+        *slot = json!(id);
+    }
+    let yaml = serde_saphyr::to_string(&values).expect("YAML");
+    assert_filled(&yaml, SECTION);
+    yaml
+}
+
+/// What differs from a real cluster, and only that: Azure is the
+/// simulator (its URL and CA), and this cluster has neither the workload
+/// identity webhook (the chart projects the token itself) nor the webhook's
+/// tenant id injection.
+fn test_environment(azure: &Azure) -> serde_json::Value {
+    json!({
+        "simulator": {"url": azure.url, "caCert": azure.ca_pem()},
+        "workloadIdentity": {"projectToken": true},
+        "azure": {"tenantId": azure.tenant()},
+    })
+}
+
+/// A README `helm …` command as this test runs it: the test's release name
+/// and namespace, the local registry's chart, `version`, and the values
+/// file written from the README's. Every other word is the README's.
+fn as_here(command: &[String], chart_url: &str, version: &str, values: &Path) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut words = command.iter().skip(1).enumerate();
+    while let Some((i, word)) = words.next() {
+        let mut value = |replacement: &str| {
+            words.next().expect("a flag's value");
+            replacement.to_owned()
+        };
+        let replaced = match word.as_str() {
+            _ if i == 1 => RELEASE.to_owned(),
+            w if w.starts_with("oci://") => {
+                assert!(
+                    w.ends_with(&format!("/charts/{CHART}")),
+                    "the README's chart: {w}"
+                );
+                chart_url.to_owned()
+            }
+            "--version" => {
+                args.push(word.clone());
+                value(version)
+            }
+            "-n" | "--namespace" => {
+                args.push(word.clone());
+                value(HELM_NS)
+            }
+            "-f" | "--values" => {
+                args.push(word.clone());
+                value(values.to_str().expect("utf-8"))
+            }
+            _ => word.clone(),
+        };
+        args.push(replaced);
+    }
+    args
+}
+
+/// The README's "Your first key and account": its YAML block applied with
+/// its `kubectl apply`, both Ready, then its `kubectl wait` and `kubectl
+/// get` as it shows them.
+async fn apply_readme_resources(client: &kube::Client, readme: &str, dir: &Path) {
+    const SECTION: &str = "### Your first key and account";
+    let resources = fill(&readme::block(
+        readme,
+        SECTION,
+        "yaml",
+        "kind: CosmosAccountCMK",
+    ));
+    let without_comments: String = resources
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_filled(&without_comments, SECTION);
+    let apply = readme::command(readme, SECTION, &["kubectl", "apply"]);
+    let file = dir.join(readme::flag(&apply, &["-f"]));
+    std::fs::write(&file, resources).expect("resources written");
+    let mut args: Vec<&str> = apply[1..].iter().map(String::as_str).collect();
+    let at = args.iter().position(|a| *a == "-f").expect("-f") + 1;
+    args[at] = file.to_str().expect("utf-8");
+    kubectl(&args);
+    examples_ready(client, README_NS, 1, 1).await;
+    let wait = readme::command(readme, SECTION, &["kubectl", "-n", README_NS, "wait"]);
+    kubectl(&wait[1..].iter().map(String::as_str).collect::<Vec<_>>());
+    let get = readme::command(readme, SECTION, &["kubectl", "-n", README_NS, "get"]);
+    let shown = kubectl(&get[1..].iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!("{}:\n{shown}", get.join(" "));
+    // What the README says it shows: the same rows, in the same order, Ready.
+    let rows = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains(".cosmoscmk.io/"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    };
+    let documented = readme::block(readme, SECTION, "", "cosmoscmk.io/");
+    assert_eq!(
+        rows(&shown),
+        rows(&documented),
+        "README.md's `{SECTION}` shows what `{}` prints",
+        get.join(" ")
+    );
+    for name in rows(&documented) {
+        let line = shown
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or_else(|| panic!("`{}` shows {name}: {shown}", get.join(" ")));
+        assert!(
+            line.split_whitespace().nth(1) == Some("Ready"),
+            "the README shows {name} Ready: {line}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_release_installs_from_an_oci_registry_upgrades_and_uninstalls_on_a_real_node() {
     // The tools first (minutes on a fresh machine), while the other tests
@@ -633,61 +791,68 @@ async fn a_signed_release_installs_from_an_oci_registry_upgrades_and_uninstalls_
         );
     }
 
-    // helm install oci://… with the values docs/releasing.md names: no
-    // image values, the chart's default is the registry's image.
+    // The README, followed: its values.yaml, its install command, then its
+    // first key and account applied as it shows them, in its namespace.
+    let readme = readme::text();
     let azure = Azure::start().await;
-    create_namespace(&client, EXAMPLES_NS).await;
+    delete_namespace(&client, README_NS).await;
     let fullname = format!("{RELEASE}-{CHART}");
     let selector = format!("app.kubernetes.io/name={CHART},app.kubernetes.io/instance={RELEASE}");
-    let values = operator_values(&azure, &fullname);
     let values_file = dir.join("values.yaml");
+    std::fs::write(&values_file, readme_values(&readme, &azure, &fullname))
+        .expect("values written");
+    let overrides_file = dir.join("test-environment.yaml");
     std::fs::write(
-        &values_file,
-        serde_saphyr::to_string(&values).expect("YAML"),
+        &overrides_file,
+        serde_saphyr::to_string(&test_environment(&azure)).expect("YAML"),
     )
-    .expect("values written");
+    .expect("overrides written");
     let chart_url = format!("oci://{}/charts/{CHART}", registry.host());
     let ca = registry.ca();
     let ca = ca.to_str().expect("utf-8");
-    let out = helm(&[
-        "install",
-        RELEASE,
-        &chart_url,
-        "--version",
-        &first.chart_version,
-        "--ca-file",
-        ca,
-        "--namespace",
-        HELM_NS,
-        "--create-namespace",
-        "-f",
-        values_file.to_str().expect("utf-8"),
-    ]);
-    eprintln!(
-        "helm install {chart_url} --version {}:\n{out}",
-        first.chart_version
+    // The namespaces the tenancy values name exist first (the chart grants
+    // the operator a Role in each).
+    let create = readme::command(
+        &readme,
+        "### Install with Helm",
+        &["kubectl", "create", "namespace"],
     );
+    assert_eq!(create[3..], [README_NS], "the README's namespace");
+    kubectl(&create[1..].iter().map(String::as_str).collect::<Vec<_>>());
+    let install = readme::command(&readme, "### Install with Helm", &["helm", "install"]);
+    assert_eq!(
+        readme::flag(&install, &["--version"]),
+        first_chart,
+        "the README installs the chart's version"
+    );
+    let mut args = as_here(&install, &chart_url, &first.chart_version, &values_file);
+    args.extend(["--ca-file".into(), ca.into(), "-f".into()]);
+    args.push(overrides_file.to_str().expect("utf-8").into());
+    let out = helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!("helm {args:?}:\n{out}");
     rolled_out(&client, HELM_NS, &fullname, 2).await;
     let pods = ready_pods(&client, HELM_NS, &selector, 2).await;
     assert_runs(&client, &registry, &first, &pods).await;
     leader(&client, HELM_NS, &fullname, &pods).await;
-    apply_examples(&client).await;
-    eprintln!("installed, examples Ready after {:?}", started.elapsed());
+    apply_readme_resources(&client, &readme, &dir).await;
+    eprintln!(
+        "installed, the README's key and account Ready after {:?}",
+        started.elapsed()
+    );
+    // The chart's ClusterRoles aggregated into `edit` and `view` by this
+    // cluster's kube-controller-manager, and what that grants in team-a.
+    chart_aggregate::aggregated_by_the_controller(&client, kubeconfig(), README_NS, "orders").await;
 
     // helm upgrade to the second version, verified first.
     verify_release(&registry, &public, &second, &sbom);
-    helm(&[
-        "upgrade",
-        RELEASE,
-        &chart_url,
-        "--version",
-        &second.chart_version,
-        "--ca-file",
-        ca,
-        "--namespace",
-        HELM_NS,
-        "--reuse-values",
-    ]);
+    let upgrade = readme::command(&readme, "## Upgrade", &["helm", "upgrade"]);
+    assert!(
+        upgrade.iter().any(|w| w == "--reuse-values"),
+        "the README upgrades with --reuse-values: {upgrade:?}"
+    );
+    let mut args = as_here(&upgrade, &chart_url, &second.chart_version, &values_file);
+    args.extend(["--ca-file".into(), ca.into()]);
+    helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
     rolled_out(&client, HELM_NS, &fullname, 2).await;
     let pods = common::eventually(
         Duration::from_secs(180),
@@ -719,13 +884,26 @@ async fn a_signed_release_installs_from_an_oci_registry_upgrades_and_uninstalls_
     );
     assert_eq!(releases[0]["app_version"], second.image_tag);
 
-    // The upgraded operator releases the examples (their finalizers are its).
-    // Uninstall as docs/releasing.md says: resources first, then the release.
-    delete_examples(&client, EXAMPLES_NS).await;
-    helm(&["uninstall", RELEASE, "--namespace", HELM_NS]);
+    // The upgraded operator still serves the README's resources.
+    examples_ready(&client, README_NS, 1, 1).await;
+
+    // Uninstall as the README says: the resources first (the upgraded
+    // operator releases them: their finalizers are its; `kubectl delete`
+    // waits for that), then the release. What stays is what it says stays:
+    // the CRDs (`crds.keep`) and the leader-election Lease.
+    let delete = readme::command(&readme, "## Uninstall", &["kubectl", "delete"]);
+    kubectl(&delete[1..].iter().map(String::as_str).collect::<Vec<_>>());
+    for kind in ["cosmosaccountcmks", "keyvaultbindings"] {
+        let left = kubectl(&["get", kind, "-A", "-o", "name"]);
+        assert!(left.trim().is_empty(), "{kind} left: {left}");
+    }
+    let uninstall = readme::command(&readme, "## Uninstall", &["helm", "uninstall"]);
+    let args = as_here(&uninstall, &chart_url, "", &values_file);
+    helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_helm_release_gone(&client, &fullname).await;
     eprintln!("release test done in {:?}", started.elapsed());
 
+    delete_namespace(&client, README_NS).await;
     clean_up_helm_release(&client).await;
     drop(azure);
     drop(registry);
