@@ -83,10 +83,13 @@ impl RateLimiter {
         }
     }
 
-    /// Waits until a call may go out, but never past `deadline`: when the wait
-    /// (a pause or the refill) would end after it, returns at once with the
-    /// wait still ahead, so the caller fails fast instead of sitting out a
-    /// pause its own timeout cannot cover.
+    /// Waits for the bucket's refill, but never past `deadline`; returns at
+    /// once with the wait still ahead when the refill would end after it, or
+    /// when Azure has paused the bucket (a 429's `Retry-After`). A pause is
+    /// not sat out inside the call: the reconcile holding it would keep one
+    /// of the shared workers for as long as one throttled subscription likes,
+    /// and a few of them stall every other subscription. The caller fails
+    /// fast (`AzureThrottled`) and its resource is requeued after the wait.
     pub async fn acquire_by(
         &self,
         subscription: &str,
@@ -94,8 +97,10 @@ impl RateLimiter {
         deadline: Instant,
     ) -> Result<(), Duration> {
         loop {
-            let Some(wait) = self.try_take(subscription, kind) else {
-                return Ok(());
+            let wait = match self.next_token(subscription, kind) {
+                Wait::None => return Ok(()),
+                Wait::Paused(wait) => return Err(wait),
+                Wait::Refill(wait) => wait,
             };
             if Instant::now()
                 .checked_add(wait)
@@ -138,6 +143,14 @@ impl RateLimiter {
 
     /// Takes a token, or says how long to wait for one.
     fn try_take(&self, subscription: &str, kind: CallKind) -> Option<Duration> {
+        match self.next_token(subscription, kind) {
+            Wait::None => None,
+            Wait::Paused(d) | Wait::Refill(d) => Some(d),
+        }
+    }
+
+    /// Takes a token, or says why and how long there is none.
+    fn next_token(&self, subscription: &str, kind: CallKind) -> Wait {
         let now = Instant::now();
         let budget = self.budget(kind);
         let mut buckets = self
@@ -153,7 +166,7 @@ impl RateLimiter {
             });
         if let Some(until) = b.paused_until {
             if now < until {
-                return Some(until - now);
+                return Wait::Paused(until - now);
             }
             b.paused_until = None;
             b.updated = now;
@@ -163,13 +176,22 @@ impl RateLimiter {
         b.updated = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            None
+            Wait::None
         } else {
-            Some(Duration::from_secs_f64(
+            Wait::Refill(Duration::from_secs_f64(
                 (1.0 - b.tokens) / budget.per_second,
             ))
         }
     }
+}
+
+/// Why a call may not go out yet.
+enum Wait {
+    None,
+    /// Azure paused the bucket (429, `Retry-After`) for this long yet.
+    Paused(Duration),
+    /// The client-side bucket refills a token in this long.
+    Refill(Duration),
 }
 
 #[cfg(test)]
@@ -277,12 +299,46 @@ mod tests {
             .unwrap_err();
         assert_eq!(start.elapsed(), Duration::ZERO, "no wait at all");
         assert_eq!(wait, Duration::from_secs(300));
-        // A pause inside the deadline is waited out.
+        // A pause inside the deadline is not sat out either: it would hold a
+        // worker the other subscriptions need.
         rl.pause("short", CallKind::Read, Duration::from_secs(2));
+        let wait = rl
+            .acquire_by("short", CallKind::Read, start + Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert_eq!(start.elapsed(), Duration::ZERO, "no wait at all");
+        assert_eq!(wait, Duration::from_secs(2));
+        // Once it has passed, the call goes out.
+        tokio::time::sleep(wait).await;
         rl.acquire_by("short", CallKind::Read, start + Duration::from_secs(30))
             .await
             .unwrap();
-        assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_client_side_refill_is_waited_out_within_the_deadline() {
+        let rl = RateLimiter::new(
+            Budget {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+            Budget {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+        );
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(30);
+        rl.acquire_by("sub", CallKind::Read, deadline)
+            .await
+            .unwrap();
+        rl.acquire_by("sub", CallKind::Read, deadline)
+            .await
+            .unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_secs(1),
+            "paced, not refused"
+        );
     }
 
     #[tokio::test(start_paused = true)]
