@@ -12,7 +12,7 @@ use super::report;
 use crate::api::{KeyVaultBinding, KeyVaultBindingStatus, ROTATE_ANNOTATION};
 use crate::azure::AzurePort;
 use crate::reconcile::binding::KeyFacts;
-use crate::reconcile::rotation::{self, RotateStep};
+use crate::reconcile::rotation::{self, PolicyStep, RotateStep};
 use k8s_openapi::jiff::Timestamp;
 
 /// Runs after the binding's decision when its key is present: writes the
@@ -38,7 +38,7 @@ pub(super) async fn key_lifecycle<A: AzurePort>(
     let name = &obj.spec.key.name;
     let reference = obj.object_ref(&());
     status.rotation_policy = match &obj.spec.key.rotation {
-        Some(want) => Some(converge_policy(ctx, azure, obj, vault_uri, want).await?),
+        Some(want) => converge_policy(ctx, azure, obj, vault_uri, want).await?,
         // Without a spec'd policy the key's own stays untouched and unread.
         None => None,
     };
@@ -124,18 +124,35 @@ pub(super) async fn key_lifecycle<A: AzurePort>(
     Ok(())
 }
 
-/// Reads the key's policy and writes the spec's when they differ.
+/// Reads the key's policy and writes the spec's when `policy_step` allows.
+/// Returns the policy this binding now stands by in Key Vault (its
+/// `last_seen` next time): a foreign policy is reported and never recorded
+/// as seen, or the next resync would take it for the binding's own.
 async fn converge_policy<A: AzurePort>(
     ctx: &Context<A>,
     azure: &A,
     obj: &KeyVaultBinding,
     vault_uri: &str,
     want: &crate::api::KeyRotation,
-) -> Result<crate::api::KeyRotation, Error> {
+) -> Result<Option<crate::api::KeyRotation>, Error> {
     let name = &obj.spec.key.name;
     let have = azure.get_rotation_policy(vault_uri, name).await?;
-    let Some(write) = rotation::policy_to_write(Some(want), Some(&have)) else {
-        return Ok(have);
+    let last_seen = obj.status.as_ref().and_then(|s| s.rotation_policy.as_ref());
+    let write = match rotation::policy_step(Some(want), &have, last_seen) {
+        PolicyStep::Nothing => return Ok(Some(have)),
+        PolicyStep::KeepForeign => {
+            report::publish(
+                &ctx.recorder,
+                &obj.object_ref(&()),
+                EventType::Warning,
+                "RotationPolicyKept",
+                "SetRotationPolicy",
+                &format!("key {name} has a rotation policy set outside this binding, which differs from spec.key.rotation; it is left as it is (another owner, Terraform or another cluster, may rely on it). To have the operator manage it, reset the key's policy in Key Vault to none, or align spec.key.rotation with it"),
+            )
+            .await;
+            return Ok(last_seen.cloned());
+        }
+        PolicyStep::Write(write) => write,
     };
     let written = azure.set_rotation_policy(vault_uri, name, &write).await?;
     report::publish(
@@ -147,5 +164,5 @@ async fn converge_policy<A: AzurePort>(
         &format!("wrote the rotation policy of key {name} as spec.key.rotation says"),
     )
     .await;
-    Ok(written)
+    Ok(Some(written))
 }

@@ -182,6 +182,81 @@ async fn a_policy_changed_in_key_vault_is_restored_and_one_set_by_others_is_left
     assert_eq!(kept.rotate_after.as_deref(), Some("P30D"));
 }
 
+/// A key is shared: a schedule someone else set on it (Terraform, another
+/// cluster's binding) is not taken over by a binding that names another one;
+/// once the key's policy is reset to none, the binding's is applied.
+#[tokio::test]
+async fn a_policy_found_on_the_key_is_left_to_its_owner() {
+    let env = Env::start("rotation-foreign").await;
+    two_accounts_on(&env, json!(null)).await;
+    let vault = env.binding_vault_uri("orders-key").await;
+    let theirs = cmk_operator::api::KeyRotation {
+        rotate_after: Some("P60D".into()),
+        expires_after: Some("P2Y".into()),
+        ..Default::default()
+    };
+    use cmk_operator::azure::AzurePort;
+    env.backdoor()
+        .set_rotation_policy(&vault, "cosmos-orders", &theirs)
+        .await
+        .unwrap();
+    env.apply_example(
+        "00-binding-access-policy.yaml",
+        json!({"spec": {"key": {"rotation": {"rotateAfter": "P90D", "expiresAfter": "P1Y"}}}}),
+    )
+    .await;
+    crate::common::eventually(
+        Duration::from_secs(60),
+        "a RotationPolicyKept event",
+        || async {
+            env.event_reasons("orders-key")
+                .await
+                .contains(&"RotationPolicyKept".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        env.calls("KeyVault_UpdateKeyRotationPolicy"),
+        1,
+        "only the other owner wrote"
+    );
+    let kept = env
+        .backdoor()
+        .get_rotation_policy(&vault, "cosmos-orders")
+        .await
+        .unwrap();
+    assert_eq!(kept.rotate_after.as_deref(), Some("P60D"));
+    let b = env.bindings().get("orders-key").await.unwrap();
+    assert!(b.status.unwrap().rotation_policy.is_none());
+
+    // The owner hands the key over: its policy reset to Key Vault's default.
+    env.backdoor()
+        .set_rotation_policy(
+            &vault,
+            "cosmos-orders",
+            &cmk_operator::api::KeyRotation {
+                notify_before_expiry: Some("P30D".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    annotate(&env, "cosmoscmk.io/reconcile", "handed-over").await;
+    env.wait(
+        &env.bindings(),
+        "orders-key",
+        "the spec's policy applied",
+        |b| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.rotation_policy.as_ref())
+                .is_some_and(|p| p.rotate_after.as_deref() == Some("P90D"))
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn the_rotate_annotation_rotates_once_per_value() {
     let mut env = Env::start("rotation-annotation").await;

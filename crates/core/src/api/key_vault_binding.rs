@@ -177,7 +177,9 @@ pub struct KeyVaultBindingStatus {
     /// When Key Vault's rotation policy rotates the key next (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_on: Option<String>,
-    /// The key's rotation policy as Key Vault reports it (read when `spec.key.rotation` is set).
+    /// The rotation policy this binding applied and last saw in Key Vault (only
+    /// with `spec.key.rotation`); absent while the key holds a policy set
+    /// outside the binding, which the operator leaves alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_policy: Option<KeyRotation>,
     /// The last `cosmoscmk.io/rotate` request acted on.

@@ -15,26 +15,57 @@ use crate::iso_duration::{IsoDuration, human, same};
 /// "Notification time would be default to 30 days before expiry").
 pub const DEFAULT_NOTIFY: &str = "P30D";
 
-/// The policy to write, when the spec sets one and Key Vault's differs.
-/// `None` when the spec sets none: a policy someone else set stays theirs.
-pub fn policy_to_write(
+/// What to do about the key's rotation policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyStep {
+    /// The spec sets none, or Key Vault already holds the spec's.
+    Nothing,
+    /// Write the spec's policy.
+    Write(KeyRotation),
+    /// Key Vault holds a policy set outside this binding: it stays.
+    KeepForeign,
+}
+
+/// Whether the spec's rotation policy may be written over Key Vault's. A key
+/// is shared (Terraform, another cluster's binding, another service may own
+/// its schedule), so the binding takes over only Key Vault's default (no
+/// rotation, no expiry); a policy it finds already set is someone else's and
+/// stays (reported), or two owners would overwrite each other on every
+/// resync. Once the binding has applied its policy (`last_seen`), a change
+/// in Key Vault is drift and the spec's comes back. Without a spec'd policy
+/// nothing is read or written.
+pub fn policy_step(
     spec: Option<&KeyRotation>,
-    in_vault: Option<&KeyRotation>,
-) -> Option<KeyRotation> {
-    let want = spec?;
-    let same_policy = in_vault.is_some_and(|have| {
-        same(want.rotate_after.as_deref(), have.rotate_after.as_deref())
-            && same(
-                want.rotate_before_expiry.as_deref(),
-                have.rotate_before_expiry.as_deref(),
-            )
-            && same(want.expires_after.as_deref(), have.expires_after.as_deref())
-            && same(
-                want.notify_before_expiry.as_deref(),
-                have.notify_before_expiry.as_deref(),
-            )
-    });
-    (!same_policy).then(|| want.clone())
+    in_vault: &KeyRotation,
+    last_seen: Option<&KeyRotation>,
+) -> PolicyStep {
+    let Some(want) = spec else {
+        return PolicyStep::Nothing;
+    };
+    if same_policy(want, in_vault) {
+        return PolicyStep::Nothing;
+    }
+    let default = in_vault.rotate_after.is_none()
+        && in_vault.rotate_before_expiry.is_none()
+        && in_vault.expires_after.is_none();
+    if default || last_seen.is_some() {
+        PolicyStep::Write(want.clone())
+    } else {
+        PolicyStep::KeepForeign
+    }
+}
+
+fn same_policy(a: &KeyRotation, b: &KeyRotation) -> bool {
+    same(a.rotate_after.as_deref(), b.rotate_after.as_deref())
+        && same(
+            a.rotate_before_expiry.as_deref(),
+            b.rotate_before_expiry.as_deref(),
+        )
+        && same(a.expires_after.as_deref(), b.expires_after.as_deref())
+        && same(
+            a.notify_before_expiry.as_deref(),
+            b.notify_before_expiry.as_deref(),
+        )
 }
 
 /// What to do about the `cosmoscmk.io/rotate` annotation.

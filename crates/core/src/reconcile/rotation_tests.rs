@@ -22,17 +22,52 @@ fn policy(
 #[test]
 fn a_policy_is_written_only_when_the_spec_sets_one_and_it_differs() {
     let want = policy(Some("P90D"), None, Some("P1Y"), None);
+    let default = policy(None, None, None, Some("P30D"));
     assert_eq!(
-        policy_to_write(None, Some(&want)),
-        None,
-        "someone else's policy stays"
+        policy_step(None, &want, None),
+        PolicyStep::Nothing,
+        "without a spec'd policy nothing is written"
     );
-    assert_eq!(policy_to_write(None, None), None);
-    assert_eq!(policy_to_write(Some(&want), None), Some(want.clone()));
+    assert_eq!(
+        policy_step(Some(&want), &default, None),
+        PolicyStep::Write(want.clone()),
+        "Key Vault's default is replaced"
+    );
     let same_in_vault = policy(Some("p90d"), None, Some("P1Y"), None);
-    assert_eq!(policy_to_write(Some(&want), Some(&same_in_vault)), None);
-    let drifted = policy(Some("P30D"), None, Some("P1Y"), None);
-    assert_eq!(policy_to_write(Some(&want), Some(&drifted)), Some(want));
+    assert_eq!(
+        policy_step(Some(&want), &same_in_vault, None),
+        PolicyStep::Nothing
+    );
+    // The binding's own earlier policy (it saw it last) gives way to a new spec.
+    let earlier = policy(Some("P30D"), None, Some("P1Y"), None);
+    assert_eq!(
+        policy_step(Some(&want), &earlier, Some(&earlier)),
+        PolicyStep::Write(want.clone())
+    );
+}
+
+#[test]
+fn a_policy_found_on_the_key_is_never_taken_over() {
+    let want = policy(Some("P90D"), None, Some("P1Y"), None);
+    let ours = policy(Some("P30D"), None, Some("P1Y"), None);
+    let theirs = policy(Some("P60D"), None, Some("P2Y"), None);
+    // Found on a key this binding never applied a policy to: someone else's
+    // schedule (Terraform, another cluster's binding) stays.
+    assert_eq!(
+        policy_step(Some(&want), &theirs, None),
+        PolicyStep::KeepForeign
+    );
+    // A second binding naming the same key with another schedule does not
+    // fight the first: the first's policy is foreign to it.
+    assert_eq!(
+        policy_step(Some(&ours), &want, None),
+        PolicyStep::KeepForeign
+    );
+    // Once this binding applied its own, a change in Key Vault is drift.
+    assert_eq!(
+        policy_step(Some(&want), &theirs, Some(&want)),
+        PolicyStep::Write(want.clone())
+    );
 }
 
 #[test]
