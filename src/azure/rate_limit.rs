@@ -230,16 +230,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn subscriptions_and_kinds_are_independent() {
-        let rl = RateLimiter::new(
-            Budget {
-                per_second: 1.0,
-                burst: 1.0,
-            },
-            Budget {
-                per_second: 1.0,
-                burst: 1.0,
-            },
-        );
+        let rl = one_per_second();
         let start = Instant::now();
         rl.acquire("a", CallKind::Read).await;
         rl.acquire("b", CallKind::Read).await;
@@ -263,6 +254,15 @@ mod tests {
         let start = Instant::now();
         rl.acquire("sub", CallKind::Read).await;
         assert!(start.elapsed() >= Duration::from_secs(5));
+    }
+
+    /// One token a second, bursts of one, for reads and writes alike.
+    fn one_per_second() -> RateLimiter {
+        let b = Budget {
+            per_second: 1.0,
+            burst: 1.0,
+        };
+        RateLimiter::new(b, b)
     }
 
     fn roomy() -> RateLimiter {
@@ -317,16 +317,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_client_side_refill_is_waited_out_within_the_deadline() {
-        let rl = RateLimiter::new(
-            Budget {
-                per_second: 1.0,
-                burst: 1.0,
-            },
-            Budget {
-                per_second: 1.0,
-                burst: 1.0,
-            },
-        );
+        let rl = one_per_second();
         let start = Instant::now();
         let deadline = start + Duration::from_secs(30);
         rl.acquire_by("sub", CallKind::Read, deadline)

@@ -625,24 +625,13 @@ async fn key_uri_change_must_be_alone_and_identity_with_default_identity_is_sile
 #[tokio::test]
 async fn a_restore_lists_only_its_identity_and_reusing_the_source_s_breaks_with_it() {
     let sim = start().await;
-    let out = sim
-        .seed(&Seed {
-            identities: vec![uai("src-id"), uai("new-id")],
-            ..Default::default()
-        })
-        .unwrap();
-    let principal = |i: usize| {
-        out["identities"][i]["principalId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let principals = seed_principals(&sim, &["src-id", "new-id"]);
     let uri = seed_vault_and_key(
         &sim,
         good_vault(
             &sim,
             "kv-trap",
-            &[&first_party(&sim), &principal(0), &principal(1)],
+            &[&first_party(&sim), &principals[0], &principals[1]],
         ),
         "cmk",
     );

@@ -42,19 +42,8 @@ fn assignment_body(role: &str, principal: &str) -> Value {
 #[tokio::test]
 async fn a_condition_limits_which_role_may_be_assigned_and_removed() {
     let sim = start().await;
-    let out = sim
-        .seed(&Seed {
-            identities: vec![uai("delegate"), uai("assignee")],
-            ..Default::default()
-        })
-        .unwrap();
-    let principal = |i: usize| {
-        out["identities"][i]["principalId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let (delegate, assignee) = (principal(0), principal(1));
+    let principals = seed_principals(&sim, &["delegate", "assignee"]);
+    let (delegate, assignee) = (principals[0].clone(), principals[1].clone());
     let sub = format!("/subscriptions/{SUB}");
     let vault = vault_id("conditioned");
     let cred: Arc<dyn TokenCredential> = Arc::new(StaticToken(sim.issue_token(

@@ -31,19 +31,8 @@ fn assignment(scope: &str, principal: &str) -> SeedRoleAssignment {
 async fn subscriptions_are_those_the_callers_assignments_reach() {
     let sim = start().await;
     // Principals ARM knows: user-assigned identities' service principals.
-    let out = sim
-        .seed(&Seed {
-            identities: vec![uai("me"), uai("other"), uai("nobody")],
-            ..Default::default()
-        })
-        .unwrap();
-    let principal = |i: usize| {
-        out["identities"][i]["principalId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let (me, other, nobody) = (&principal(0), &principal(1), &principal(2));
+    let principals = seed_principals(&sim, &["me", "other", "nobody"]);
+    let (me, other, nobody) = (&principals[0], &principals[1], &principals[2]);
     sim.seed(&Seed {
         role_assignments: vec![
             assignment(&format!("/subscriptions/{SUB_B}/resourceGroups/rg-x"), me),

@@ -294,6 +294,24 @@ pub fn uai(name: &str) -> SeedIdentity {
     }
 }
 
+/// Seeds user-assigned identities by name; returns their principal ids, in order.
+pub fn seed_principals(sim: &SimHandle, names: &[&str]) -> Vec<String> {
+    let out = sim
+        .seed(&Seed {
+            identities: names.iter().map(|n| uai(n)).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    (0..names.len())
+        .map(|i| {
+            out["identities"][i]["principalId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Seeds one vault + key; returns the versionless key URI.
 pub fn seed_vault_and_key(sim: &SimHandle, vault: SeedVault, key_name: &str) -> String {
     let vname = vault.name.clone();
