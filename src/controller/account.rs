@@ -152,15 +152,35 @@ pub(super) fn account_ref(obj: &CosmosAccountCMK) -> AccountRef {
     }
 }
 
-/// The binding as the account needs it, from the shared cache (no API call).
-pub(super) fn binding_state<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> BindingState {
+/// The binding as the account needs it, from the shared cache. Only a miss
+/// costs one GET: the bindings' watch is a separate stream, so a binding
+/// applied together with its account (one `kubectl apply -f dir/`, one Argo
+/// CD sync) may not be in the cache yet, and "not found" would be a false
+/// Warning. A binding that really is missing is read once per resync.
+pub(super) async fn binding_state<A>(
+    obj: &CosmosAccountCMK,
+    ctx: &Context<A>,
+) -> Result<BindingState, Error> {
     let ns = obj.namespace().unwrap_or_default();
-    let Some(b) = ctx
+    let name = &obj.spec.key_vault_binding_ref.name;
+    let cached = ctx
         .bindings
-        .get(&ObjectRef::<KeyVaultBinding>::new(&obj.spec.key_vault_binding_ref.name).within(&ns))
-    else {
-        return BindingState::Missing;
+        .get(&ObjectRef::<KeyVaultBinding>::new(name).within(&ns));
+    let binding = match cached {
+        Some(b) => b,
+        None => match Api::<KeyVaultBinding>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(name)
+            .await?
+        {
+            Some(b) => Arc::new(b),
+            None => return Ok(BindingState::Missing),
+        },
     };
+    Ok(state_of_binding(&binding))
+}
+
+/// What a binding's spec and status say to the accounts that use it.
+fn state_of_binding(b: &KeyVaultBinding) -> BindingState {
     let status = b.status.clone().unwrap_or_default();
     // The key in a binding's status is a record; only the key its spec names
     // is ever written to an account. (A status not yet caught up with a spec

@@ -82,7 +82,7 @@ pub(super) async fn observe<A: AzurePort>(
 ) -> Result<Seen, Error> {
     let status = obj.status.clone().unwrap_or_default();
     let target = account_ref(obj);
-    let binding = binding_state(obj, ctx);
+    let binding = binding_state(obj, ctx).await?;
     let ready_binding = matches!(binding, BindingState::Ready { .. });
 
     // Settled at this generation: one GET of the account is enough to see drift,
@@ -326,9 +326,52 @@ mod tests {
     }
 
     /// A context over `azure` whose binding cache holds `bindings` (no API
-    /// server: the client is never called by the observe stage).
+    /// server: the client is only called on a cache miss, which fails here).
     fn context(azure: FakeAzure, bindings: Vec<KeyVaultBinding>) -> Context<FakeAzure> {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        context_over(azure, bindings, "http://127.0.0.1:9")
+    }
+
+    /// An API server on loopback that answers a GET of `in_api` (a binding
+    /// the cache has not shown yet) and 404 for anything else: the narrow
+    /// stand-in for the confirm-on-miss read.
+    async fn api_holding(in_api: Option<KeyVaultBinding>) -> String {
+        use axum::http::StatusCode;
+        let answer = move |uri: axum::http::Uri| {
+            let found = in_api.clone().filter(|b| {
+                uri.path().ends_with(&format!(
+                    "/namespaces/{NS}/keyvaultbindings/{}",
+                    b.metadata.name.as_deref().unwrap_or_default()
+                ))
+            });
+            async move {
+                match found {
+                    Some(b) => (StatusCode::OK, axum::Json(serde_json::json!(b))),
+                    None => (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(serde_json::json!({
+                            "kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "reason": "NotFound", "code": 404,
+                            "message": "not found",
+                        })),
+                    ),
+                }
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = axum::Router::new().fallback(answer);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn context_over(
+        azure: FakeAzure,
+        bindings: Vec<KeyVaultBinding>,
+        api: &str,
+    ) -> Context<FakeAzure> {
+        let config = kube::Config::new(api.parse().expect("url"));
         let client = kube::Client::try_from(config).expect("client");
         let (reader, mut writer) = reflector::store();
         for b in bindings {
@@ -426,10 +469,26 @@ mod tests {
     #[tokio::test]
     async fn a_new_account_without_its_binding_reads_nothing_in_azure() {
         let obj = account(None);
-        let ctx = context(FakeAzure::default(), vec![]);
+        let api = api_holding(None).await;
+        let ctx = context_over(FakeAzure::default(), vec![], &api);
         let seen = observe(&obj, &ctx, &ctx.azure).await.expect("observed");
         assert!(ctx.azure.calls().is_empty(), "{:?}", ctx.azure.calls());
         assert_eq!(seen.binding, BindingState::Missing);
+    }
+
+    /// Applied together, the account can be reconciled before the bindings'
+    /// watch shows its binding: a miss is confirmed by a GET, so the account
+    /// waits for a binding being set up instead of warning it is missing.
+    #[tokio::test]
+    async fn a_binding_the_cache_has_not_shown_yet_is_read_not_reported_missing() {
+        let obj = account(None);
+        let mut just_applied = ready_binding(&obj.spec.key_vault_binding_ref.name);
+        just_applied.status = None;
+        let api = api_holding(Some(just_applied)).await;
+        let ctx = context_over(FakeAzure::default(), vec![], &api);
+        let seen = observe(&obj, &ctx, &ctx.azure).await.expect("observed");
+        assert_eq!(seen.binding, BindingState::Updating);
+        assert!(ctx.azure.calls().is_empty(), "{:?}", ctx.azure.calls());
     }
 
     #[tokio::test]
