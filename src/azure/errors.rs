@@ -88,7 +88,10 @@ impl CmkCause {
 /// An Azure call that failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AzureError {
-    #[error("{operation}: throttled by Azure, retry after {retry_after:?}")]
+    // No duration in the text: it goes into the Ready condition and events,
+    // and a text that changed with every pause made each retry a status
+    // write and a new event (the pause is logged with the retry).
+    #[error("{operation}: throttled by Azure (HTTP 429); retried after Azure's Retry-After")]
     Throttled {
         operation: String,
         retry_after: Duration,

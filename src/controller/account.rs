@@ -24,14 +24,11 @@ use super::report;
 use super::tenancy_gate;
 use super::{act_account, cleanup_account};
 use crate::api::conditions::{self, READY};
-use crate::api::{
-    CosmosAccountCMK, CosmosAccountCMKStatus, Grant, KeyVaultBinding, PendingOperation,
-};
+use crate::api::{CosmosAccountCMK, CosmosAccountCMKStatus, KeyVaultBinding, PendingOperation};
 use crate::azure::scoped::WithCredential;
 use crate::azure::{AccountRef, AzurePort};
 use crate::reconcile::account::{self, Action as Step, BindingState, Decision, Requeue};
 use crate::reconcile::ownership::Owner;
-use crate::reconcile::sharing::Peer;
 
 /// Keeps the object until its deletion policy has been carried out in Azure.
 pub const FINALIZER: &str = "cosmoscmk.io/finalizer";
@@ -99,36 +96,6 @@ pub(super) fn binding_vault<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Opti
     ctx.bindings
         .get(&ObjectRef::<KeyVaultBinding>::new(&obj.spec.key_vault_binding_ref.name).within(&ns))
         .map(|b| b.spec.vault_resource_id.clone())
-}
-
-/// Every other account in the cluster as sharing sees it, and the grant records
-/// the live ones hold (from the cache: no API call).
-pub(super) fn peers<A>(
-    ctx: &Context<A>,
-    this: &CosmosAccountCMK,
-    now: k8s_openapi::jiff::Timestamp,
-) -> (Vec<Peer>, Vec<Grant>) {
-    let mut peers = Vec::new();
-    let mut grants = Vec::new();
-    for other in ctx.accounts.state() {
-        if other.metadata.uid == this.metadata.uid {
-            continue;
-        }
-        let live = other.metadata.deletion_timestamp.is_none();
-        let vault = binding_vault(&other, ctx);
-        peers.push(Peer::of(
-            &other.spec,
-            other.status.as_ref(),
-            vault.as_deref(),
-            &ctx.settings.first_party_principal,
-            live,
-            now,
-        ));
-        if live && let Some(s) = &other.status {
-            grants.extend(s.grants.iter().cloned());
-        }
-    }
-    (peers, grants)
 }
 
 /// The adapter the resource acts with: its namespace's `credentialRef`, or
@@ -313,15 +280,8 @@ pub(super) fn poll_delay<A>(op: &PendingOperation, ctx: &Context<A>) -> Duration
 fn resync_delay<A>(obj: &CosmosAccountCMK, ctx: &Context<A>) -> Duration {
     let settings = &ctx.settings;
     let peers = ctx
-        .accounts
-        .state()
-        .iter()
-        .filter(|a| {
-            a.spec
-                .subscription_id
-                .eq_ignore_ascii_case(&obj.spec.subscription_id)
-        })
-        .count();
+        .subscription_sizes
+        .of(&ctx.accounts, &obj.spec.subscription_id);
     let budgeted =
         Duration::from_secs_f64(peers as f64 / settings.resync_reads_per_second.max(0.01));
     let base = settings.resync.max(budgeted);

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
+
+use super::event_recorder::Recorder;
 use kube::runtime::reflector::Store;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -17,6 +19,7 @@ use super::grant_gate::{self, GrantGate};
 use super::listed::Listed;
 use super::op_durations::OperationDurations;
 use super::own_writes::OwnWrites;
+use super::subscription_sizes::SubscriptionSizes;
 use crate::api::{CosmosAccountCMK, CredentialRef, KeyVaultBinding};
 use crate::azure::scoped::{CredentialRefError, WithCredential, credential_from_secret};
 use crate::telemetry::Metrics;
@@ -103,6 +106,8 @@ pub struct Context<A> {
     pub grants: GrantGate,
     /// How long Azure's operations have lately taken, to time the first poll.
     pub op_durations: OperationDurations,
+    /// Accounts per subscription, for the resync budget.
+    pub subscription_sizes: SubscriptionSizes,
 }
 
 impl<A> Context<A> {
@@ -134,6 +139,7 @@ impl<A> Context<A> {
             own_writes: OwnWrites::default(),
             grants: GrantGate::new(grant_gate::FRESH_FOR),
             op_durations: OperationDurations::default(),
+            subscription_sizes: SubscriptionSizes::default(),
         }
     }
 

@@ -38,6 +38,13 @@ impl Error {
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = |base: u64, cap: u64| Duration::from_secs((base << attempt.min(6)).min(cap));
         match self {
+            // A resource throttled again and again waits longer each time
+            // (1 s doubling to 30 s) even when Azure's pause is shorter: a
+            // subscription at its limit serves a few calls a second, and a
+            // thousand resources retrying at every pause only churn.
+            Error::Azure(e @ AzureError::Throttled { .. }) => {
+                e.retry_after().unwrap_or_default().max(exp(1, 30))
+            }
             Error::Azure(e) => match (e.retry_after(), e.class()) {
                 (Some(d), _) => d,
                 (None, ErrorClass::Retryable) => exp(2, 120),
@@ -68,7 +75,15 @@ mod tests {
             operation: "x".into(),
             retry_after: Duration::from_secs(17),
         });
-        assert_eq!(throttled.backoff(5), Duration::from_secs(17));
+        assert_eq!(throttled.backoff(3), Duration::from_secs(17));
+        // Throttled again and again: longer than a short pause, up to 30 s.
+        let paused_briefly = Error::Azure(AzureError::Throttled {
+            operation: "x".into(),
+            retry_after: Duration::from_millis(300),
+        });
+        assert_eq!(paused_briefly.backoff(0), Duration::from_secs(1));
+        assert_eq!(paused_briefly.backoff(3), Duration::from_secs(8));
+        assert_eq!(paused_briefly.backoff(9), Duration::from_secs(30));
         let flaky = Error::Azure(AzureError::Unavailable {
             operation: "x".into(),
             status: 503,

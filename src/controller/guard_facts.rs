@@ -10,7 +10,7 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::account::peers;
+use super::cache_peers::CachePeers;
 use super::context::Context;
 use super::error::Error;
 use super::report::StepEvent;
@@ -22,7 +22,7 @@ use crate::reconcile::binding::{KeyFacts, spec_names_key};
 use crate::reconcile::destructive::{
     self, AzureUse, GrantRemovalFacts, VersionDisableFacts, VersionVerdict,
 };
-use crate::reconcile::sharing;
+use crate::reconcile::sharing::Peers;
 
 /// Bindings of the resource's namespace whose spec names the vault.
 fn bindings_on_vault<A>(ctx: &Context<A>, ns: &str, vault_id: &str) -> Vec<KeyVaultBinding> {
@@ -122,7 +122,7 @@ pub(super) async fn remove_grant<A: AzurePort>(
     let principal = grant.principal_id.as_str();
     let fp = ctx.settings.first_party_principal.as_str();
     let _turn = ctx.grants.enter(vault_id).await;
-    let (peers, _) = peers(ctx, obj, ctx.settings.clock.now());
+    let peers = CachePeers::new(ctx, obj, ctx.settings.clock.now());
     let mut facts = GrantRemovalFacts {
         principal,
         vault_id,
@@ -132,7 +132,7 @@ pub(super) async fn remove_grant<A: AzurePort>(
         opted_in: bindings_on_vault(ctx, &ns, vault_id)
             .iter()
             .any(|b| b.spec.grant_removal == GrantRemoval::RemoveWhenUnused),
-        needed_in_cluster: sharing::grant_needed(&peers, vault_id, principal),
+        needed_in_cluster: peers.grant_needed(vault_id, principal),
         used_in_azure: AzureUse::Unknown("not read".into()),
     };
     // Azure is read only when everything else allows the removal.
@@ -205,7 +205,7 @@ pub(super) async fn disable_version<A: AzurePort>(
             &b.spec.vault_resource_id,
         )
     });
-    let (peers, _) = peers(ctx, obj, now);
+    let peers = CachePeers::new(ctx, obj, now);
     let mut facts = VersionDisableFacts {
         key_uri,
         version,
@@ -213,7 +213,7 @@ pub(super) async fn disable_version<A: AzurePort>(
         vault_allowed,
         latest: None,
         used_in_azure: AzureUse::Unknown("not read".into()),
-        needed_in_cluster: sharing::version_needed(&peers, key_uri, version),
+        needed_in_cluster: peers.version_needed(key_uri, version),
         retired_at,
         latest_created: None,
         grace_hours: i64::from(obj.spec.rotation.previous_version_grace_hours),

@@ -5,10 +5,12 @@ pub mod account;
 mod act_account;
 pub mod binding;
 mod binding_rotation;
+mod cache_peers;
 mod cleanup_account;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod event_recorder;
 #[cfg(test)]
 mod fake_azure;
 mod figures;
@@ -20,6 +22,7 @@ mod observe_account;
 pub mod op_durations;
 pub mod own_writes;
 pub mod report;
+mod subscription_sizes;
 pub mod tenancy_gate;
 
 use std::future::Future;
@@ -193,11 +196,23 @@ where
     let (reader, writer) = reflector::store();
     let changes = watcher(api, watcher::Config::default())
         .backoff(WatchBackoff::default())
+        .modify(slim)
         .reflect(writer)
         .inspect_ok(move |event| mark.observe(event))
         .applied_objects()
         .predicate_filter(spec_or_finalizers, Default::default());
     Controller::for_stream(changes, reader)
+}
+
+/// What the caches keep of an object: all but its `managedFields` and kubectl's
+/// last-applied copy, which the operator never reads (it writes with patches,
+/// never a whole object). Server-side apply's field sets are parsed into JSON
+/// trees: at 10,000 accounts they were 138 of the operator's 176 MB of heap.
+fn slim<K: Resource>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// What wakes a controller: the spec (generation: creation, edits, the
@@ -347,6 +362,7 @@ pub async fn run<A: WithCredential>(
     // objects): they are logged here.
     let binding_feed = watcher(bindings_api, watcher::Config::default())
         .backoff(WatchBackoff::default())
+        .modify(slim)
         .reflect_shared(writer)
         .inspect_ok(move |event| bindings_mark.observe(event))
         .inspect_err(|e| watch_failed(&KeyVaultBinding::kind(&()), e))
@@ -503,6 +519,45 @@ mod tests {
             ..Default::default()
         });
         Arc::new(b)
+    }
+
+    #[test]
+    fn the_caches_keep_no_managed_fields_or_last_applied_copy() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let mut b =
+            (*binding("u1", 1, &["cosmoscmk.io/cleanup"], crate::api::Phase::Ready)).clone();
+        b.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("kubectl".into()),
+            ..Default::default()
+        }]);
+        b.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+                ("cosmoscmk.io/rotate", "1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+        let before = b.clone();
+        slim(&mut b);
+        assert!(b.metadata.managed_fields.unwrap_or_default().is_empty());
+        let kept: Vec<_> = b
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_keys()
+            .collect();
+        assert_eq!(
+            kept,
+            ["cosmoscmk.io/rotate"],
+            "the operator's own annotations stay"
+        );
+        assert_eq!(
+            (b.spec, b.status, b.metadata.finalizers),
+            (before.spec, before.status, before.metadata.finalizers)
+        );
     }
 
     #[tokio::test]

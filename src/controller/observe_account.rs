@@ -6,20 +6,20 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::account::{account_ref, binding_state, owner_of, peers, poll};
+use super::account::{account_ref, binding_state, owner_of, poll};
+use super::cache_peers::CachePeers;
 use super::context::Context;
 use super::error::Error;
 use super::grant_gate::Turn;
 use crate::api::{
-    CONFIRM_OWNER_ANNOTATION, CosmosAccountCMK, CosmosAccountCMKStatus, Grant, Phase,
-    RECREATE_ANNOTATION, ReconcilePolicy,
+    CONFIRM_OWNER_ANNOTATION, CosmosAccountCMK, CosmosAccountCMKStatus, Phase, RECREATE_ANNOTATION,
+    ReconcilePolicy,
 };
 use crate::azure::AzurePort;
 use crate::reconcile::account::{
     AccountState, BindingState, Observed, OperationState, RestoreFacts, principals_to_check,
     proven_grant,
 };
-use crate::reconcile::sharing::Peer;
 
 /// Everything one reconcile saw, owned; `observed` lends it to `decide`.
 pub(super) struct Seen {
@@ -37,8 +37,7 @@ pub(super) struct Seen {
     /// may follow (one account at a time per vault).
     pub turn: Option<Turn>,
     pub now: Timestamp,
-    pub peers: Vec<Peer>,
-    pub peer_grants: Vec<Grant>,
+    pub peers: CachePeers,
     pub restore: Option<RestoreFacts>,
     /// Deleted accounts of this name Azure keeps restorable, read before a create.
     pub restorable_deleted: Option<Result<Vec<String>, String>>,
@@ -69,7 +68,6 @@ impl Seen {
             confirm_owner: obj.annotations().get(CONFIRM_OWNER_ANNOTATION).cloned(),
             restorable_deleted: self.restorable_deleted.clone(),
             peers: &self.peers,
-            peer_grants: &self.peer_grants,
             restore: self.restore.clone(),
         }
     }
@@ -163,7 +161,7 @@ pub(super) async fn observe<A: AzurePort>(
     };
 
     let now = ctx.settings.clock.now();
-    let (peers, peer_grants) = peers(ctx, obj, now);
+    let peers = CachePeers::new(ctx, obj, now);
     let restore = match (&obj.spec.restore, &account, ready_binding) {
         (Some(r), AccountState::NotFound, true) if status.account_id.is_none() && !waiting => {
             Some(restore_facts(ctx, azure, r).await?)
@@ -204,7 +202,6 @@ pub(super) async fn observe<A: AzurePort>(
         turn,
         now,
         peers,
-        peer_grants,
         restore,
     })
 }

@@ -5,7 +5,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
+
+use super::event_recorder::Recorder;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -258,17 +260,25 @@ pub async fn failure<K, S>(
         conditions,
         conditions::condition(READY, "False", reason, message, generation, Time(now)),
     );
-    publish(
-        recorder,
-        &obj.object_ref(&()),
-        EventType::Warning,
-        reason,
-        "Reconcile",
-        &err.to_string(),
-    )
-    .await;
-    if let Err(e) = write_status(api, own, obj, old, &status).await {
-        tracing::warn!(error = %e, "could not record the failure in the status");
+    let changed = match write_status(api, own, obj, old, &status).await {
+        Ok(wrote) => wrote,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record the failure in the status");
+            true
+        }
+    };
+    // A transient failure the status already shows is no news: a thousand
+    // throttled resources retrying would each add an event per retry.
+    if changed || !transient {
+        publish(
+            recorder,
+            &obj.object_ref(&()),
+            EventType::Warning,
+            reason,
+            "Reconcile",
+            &err.to_string(),
+        )
+        .await;
     }
 }
 

@@ -42,6 +42,35 @@ async fn accounts_starting_together_read_the_provider_once() {
     );
 }
 
+/// Accounts about to be created together join the restorable list in flight
+/// of their subscription; a list asked for after the last one was answered
+/// is read anew (a finished answer is never reused), and another
+/// subscription's list is its own.
+#[tokio::test]
+async fn creations_together_join_the_restorable_list_in_flight_never_a_finished_one() {
+    let sim = start().await;
+    let azure = adapter(&sim);
+    let lists = (0..8).map(|_| azure.restorable_accounts(SUB));
+    for list in futures::future::join_all(lists).await {
+        list.unwrap();
+    }
+    assert_eq!(
+        sim.count("RestorableDatabaseAccounts_List"),
+        1,
+        "one read, seven joined it"
+    );
+    azure.restorable_accounts(SUB).await.unwrap();
+    assert_eq!(sim.count("RestorableDatabaseAccounts_List"), 2, "read anew");
+    let other = "11111111-1111-1111-1111-111111111111";
+    let (a, b) = futures::join!(
+        azure.restorable_accounts(SUB),
+        azure.restorable_accounts(other)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(sim.count("RestorableDatabaseAccounts_List"), 4);
+}
+
 #[tokio::test]
 async fn vault_facts_and_network_rules() {
     let sim = start().await;

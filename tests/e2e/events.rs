@@ -127,3 +127,81 @@ async fn azure_failures_are_named_by_their_reasons() {
     }
     env.sim.set_faults(FaultConfig::default());
 }
+
+/// The recorder folds a repeat into the first event's series (as
+/// kube-runtime's does, which kubectl and dashboards read), keeps distinct
+/// events distinct, and remembers only a digest of each.
+#[tokio::test]
+async fn a_repeated_event_counts_up_on_the_first_one() {
+    use cmk_operator::controller::event_recorder::Recorder;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType, Reporter};
+
+    let env = Env::start("recorder").await;
+    let recorder = Recorder::new(
+        env.client.clone(),
+        Reporter {
+            controller: "cosmos-cmk-operator".into(),
+            instance: None,
+        },
+    );
+    let regarding = |name: &str| ObjectReference {
+        api_version: Some("cosmoscmk.io/v1alpha1".into()),
+        kind: Some("CosmosAccountCMK".into()),
+        namespace: Some(env.ns.clone()),
+        name: Some(name.into()),
+        uid: Some(format!("uid-{name}")),
+        ..Default::default()
+    };
+    let event = |reason: &str| Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(format!("{reason} happened")),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    for _ in 0..3 {
+        recorder
+            .publish(&event("AzureThrottled"), &regarding("a"))
+            .await
+            .expect("published");
+    }
+    recorder
+        .publish(&event("KeyRevoked"), &regarding("a"))
+        .await
+        .expect("published");
+    recorder
+        .publish(&event("AzureThrottled"), &regarding("b"))
+        .await
+        .expect("published");
+
+    let about_a = env.events_about("a").await;
+    let summary: Vec<(Option<String>, Option<i32>)> = about_a
+        .iter()
+        .map(|e| (e.reason.clone(), e.series.as_ref().map(|s| s.count)))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some("AzureThrottled".to_owned()), Some(3)),
+            (Some("KeyRevoked".to_owned()), None)
+        ],
+        "one event per (type, reason, action, object), repeats counted on it"
+    );
+    assert_eq!(env.events_about("b").await.len(), 1);
+    assert_eq!(recorder.remembered(), 3);
+
+    // An event deleted on the API server (they expire) is published anew.
+    let api: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    let name = about_a[0].metadata.name.clone().expect("named");
+    api.delete(&name, &Default::default())
+        .await
+        .expect("deleted");
+    recorder
+        .publish(&event("AzureThrottled"), &regarding("a"))
+        .await
+        .expect("published again");
+    let reasons = env.event_reasons("a").await;
+    assert_eq!(reasons, ["KeyRevoked", "AzureThrottled"], "{reasons:?}");
+}

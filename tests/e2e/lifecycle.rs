@@ -350,3 +350,32 @@ async fn transient_azure_failures_leave_a_ready_account_alone() {
     );
     env.sim.clear_faults();
 }
+
+/// Throttled again and again, an account reports it once: the text of the
+/// failure carries no pause (it changed with every retry), so the status is
+/// written and the Warning published on the transition only, and each retry
+/// waits longer.
+#[tokio::test]
+async fn repeated_throttling_is_one_status_change_and_one_event() {
+    let env = Env::start("throttled").await;
+    let faults: cmk_operator::sim::FaultConfig = serde_json::from_value(json!({
+        "throttle": [{"operation": "RestorableDatabaseAccounts_List", "count": 4, "retryAfterSecs": 1}]
+    }))
+    .unwrap();
+    env.sim.set_faults(faults);
+    ready_orders(&env).await;
+    assert_eq!(
+        env.sim.count_status("RestorableDatabaseAccounts_List", 429),
+        4,
+        "the fault was hit each time"
+    );
+    let throttled: Vec<_> = env
+        .events_about("orders")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("AzureThrottled"))
+        .map(|e| (e.note, e.series.map(|s| s.count)))
+        .collect();
+    assert_eq!(throttled.len(), 1, "{throttled:?}");
+    assert_eq!(throttled[0].1, None, "no repeat counted: {throttled:?}");
+}

@@ -3,13 +3,20 @@
 //! subscriptions the caller can read. The safety checks before a destructive
 //! call read these; a list cut short is an error, never a shorter answer.
 
+use std::sync::Arc;
+
 use azure_core::{Method, Url};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use serde_json::Value;
 
 use super::SdkAzure;
 use crate::azure::errors::AzureError;
 use crate::azure::rate_limit::CallKind;
 use crate::reconcile::destructive::RestorableAccount;
+
+/// A restorable-accounts list being read, shared by the callers that join it.
+pub(super) type RestorableRead =
+    Shared<BoxFuture<'static, Result<Arc<Vec<RestorableAccount>>, AzureError>>>;
 
 /// `Subscriptions_List` (Microsoft.Resources, stable).
 const SUBSCRIPTIONS_API: &str = "2022-12-01";
@@ -74,7 +81,42 @@ impl SdkAzure {
 
     /// `RestorableDatabaseAccounts_List`: every account of the subscription
     /// Azure can restore, live or deleted.
+    ///
+    /// Each account about to be created reads this list (Azure's memory of a
+    /// deleted account of its name decides), so a thousand creations in a
+    /// subscription were a thousand lists, a fifth of its ARM reads. A caller
+    /// that finds a list of its subscription *in flight* (sent, not yet
+    /// answered) joins it rather than sending another: that answer is
+    /// produced after the caller asked, as fresh as its own would be. A
+    /// finished answer is never reused.
     pub(super) async fn restorable_list(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Vec<RestorableAccount>, AzureError> {
+        let read = {
+            let mut reads = self
+                .inner
+                .restorable_reads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = subscription_id.to_ascii_lowercase();
+            match reads.get(&key) {
+                Some(read) if read.peek().is_none() => read.clone(),
+                _ => {
+                    let me = self.clone();
+                    let sub = subscription_id.to_owned();
+                    let read = async move { me.restorable_read(&sub).await.map(Arc::new) }
+                        .boxed()
+                        .shared();
+                    reads.insert(key, read.clone());
+                    read
+                }
+            }
+        };
+        read.await.map(|list| list.as_ref().clone())
+    }
+
+    async fn restorable_read(
         &self,
         subscription_id: &str,
     ) -> Result<Vec<RestorableAccount>, AzureError> {

@@ -94,6 +94,8 @@ struct Inner {
     /// throttled subscription's read never holds back another's.
     registration_reads:
         std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The restorable-accounts list in flight per subscription (see `listing`).
+    restorable_reads: std::sync::Mutex<std::collections::HashMap<String, listing::RestorableRead>>,
 }
 
 impl fmt::Debug for SdkAzure {
@@ -156,6 +158,7 @@ impl SdkAzure {
             kv: Raw::new(&http, cred2(), scope(&cloud.key_vault_audience)),
             registered: std::sync::Mutex::default(),
             registration_reads: std::sync::Mutex::default(),
+            restorable_reads: std::sync::Mutex::default(),
             cloud,
             call_timeout,
             max_retry_after,

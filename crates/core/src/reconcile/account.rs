@@ -14,7 +14,7 @@ use super::destructive;
 use super::ownership::{self, Owner, Ownership};
 use super::reasons as r;
 use super::settings_drift::{self, SettingsUpdate};
-use super::sharing::{self, Peer};
+use super::sharing::Peers;
 use super::spec_drift::{self, BackupFacts, Difference, Fix, Reported};
 use crate::api::conditions::{
     self, ACCOUNT_CREATED, FALSE, IDENTITY_GRANTED, READY, ROTATION_TRACKED, TRUE, UNKNOWN,
@@ -137,10 +137,9 @@ pub struct Observed<'a> {
     /// Deleted accounts of this name Azure keeps restorable (their deletion
     /// times), read when the account is missing; `None` when not read.
     pub restorable_deleted: Option<Result<Vec<String>, String>>,
-    /// Every other `CosmosAccountCMK` in the cluster (from the cache).
-    pub peers: &'a [Peer],
-    /// Grants the operator made that other live resources hold records of.
-    pub peer_grants: &'a [Grant],
+    /// Every other `CosmosAccountCMK` in the cluster (from the cache), asked
+    /// only when a decision needs them.
+    pub peers: &'a dyn Peers,
     /// Gathered before a restore is started.
     pub restore: Option<RestoreFacts>,
 }
@@ -464,7 +463,19 @@ fn settle_operation(out: &mut Out<'_>) -> Flow<()> {
                 .map_or("operation", |p| p.kind.as_str())
                 .to_owned();
             let msg = format!("waiting for Azure to finish {kind}");
-            return ControlFlow::Break(out.busy(r::UPDATING_ACCOUNT, msg));
+            // A creation stays "creating" while Azure works on it: the same
+            // reason is no new event (one per account at 10,000 was 10 % of
+            // the events the API server took).
+            let creating = o
+                .status
+                .pending_operation
+                .as_ref()
+                .is_some_and(|p| p.kind == OperationKind::CreateAccount);
+            let reason = match creating {
+                true => r::CREATING_ACCOUNT,
+                false => r::UPDATING_ACCOUNT,
+            };
+            return ControlFlow::Break(out.busy(reason, msg));
         }
         Some(OperationState::Succeeded) => out.status.pending_operation = None,
         Some(OperationState::Failed(err)) => {
@@ -998,9 +1009,8 @@ fn grant_stage(
         .grants
         .iter()
         .any(|g| g.is_for(vault_id, principal));
-    if !recorded && let Some(shared) = o.peer_grants.iter().find(|g| g.is_for(vault_id, principal))
-    {
-        out.status.grants.push(shared.clone());
+    if !recorded && let Some(shared) = o.peers.shared_grant(vault_id, principal) {
+        out.status.grants.push(shared);
     }
     out.set(
         IDENTITY_GRANTED,
@@ -1277,7 +1287,7 @@ fn first_party_cleanup(out: &mut Out<'_>, vault_id: &str, manage: bool) -> Optio
         .grants
         .iter()
         .position(|g| g.is_for(vault_id, fp))?;
-    if out.status.grants[i].entry_found || sharing::grant_needed(o.peers, vault_id, fp) {
+    if out.status.grants[i].entry_found || o.peers.grant_needed(vault_id, fp) {
         return None;
     }
     let grant = out.status.grants.remove(i);
@@ -1357,10 +1367,7 @@ fn track_rotation(out: &mut Out<'_>, a: &AccountFacts, key_uri: &str) -> Option<
     let due = out.status.retained_key_versions.iter().position(|r| {
         let in_use_here = same_id(&r.key_uri, &in_use_uri) && r.version == version;
         let too_early = o.now < r.safe_to_disable_after.0;
-        !(r.disabled
-            || too_early
-            || in_use_here
-            || sharing::version_needed(o.peers, &r.key_uri, &r.version))
+        !(r.disabled || too_early || in_use_here || o.peers.version_needed(&r.key_uri, &r.version))
     });
     if may_disable && let Some(i) = due {
         let r = &mut out.status.retained_key_versions[i];

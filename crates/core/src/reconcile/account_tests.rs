@@ -6,7 +6,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::account::*;
 use super::ownership::Owner;
 use super::reasons as r;
-use super::sharing::Peer;
+use super::sharing::{Peer, PeerList};
 use super::spec_drift;
 use crate::api::conditions::{
     self, ACCOUNT_CREATED, IDENTITY_GRANTED, READY, ROTATION_TRACKED, VAULT_READY,
@@ -112,6 +112,10 @@ impl World {
         }
     }
     pub(super) fn decide(&self) -> Decision {
+        let peers = PeerList {
+            peers: &self.peers,
+            grants: &self.peer_grants,
+        };
         let o = Observed {
             spec: &self.spec,
             generation: Some(1),
@@ -129,8 +133,7 @@ impl World {
             recreate: self.recreate.clone(),
             confirm_owner: self.confirm_owner.clone(),
             restorable_deleted: self.restorable_deleted.clone(),
-            peers: &self.peers,
-            peer_grants: &self.peer_grants,
+            peers: &peers,
             restore: self.restore.clone(),
         };
         decide(&o)
@@ -284,6 +287,26 @@ fn pending_operation_in_progress_polls_without_acting() {
         (d.action, d.requeue, d.status.phase),
         (None, Requeue::Soon, Phase::Provisioning)
     );
+}
+
+/// A creation Azure is still working on stays CreatingAccount (no new
+/// reason, so no new event); another operation reads UpdatingAccount.
+#[test]
+fn a_creation_in_progress_keeps_its_reason() {
+    let mut w = World::new(IdentityType::FirstParty);
+    w.operation = Some(OperationState::InProgress);
+    for (kind, want) in [
+        (OperationKind::CreateAccount, "False/CreatingAccount"),
+        (OperationKind::SetKeyUri, "False/UpdatingAccount"),
+    ] {
+        w.status.pending_operation = Some(PendingOperation {
+            kind,
+            poll_url: "https://x/op".into(),
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t0()),
+            retry_after_ms: None,
+        });
+        assert_eq!(reason(&w.decide(), READY), want, "{kind:?}");
+    }
 }
 
 #[test]
