@@ -93,3 +93,93 @@ impl std::fmt::Debug for CachePeers {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CosmosAccountCMKStatus, Grant};
+    use crate::controller::context::Settings;
+    use crate::controller::fake_azure::FakeAzure;
+    use crate::controller::listed::listed;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher;
+
+    const KEY: &str = "https://kv.vault.azure.net/keys/cmk";
+    const VAULT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
+
+    fn account(name: &str, version: &str, deleting: bool) -> CosmosAccountCMK {
+        let mut a: CosmosAccountCMK = serde_saphyr::from_str(include_str!(
+            "../../deploy/examples/10-account-first-party.yaml"
+        ))
+        .expect("example parses");
+        a.metadata.name = Some(name.into());
+        a.metadata.namespace = Some("ns".into());
+        a.metadata.uid = Some(format!("uid-{name}"));
+        if deleting {
+            a.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+            );
+        }
+        a.status = Some(CosmosAccountCMKStatus {
+            key_vault_key_uri: Some(KEY.into()),
+            key_version_in_use: Some(version.into()),
+            identity_principal_id: Some(format!("principal-{name}")),
+            grants: vec![Grant {
+                model: crate::api::PermissionModel::AccessPolicy,
+                principal_id: format!("principal-{name}"),
+                vault_id: Some(VAULT.into()),
+                role_assignment_id: None,
+                entry_found: false,
+            }],
+            ..Default::default()
+        });
+        a
+    }
+
+    /// The answers the destructive rules rely on, read from the cache when
+    /// asked: another account's version and grant are needed, the asking
+    /// account is never its own peer, and one being deleted keeps its key
+    /// version (its backups) but no grant.
+    #[tokio::test]
+    async fn other_accounts_answer_from_the_cache() {
+        let (accounts, mut writer) = reflector::store();
+        for a in [
+            account("asking", "v0", false),
+            account("other", "v1", false),
+            account("leaving", "v2", true),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(a));
+        }
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let ctx = Context::new(
+            kube::Client::try_from(config).expect("client"),
+            FakeAzure::default(),
+            Settings {
+                first_party_principal: "first-party".into(),
+                ..Settings::default()
+            },
+            reflector::store().0,
+            accounts,
+            [listed().1, listed().1],
+            std::sync::Arc::default(),
+        );
+        let peers = CachePeers::new(&ctx, &account("asking", "v0", false), Timestamp::now());
+        assert!(peers.version_needed(KEY, "v1"), "another account's version");
+        assert!(
+            peers.version_needed(KEY, "v2"),
+            "one being deleted still uses its version"
+        );
+        assert!(
+            !peers.version_needed(KEY, "v0"),
+            "the asking account is not its own peer"
+        );
+        assert!(peers.grant_needed(VAULT, "principal-other"));
+        assert!(
+            !peers.grant_needed(VAULT, "principal-leaving"),
+            "only live ones keep grants"
+        );
+        assert!(!peers.grant_needed(VAULT, "principal-asking"));
+        assert!(peers.shared_grant(VAULT, "principal-other").is_some());
+        assert!(peers.shared_grant(VAULT, "principal-leaving").is_none());
+    }
+}

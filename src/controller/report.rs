@@ -6,13 +6,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
-
-use super::event_recorder::Recorder;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::Error;
+use super::event_recorder::Recorder;
 use super::own_writes::OwnWrites;
 use crate::api::conditions::{self, READY};
 use crate::api::{AzureErrorRecord, CosmosAccountCMKStatus, KeyVaultBindingStatus, Phase};

@@ -85,10 +85,10 @@ impl SdkAzure {
     /// Each account about to be created reads this list (Azure's memory of a
     /// deleted account of its name decides), so a thousand creations in a
     /// subscription were a thousand lists, a fifth of its ARM reads. A caller
-    /// that finds a list of its subscription *in flight* (sent, not yet
-    /// answered) joins it rather than sending another: that answer is
-    /// produced after the caller asked, as fresh as its own would be. A
-    /// finished answer is never reused.
+    /// that finds a list of its subscription *in flight* (sent, its answer
+    /// not yet received) joins it rather than sending another: an answer a
+    /// call's latency older than its own would be, at most. A finished answer
+    /// is never reused.
     pub(super) async fn restorable_list(
         &self,
         subscription_id: &str,
